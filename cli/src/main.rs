@@ -1,0 +1,72 @@
+//! The `kmlink` command: orchestration only; the work is in the library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod cmd;
+mod kernels;
+
+/// kmlink: a kernel memory-allocation monitor, compiled once, linked for any
+/// Linux kernel without a compiler or headers on the host.
+#[derive(Parser)]
+#[command(name = "kmlink", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+/// Where packages come from and are kept.
+#[derive(Args, Clone, Debug)]
+pub struct FetchOpts {
+    /// Cache directory for downloaded packages and unpacked kernels.
+    #[arg(long, env = "KMLINK_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Archive mirror base URL (repeatable); default: the host's apt sources.
+    #[arg(long)]
+    pub mirror: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Link the monitor for one kernel release.
+    ///
+    /// Examples:
+    ///   kmlink build --kernel 6.1.0-47-amd64 --from-packages -o kmlink.ko
+    ///   kmlink build --kernel 6.12.107+deb13-amd64 --from-packages --check
+    Build(cmd::build::BuildArgs),
+    /// Boot a kernel in QEMU (optionally with a module inserted) and run a command in it.
+    ///
+    /// Examples:
+    ///   kmlink vm --kernel 6.1.0-47-amd64 -- cat /proc/version
+    ///   kmlink vm --kernel 6.1.0-47-amd64 --module kmlink.ko -- cat /proc/kmlink/stats
+    Vm(cmd::vm::VmArgs),
+    /// Discover, fetch and unpack kernel packages from Debian and Ubuntu archives.
+    Crawler(cmd::crawler::CrawlerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let result = match cli.command {
+        Command::Build(args) => cmd::build::run(args),
+        Command::Vm(args) => cmd::vm::run(args),
+        Command::Crawler(args) => cmd::crawler::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("kmlink: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * kmlink core: freestanding definitions. No kernel headers are included;
+ * every kernel-dependent fact reaches this code at link time through the
+ * manifest below, which the kmlink linker reads out of the object.
+ *
+ * Manifest entries live in the non-allocated section .kmlink.manifest as
+ * NUL-terminated strings:
+ *
+ *   import <sym> <cand>[|<cand>…]   the undefined symbol <sym> is bound to the
+ *                                   first candidate the kernel exports
+ *   weak <sym> <cand>[|<cand>…]     the same, but the kernel may export none
+ *                                   (then <sym> resolves to 0)
+ *   slot <sym> <kind> <spec>        the 8-byte layout-table slot <sym> in
+ *                                   .kmlink.layout is filled by the linker:
+ *        offsetof <struct>.<member>[.<member>…]
+ *        sizeof <struct>
+ *        percpu <var>[.<member>]|…  address of a per-CPU variable (relocated)
+ *        tparg <tracepoint>.<param>:<size>
+ *                                   1-based position of <param> in the
+ *                                   tracepoint's probe arguments (after the
+ *                                   data pointer); 0 when optional and absent
+ *        tparg? …                   optional form of the above
+ */
+#ifndef KMLINK_H
+#define KMLINK_H
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef int s32;
+typedef long long s64;
+typedef unsigned long size_t;
+typedef long ssize_t;
+typedef _Bool bool;
+
+#define true 1
+#define false 0
+#define NULL ((void *)0)
+
+#define __stringify_1(x) #x
+#define __stringify(x) __stringify_1(x)
+
+#define KML_MANIFEST(text)                                                     \
+	__asm__(".pushsection .kmlink.manifest,\"\",@progbits\n\t"             \
+		".asciz \"" text "\"\n\t"                                      \
+		".popsection")
+
+#define KML_IMPORT(sym, cands) KML_MANIFEST("import " #sym " " cands)
+#define KML_WEAK(sym, cands) KML_MANIFEST("weak " #sym " " cands)
+
+/* A layout-table slot: one u64 the linker fills for the target kernel. */
+#define KML_SLOT(name, spec)                                                   \
+	KML_MANIFEST("slot kml_slot_" #name " " spec);                         \
+	const volatile u64 kml_slot_##name                                     \
+		__attribute__((section(".kmlink.layout"), aligned(8), used)) = 0
+
+#define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
+#define barrier() __asm__ __volatile__("" ::: "memory")
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Field access through a layout slot. */
+#define KML_FIELD(ptr, slot, type)                                             \
+	(*(type *)((char *)(ptr) + kml_slot_##slot))
+
+/* Atomic RMW: correct whichever CPU the caller runs on (and if preempted). */
+static inline void kml_atomic_add(u64 *p, u64 v)
+{
+	__asm__ __volatile__("lock; addq %1, %0" : "+m"(*p) : "er"(v) : "memory");
+}
+
+static inline bool kml_cmpxchg32(u32 *p, u32 old, u32 new)
+{
+	u32 prev = old;
+
+	__asm__ __volatile__("lock; cmpxchgl %2, %1"
+			     : "+a"(prev), "+m"(*p)
+			     : "r"(new)
+			     : "memory");
+	return prev == old;
+}
+
+static inline u32 kml_xchg32(u32 *p, u32 v)
+{
+	__asm__ __volatile__("xchgl %0, %1" : "+r"(v), "+m"(*p) : : "memory");
+	return v;
+}
+
+#endif /* KMLINK_H */

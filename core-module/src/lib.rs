@@ -1,0 +1,305 @@
+//! The kmlink core: a freestanding C object (compiled once by `build.rs`,
+//! embedded here) and its manifest, the list of kernel facts the object needs
+//! at link time. The manifest is read out of the object's own
+//! `.kmlink.manifest` section, so the C source is its single source of truth.
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use object::{Object, ObjectSection};
+
+/// The relocatable object compiled from `src/kmlink.c`.
+pub const CORE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kmlink-core.o"));
+
+/// The compiler flags the object was built with.
+pub const CORE_CFLAGS: &str = env!("KMLINK_CORE_CFLAGS");
+
+/// Name of the section holding the manifest strings.
+pub const MANIFEST_SECTION: &str = ".kmlink.manifest";
+/// Name of the section holding the layout-table slots.
+pub const LAYOUT_SECTION: &str = ".kmlink.layout";
+
+/// An error in the manifest of a core object.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The object is not a readable ELF file.
+    #[error("core object: {0}")]
+    Object(#[from] object::Error),
+    /// The object has no manifest section.
+    #[error("core object has no {MANIFEST_SECTION} section")]
+    Missing,
+    /// A manifest entry could not be parsed.
+    #[error("core manifest entry {index} {entry:?}: {reason}")]
+    Entry {
+        /// Position of the entry.
+        index: usize,
+        /// The entry text.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// An import: an abstract symbol of the core bound to a kernel export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The symbol the object references (e.g. `kml_printk`).
+    pub symbol: String,
+    /// Kernel symbol names to bind it to, first exported wins.
+    pub candidates: Vec<String>,
+    /// Whether the kernel may export none of them (the symbol is then 0).
+    pub weak: bool,
+}
+
+/// A per-CPU variable reference: `var` or `var.member`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PercpuRef {
+    /// The exported per-CPU variable.
+    pub var: String,
+    /// Member path inside it, if any.
+    pub member: Option<String>,
+}
+
+impl PercpuRef {
+    /// The record key for this reference's offset (`offsetof:pcpu_hot.cpu_number`),
+    /// or `None` when the variable itself is meant.
+    pub fn offset_key(&self) -> Option<String> {
+        self.member
+            .as_ref()
+            .map(|m| format!("offsetof:{}.{}", self.var, m))
+    }
+}
+
+/// What the linker writes into a layout-table slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKind {
+    /// Byte offset of a member (path through nested members).
+    Offsetof {
+        /// Struct or union name.
+        strukt: String,
+        /// Member path, dot-separated.
+        path: String,
+    },
+    /// `sizeof(struct NAME)`.
+    Sizeof {
+        /// Struct or union name.
+        strukt: String,
+    },
+    /// Address of a per-CPU variable (relocated against the export).
+    Percpu {
+        /// Alternatives, first available wins.
+        candidates: Vec<PercpuRef>,
+    },
+    /// 1-based position of a tracepoint parameter (0: absent, if optional).
+    TpArg {
+        /// Tracepoint name.
+        tp: String,
+        /// Parameter name.
+        param: String,
+        /// Expected size in bytes of its type.
+        size: u64,
+        /// Whether the parameter may be absent.
+        optional: bool,
+    },
+}
+
+impl SlotKind {
+    /// The key under which a kernel record stores this fact, if it is a
+    /// layout fact (`offsetof:task_struct.pid`, `sizeof:proc_ops`).
+    pub fn layout_key(&self) -> Option<String> {
+        match self {
+            SlotKind::Offsetof { strukt, path } => Some(format!("offsetof:{strukt}.{path}")),
+            SlotKind::Sizeof { strukt } => Some(format!("sizeof:{strukt}")),
+            _ => None,
+        }
+    }
+}
+
+/// One layout-table slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// The slot's symbol in [`LAYOUT_SECTION`].
+    pub symbol: String,
+    /// What goes into it.
+    pub kind: SlotKind,
+}
+
+/// Everything the core asks of a kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Imports, strong and weak.
+    pub imports: Vec<Import>,
+    /// Layout-table slots.
+    pub slots: Vec<Slot>,
+    /// Tracepoint probes and the arity each is compiled with.
+    pub probes: BTreeMap<String, u32>,
+}
+
+impl Manifest {
+    /// Reads the manifest out of a core object.
+    pub fn from_object(data: &[u8]) -> Result<Self, ManifestError> {
+        let file = object::File::parse(data)?;
+        let section = file
+            .section_by_name(MANIFEST_SECTION)
+            .ok_or(ManifestError::Missing)?;
+        let bytes = section.data()?;
+        let mut manifest = Manifest::default();
+        for (index, raw) in bytes
+            .split(|&b| b == 0)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let entry = String::from_utf8_lossy(raw).into_owned();
+            manifest
+                .add(&entry)
+                .map_err(|reason| ManifestError::Entry {
+                    index,
+                    entry: entry.clone(),
+                    reason,
+                })?;
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest of the embedded core.
+    pub fn core() -> Result<Self, ManifestError> {
+        Self::from_object(CORE_OBJECT)
+    }
+
+    fn add(&mut self, entry: &str) -> Result<(), String> {
+        let words: Vec<&str> = entry.split_whitespace().collect();
+        match words.as_slice() {
+            [kw @ ("import" | "weak"), symbol, cands] => self.imports.push(Import {
+                symbol: symbol.to_string(),
+                candidates: cands.split('|').map(str::to_string).collect(),
+                weak: *kw == "weak",
+            }),
+            ["probe", tp, arity] => {
+                let arity = arity.parse().map_err(|_| format!("bad arity {arity:?}"))?;
+                self.probes.insert(tp.to_string(), arity);
+            }
+            ["slot", symbol, kind, spec] => {
+                let kind = parse_slot(kind, spec)?;
+                self.slots.push(Slot {
+                    symbol: symbol.to_string(),
+                    kind,
+                });
+            }
+            _ => return Err("unknown entry".into()),
+        }
+        Ok(())
+    }
+
+    /// Every layout key the core needs: `offsetof:S.m`, `sizeof:S`, and for
+    /// per-CPU candidates `percpu:VAR` (present when BTF places VAR in the
+    /// per-CPU area; value 0) plus the member offsets inside them.
+    pub fn layout_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for slot in &self.slots {
+            if let Some(k) = slot.kind.layout_key() {
+                keys.push(k);
+            }
+            if let SlotKind::Percpu { candidates } = &slot.kind {
+                keys.extend(candidates.iter().filter_map(PercpuRef::offset_key));
+                keys.extend(candidates.iter().map(|c| format!("percpu:{}", c.var)));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Every tracepoint whose prototype the core needs.
+    pub fn tracepoints(&self) -> Vec<String> {
+        let mut tps: Vec<String> = self.probes.keys().cloned().collect();
+        for slot in &self.slots {
+            if let SlotKind::TpArg { tp, .. } = &slot.kind {
+                tps.push(tp.clone());
+            }
+        }
+        tps.sort();
+        tps.dedup();
+        tps
+    }
+}
+
+fn split_member(spec: &str) -> Result<(String, String), String> {
+    spec.split_once('.')
+        .filter(|(s, m)| !s.is_empty() && !m.is_empty())
+        .map(|(s, m)| (s.to_string(), m.to_string()))
+        .ok_or_else(|| format!("expected STRUCT.MEMBER, got {spec:?}"))
+}
+
+fn parse_slot(kind: &str, spec: &str) -> Result<SlotKind, String> {
+    Ok(match kind {
+        "offsetof" => {
+            let (strukt, path) = split_member(spec)?;
+            SlotKind::Offsetof { strukt, path }
+        }
+        "sizeof" => SlotKind::Sizeof {
+            strukt: spec.to_string(),
+        },
+        "percpu" => SlotKind::Percpu {
+            candidates: spec
+                .split('|')
+                .map(|c| match c.split_once('.') {
+                    Some((var, member)) => PercpuRef {
+                        var: var.into(),
+                        member: Some(member.into()),
+                    },
+                    None => PercpuRef {
+                        var: c.into(),
+                        member: None,
+                    },
+                })
+                .collect(),
+        },
+        "tparg" | "tparg?" => {
+            let (tp_param, size) = spec.split_once(':').ok_or("expected TP.PARAM:SIZE")?;
+            let (tp, param) = split_member(tp_param)?;
+            let size = size.parse().map_err(|_| format!("bad size {size:?}"))?;
+            SlotKind::TpArg {
+                tp,
+                param,
+                size,
+                optional: kind == "tparg?",
+            }
+        }
+        other => return Err(format!("unknown slot kind {other:?}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_manifest_parses() {
+        let m = Manifest::core().expect("embedded core has a manifest");
+        assert!(m
+            .imports
+            .iter()
+            .any(|i| i.symbol == "kml_printk" && i.candidates[0] == "_printk"));
+        assert!(m
+            .imports
+            .iter()
+            .any(|i| i.weak && i.symbol == "kml_tracepoint_srcu"));
+        assert_eq!(m.probes.get("kmalloc"), Some(&6));
+        assert!(m
+            .layout_keys()
+            .contains(&"offsetof:task_struct.tgid".to_string()));
+        assert!(m
+            .layout_keys()
+            .contains(&"offsetof:pcpu_hot.current_task".to_string()));
+        assert!(m.tracepoints().contains(&"kmem_cache_alloc".to_string()));
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let mut m = Manifest::default();
+        assert!(m.add("slot x offsetof nodot").is_err());
+        assert!(m.add("slot x tparg kmalloc.ptr").is_err());
+        assert!(m.add("frobnicate").is_err());
+        assert!(m.add("probe kmalloc six").is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! The crate's error type.
+//!
+//! Every message is self-contained: variants wrapping another error include its
+//! message in their own `Display`, so printing the outermost error is enough.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while finding, fetching, verifying or
+/// unpacking packages. Every variant names where: the file, URL, package or
+/// archive member involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "creating", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// A request failed below the HTTP status level (connect, TLS, read...).
+    #[error("fetching {url}: {source}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Reading a response body failed.
+    #[error("reading the body of {url}: {source}")]
+    HttpBody {
+        /// The URL requested.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server answered with an unexpected status.
+    #[error("fetching {url}: HTTP status {status}")]
+    HttpStatus {
+        /// The URL requested.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// Every mirror answered 404 for a package file.
+    #[error("{package}: not found on any mirror (HTTP 404 from {})", urls.join(", "))]
+    NotFound {
+        /// The package name and version.
+        package: String,
+        /// The URLs tried.
+        urls: Vec<String>,
+    },
+    /// A downloaded or cached file has the wrong size.
+    #[error("{package}: size mismatch for {source_name}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The package name and version.
+        package: String,
+        /// The URL or file checked.
+        source_name: String,
+        /// Size from the index.
+        expected: u64,
+        /// Size found.
+        actual: u64,
+    },
+    /// A downloaded or cached file has the wrong SHA256.
+    #[error("{package}: SHA256 mismatch for {source_name}: expected {expected}, got {actual}")]
+    HashMismatch {
+        /// The package name and version.
+        package: String,
+        /// The URL or file checked.
+        source_name: String,
+        /// Hash from the index.
+        expected: String,
+        /// Hash computed.
+        actual: String,
+    },
+    /// Malformed apt sources, `Packages` index or control stanza.
+    #[error("{what}, line {line}: {msg}")]
+    Syntax {
+        /// What was being parsed ("deb822 sources", "Packages index", a file name...).
+        what: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A `Packages` entry is unusable (missing field, bad hash...).
+    #[error("Packages entry {package}: {msg}")]
+    BadEntry {
+        /// The package name (or `?`).
+        package: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A compressed index could not be decompressed.
+    #[error("decompressing {url}: {source}")]
+    Decompress {
+        /// The index URL.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `.deb` is malformed: bad `ar` container, missing or duplicate
+    /// member, undecodable member, broken tar stream.
+    #[error("{deb}: {member}: {msg}")]
+    Deb {
+        /// The `.deb` file.
+        deb: PathBuf,
+        /// The `ar` member (and tar entry) involved, or `-`.
+        member: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A `.deb` entry would escape the extraction directory.
+    #[error("{deb}: {member}: refusing entry {entry:?}: {reason}")]
+    UnsafeEntry {
+        /// The `.deb` file.
+        deb: PathBuf,
+        /// The `ar` member.
+        member: String,
+        /// The tar entry path as stored.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// `tests/kernels.toml` (or other pinned-kernel TOML) is malformed.
+    #[error("parsing {what}: {source}")]
+    Toml {
+        /// The file, or a description of the text.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A pinned kernel cannot be materialized.
+    #[error("kernel {release}: {msg}")]
+    Kernel {
+        /// The kernel release.
+        release: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A keyring cannot be read or holds no usable key.
+    #[error("keyring {path}: {msg}")]
+    Keyring {
+        /// The keyring file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An `InRelease` signature does not verify: nothing from that source is
+    /// used.
+    #[error("{what}: BAD SIGNATURE: {msg}")]
+    Signature {
+        /// The `InRelease` URL or file.
+        what: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A (verified) `Release` text is unusable, or does not list an index.
+    #[error("{what}: {msg}")]
+    Release {
+        /// The `InRelease` URL or file.
+        what: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A local package given to `ingest` is unusable.
+    #[error("{path}: {msg}")]
+    Ingest {
+        /// The `.deb` file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An error with the unit of work that hit it.
+    #[error("{context}: {source}")]
+    Context {
+        /// What was being done ("reading /etc/apt/sources.list", "kernel 6.1.0-47-amd64").
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Wrap `self` with a description of the unit of work.
+    pub fn context(self, context: impl Into<String>) -> Error {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The innermost error, looking through [`Error::Context`] wrappers.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Context { source, .. } => source.root(),
+            e => e,
+        }
+    }
+
+    /// Whether this is (or wraps) an HTTP 404 / [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.root(),
+            Error::NotFound { .. } | Error::HttpStatus { status: 404, .. }
+        )
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! A thin blocking HTTP client.
+
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// A thin wrapper on [`reqwest::blocking::Client`]: connect and per-read
+/// timeouts, user agent `kmlink/<version>`, and the retry policy used by
+/// [`crate::cache::Cache::fetch`] and [`crate::index::fetch_packages`].
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::blocking::Client,
+    retry_delay: Duration,
+    tries: u32,
+}
+
+impl Http {
+    /// A client with a 20 s connect timeout, a 60 s timeout on every read,
+    /// 3 tries per URL and a 1 s initial backoff (doubled on every retry).
+    pub fn new() -> Result<Http> {
+        let client = reqwest::blocking::Client::builder()
+            .user_agent(concat!("kmlink/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(Error::HttpClient)?;
+        Ok(Http {
+            client,
+            retry_delay: Duration::from_secs(1),
+            tries: 3,
+        })
+    }
+
+    /// Change the initial retry backoff (tests use a few milliseconds).
+    pub fn with_retry_delay(mut self, delay: Duration) -> Http {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// Number of tries per URL (at least 1).
+    pub fn tries(&self) -> u32 {
+        self.tries.max(1)
+    }
+
+    /// Backoff before try number `attempt` (0-based; 0 means no wait).
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        match attempt {
+            0 => Duration::ZERO,
+            n => self.retry_delay.saturating_mul(1 << (n - 1).min(10)),
+        }
+    }
+
+    /// GET `url`, failing on any status other than 2xx
+    /// ([`Error::HttpStatus`], 404 included).
+    pub fn get(&self, url: &str) -> Result<reqwest::blocking::Response> {
+        let resp = self.client.get(url).send().map_err(|source| Error::Http {
+            url: url.to_owned(),
+            source,
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(Error::HttpStatus {
+                url: url.to_owned(),
+                status: status.as_u16(),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// GET `url` into memory, at most `limit` bytes.
+    pub fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let resp = self.get(url)?;
+        let mut out = Vec::new();
+        resp.take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|source| Error::HttpBody {
+                url: url.to_owned(),
+                source,
+            })?;
+        if out.len() as u64 > limit {
+            return Err(Error::HttpBody {
+                url: url.to_owned(),
+                source: std::io::Error::other(format!("response larger than {limit} bytes")),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Join a base URI and a relative path with exactly one `/`.
+pub(crate) fn join_url(base: &str, rel: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        rel.trim_start_matches('/')
+    )
+}

@@ -1,0 +1,602 @@
+//! The pinned test kernels of `tests/kernels.toml`: fetched, verified and
+//! unpacked into `<cache>/kernels/<release>/`.
+//!
+//! Package layouts handled (paths inside the packages):
+//!
+//! | series | vmlinuz | config | modules |
+//! |---|---|---|---|
+//! | 6.1 | `boot/vmlinuz-<rel>` (`linux-image-<rel>-unsigned`) | `boot/config-<rel>` | `lib/modules/<rel>/` (`.ko`) |
+//! | 6.12 | `boot/vmlinuz-<rel>` (`linux-image-<rel>-unsigned`) | `boot/config-<rel>` | `usr/lib/modules/<rel>/` (`.ko.xz`) |
+//! | 7.x | `usr/lib/modules/<rel>/vmlinuz` (`linux-binary-<rel>`) | `usr/lib/modules/<rel>/config` (`linux-base-<rel>`) | `usr/lib/modules/<rel>/` (`linux-modules-<rel>`) |
+//!
+//! `Module.symvers` (and a second copy of the config, `.config`) come from
+//! `usr/src/linux-headers-<rel>/` of `linux-headers-<rel>`, when pinned.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::cache::Cache;
+use crate::index::{self, PackageEntry};
+use crate::sources::Mirrors;
+use crate::{deb, version, Error, Http, Result};
+
+/// One pinned kernel: the exact packages to fetch.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct PinnedKernel {
+    /// Kernel release (`uname -r`), e.g. `6.1.0-47-amd64`.
+    pub release: String,
+    /// Suite whose `Packages` index lists the packages, e.g. `bookworm`.
+    pub suite: String,
+    /// Which mirror serves the suite: `"archive"` or `"security"`.
+    pub archive: String,
+    /// The packages, exactly as listed in the suite's index.
+    pub packages: Vec<PackageEntry>,
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct PinnedFile {
+    kernel: Vec<PinnedKernel>,
+}
+
+/// Render pinned kernels as the TOML of `tests/kernels.toml` (`[[kernel]]`
+/// tables with `[[kernel.packages]]`).
+pub fn to_toml(kernels: &[PinnedKernel]) -> Result<String> {
+    toml::to_string(&PinnedFile {
+        kernel: kernels.to_vec(),
+    })
+    .map_err(|e| Error::Kernel {
+        release: "-".into(),
+        msg: format!("serialising TOML: {e}"),
+    })
+}
+
+/// Load and check `tests/kernels.toml`.
+pub fn load(path: &Path) -> Result<Vec<PinnedKernel>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+    parse_named(&text, &path.display().to_string())
+}
+
+/// Parse and check pinned kernels from TOML text (the format of
+/// `tests/kernels.toml`, e.g. embedded with `include_str!`).
+pub fn parse(text: &str) -> Result<Vec<PinnedKernel>> {
+    parse_named(text, "pinned kernels")
+}
+
+fn parse_named(text: &str, what: &str) -> Result<Vec<PinnedKernel>> {
+    let file: PinnedFile = toml::from_str(text).map_err(|e| Error::Toml {
+        what: what.to_owned(),
+        source: Box::new(e),
+    })?;
+    for k in &file.kernel {
+        check_kernel(k).map_err(|e| e.context(format!("in {what}")))?;
+    }
+    Ok(file.kernel)
+}
+
+fn check_kernel(k: &PinnedKernel) -> Result<()> {
+    let bad = |msg: String| Error::Kernel {
+        release: k.release.clone(),
+        msg,
+    };
+    if k.release.is_empty() || k.release.contains('/') || k.release.starts_with('.') {
+        return Err(bad("release is not a plain file name".into()));
+    }
+    if k.archive != "archive" && k.archive != "security" {
+        return Err(bad(format!(
+            "archive must be \"archive\" or \"security\", not {:?}",
+            k.archive
+        )));
+    }
+    if k.packages.is_empty() {
+        return Err(bad("no packages".into()));
+    }
+    k.packages.iter().try_for_each(PackageEntry::validate)
+}
+
+/// An unpacked kernel: what tests and the linker need.
+#[derive(Debug, Clone)]
+pub struct KernelTree {
+    /// Kernel release (the substitute's when a pinned package was gone).
+    pub release: String,
+    /// `<cache>/kernels/<release>`; package paths are kept below it.
+    pub root: PathBuf,
+    /// The compressed kernel image.
+    pub vmlinuz: PathBuf,
+    /// The kernel config, if a pinned package ships one.
+    pub config: Option<PathBuf>,
+    /// `.../lib/modules/<release>` or `.../usr/lib/modules/<release>`.
+    pub modules_dir: PathBuf,
+    /// `Module.symvers`, if a headers package is pinned.
+    pub symvers: Option<PathBuf>,
+    /// The packages the tree was unpacked from.
+    pub packages: Vec<PackageEntry>,
+}
+
+/// Marker of a complete tree: one line per package, `<sha256> <package> <version>`.
+const MARKER: &str = ".kmlink-packages";
+
+/// Fetch (verified) every package of `kernel` and unpack vmlinuz, config,
+/// System.map, `Module.symvers` and the modules tree (kept as shipped:
+/// `.ko` / `.ko.xz`) into `<cache>/kernels/<release>/`.
+///
+/// Extraction goes to a temporary directory beside the final one, renamed
+/// into place at the end, so an interrupted run leaves nothing a later run
+/// would trust. A complete tree carries a marker listing the package SHA256s
+/// it came from; a tree whose marker differs is extracted again.
+///
+/// If a pinned package is gone from every mirror (HTTP 404), the newest
+/// kernel of the same series in the suite's current index (same flavour,
+/// same major.minor, same package names) is used instead, with a loud
+/// `WARNING` (logged and printed on stderr); the returned release is then the
+/// substitute's.
+pub fn materialize(
+    cache: &Cache,
+    http: &Http,
+    mirrors: &Mirrors,
+    kernel: &PinnedKernel,
+) -> Result<KernelTree> {
+    check_kernel(kernel)?;
+    let ctx = || format!("kernel {}", kernel.release);
+    let bases = mirrors.for_kind(&kernel.archive).unwrap_or(&[]);
+    if bases.is_empty() {
+        return Err(Error::Kernel {
+            release: kernel.release.clone(),
+            msg: format!(
+                "no {} mirror configured (apt sources or --mirror)",
+                kernel.archive
+            ),
+        });
+    }
+    let start = Instant::now();
+    let (release, packages, debs) = match fetch_all(cache, http, bases, &kernel.packages) {
+        Ok(debs) => (kernel.release.clone(), kernel.packages.clone(), debs),
+        Err(e) if e.is_not_found() => {
+            let (rel, pkgs) = substitute(http, bases, kernel, &e).map_err(|e| e.context(ctx()))?;
+            let debs = fetch_all(cache, http, bases, &pkgs).map_err(|e| {
+                e.context(format!("kernel {rel} (substitute for {})", kernel.release))
+            })?;
+            (rel, pkgs, debs)
+        }
+        Err(e) => return Err(e.context(ctx())),
+    };
+    log::info!(
+        "kernel {release}: {} packages verified in {:.1?}",
+        debs.len(),
+        start.elapsed()
+    );
+    let tree = unpack(cache, &release, &packages, &debs)
+        .map_err(|e| e.context(format!("unpacking kernel {release}")))?;
+    log::info!(
+        "kernel {release}: ready at {} after {:.1?}",
+        tree.root.display(),
+        start.elapsed()
+    );
+    Ok(tree)
+}
+
+fn fetch_all(
+    cache: &Cache,
+    http: &Http,
+    bases: &[String],
+    packages: &[PackageEntry],
+) -> Result<Vec<PathBuf>> {
+    packages
+        .iter()
+        .map(|p| cache.fetch(http, bases, p))
+        .collect()
+}
+
+/// Find the substitute of a kernel whose pinned files are gone.
+fn substitute(
+    http: &Http,
+    bases: &[String],
+    kernel: &PinnedKernel,
+    cause: &Error,
+) -> Result<(String, Vec<PackageEntry>)> {
+    let mut index = None;
+    let mut last = None;
+    for base in bases {
+        match index::fetch_packages(http, base, &kernel.suite) {
+            Ok(i) => {
+                index = Some(i);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let index = match (index, last) {
+        (Some(i), _) => i,
+        (None, Some(e)) => {
+            return Err(e.context(format!(
+                "looking for a substitute in {} after: {cause}",
+                kernel.suite
+            )))
+        }
+        (None, None) => {
+            return Err(Error::Kernel {
+                release: kernel.release.clone(),
+                msg: format!("{cause}; and no mirror to look for a substitute"),
+            })
+        }
+    };
+    let (rel, pkgs) = pick_substitute(&index, kernel).ok_or_else(|| Error::Kernel {
+        release: kernel.release.clone(),
+        msg: format!(
+            "{cause}; and no kernel of the same series in the current {} index",
+            kernel.suite
+        ),
+    })?;
+    let names: Vec<String> = pkgs.iter().map(PackageEntry::label).collect();
+    let msg = format!(
+        "WARNING: pinned kernel {} is gone from the archive ({cause}); substituting {rel} from the current {} index: {}. Regenerate tests/kernels.toml (cargo run -p kmlink-crawler --example pin).",
+        kernel.release,
+        kernel.suite,
+        names.join(", ")
+    );
+    log::warn!("{msg}");
+    eprintln!("{msg}");
+    Ok((rel, pkgs))
+}
+
+/// The parts of a release that must stay the same for a substitute, and the
+/// key that orders releases of one series.
+#[derive(Debug, PartialEq, Eq)]
+struct Shape<'a> {
+    major_minor: &'a str,
+    local: &'a str,
+    has_abi: bool,
+    flavour: &'a str,
+}
+
+/// `6.1.0-47-amd64` -> (6.1, "", abi, amd64) ordered by `6.1.0.47`;
+/// `6.12.107+deb13-cloud-amd64` -> (6.12, deb13, no abi, cloud-amd64)
+/// ordered by `6.12.107`.
+fn shape(release: &str) -> Option<(Shape<'_>, String)> {
+    let (ver, rest) = release.split_once('-')?;
+    let (upstream, local) = ver.split_once('+').unwrap_or((ver, ""));
+    let mut nums = upstream.split('.');
+    let (major, minor) = (nums.next()?, nums.next()?);
+    if !major.bytes().all(|c| c.is_ascii_digit())
+        || !minor.bytes().all(|c| c.is_ascii_digit())
+        || major.is_empty()
+        || minor.is_empty()
+    {
+        return None;
+    }
+    let major_minor = &upstream[..major.len() + 1 + minor.len()];
+    let (abi, flavour) = match rest.split_once('-') {
+        Some((abi, fl)) if !abi.is_empty() && abi.bytes().all(|c| c.is_ascii_digit()) => {
+            (Some(abi), fl)
+        }
+        _ => (None, rest),
+    };
+    let key = match abi {
+        Some(a) => format!("{upstream}.{a}"),
+        None => upstream.to_owned(),
+    };
+    Some((
+        Shape {
+            major_minor,
+            local,
+            has_abi: abi.is_some(),
+            flavour,
+        },
+        key,
+    ))
+}
+
+/// The newest release of the same series as `kernel.release` for which the
+/// index has every pinned package name (release substituted), with those
+/// entries (newest version of each name).
+fn pick_substitute(
+    index: &[PackageEntry],
+    kernel: &PinnedKernel,
+) -> Option<(String, Vec<PackageEntry>)> {
+    let rel = &kernel.release;
+    let (want, _) = shape(rel)?;
+    let templates: Vec<(&str, &str)> = kernel
+        .packages
+        .iter()
+        .filter_map(|p| p.package.split_once(rel.as_str()))
+        .collect();
+    let (pre, suf) = *templates.first()?;
+    let mut candidates: Vec<(String, String)> = index
+        .iter()
+        .filter_map(|e| e.package.strip_prefix(pre)?.strip_suffix(suf))
+        .filter_map(|r| {
+            let (s, key) = shape(r)?;
+            (s == want).then(|| (r.to_owned(), key))
+        })
+        .collect();
+    candidates.sort_by(|a, b| version::compare(&b.1, &a.1));
+    candidates.dedup();
+    'cand: for (cand, _) in candidates {
+        let mut out = Vec::new();
+        for p in &kernel.packages {
+            let name = match p.package.split_once(rel.as_str()) {
+                Some((a, b)) => format!("{a}{cand}{b}"),
+                None => p.package.clone(),
+            };
+            let newest = index
+                .iter()
+                .filter(|e| e.package == name)
+                .max_by(|a, b| version::compare(&a.version, &b.version));
+            match newest {
+                Some(e) => out.push(e.clone()),
+                None => continue 'cand,
+            }
+        }
+        return Some((cand, out));
+    }
+    None
+}
+
+fn marker_text(packages: &[PackageEntry]) -> String {
+    packages
+        .iter()
+        .map(|p| format!("{} {} {}\n", p.sha256, p.package, p.version))
+        .collect()
+}
+
+/// Whether `path` should be unpacked for kernel `rel`.
+fn wanted(rel: &str, path: &str) -> bool {
+    if let Some(f) = path.strip_prefix("boot/") {
+        return [
+            format!("vmlinuz-{rel}"),
+            format!("config-{rel}"),
+            format!("System.map-{rel}"),
+        ]
+        .iter()
+        .any(|w| w == f);
+    }
+    if let Some(f) = path.strip_prefix(&format!("usr/src/linux-headers-{rel}/")) {
+        return f == "Module.symvers" || f == ".config";
+    }
+    let inner = path
+        .strip_prefix("usr/")
+        .unwrap_or(path)
+        .strip_prefix("lib/modules/")
+        .and_then(|p| p.strip_prefix(rel))
+        .and_then(|p| p.strip_prefix('/'));
+    match inner {
+        // `build` and `source` are symlinks into /usr/src on the host.
+        Some(p) => {
+            let top = p.split('/').next().unwrap_or("");
+            top != "build" && top != "source"
+        }
+        None => false,
+    }
+}
+
+fn first_existing(cands: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
+    cands.into_iter().find(|p| p.is_file())
+}
+
+/// Locate the pieces of an unpacked tree.
+fn locate(root: &Path, rel: &str, packages: &[PackageEntry]) -> Result<KernelTree> {
+    let mods = [
+        root.join("lib/modules").join(rel),
+        root.join("usr/lib/modules").join(rel),
+    ];
+    let modules_dir = mods
+        .iter()
+        .find(|d| d.join("kernel").is_dir())
+        .or_else(|| mods.iter().find(|d| d.is_dir()))
+        .cloned();
+    let headers = root.join("usr/src").join(format!("linux-headers-{rel}"));
+    let vmlinuz = first_existing([
+        root.join("boot").join(format!("vmlinuz-{rel}")),
+        mods[1].join("vmlinuz"),
+        mods[0].join("vmlinuz"),
+    ]);
+    let config = first_existing([
+        root.join("boot").join(format!("config-{rel}")),
+        mods[1].join("config"),
+        mods[0].join("config"),
+        headers.join(".config"),
+    ]);
+    let missing = |what: &str| Error::Kernel {
+        release: rel.to_owned(),
+        msg: format!(
+            "the pinned packages ({}) have no {what}",
+            packages
+                .iter()
+                .map(|p| p.package.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Ok(KernelTree {
+        release: rel.to_owned(),
+        root: root.to_owned(),
+        vmlinuz: vmlinuz.ok_or_else(|| missing("vmlinuz"))?,
+        config,
+        modules_dir: modules_dir.ok_or_else(|| missing("lib/modules directory"))?,
+        symvers: first_existing([headers.join("Module.symvers")]),
+        packages: packages.to_vec(),
+    })
+}
+
+fn unpack(
+    cache: &Cache,
+    rel: &str,
+    packages: &[PackageEntry],
+    debs: &[PathBuf],
+) -> Result<KernelTree> {
+    if rel.is_empty() || rel.contains('/') || rel.starts_with('.') {
+        return Err(Error::Kernel {
+            release: rel.to_owned(),
+            msg: "release is not a plain file name".into(),
+        });
+    }
+    let kernels = cache.root.join("kernels");
+    std::fs::create_dir_all(&kernels).map_err(|e| Error::io("creating", &kernels, e))?;
+    let dest = kernels.join(rel);
+    let expected = marker_text(packages);
+    if std::fs::read_to_string(dest.join(MARKER)).ok().as_deref() == Some(expected.as_str()) {
+        log::info!("kernel {rel}: {} is up to date", dest.display());
+        return locate(&dest, rel, packages);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{rel}."))
+        .suffix(".tmp")
+        .tempdir_in(&kernels)
+        .map_err(|e| Error::io("creating a temporary directory in", &kernels, e))?;
+    for (deb_path, p) in debs.iter().zip(packages) {
+        let t = Instant::now();
+        let n = deb::extract(deb_path, tmp.path(), &mut |path| wanted(rel, path))
+            .map_err(|e| e.context(format!("extracting {}", p.label())))?
+            .len();
+        log::info!(
+            "kernel {rel}: {} -> {n} files in {:.1?}",
+            p.package,
+            t.elapsed()
+        );
+    }
+    locate(tmp.path(), rel, packages)?;
+    let marker = tmp.path().join(MARKER);
+    std::fs::write(&marker, &expected).map_err(|e| Error::io("writing", &marker, e))?;
+    if dest.exists() {
+        let old = kernels.join(format!(".{rel}.old.{}", std::process::id()));
+        std::fs::rename(&dest, &old).map_err(|e| Error::io("moving aside", &dest, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
+    }
+    let tmp_path = tmp.keep();
+    if let Err(e) = std::fs::rename(&tmp_path, &dest) {
+        let _ = std::fs::remove_dir_all(&tmp_path);
+        // Another process may have finished the same tree meanwhile.
+        if std::fs::read_to_string(dest.join(MARKER)).ok().as_deref() != Some(expected.as_str()) {
+            return Err(Error::io("renaming into place", &dest, e));
+        }
+    }
+    locate(&dest, rel, packages)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, version: &str) -> PackageEntry {
+        PackageEntry {
+            package: name.into(),
+            version: version.into(),
+            filename: format!("pool/{name}.deb"),
+            size: 1,
+            sha256: "a".repeat(64),
+            depends: String::new(),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn shapes() {
+        let (s, k) = shape("6.1.0-47-amd64").unwrap();
+        assert_eq!(
+            s,
+            Shape {
+                major_minor: "6.1",
+                local: "",
+                has_abi: true,
+                flavour: "amd64"
+            }
+        );
+        assert_eq!(k, "6.1.0.47");
+        let (s, k) = shape("6.12.107+deb13-cloud-amd64").unwrap();
+        assert_eq!(
+            s,
+            Shape {
+                major_minor: "6.12",
+                local: "deb13",
+                has_abi: false,
+                flavour: "cloud-amd64"
+            }
+        );
+        assert_eq!(k, "6.12.107");
+        assert!(shape("amd64").is_none());
+    }
+
+    #[test]
+    fn picks_newest_same_series() {
+        let index = vec![
+            entry("linux-image-6.1.0-9-amd64-unsigned", "6.1.27-1"),
+            entry("linux-image-6.1.0-50-amd64-unsigned", "6.1.170-1"),
+            entry("linux-image-6.1.0-50-cloud-amd64-unsigned", "6.1.170-1"),
+            entry("linux-image-6.1.0-51-amd64-unsigned", "6.1.171-1"), // no headers: skipped
+            entry("linux-headers-6.1.0-50-amd64", "6.1.170-1"),
+            entry("linux-headers-6.1.0-9-amd64", "6.1.27-1"),
+            entry("linux-image-6.2.0-99-amd64-unsigned", "6.2.1-1"),
+        ];
+        let k = PinnedKernel {
+            release: "6.1.0-47-amd64".into(),
+            suite: "bookworm".into(),
+            archive: "archive".into(),
+            packages: vec![
+                entry("linux-image-6.1.0-47-amd64-unsigned", "6.1.158-1"),
+                entry("linux-headers-6.1.0-47-amd64", "6.1.158-1"),
+            ],
+        };
+        let (rel, pkgs) = pick_substitute(&index, &k).unwrap();
+        assert_eq!(rel, "6.1.0-50-amd64");
+        assert_eq!(pkgs[0].package, "linux-image-6.1.0-50-amd64-unsigned");
+        assert_eq!(pkgs[1].package, "linux-headers-6.1.0-50-amd64");
+        assert!(pick_substitute(&index[6..], &k).is_none());
+    }
+
+    #[test]
+    fn picks_newest_point_release() {
+        let index = vec![
+            entry("linux-binary-7.3.9+deb13-amd64", "7.3.9-1"),
+            entry("linux-binary-7.3.10+deb13-amd64", "7.3.10-1"),
+            entry("linux-binary-7.4.1+deb13-amd64", "7.4.1-1"),
+        ];
+        let k = PinnedKernel {
+            release: "7.3.4+deb13-amd64".into(),
+            suite: "trixie-backports".into(),
+            archive: "archive".into(),
+            packages: vec![entry("linux-binary-7.3.4+deb13-amd64", "7.3.4-1")],
+        };
+        assert_eq!(pick_substitute(&index, &k).unwrap().0, "7.3.10+deb13-amd64");
+    }
+
+    #[test]
+    fn selection() {
+        let r = "6.1.0-47-amd64";
+        assert!(wanted(r, "boot/vmlinuz-6.1.0-47-amd64"));
+        assert!(!wanted(r, "boot/vmlinuz-6.1.0-48-amd64"));
+        assert!(wanted(r, "lib/modules/6.1.0-47-amd64/kernel/fs/x.ko"));
+        assert!(wanted(r, "usr/lib/modules/6.1.0-47-amd64/modules.order"));
+        assert!(!wanted(r, "lib/modules/6.1.0-47-amd64/build"));
+        assert!(!wanted(r, "lib/modules/6.1.0-47-amd64-x/kernel/a.ko"));
+        assert!(wanted(
+            r,
+            "usr/src/linux-headers-6.1.0-47-amd64/Module.symvers"
+        ));
+        assert!(!wanted(r, "usr/src/linux-headers-6.1.0-47-amd64/Makefile"));
+        assert!(!wanted(r, "usr/share/doc/x"));
+    }
+
+    #[test]
+    fn load_checks() {
+        let d = tempfile::tempdir().unwrap();
+        let k = PinnedKernel {
+            release: "6.1.0-47-amd64".into(),
+            suite: "bookworm".into(),
+            archive: "archive".into(),
+            packages: vec![entry("linux-image-6.1.0-47-amd64-unsigned", "6.1.158-1")],
+        };
+        let p = d.path().join("k.toml");
+        std::fs::write(&p, to_toml(std::slice::from_ref(&k)).unwrap()).unwrap();
+        let back = load(&p).unwrap();
+        assert_eq!(back[0].packages, k.packages);
+        let mut bad = k.clone();
+        bad.archive = "elsewhere".into();
+        std::fs::write(&p, to_toml(&[bad]).unwrap()).unwrap();
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("archive must be"));
+        std::fs::write(&p, "kernel = 3").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("k.toml"));
+    }
+}

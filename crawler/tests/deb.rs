@@ -1,0 +1,241 @@
+//! `deb::extract` / `deb::control` on tiny packages built here.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{ar_bytes, compress, deb_bytes, tar_bytes, write_deb, Ent};
+
+use kmlink_crawler::{deb, Error};
+
+const GOOD: &[Ent] = &[
+    Ent::Dir("./"),
+    Ent::Dir("./boot/"),
+    Ent::File("./boot/vmlinuz-9.9.9-1-amd64", b"kernel image"),
+    Ent::File("./boot/config-9.9.9-1-amd64", b"CONFIG_X=y\n"),
+    Ent::Dir("./usr/lib/modules/9.9.9-1-amd64/kernel/fs/"),
+    Ent::File(
+        "./usr/lib/modules/9.9.9-1-amd64/kernel/fs/a.ko.xz",
+        b"module",
+    ),
+    Ent::Link(
+        "./usr/lib/modules/9.9.9-1-amd64/kernel/fs/b.ko.xz",
+        "a.ko.xz",
+    ),
+    Ent::Link(
+        "./usr/lib/modules/9.9.9-1-amd64/up",
+        "../9.9.9-1-amd64/kernel",
+    ),
+    Ent::File("./usr/share/doc/x/changelog", b"not selected"),
+];
+
+fn check_good(ext: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let deb_path = write_deb(d.path(), &format!("good-{ext}.deb"), &deb_bytes(ext, GOOD));
+    let dest = d.path().join("out");
+    let mut asked = Vec::new();
+    let got = deb::extract(&deb_path, &dest, &mut |p| {
+        asked.push(p.to_owned());
+        !p.starts_with("usr/share/")
+    })
+    .unwrap();
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(
+        asked.contains(&"boot/vmlinuz-9.9.9-1-amd64".to_owned()),
+        "{asked:?}"
+    );
+    assert!(asked.iter().all(|p| !p.starts_with("./")), "{asked:?}");
+    assert_eq!(
+        std::fs::read(dest.join("boot/vmlinuz-9.9.9-1-amd64")).unwrap(),
+        b"kernel image"
+    );
+    let m = dest.join("usr/lib/modules/9.9.9-1-amd64/kernel/fs");
+    assert_eq!(std::fs::read(m.join("b.ko.xz")).unwrap(), b"module");
+    assert_eq!(
+        std::fs::read_link(m.join("b.ko.xz")).unwrap(),
+        Path::new("a.ko.xz")
+    );
+    assert!(!dest.join("usr/share").exists());
+    // Extracting again over the same tree replaces files.
+    deb::extract(&deb_path, &dest, &mut |_| true).unwrap();
+    let c = deb::control(&deb_path).unwrap();
+    assert_eq!(
+        c[0],
+        ("Package".to_owned(), "linux-image-9.9.9-1-amd64".to_owned())
+    );
+    assert_eq!(c[3].1, "test kernel\nmore lines");
+}
+
+#[test]
+fn extracts_xz() {
+    check_good("xz");
+}
+
+#[test]
+fn extracts_zst() {
+    check_good("zst");
+}
+
+#[test]
+fn extracts_gz() {
+    check_good("gz");
+}
+
+fn refused(entries: &[Ent], select_all: bool) -> Error {
+    let d = tempfile::tempdir().unwrap();
+    let deb_path = write_deb(d.path(), "evil.deb", &deb_bytes("xz", entries));
+    let dest = d.path().join("out");
+    let e = deb::extract(&deb_path, &dest, &mut |_| select_all).unwrap_err();
+    assert!(e.to_string().contains("evil.deb"), "{e}");
+    assert!(e.to_string().contains("data.tar.xz"), "{e}");
+    assert!(!d.path().join("etc").exists());
+    e
+}
+
+#[test]
+fn refuses_dotdot_escape() {
+    let e = refused(
+        &[Ent::File("./ok", b"1"), Ent::File("../../etc/x", b"evil")],
+        true,
+    );
+    assert!(matches!(e, Error::UnsafeEntry { .. }), "{e:?}");
+    assert!(e.to_string().contains("../../etc/x"), "{e}");
+    // Refused even when not selected.
+    let e = refused(&[Ent::File("./a/../../etc/x", b"evil")], false);
+    assert!(e.to_string().contains("./a/../../etc/x"), "{e}");
+}
+
+#[test]
+fn refuses_absolute_path() {
+    let e = refused(&[Ent::File("/etc/x", b"evil")], true);
+    assert!(matches!(e, Error::UnsafeEntry { .. }), "{e:?}");
+    assert!(e.to_string().contains("\"/etc/x\""), "{e}");
+    assert!(e.to_string().contains("absolute"), "{e}");
+}
+
+#[test]
+fn refuses_escaping_symlinks() {
+    let e = refused(&[Ent::Link("./usr/evil", "../../etc/passwd")], true);
+    assert!(e.to_string().contains("./usr/evil"), "{e}");
+    assert!(e.to_string().contains("outside"), "{e}");
+    let e = refused(&[Ent::Link("./usr/evil", "/etc/passwd")], true);
+    assert!(e.to_string().contains("./usr/evil"), "{e}");
+    // A symlinked parent directory would let a lexically safe target escape.
+    let e = refused(
+        &[
+            Ent::Link("./d", "."),
+            Ent::Link("./d/l", "../etc"),
+            Ent::File("./l/x", b"evil"),
+        ],
+        true,
+    );
+    assert!(e.to_string().contains("./d/l"), "{e}");
+    assert!(e.to_string().contains("symlink"), "{e}");
+}
+
+#[test]
+fn truncated_deb_names_file() {
+    let d = tempfile::tempdir().unwrap();
+    let bytes = deb_bytes("xz", GOOD);
+    for cut in [bytes.len() - 40, bytes.len() / 2, 70, 10] {
+        let p = write_deb(d.path(), &format!("cut{cut}.deb"), &bytes[..cut]);
+        let e = deb::extract(&p, &d.path().join("out"), &mut |_| true).unwrap_err();
+        assert!(matches!(e, Error::Deb { .. }), "{e:?}");
+        assert!(e.to_string().contains(&format!("cut{cut}.deb")), "{e}");
+    }
+}
+
+#[test]
+fn corrupt_member_names_file_and_member() {
+    let d = tempfile::tempdir().unwrap();
+    let data = compress("xz", &tar_bytes(GOOD));
+    let mut garbage = data.clone();
+    let mid = garbage.len() / 2;
+    for b in &mut garbage[mid..mid + 16] {
+        *b ^= 0x5a;
+    }
+    for (name, member) in [
+        ("corrupt.deb", garbage),
+        ("notxz.deb", b"plain text, not xz".to_vec()),
+    ] {
+        let bytes = ar_bytes(&[
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("data.tar.xz", member),
+        ]);
+        let p = write_deb(d.path(), name, &bytes);
+        let e = deb::extract(&p, &d.path().join("out"), &mut |_| true).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains(name) && s.contains("data.tar.xz"), "{s}");
+    }
+}
+
+#[test]
+fn malformed_containers() {
+    let d = tempfile::tempdir().unwrap();
+    let data = compress("xz", &tar_bytes(GOOD));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("notar.deb", b"hello world".to_vec(), "bad ar archive"),
+        (
+            "nodata.deb",
+            ar_bytes(&[("debian-binary", b"2.0\n".to_vec())]),
+            "no data.tar member",
+        ),
+        (
+            "twodata.deb",
+            ar_bytes(&[
+                ("debian-binary", b"2.0\n".to_vec()),
+                ("data.tar.xz", data.clone()),
+                ("data.tar.zst", data.clone()),
+            ]),
+            "second data member",
+        ),
+        (
+            "badver.deb",
+            ar_bytes(&[
+                ("debian-binary", b"3.0\n".to_vec()),
+                ("data.tar.xz", data.clone()),
+            ]),
+            "format version",
+        ),
+        (
+            "nobin.deb",
+            ar_bytes(&[("data.tar.xz", data.clone())]),
+            "not debian-binary",
+        ),
+        (
+            "bz.deb",
+            ar_bytes(&[("debian-binary", b"2.0\n".to_vec()), ("data.tar.bz2", data)]),
+            "unsupported compression",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let p = write_deb(d.path(), name, &bytes);
+        let e = deb::extract(&p, &d.path().join("out"), &mut |_| true).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains(name) && s.contains(want), "{name}: {s}");
+    }
+    let missing = d.path().join("missing.deb");
+    assert!(deb::extract(&missing, d.path(), &mut |_| true)
+        .unwrap_err()
+        .to_string()
+        .contains("missing.deb"));
+    let p = write_deb(
+        d.path(),
+        "nocontrol.deb",
+        &ar_bytes(&[("debian-binary", b"2.0\n".to_vec())]),
+    );
+    assert!(deb::control(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("no control file"));
+}
+
+#[test]
+fn normalise_paths() {
+    assert_eq!(deb::normalise("./a/./b//c").unwrap(), "a/b/c");
+    assert_eq!(deb::normalise("./").unwrap(), "");
+    assert_eq!(deb::normalise("a/../b").unwrap(), "b");
+    assert!(deb::normalise("a/../../b").is_err());
+    assert!(deb::normalise("/a").is_err());
+}

@@ -1,0 +1,561 @@
+//! Building a [`KernelRecord`] from one kernel's own artifacts: its bzImage
+//! (BTF, export tables, banner), its config, a stock module (vermagic,
+//! `struct module` section), and Module.symvers when the archive still has it.
+//! Every fact with two sources is cross-checked; disagreement is an
+//! extraction error, never a record.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kmlink_core_module::Manifest;
+use kmlink_donor::{btf::Btf, config::KernelConfig, ko, symvers, vmlinux::Vmlinux};
+use sha2::{Digest, Sha256};
+
+use crate::record::{
+    Export, Identity, KernelRecord, ModuleConventions, PackageRef, ThisModuleLayout, RECORD_SCHEMA,
+};
+
+/// Allocation entry points whose presence the record notes (names changed
+/// across versions: `*_noprof` from 6.10, `__kmalloc_cache_noprof` from 6.11).
+pub const ALLOC_FUNCTIONS: &[&str] = &[
+    "__kmalloc",
+    "__kmalloc_noprof",
+    "kmalloc_trace",
+    "kmalloc_trace_noprof",
+    "__kmalloc_cache_noprof",
+    "kmalloc_large",
+    "kmalloc_large_noprof",
+    "kmalloc_large_node",
+    "kmalloc_large_node_noprof",
+    "__kmalloc_node",
+    "__kmalloc_node_noprof",
+    "__kmalloc_cache_node_noprof",
+    "kmalloc_node_trace",
+    "kmem_cache_alloc",
+    "kmem_cache_alloc_noprof",
+    "kmem_cache_alloc_lru",
+    "kmem_cache_alloc_lru_noprof",
+    "kmem_cache_alloc_node",
+    "kmem_cache_alloc_node_noprof",
+    "__alloc_pages",
+    "__alloc_pages_noprof",
+];
+
+/// Config options recorded because they change what a module must be.
+pub const CONFIG_KEYS: &[&str] = &[
+    "CONFIG_MODVERSIONS",
+    "CONFIG_GENDWARFKSYMS",
+    "CONFIG_EXTENDED_MODVERSIONS",
+    "CONFIG_BASIC_MODVERSIONS",
+    "CONFIG_MODULE_SIG",
+    "CONFIG_MODULE_SIG_FORCE",
+    "CONFIG_MODULE_UNLOAD",
+    "CONFIG_RETPOLINE",
+    "CONFIG_MITIGATION_RETPOLINE",
+    "CONFIG_RETHUNK",
+    "CONFIG_MITIGATION_RETHUNK",
+    "CONFIG_CALL_DEPTH_TRACKING",
+    "CONFIG_MITIGATION_CALL_DEPTH_TRACKING",
+    "CONFIG_X86_KERNEL_IBT",
+    "CONFIG_PREEMPT_RT",
+    "CONFIG_PREEMPT_DYNAMIC",
+    "CONFIG_SLUB",
+    "CONFIG_SLAB_BUCKETS",
+    "CONFIG_RANDOM_KMALLOC_CACHES",
+    "CONFIG_KPROBES",
+    "CONFIG_TRACEPOINTS",
+    "CONFIG_DEBUG_INFO_BTF",
+    "CONFIG_SECURITY_LOCKDOWN_LSM",
+];
+
+/// Where a kernel's artifacts are.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// `uname -r`.
+    pub release: String,
+    /// `debian`, `ubuntu` or `host`.
+    pub distro: String,
+    /// Archive suite.
+    pub suite: String,
+    /// Flavour.
+    pub flavour: String,
+    /// The bzImage.
+    pub vmlinuz: PathBuf,
+    /// The kernel config, if available.
+    pub config: Option<PathBuf>,
+    /// `…/lib/modules/<release>`.
+    pub modules_dir: PathBuf,
+    /// Module.symvers, if available.
+    pub symvers: Option<PathBuf>,
+    /// The packages these came from.
+    pub packages: Vec<PackageRef>,
+}
+
+/// Why a record could not be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// Reading a file failed.
+    #[error("{release}: reading {path}: {source}")]
+    Io {
+        /// Kernel release.
+        release: String,
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A donor reader failed.
+    #[error("{release}: {what}: {source}")]
+    Donor {
+        /// Kernel release.
+        release: String,
+        /// What was being read.
+        what: String,
+        /// Cause.
+        #[source]
+        source: kmlink_donor::Error,
+    },
+    /// A needed fact is missing.
+    #[error("{release}: {what}")]
+    Missing {
+        /// Kernel release.
+        release: String,
+        /// What is missing.
+        what: String,
+    },
+    /// Two sources disagree.
+    #[error("{0}")]
+    Disagree(Box<Disagreement>),
+}
+
+/// Two sources of one fact that disagree.
+#[derive(Debug, thiserror::Error)]
+#[error("{release}: {what}: {a_source} says {a}, {b_source} says {b}")]
+pub struct Disagreement {
+    /// Kernel release.
+    pub release: String,
+    /// The fact.
+    pub what: String,
+    /// First source.
+    pub a_source: String,
+    /// Its value.
+    pub a: String,
+    /// Second source.
+    pub b_source: String,
+    /// Its value.
+    pub b: String,
+}
+
+/// Facts read from a stock module of the kernel.
+#[derive(Debug, Clone)]
+pub struct StockModule {
+    /// Its path.
+    pub path: PathBuf,
+    /// What it says.
+    pub facts: ko::ModuleFacts,
+}
+
+/// Finds a stock module under `modules_dir` that carries the facts we need
+/// (vermagic, `.gnu.linkonce.this_module` with init and exit relocations).
+pub fn find_stock_module(release: &str, modules_dir: &Path) -> Result<StockModule, ExtractError> {
+    let mut candidates = Vec::new();
+    collect_modules(&modules_dir.join("kernel/lib"), &mut candidates, 200);
+    if candidates.is_empty() {
+        collect_modules(&modules_dir.join("kernel"), &mut candidates, 400);
+    }
+    candidates.sort();
+    for path in candidates {
+        let Ok(bytes) = ko::load(&path) else { continue };
+        let Ok(facts) = ko::read(&bytes) else {
+            continue;
+        };
+        let has = |f: &str| facts.this_module_relocs.iter().any(|(_, s)| s == f);
+        if facts.vermagic.is_some()
+            && facts.this_module_size.is_some()
+            && has("init_module")
+            && has("cleanup_module")
+        {
+            return Ok(StockModule { path, facts });
+        }
+    }
+    Err(ExtractError::Missing {
+        release: release.into(),
+        what: format!(
+            "no stock module with init and exit functions under {}",
+            modules_dir.display()
+        ),
+    })
+}
+
+fn collect_modules(dir: &Path, out: &mut Vec<PathBuf>, limit: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if out.len() >= limit {
+            return;
+        }
+        if path.is_dir() {
+            collect_modules(&path, out, limit);
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains(".ko"))
+        {
+            out.push(path);
+        }
+    }
+}
+
+/// The `uname -v` part of a `linux_banner`.
+pub fn build_string(banner: &str) -> Option<String> {
+    let at = banner.find(") #")?;
+    Some(banner[at + 2..].trim_end().to_string())
+}
+
+/// Extracts a record for the core `manifest` from a kernel's artifacts.
+pub fn extract(art: &Artifacts, manifest: &Manifest) -> Result<KernelRecord, ExtractError> {
+    let release = art.release.clone();
+    let io = |path: &Path| {
+        let release = release.clone();
+        let path = path.to_path_buf();
+        move |source| ExtractError::Io {
+            release,
+            path,
+            source,
+        }
+    };
+    let donor = |what: String| {
+        let release = release.clone();
+        move |source| ExtractError::Donor {
+            release,
+            what,
+            source,
+        }
+    };
+    let missing = |what: String| ExtractError::Missing {
+        release: release.clone(),
+        what,
+    };
+    let mut provenance = BTreeMap::new();
+
+    let bz = std::fs::read(&art.vmlinuz).map_err(io(&art.vmlinuz))?;
+    let elf = kmlink_donor::bzimage::extract_vmlinux(&bz)
+        .map_err(donor(format!("{}", art.vmlinuz.display())))?;
+    let vmlinux = Vmlinux::parse(&elf).map_err(donor("vmlinux".into()))?;
+    let btf_bytes = vmlinux
+        .btf_section()
+        .ok_or_else(|| missing("vmlinux has no .BTF section".into()))?;
+    let btf = Btf::parse(btf_bytes).map_err(donor("vmlinux .BTF".into()))?;
+    let banner = vmlinux.banner().map_err(donor("linux_banner".into()))?;
+    let build = build_string(&banner)
+        .ok_or_else(|| missing(format!("cannot find the build string in banner {banner:?}")))?;
+    if !banner.starts_with(&format!("Linux version {} ", art.release)) {
+        return Err(ExtractError::Disagree(Box::new(Disagreement {
+            release: release.clone(),
+            what: "release".into(),
+            a_source: "package".into(),
+            a: art.release.clone(),
+            b_source: "vmlinux banner".into(),
+            b: banner.lines().next().unwrap_or_default().to_string(),
+        })));
+    }
+
+    // Exports, from the image's own tables, checked against Module.symvers.
+    let mut exports = BTreeMap::new();
+    for e in vmlinux
+        .exports()
+        .map_err(donor("vmlinux export tables".into()))?
+    {
+        exports.insert(
+            e.name.clone(),
+            Export {
+                crc: e.crc,
+                gpl: e.gpl,
+                namespace: e.namespace,
+                owner: e.owner,
+            },
+        );
+    }
+    provenance.insert(
+        "exports".to_string(),
+        "vmlinux __ksymtab/__kcrctab".to_string(),
+    );
+    if let Some(path) = &art.symvers {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let listed = symvers::parse(&text).map_err(donor(format!("{}", path.display())))?;
+        let mut checked = 0usize;
+        for s in listed.iter().filter(|s| s.owner == "vmlinux") {
+            let Some(mine) = exports.get(&s.name) else {
+                return Err(missing(format!(
+                    "Module.symvers lists {} from vmlinux, the image's export table does not",
+                    s.name
+                )));
+            };
+            let theirs = s.crc.filter(|c| *c != 0);
+            if mine.crc.filter(|c| *c != 0) != theirs || mine.gpl != s.gpl {
+                return Err(ExtractError::Disagree(Box::new(Disagreement {
+                    release: release.clone(),
+                    what: format!("export {}", s.name),
+                    a_source: "vmlinux".into(),
+                    a: format!("crc {:08x?} gpl {}", mine.crc, mine.gpl),
+                    b_source: "Module.symvers".into(),
+                    b: format!("crc {:08x?} gpl {}", s.crc, s.gpl),
+                })));
+            }
+            checked += 1;
+        }
+        provenance.insert(
+            "exports".into(),
+            format!("vmlinux __ksymtab/__kcrctab, {checked} checked against Module.symvers"),
+        );
+    }
+
+    // Config.
+    let config = match &art.config {
+        Some(path) => Some(KernelConfig::parse(
+            &std::fs::read_to_string(path).map_err(io(path))?,
+        )),
+        None => None,
+    };
+    let mut config_map = BTreeMap::new();
+    if let Some(cfg) = &config {
+        for key in CONFIG_KEYS {
+            if let Some(v) = cfg.get(key) {
+                config_map.insert(key.to_string(), v.to_string());
+            }
+        }
+    }
+
+    // A stock module: vermagic, struct module section, conventions.
+    let stock = find_stock_module(&release, &art.modules_dir)?;
+    let f = &stock.facts;
+    let vermagic = f
+        .vermagic
+        .clone()
+        .ok_or_else(|| missing("stock module has no vermagic".into()))?;
+    if !vermagic.starts_with(&format!("{} ", art.release)) {
+        return Err(ExtractError::Disagree(Box::new(Disagreement {
+            release: release.clone(),
+            what: "vermagic".into(),
+            a_source: "package".into(),
+            a: art.release.clone(),
+            b_source: stock.path.display().to_string(),
+            b: vermagic,
+        })));
+    }
+    provenance.insert("vermagic".into(), stock.path.display().to_string());
+    let stock_modversions = f.sections.iter().any(|s| s == "__versions");
+    let enabled = |keys: &[&str]| {
+        config
+            .as_ref()
+            .is_some_and(|c| keys.iter().any(|k| c.enabled(k)))
+    };
+    let modversions = match &config {
+        Some(c) => c.enabled("CONFIG_MODVERSIONS"),
+        None => stock_modversions,
+    };
+    if modversions != stock_modversions {
+        return Err(ExtractError::Disagree(Box::new(Disagreement {
+            release: release.clone(),
+            what: "symbol versions".into(),
+            a_source: "config".into(),
+            a: format!("MODVERSIONS={modversions}"),
+            b_source: stock.path.display().to_string(),
+            b: format!("__versions present: {stock_modversions}"),
+        })));
+    }
+    let stock_retpoline = f.modinfo.iter().any(|(k, v)| k == "retpoline" && v == "Y");
+    let conventions = ModuleConventions {
+        modversions,
+        ext_modversions: f.has_ext_versions,
+        return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
+        retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]) || stock_retpoline,
+        ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+        stock_modinfo_keys: {
+            let mut keys: Vec<String> = f.modinfo.iter().map(|(k, _)| k.clone()).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        },
+    };
+
+    // struct module: BTF and the stock module must agree.
+    let this_module = this_module_layout(&release, &btf, &stock)?;
+    provenance.insert(
+        "this_module".into(),
+        format!("BTF, checked against {}", stock.path.display()),
+    );
+
+    // Layouts, tracepoints, functions the core asks for.
+    let mut layouts = BTreeMap::new();
+    for key in manifest.layout_keys() {
+        let value = if let Some(spec) = key.strip_prefix("offsetof:") {
+            let (s, m) = spec.split_once('.').unwrap_or((spec, ""));
+            btf.member_offset(s, m)
+                .map_err(donor(format!("BTF offsetof({s}, {m})")))?
+        } else if let Some(s) = key.strip_prefix("sizeof:") {
+            btf.struct_size(s)
+        } else if let Some(v) = key.strip_prefix("percpu:") {
+            btf.is_percpu_var(v).then_some(0)
+        } else {
+            None
+        };
+        if let Some(v) = value {
+            layouts.insert(key, v);
+        }
+    }
+    let mut tracepoints = BTreeMap::new();
+    for tp in manifest.tracepoints() {
+        if let Some(params) = btf
+            .tracepoint_params(&tp)
+            .map_err(donor(format!("BTF tracepoint {tp}")))?
+        {
+            tracepoints.insert(
+                tp,
+                params
+                    .into_iter()
+                    .map(|p| crate::record::TpParam {
+                        name: p.name,
+                        size: p.size,
+                        type_name: p.type_name,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let functions = ALLOC_FUNCTIONS
+        .iter()
+        .filter(|f| btf.has_function(f))
+        .map(|f| f.to_string())
+        .collect();
+    provenance.insert("layouts".into(), "vmlinux .BTF".into());
+
+    Ok(KernelRecord {
+        schema: RECORD_SCHEMA,
+        identity: Identity {
+            release: art.release.clone(),
+            distro: art.distro.clone(),
+            suite: art.suite.clone(),
+            flavour: art.flavour.clone(),
+            arch: "x86_64".into(),
+            build_string: build,
+            btf_sha256: hex::encode(Sha256::digest(btf_bytes)),
+            packages: art.packages.clone(),
+        },
+        vermagic,
+        conventions,
+        config: config_map,
+        exports,
+        this_module,
+        layouts,
+        tracepoints,
+        functions,
+        provenance,
+    })
+}
+
+/// `struct module` layout from BTF, cross-checked with a stock module.
+pub fn this_module_layout(
+    release: &str,
+    btf: &Btf,
+    stock: &StockModule,
+) -> Result<ThisModuleLayout, ExtractError> {
+    let missing = |what: &str| ExtractError::Missing {
+        release: release.into(),
+        what: what.into(),
+    };
+    let donor = |what: &str| {
+        let release = release.to_string();
+        let what = what.to_string();
+        move |source| ExtractError::Donor {
+            release,
+            what,
+            source,
+        }
+    };
+    let size = btf
+        .struct_size("module")
+        .ok_or_else(|| missing("BTF has no struct module"))?;
+    let off = |m: &str| -> Result<u64, ExtractError> {
+        btf.member_offset("module", m)
+            .map_err(donor("BTF struct module"))?
+            .ok_or_else(|| missing(&format!("BTF struct module has no member {m}")))
+    };
+    let layout = ThisModuleLayout {
+        size,
+        name_offset: off("name")?,
+        name_len: btf
+            .member_size("module", "name")
+            .map_err(donor("BTF struct module"))?
+            .ok_or_else(|| missing("BTF struct module has no member name"))?,
+        init_offset: off("init")?,
+        exit_offset: off("exit")?,
+    };
+    let f = &stock.facts;
+    let src = stock.path.display().to_string();
+    let disagree = |what: &str, a: u64, b: String| ExtractError::Disagree(Box::new(Disagreement {
+        release: release.into(),
+        what: what.into(),
+        a_source: "BTF".into(),
+        a: format!("{a:#x}"),
+        b_source: src.clone(),
+        b,
+    }));
+    match f.this_module_size {
+        Some(s) if s == size => {}
+        other => {
+            return Err(disagree(
+                "sizeof(struct module)",
+                size,
+                format!("{other:#x?}"),
+            ))
+        }
+    }
+    for (func, want) in [
+        ("init_module", layout.init_offset),
+        ("cleanup_module", layout.exit_offset),
+    ] {
+        let at: Vec<u64> = f
+            .this_module_relocs
+            .iter()
+            .filter(|(_, s)| s == func)
+            .map(|(o, _)| *o)
+            .collect();
+        if at != [want] {
+            return Err(disagree(
+                &format!("offset of struct module's pointer to {func}"),
+                want,
+                format!("{at:#x?}"),
+            ));
+        }
+    }
+    if let Some(name_at) = f.this_module_name_offset {
+        if name_at != layout.name_offset {
+            return Err(disagree(
+                "offsetof(struct module, name)",
+                layout.name_offset,
+                format!("{name_at:#x}"),
+            ));
+        }
+    }
+    Ok(layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_string_from_banner() {
+        let banner = "Linux version 6.1.0-47-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.170-3 (2026-05-08)\n";
+        assert_eq!(
+            build_string(banner).as_deref(),
+            Some("#1 SMP PREEMPT_DYNAMIC Debian 6.1.170-3 (2026-05-08)")
+        );
+        assert_eq!(build_string("Linux version x"), None);
+    }
+}

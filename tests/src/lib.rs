@@ -1,0 +1,142 @@
+//! Shared helpers for kmlink's end-to-end tests: the pinned kernels, the real
+//! `kmlink` binary, and stock modules to load.
+//!
+//! Tests that boot kernels are `#[ignore]`d so `cargo test` stays fast and
+//! offline; `scripts/test` (what CI runs) runs them with `--ignored`.
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context, Result};
+use kmlink_crawler::{cache::Cache, pinned, sources, Http};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The kernels the default suite uses (tests/kernels.toml).
+pub fn pinned_kernels() -> Result<Vec<pinned::PinnedKernel>> {
+    let path = workspace().join("tests/kernels.toml");
+    pinned::load(&path).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Releases of the pinned kernels.
+pub fn pinned_releases() -> Result<Vec<String>> {
+    Ok(pinned_kernels()?.into_iter().map(|k| k.release).collect())
+}
+
+/// Fetches (verified, cached) and unpacks one pinned kernel.
+pub fn kernel(release: &str) -> Result<pinned::KernelTree> {
+    let pins = pinned_kernels()?;
+    let Some(pin) = pins.iter().find(|p| p.release == release) else {
+        bail!("{release} is not pinned in tests/kernels.toml");
+    };
+    let srcs = sources::host_sources(Path::new("/")).context("reading apt sources")?;
+    let mirrors = sources::debian_mirrors(&srcs);
+    let http = Http::new()?;
+    let cache = Cache::new(
+        std::env::var_os("KMLINK_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(Cache::default_root),
+    );
+    Ok(pinned::materialize(&cache, &http, &mirrors, pin)?)
+}
+
+/// The `kmlink` binary built alongside the tests.
+pub fn kmlink_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_kmlink") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> -> target/<profile>/kmlink
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("kmlink"))
+        .unwrap_or_default()
+}
+
+/// Runs `kmlink` with `args`; the output is returned whatever the status.
+pub fn kmlink(args: &[&str]) -> Result<Output> {
+    let bin = kmlink_bin();
+    Command::new(&bin)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", bin.display()))
+}
+
+/// Runs `kmlink` and fails with its stderr unless it succeeds.
+pub fn kmlink_ok(args: &[&str]) -> Result<String> {
+    let out = kmlink(args)?;
+    if !out.status.success() {
+        bail!(
+            "kmlink {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Small library modules without dependencies, tried in order for smoke tests.
+const STOCK_CANDIDATES: &[&str] = &[
+    "crc7",
+    "crc-itu-t",
+    "crc8",
+    "lru_cache",
+    "ts_kmp",
+    "ts_bm",
+    "ts_fsm",
+    "bch",
+];
+
+/// A stock module of `tree` that loads on its own: (name, decompressed bytes).
+pub fn stock_module(tree: &pinned::KernelTree) -> Result<(String, Vec<u8>)> {
+    let mut all = Vec::new();
+    walk(&tree.modules_dir.join("kernel"), &mut all);
+    for want in STOCK_CANDIDATES {
+        for path in &all {
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if file.split(".ko").next() != Some(*want) {
+                continue;
+            }
+            let bytes = kmlink_donor::ko::load(path)?;
+            let facts = kmlink_donor::ko::read(&bytes)?;
+            let deps = facts
+                .modinfo
+                .iter()
+                .find(|(k, _)| k == "depends")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            if deps.is_empty() {
+                return Ok((facts.name.unwrap_or_else(|| want.to_string()), bytes));
+            }
+        }
+    }
+    bail!(
+        "no dependency-free stock module found under {}",
+        tree.modules_dir.display()
+    )
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}

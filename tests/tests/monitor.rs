@@ -1,0 +1,201 @@
+//! The monitor on real kernels: `kmlink build --from-packages` links the one
+//! embedded core object for each pinned kernel; in the VM the module loads,
+//! counts a workload's allocations exactly as the kernel's own kmem
+//! tracepoint events do, unloads cleanly, and taints only O|E.
+//!
+//! These boot real kernels: `cargo test -p kmlink-tests -- --ignored`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kmlink_tests::{kernel, kmlink_ok, pinned_releases};
+use kmlink_vm::{GuestFile, Source, VmSpec};
+
+/// TAINT_OOT_MODULE | TAINT_UNSIGNED_MODULE.
+const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
+
+/// Guest script: arm tracefs and the monitor before a workload, stop both
+/// after it, report both counts for the workload's pid.
+const SCRIPT: &str = r#"
+T=/sys/kernel/tracing
+[ -d $T/events/kmem ] || T=/sys/kernel/debug/tracing
+echo 0 > $T/tracing_on
+echo 32768 > $T/buffer_size_kb
+echo > $T/trace
+echo 1 > $T/events/kmem/kmalloc/enable || exit 20
+echo 1 > $T/events/kmem/kmem_cache_alloc/enable || exit 21
+insmod /kmlink.ko || exit 22
+[ -r /proc/kmlink/stats ] || exit 23
+echo 1 > $T/tracing_on
+sh -c 'exec find /sys/devices /proc/self > /dev/null 2>&1' &
+pid=$!
+wait $pid
+echo 0 > $T/tracing_on
+cat /proc/kmlink/stats > /tmp/stats
+cat $T/trace > /tmp/trace
+drops=0
+for s in $T/per_cpu/cpu*/stats; do
+  o=$(awk '/^overrun:/ {print $2}' $s); d=$(awk '/^dropped events:/ {print $3}' $s)
+  drops=$((drops + ${o:-0} + ${d:-0}))
+done
+km=$(grep -E -- "-$pid +\[" /tmp/trace | grep -c ' kmalloc: ')
+kca=$(grep -E -- "-$pid +\[" /tmp/trace | grep -c ' kmem_cache_alloc: ')
+echo "@@CHECK pid=$pid trace_kmalloc=$km trace_kmem_cache_alloc=$kca trace_drops=$drops"
+echo "@@STATS-BEGIN"
+cat /tmp/stats
+echo "@@STATS-END"
+rmmod kmlink || exit 24
+[ -e /proc/kmlink ] && exit 25
+exit 0
+"#;
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// Parses `/proc/kmlink/stats` into tables of rows.
+fn tables(stats: &str) -> BTreeMap<String, (Vec<String>, Vec<Vec<String>>)> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in stats.lines() {
+        if let Some(h) = line.strip_prefix("# ") {
+            let (name, cols) = h.split_once(':').expect("table header");
+            let cols: Vec<String> = cols.split_whitespace().map(str::to_string).collect();
+            out.insert(name.to_string(), (cols, Vec::new()));
+            current = Some(name.to_string());
+        } else if line.trim().is_empty() {
+            current = None;
+        } else if let Some(t) = &current {
+            out.get_mut(t)
+                .expect("table")
+                .1
+                .push(line.split_whitespace().map(str::to_string).collect());
+        }
+    }
+    out
+}
+
+fn check_kernel(release: &str) {
+    let tree = kernel(release).expect("pinned kernel");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ko = dir.path().join("kmlink.ko");
+    kmlink_ok(&[
+        "build",
+        "--kernel",
+        release,
+        "--from-packages",
+        "-o",
+        ko.to_str().expect("utf8"),
+    ])
+    .unwrap_or_else(|e| panic!("{release}: {e}"));
+    let mut spec = VmSpec::new(&tree.vmlinuz, SCRIPT);
+    spec.memory_mb = 1024;
+    spec.timeout = Duration::from_secs(300);
+    spec.files = vec![GuestFile {
+        guest_path: "/kmlink.ko".into(),
+        contents: Source::Path(ko.clone()),
+        mode: 0o644,
+    }];
+    let r = kmlink_vm::run(&spec).expect("qemu runs");
+    eprintln!(
+        "{release}: boot {:.1}s total {:.1}s",
+        r.boot_time.as_secs_f64(),
+        r.duration.as_secs_f64()
+    );
+    if let Err(e) = r.check_clean() {
+        panic!(
+            "{release}: {e}\n--- output ---\n{}\n--- dmesg ---\n{}",
+            r.output, r.dmesg
+        );
+    }
+    assert_eq!(
+        r.taint_added(),
+        Some(TAINT_O_E),
+        "{release}: taint must grow by exactly O|E\n{}",
+        r.dmesg
+    );
+
+    let check = r
+        .output
+        .lines()
+        .find(|l| l.starts_with("@@CHECK"))
+        .expect("check line");
+    let pid: u32 = field(check, "pid")
+        .and_then(|v| v.parse().ok())
+        .expect("pid");
+    let n = |k| {
+        field(check, k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{k} in {check}"))
+    };
+    let (trace_km, trace_kca, drops) = (
+        n("trace_kmalloc"),
+        n("trace_kmem_cache_alloc"),
+        n("trace_drops"),
+    );
+    assert_eq!(
+        drops, 0,
+        "{release}: tracefs dropped events: the run is invalid"
+    );
+
+    let stats = r
+        .output
+        .split("@@STATS-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("@@STATS-END").next())
+        .expect("stats");
+    let t = tables(stats);
+    let (cols, rows) = t.get("process").expect("process table");
+    assert_eq!(
+        cols[..6],
+        ["pid", "comm", "allocs", "frees", "bytes", "outstanding"],
+        "{release}: process header"
+    );
+    let (_, dropped) = t.get("dropped").expect("dropped table");
+    assert!(
+        dropped.iter().all(|r| r[1] == "0"),
+        "{release}: monitor dropped events: {dropped:?}"
+    );
+    let mine: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == pid.to_string()).collect();
+    let monitor: u64 = mine
+        .iter()
+        .map(|r| r[2].parse::<u64>().expect("allocs"))
+        .sum();
+    let comms: Vec<&str> = mine.iter().map(|r| r[1].as_str()).collect();
+    eprintln!(
+        "{release}: pid {pid} ({comms:?}): monitor {monitor} allocations, tracefs {trace_km} kmalloc + {trace_kca} kmem_cache_alloc"
+    );
+    assert!(
+        comms.contains(&"find"),
+        "{release}: the exec'd program must get its own row: {comms:?}"
+    );
+    assert!(
+        trace_km + trace_kca > 100,
+        "{release}: the workload must allocate"
+    );
+    assert_eq!(
+        monitor,
+        trace_km + trace_kca,
+        "{release}: monitor and tracefs disagree\n{stats}"
+    );
+    assert!(t.get("cache").is_some_and(|(_, rows)| rows
+        .iter()
+        .any(|r| r[0].starts_with("kmalloc-") || r[0] == "-")));
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn monitor_counts_match_kmem_tracepoints_on_every_pinned_kernel() {
+    let mut failures = Vec::new();
+    for release in pinned_releases().expect("pins") {
+        if let Err(e) = std::panic::catch_unwind(|| check_kernel(&release)) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "panic".into());
+            failures.push(format!("{release}: {msg}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

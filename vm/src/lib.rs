@@ -1,0 +1,667 @@
+//! VM harness: boots a real kernel in `qemu-system-x86_64` with a tiny
+//! busybox initramfs, runs a shell script as the test, and reports what the
+//! guest printed, the script's exit status, the kernel taint before and after,
+//! the full `dmesg`, and any kernel problems (warnings, oopses, module loader
+//! complaints) found in the log.
+//!
+//! ```no_run
+//! use kmlink_vm::{run, GuestFile, VmSpec};
+//! let mut spec = VmSpec::new("/boot/vmlinuz", "insmod /m.ko && rmmod m");
+//! spec.files.push(GuestFile::kernel_module("/m.ko", "/tmp/m.ko.xz").unwrap());
+//! let result = run(&spec).unwrap();
+//! result.check_clean().unwrap();
+//! ```
+//!
+//! The generated `/init` mounts proc, sysfs, devtmpfs, a tmpfs on `/tmp`,
+//! tracefs and debugfs, lowers the console log level (`dmesg -n 1`) so
+//! kernel messages do not interleave with the script's output, and frames
+//! everything it reports with `@@KMLINK-...@@` markers on the serial console
+//! (ttyS0). It also streams `/dev/kmsg` to a second serial port (ttyS1,
+//! a file on the host) so the kernel log survives hangs and timeouts.
+//!
+//! Environment: `$KMLINK_QEMU` and `$KMLINK_BUSYBOX` override where QEMU and
+//! the static busybox are looked for; `$KMLINK_VM_ECHO=1` copies the guest
+//! console to stderr live (see [`VmSpec::echo_serial`]).
+
+#![deny(missing_docs)]
+
+mod hostbin;
+mod initramfs;
+mod parse;
+mod qemu;
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use initramfs::find_busybox;
+pub use parse::{
+    classify_line, find_problems, parse_serial, strip_noise, Parsed, Problem, ProblemKind,
+};
+pub use qemu::find_qemu;
+
+/// Errors that prevent a VM from being run at all. Anything that happens
+/// inside the guest (panics, hangs, failing scripts) is reported in
+/// [`VmResult`] instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `qemu-system-x86_64` is not installed.
+    #[error("qemu-system-x86_64 not found in PATH (or $KMLINK_QEMU); install it with: apt-get install qemu-system-x86")]
+    QemuMissing,
+    /// No statically linked busybox on the host.
+    #[error(
+        "no statically linked busybox found (looked at $KMLINK_BUSYBOX, /bin/busybox, /usr/bin/busybox{}); install it with: apt-get install busybox-static",
+        found_dynamic.as_ref().map(|p| format!("; {} is dynamically linked", p.display())).unwrap_or_default()
+    )]
+    BusyboxMissing {
+        /// A busybox that was found but is dynamically linked, if any.
+        found_dynamic: Option<PathBuf>,
+    },
+    /// The kernel image does not exist.
+    #[error("kernel image not found: {0}")]
+    KernelMissing(PathBuf),
+    /// A guest path is empty or contains `.`/`..` components.
+    #[error("invalid guest path {0:?}")]
+    InvalidGuestPath(String),
+    /// The host binary to include could not be resolved.
+    #[error("including host binary: {0}")]
+    HostBinary(String),
+    /// QEMU itself failed (bad arguments, accelerator unavailable) without
+    /// the guest printing anything.
+    #[error("QEMU failed (exit code {code:?}): {stderr}")]
+    QemuFailed {
+        /// QEMU's exit code.
+        code: Option<i32>,
+        /// What QEMU wrote on stderr.
+        stderr: String,
+    },
+    /// An I/O error on the host.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where a guest file's contents come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A host file, read when the initramfs is built.
+    Path(PathBuf),
+    /// Literal bytes.
+    Bytes(Vec<u8>),
+}
+
+/// A file to put in the initramfs. Parent directories are created as needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFile {
+    /// Absolute path in the guest, e.g. `/lib/modules/foo.ko`.
+    pub guest_path: String,
+    /// The contents.
+    pub contents: Source,
+    /// Permission bits (e.g. `0o644`, `0o755`).
+    pub mode: u32,
+}
+
+impl GuestFile {
+    /// A guest file with the given contents and mode.
+    pub fn new(guest_path: impl Into<String>, contents: Source, mode: u32) -> Self {
+        GuestFile {
+            guest_path: guest_path.into(),
+            contents,
+            mode,
+        }
+    }
+
+    /// A guest file with literal contents.
+    pub fn bytes(guest_path: impl Into<String>, bytes: impl Into<Vec<u8>>, mode: u32) -> Self {
+        Self::new(guest_path, Source::Bytes(bytes.into()), mode)
+    }
+
+    /// A copy of a host file (mode 0644, or 0755 if the host file is
+    /// executable by its owner).
+    pub fn from_host(guest_path: impl Into<String>, host: impl Into<PathBuf>) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let host = host.into();
+        let exec = std::fs::metadata(&host)
+            .map(|m| m.permissions().mode() & 0o100 != 0)
+            .unwrap_or(false);
+        Self::new(
+            guest_path,
+            Source::Path(host),
+            if exec { 0o755 } else { 0o644 },
+        )
+    }
+
+    /// A kernel module read from the host, decompressed if its name ends in
+    /// `.xz` or `.gz` (busybox `insmod` cannot load compressed modules), with
+    /// mode 0644.
+    pub fn kernel_module(
+        guest_path: impl Into<String>,
+        host: impl AsRef<Path>,
+    ) -> Result<Self, Error> {
+        Ok(Self::bytes(guest_path, read_module(host.as_ref())?, 0o644))
+    }
+}
+
+/// Reads a kernel module file, transparently decompressing `.ko.xz` and
+/// `.ko.gz` (by extension).
+pub fn read_module(path: &Path) -> Result<Vec<u8>, Error> {
+    let ctx = |source| Error::Io {
+        context: format!("reading module {}", path.display()),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(ctx)?;
+    let mut out = Vec::new();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xz") => {
+            xz2::read::XzDecoder::new(file)
+                .read_to_end(&mut out)
+                .map_err(ctx)?;
+        }
+        Some("gz") => {
+            flate2::read::GzDecoder::new(file)
+                .read_to_end(&mut out)
+                .map_err(ctx)?;
+        }
+        _ => {
+            std::io::BufReader::new(file)
+                .read_to_end(&mut out)
+                .map_err(ctx)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Which accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accel {
+    /// Pure emulation (slow, works everywhere).
+    #[default]
+    Tcg,
+    /// KVM (fails if unavailable).
+    Kvm,
+    /// KVM if `/dev/kvm` is usable and a quick probe boot (<= 15 s) works;
+    /// TCG otherwise. The verdict is cached per process.
+    Auto,
+}
+
+/// What to boot and run.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    /// Kernel image (bzImage / vmlinuz).
+    pub kernel: PathBuf,
+    /// Extra files for the initramfs.
+    pub files: Vec<GuestFile>,
+    /// Shell script run by `/init` as the test (busybox `sh`, cwd `/`,
+    /// stdin `/dev/null`, stdout and stderr to the console).
+    pub script: String,
+    /// Wall-clock limit; on expiry QEMU is killed and what was printed so far
+    /// is returned with `timed_out = true`.
+    pub timeout: Duration,
+    /// Guest memory in MiB (default 512).
+    pub memory_mb: u32,
+    /// Number of guest CPUs (default 1).
+    pub smp: u32,
+    /// Accelerator (default TCG).
+    pub accel: Accel,
+    /// Extra kernel command-line arguments.
+    pub extra_append: Vec<String>,
+    /// A host executable copied to `/bin/<file name>` together with the
+    /// shared libraries (and ELF interpreter) `ldd` says it needs, at the same
+    /// paths as on the host.
+    pub include_host_binary: Option<PathBuf>,
+    /// Copy the guest console to this process's stderr as it arrives
+    /// (default: whether `$KMLINK_VM_ECHO` is set to a non-empty value).
+    pub echo_serial: bool,
+}
+
+impl VmSpec {
+    /// A spec with defaults: no extra files, 120 s timeout, 512 MiB, 1 CPU,
+    /// TCG, no extra command line, no host binary.
+    pub fn new(kernel: impl Into<PathBuf>, script: impl Into<String>) -> Self {
+        VmSpec {
+            kernel: kernel.into(),
+            files: Vec::new(),
+            script: script.into(),
+            timeout: Duration::from_secs(120),
+            memory_mb: 512,
+            smp: 1,
+            accel: Accel::Tcg,
+            extra_append: Vec::new(),
+            include_host_binary: None,
+            echo_serial: std::env::var_os("KMLINK_VM_ECHO").is_some_and(|v| !v.is_empty()),
+        }
+    }
+
+    /// The full kernel command line for this spec.
+    pub fn cmdline(&self) -> String {
+        let mut parts: Vec<&str> = vec!["console=ttyS0", "panic=-1", "quiet", "loglevel=4"];
+        parts.extend(self.extra_append.iter().map(String::as_str));
+        parts.join(" ")
+    }
+}
+
+/// What happened in the VM.
+#[derive(Debug, Clone)]
+pub struct VmResult {
+    /// Everything the guest printed on the console, with ANSI escapes and
+    /// carriage returns stripped.
+    pub serial: String,
+    /// Only what the test script printed (stdout and stderr).
+    pub output: String,
+    /// The script's exit status (`None` if it never finished).
+    pub exit_status: Option<i32>,
+    /// `/proc/sys/kernel/tainted` right before the script.
+    pub taint_before: Option<u64>,
+    /// `/proc/sys/kernel/tainted` right after the script.
+    pub taint_after: Option<u64>,
+    /// The guest's full `dmesg`, dumped by `/init` after the script. If the
+    /// dump never happened (timeout, panic), the kernel log that `/init`
+    /// streamed from `/dev/kmsg` to the second serial port up to that point,
+    /// in the same `[seconds] text` format.
+    pub dmesg: String,
+    /// Kernel problems found in the dmesg dump and on the console.
+    pub problems: Vec<Problem>,
+    /// Time from QEMU start to `/init`'s first marker (zero if never seen).
+    pub boot_time: Duration,
+    /// Time from QEMU start to its exit.
+    pub duration: Duration,
+    /// Whether the timeout expired and QEMU was killed.
+    pub timed_out: bool,
+    /// The accelerator actually used (`Tcg` or `Kvm`, never `Auto`).
+    pub accel: Accel,
+    /// What QEMU wrote on its stderr.
+    pub qemu_stderr: String,
+}
+
+impl VmResult {
+    /// Taint flags the script added (`after & !before`), if both are known.
+    pub fn taint_added(&self) -> Option<u64> {
+        Some(self.taint_after? & !self.taint_before?)
+    }
+
+    /// `Ok(())` if no problems were found, the VM did not time out and the
+    /// script exited with status 0; otherwise a summary with the last 40
+    /// console lines.
+    pub fn check_clean(&self) -> Result<(), String> {
+        let mut reasons = Vec::new();
+        if self.timed_out {
+            reasons.push(format!("timed out after {:.1?}", self.duration));
+        }
+        match self.exit_status {
+            Some(0) => {}
+            Some(rc) => reasons.push(format!("script exited with status {rc}")),
+            None if !self.timed_out => reasons.push("script never finished".to_string()),
+            None => {}
+        }
+        if !self.problems.is_empty() {
+            reasons.push(format!("{} kernel problem(s) found", self.problems.len()));
+        }
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        let mut msg = format!("VM run not clean: {}", reasons.join("; "));
+        for p in self.problems.iter().take(20) {
+            let _ = write!(msg, "\n  {p}");
+        }
+        if self.problems.len() > 20 {
+            let _ = write!(msg, "\n  ... and {} more", self.problems.len() - 20);
+        }
+        let lines: Vec<&str> = self.serial.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        let _ = write!(msg, "\n--- last {} console lines ---", tail.len());
+        for l in tail {
+            let _ = write!(msg, "\n{l}");
+        }
+        Err(msg)
+    }
+}
+
+/// Builds the `/init` script.
+fn init_script() -> String {
+    // Markers are assembled at run time (`@@${M}-...`) so that printing
+    // /init itself (e.g. `cat /init` in a test) does not fake them.
+    r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+dmesg -n 1
+# Stream the kernel log to ttyS1 (a file on the host) so it survives a
+# hang or timeout; the dmesg dump below is the primary copy.
+cat /dev/kmsg > /dev/ttyS1 2>/dev/null &
+M=KMLINK
+echo "@@${M}-BOOT@@"
+echo "@@${M}-TAINT-BEFORE@@ $(cat /proc/sys/kernel/tainted)"
+echo "@@${M}-OUT-BEGIN@@"
+cd /
+sh /test.sh </dev/null 2>&1
+rc=$?
+echo "@@${M}-OUT-END@@ rc=$rc"
+echo "@@${M}-TAINT-AFTER@@ $(cat /proc/sys/kernel/tainted)"
+echo "@@${M}-DMESG-BEGIN@@"
+dmesg
+echo "@@${M}-DMESG-END@@"
+poweroff -f
+echo o > /proc/sysrq-trigger
+sleep 5
+reboot -f
+while :; do sleep 60; done
+"#
+    .to_string()
+}
+
+/// Assembles the initramfs for `spec` into `path`.
+fn build_initramfs(spec: &VmSpec, busybox: &Path, path: &Path) -> Result<(), Error> {
+    let mut ir = initramfs::Initramfs::default();
+    for d in [
+        "/bin",
+        "/sbin",
+        "/usr/bin",
+        "/usr/sbin",
+        "/etc",
+        "/root",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/mnt",
+        "/run",
+        "/var",
+        "/lib/modules",
+    ] {
+        ir.dir(d, 0o755)?;
+    }
+    ir.dir("/tmp", 0o1777)?;
+    ir.dir("/root", 0o700)?;
+    // So that /init has a console even on kernels without a built-in
+    // initramfs providing /dev/console (devtmpfs is mounted over it later).
+    ir.char_dev("/dev/console", 5, 1, 0o600)?;
+    ir.file("/bin/busybox", Source::Path(busybox.to_path_buf()), 0o755)?;
+    ir.file("/init", Source::Bytes(init_script().into_bytes()), 0o755)?;
+    if let Some(bin) = &spec.include_host_binary {
+        let name = bin
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::HostBinary(format!("{} has no file name", bin.display())))?;
+        if !bin.is_file() {
+            return Err(Error::HostBinary(format!("{} not found", bin.display())));
+        }
+        ir.file(&format!("/bin/{name}"), Source::Path(bin.clone()), 0o755)?;
+        for lib in hostbin::shared_libraries(bin)? {
+            let guest = lib.to_string_lossy().into_owned();
+            ir.file(&guest, Source::Path(lib), 0o755)?;
+        }
+    }
+    for f in &spec.files {
+        ir.file(&f.guest_path, f.contents.clone(), f.mode)?;
+    }
+    ir.file(
+        "/test.sh",
+        Source::Bytes(spec.script.clone().into_bytes()),
+        0o755,
+    )?;
+    ir.write_gz(path)
+}
+
+/// Boots `spec.kernel` with the generated initramfs, runs the script and
+/// reports. Errors only for problems on the host side (missing QEMU,
+/// busybox or kernel, I/O); guest failures are in the returned
+/// [`VmResult`].
+pub fn run(spec: &VmSpec) -> Result<VmResult, Error> {
+    let qemu = find_qemu()?;
+    let busybox = find_busybox()?;
+    if !spec.kernel.is_file() {
+        return Err(Error::KernelMissing(spec.kernel.clone()));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kmlink-vm-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            context: "creating temporary directory".into(),
+            source,
+        })?;
+    let initrd = dir.path().join("initramfs.cpio.gz");
+    let kmsg_log = dir.path().join("kmsg.log");
+    build_initramfs(spec, &busybox, &initrd)?;
+
+    let kvm = qemu::use_kvm(spec.accel, || kvm_probe(&qemu, spec, &busybox, dir.path()));
+    let launch = qemu::Launch {
+        qemu: &qemu,
+        kernel: &spec.kernel,
+        initrd: &initrd,
+        kmsg_log: Some(&kmsg_log),
+        append: spec.cmdline(),
+        memory_mb: spec.memory_mb,
+        smp: spec.smp,
+        kvm,
+        timeout: spec.timeout,
+        echo: spec.echo_serial,
+    };
+    let outcome = launch.run()?;
+    if !outcome.timed_out && outcome.raw_serial.is_empty() && outcome.exit_code != Some(0) {
+        return Err(Error::QemuFailed {
+            code: outcome.exit_code,
+            stderr: outcome.stderr.trim().to_string(),
+        });
+    }
+    let serial = strip_noise(&outcome.raw_serial);
+    let mut parsed = parse_serial(&serial);
+    if parsed.dmesg.is_empty() && !outcome.raw_kmsg.is_empty() {
+        // No dmesg dump (timeout, panic, hang): use the streamed kernel log.
+        parsed.dmesg = parse::kmsg_to_dmesg(&strip_noise(&outcome.raw_kmsg));
+        parse::merge_problems(&mut parsed.problems, &parsed.dmesg);
+    }
+    Ok(VmResult {
+        output: parsed.output,
+        exit_status: parsed.exit_status,
+        taint_before: parsed.taint_before,
+        taint_after: parsed.taint_after,
+        dmesg: parsed.dmesg,
+        problems: parsed.problems,
+        boot_time: outcome.boot_at.unwrap_or_default(),
+        duration: outcome.duration,
+        timed_out: outcome.timed_out,
+        accel: if kvm { Accel::Kvm } else { Accel::Tcg },
+        qemu_stderr: outcome.stderr,
+        serial,
+    })
+}
+
+/// Boots the spec's kernel under KVM with an initramfs that only prints a
+/// marker; true if the marker shows up within 15 s.
+fn kvm_probe(qemu: &Path, spec: &VmSpec, busybox: &Path, dir: &Path) -> bool {
+    const PROBE_OK: &str = "kmlink-kvm-probe-ok";
+    let mut probe_spec = VmSpec::new(spec.kernel.clone(), format!("echo {PROBE_OK}\n"));
+    probe_spec.extra_append = spec.extra_append.clone();
+    let initrd = dir.join("kvm-probe.cpio.gz");
+    if let Err(e) = build_initramfs(&probe_spec, busybox, &initrd) {
+        log::warn!("KVM probe: building initramfs: {e}");
+        return false;
+    }
+    let launch = qemu::Launch {
+        qemu,
+        kernel: &spec.kernel,
+        initrd: &initrd,
+        kmsg_log: None,
+        append: probe_spec.cmdline(),
+        memory_mb: spec.memory_mb,
+        smp: spec.smp,
+        kvm: true,
+        timeout: Duration::from_secs(15),
+        echo: false,
+    };
+    match launch.run() {
+        Ok(o) => {
+            let parsed = parse_serial(&strip_noise(&o.raw_serial));
+            let ok = parsed.exit_status == Some(0) && parsed.output.contains(PROBE_OK);
+            if !ok {
+                log::info!(
+                    "KVM probe failed (timed out: {}, stderr: {})",
+                    o.timed_out,
+                    o.stderr.trim()
+                );
+            }
+            ok
+        }
+        Err(e) => {
+            log::info!("KVM probe could not run: {e}");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result_with(serial: &str, timed_out: bool) -> VmResult {
+        let p = parse_serial(serial);
+        VmResult {
+            serial: serial.to_string(),
+            output: p.output,
+            exit_status: p.exit_status,
+            taint_before: p.taint_before,
+            taint_after: p.taint_after,
+            dmesg: p.dmesg,
+            problems: p.problems,
+            boot_time: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            timed_out,
+            accel: Accel::Tcg,
+            qemu_stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn taint_added_and_check_clean() {
+        let clean = "@@KMLINK-BOOT@@\n@@KMLINK-TAINT-BEFORE@@ 4096\n@@KMLINK-OUT-BEGIN@@\nhi\n\
+                     @@KMLINK-OUT-END@@ rc=0\n@@KMLINK-TAINT-AFTER@@ 12288\n\
+                     @@KMLINK-DMESG-BEGIN@@\n[ 1.0] ok\n@@KMLINK-DMESG-END@@\n";
+        let r = result_with(clean, false);
+        assert_eq!(r.taint_added(), Some(8192));
+        assert_eq!(r.output, "hi\n");
+        assert!(r.check_clean().is_ok());
+
+        let failing = clean.replace("rc=0", "rc=1");
+        let err = result_with(&failing, false)
+            .check_clean()
+            .expect_err("rc=1");
+        assert!(err.contains("status 1"), "{err}");
+        assert!(err.contains("last "), "{err}");
+
+        let warn = clean.replace("[ 1.0] ok", "[ 1.0] WARNING: CPU: 0 PID: 1 at x");
+        let err = result_with(&warn, false)
+            .check_clean()
+            .expect_err("warning");
+        assert!(err.contains("[warning]"), "{err}");
+
+        let cut = "@@KMLINK-BOOT@@\n@@KMLINK-TAINT-BEFORE@@ 0\n@@KMLINK-OUT-BEGIN@@\n";
+        let r = result_with(cut, true);
+        assert_eq!(r.taint_added(), None);
+        assert!(r.check_clean().expect_err("timeout").contains("timed out"));
+    }
+
+    #[test]
+    fn cmdline_has_defaults_and_extras() {
+        let mut spec = VmSpec::new("/k", "true");
+        spec.extra_append.push("nokaslr".into());
+        assert_eq!(
+            spec.cmdline(),
+            "console=ttyS0 panic=-1 quiet loglevel=4 nokaslr"
+        );
+        assert_eq!(spec.memory_mb, 512);
+        assert_eq!(spec.smp, 1);
+        assert_eq!(spec.accel, Accel::Tcg);
+    }
+
+    #[test]
+    fn init_script_has_markers_assembled_at_runtime() {
+        let s = init_script();
+        assert!(s.starts_with("#!/bin/busybox sh\n"));
+        assert!(!s.contains("@@KMLINK-"));
+        for m in [
+            "BOOT",
+            "TAINT-BEFORE",
+            "OUT-BEGIN",
+            "OUT-END",
+            "TAINT-AFTER",
+            "DMESG-BEGIN",
+            "DMESG-END",
+        ] {
+            assert!(s.contains(&format!("@@${{M}}-{m}@@")), "{m}");
+        }
+    }
+
+    #[test]
+    fn missing_kernel_is_an_error() {
+        let spec = VmSpec::new("/nonexistent/vmlinuz", "true");
+        match run(&spec) {
+            Err(Error::KernelMissing(p)) => assert_eq!(p, PathBuf::from("/nonexistent/vmlinuz")),
+            // Hosts without QEMU/busybox report that first.
+            Err(Error::QemuMissing) | Err(Error::BusyboxMissing { .. }) => {}
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn initramfs_contains_spec_files() {
+        let Ok(bb) = find_busybox() else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = VmSpec::new("/k", "echo hi");
+        spec.files
+            .push(GuestFile::bytes("/lib/modules/m.ko", b"ko".to_vec(), 0o644));
+        let out = dir.path().join("ir.gz");
+        build_initramfs(&spec, &bb, &out).expect("build");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&out).expect("open"))
+            .read_to_end(&mut raw)
+            .expect("gunzip");
+        let mut rest: &[u8] = &raw;
+        let mut names = Vec::new();
+        loop {
+            let r = cpio::NewcReader::new(rest).expect("entry");
+            if r.entry().is_trailer() {
+                break;
+            }
+            names.push(r.entry().name().to_string());
+            rest = r.finish().expect("finish");
+        }
+        for n in [
+            "init",
+            "test.sh",
+            "bin/busybox",
+            "dev/console",
+            "lib/modules/m.ko",
+            "sys",
+            "proc",
+            "tmp",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn read_module_decompresses_xz() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("m.ko.xz");
+        let mut enc = xz2::write::XzEncoder::new(Vec::new(), 6);
+        std::io::Write::write_all(&mut enc, b"\x7fELFmodule").expect("write");
+        std::fs::write(&p, enc.finish().expect("finish")).expect("write");
+        assert_eq!(read_module(&p).expect("read"), b"\x7fELFmodule");
+        let f = GuestFile::kernel_module("/m.ko", &p).expect("module");
+        assert_eq!(f.contents, Source::Bytes(b"\x7fELFmodule".to_vec()));
+    }
+}

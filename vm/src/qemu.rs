@@ -1,0 +1,242 @@
+//! Finding and driving `qemu-system-x86_64`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::parse::BOOT;
+use crate::{Accel, Error};
+
+/// Name of the QEMU binary searched in `$PATH`.
+const QEMU_NAME: &str = "qemu-system-x86_64";
+
+/// Keep at most this much console output (the rest is dropped).
+const MAX_CAPTURE: usize = 64 << 20;
+
+/// Finds `qemu-system-x86_64` (`$KMLINK_QEMU` overrides the `$PATH` search).
+pub fn find_qemu() -> Result<PathBuf, Error> {
+    if let Some(p) = std::env::var_os("KMLINK_QEMU") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(QEMU_NAME))
+        .find(|p| p.is_file())
+        .ok_or(Error::QemuMissing)
+}
+
+/// One QEMU invocation.
+pub(crate) struct Launch<'a> {
+    pub qemu: &'a Path,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    /// File receiving the guest's second serial port (ttyS1), where `/init`
+    /// streams `/dev/kmsg`; `None` to leave ttyS1 unconnected.
+    pub kmsg_log: Option<&'a Path>,
+    pub append: String,
+    pub memory_mb: u32,
+    pub smp: u32,
+    pub kvm: bool,
+    pub timeout: Duration,
+    pub echo: bool,
+}
+
+/// What came out of one QEMU invocation.
+pub(crate) struct Outcome {
+    pub raw_serial: Vec<u8>,
+    pub raw_kmsg: Vec<u8>,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub boot_at: Option<Duration>,
+    pub duration: Duration,
+    pub timed_out: bool,
+}
+
+impl Launch<'_> {
+    /// The argument list (without the program name).
+    pub(crate) fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-serial".into(),
+            "stdio".into(),
+            "-serial".into(),
+            match self.kmsg_log {
+                Some(p) => format!("file:{}", p.display()),
+                None => "null".into(),
+            },
+            "-monitor".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-accel".into(),
+            if self.kvm { "kvm" } else { "tcg" }.into(),
+            "-cpu".into(),
+            "max".into(),
+            "-m".into(),
+            self.memory_mb.max(64).to_string(),
+            "-smp".into(),
+            self.smp.max(1).to_string(),
+            "-kernel".into(),
+        ];
+        a.push(self.kernel.display().to_string());
+        a.push("-initrd".into());
+        a.push(self.initrd.display().to_string());
+        a.push("-append".into());
+        a.push(self.append.clone());
+        a
+    }
+
+    /// Runs QEMU to completion or until the timeout, capturing the console.
+    pub(crate) fn run(&self) -> Result<Outcome, Error> {
+        let args = self.args();
+        log::debug!("{} {}", self.qemu.display(), args.join(" "));
+        let start = Instant::now();
+        let mut child = Command::new(self.qemu)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Io {
+                context: format!("starting {}", self.qemu.display()),
+                source,
+            })?;
+
+        let stdout = child.stdout.take();
+        let echo = self.echo;
+        let out_thread = thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut boot_at = None;
+            let Some(mut stdout) = stdout else {
+                return (buf, boot_at);
+            };
+            let mut chunk = [0u8; 8192];
+            loop {
+                match stdout.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if echo {
+                            let mut e = std::io::stderr().lock();
+                            let _ = e.write_all(&chunk[..n]);
+                            let _ = e.flush();
+                        }
+                        if buf.len() < MAX_CAPTURE {
+                            // Search the new bytes plus an overlap for the marker.
+                            let from = buf.len().saturating_sub(BOOT.len());
+                            buf.extend_from_slice(&chunk[..n]);
+                            if boot_at.is_none()
+                                && buf[from..]
+                                    .windows(BOOT.len())
+                                    .any(|w| w == BOOT.as_bytes())
+                            {
+                                boot_at = Some(start.elapsed());
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            (buf, boot_at)
+        });
+        let stderr = child.stderr.take();
+        let err_thread = thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut e) = stderr {
+                let _ = e.by_ref().take(1 << 20).read_to_end(&mut s);
+                // Drain the rest so QEMU never blocks on a full pipe.
+                let _ = std::io::copy(&mut e, &mut std::io::sink());
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        });
+
+        let mut timed_out = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) => {}
+                Err(e) => log::warn!("waiting for QEMU: {e}"),
+            }
+            if start.elapsed() >= self.timeout {
+                timed_out = true;
+                if let Err(e) = child.kill() {
+                    log::warn!("killing QEMU: {e}");
+                }
+                break child.wait().ok();
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let duration = start.elapsed();
+        let (raw_serial, boot_at) = out_thread.join().unwrap_or_default();
+        let stderr = err_thread.join().unwrap_or_default();
+        let raw_kmsg = self
+            .kmsg_log
+            .and_then(|p| std::fs::read(p).ok())
+            .unwrap_or_default();
+        Ok(Outcome {
+            raw_serial,
+            raw_kmsg,
+            stderr,
+            exit_code: if timed_out {
+                None
+            } else {
+                status.and_then(|s| s.code())
+            },
+            boot_at,
+            duration,
+            timed_out,
+        })
+    }
+}
+
+/// Whether `/dev/kvm` exists and can be opened read-write.
+fn kvm_device_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// Per-process cache of the KVM verdict for [`Accel::Auto`].
+static KVM_VERDICT: Mutex<Option<bool>> = Mutex::new(None);
+
+/// Decides whether `accel` means KVM. For [`Accel::Auto`] this boots `probe`
+/// once per process (a tiny VM that must print a marker within 15 s under
+/// KVM) and caches the answer.
+pub(crate) fn use_kvm(accel: Accel, probe: impl FnOnce() -> bool) -> bool {
+    match accel {
+        Accel::Tcg => false,
+        Accel::Kvm => true,
+        Accel::Auto => {
+            // Hold the lock during the probe so concurrent callers wait for
+            // one verdict instead of probing in parallel.
+            let mut guard = match KVM_VERDICT.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(v) = *guard {
+                return v;
+            }
+            let verdict = kvm_device_usable() && probe();
+            log::info!(
+                "accel auto: {}",
+                if verdict {
+                    "KVM works"
+                } else {
+                    "falling back to TCG"
+                }
+            );
+            *guard = Some(verdict);
+            verdict
+        }
+    }
+}
