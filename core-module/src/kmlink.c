@@ -2,15 +2,22 @@
 /*
  * kmlink core: a kernel memory-allocation monitor.
  *
- * Hooks the kmem tracepoints `kmalloc`, `kmem_cache_alloc`, `kfree` and
- * `kmem_cache_free` and aggregates per process (tgid, comm at the event) and
- * per slab cache, readable through /proc/kmlink/stats.
+ * Hooks the kmem tracepoints (kmalloc, kmem_cache_alloc, kfree,
+ * kmem_cache_free, mm_page_alloc, mm_page_free) and keeps:
+ *   - aggregates per process (tgid, comm at the event) and per slab cache,
+ *   - bytes still outstanding for objects allocated since load, through a
+ *     preallocated pointer table,
+ *   - a size histogram and drop counters,
+ *   - the most recent events in per-CPU rings,
+ * readable through /proc/kmlink/{stats,events} and steered through
+ * /proc/kmlink/control (clear, pause, resume).
  *
  * The probe path never allocates, never sleeps, never takes a lock and does
- * bounded work: rows are claimed with one cmpxchg, counters are lock-prefixed
- * adds, so every update stays correct when the probe is preempted (PREEMPT_RT
- * runs tracepoint callbacks preemptibly), migrated, or interrupted by another
- * probe on the same CPU.
+ * bounded work: table rows are claimed with one cmpxchg, counters are
+ * lock-prefixed adds, ring slots are reserved with one xadd and published
+ * with a sequence number. Every update therefore stays correct when a probe
+ * is preempted (PREEMPT_RT runs tracepoint callbacks preemptibly), migrated,
+ * or interrupted by another probe on the same CPU.
  *
  * No kernel headers: see kmlink.h for how kernel facts reach this file.
  */
@@ -25,6 +32,9 @@ KML_IMPORT(kml_tracepoint_probe_register, "tracepoint_probe_register");
 extern int kml_tracepoint_probe_register(void *tp, void *probe, void *data);
 KML_IMPORT(kml_tracepoint_probe_unregister, "tracepoint_probe_unregister");
 extern int kml_tracepoint_probe_unregister(void *tp, void *probe, void *data);
+KML_IMPORT(kml_for_each_kernel_tracepoint, "for_each_kernel_tracepoint");
+extern void kml_for_each_kernel_tracepoint(void (*fn)(void *tp, void *priv),
+					   void *priv);
 
 /* struct tracepoint objects, referenced by address only. */
 KML_IMPORT(kml_tp_kmalloc, "__tracepoint_kmalloc");
@@ -72,6 +82,13 @@ extern int kml_single_open(void *file, int (*show)(void *m, void *v),
 			   void *data);
 KML_IMPORT(kml_single_release, "single_release");
 extern int kml_single_release(void *inode, void *file);
+KML_IMPORT(kml_seq_open, "seq_open");
+extern int kml_seq_open(void *file, const void *ops);
+KML_IMPORT(kml_seq_release, "seq_release");
+extern int kml_seq_release(void *inode, void *file);
+KML_IMPORT(kml_copy_from_user, "_copy_from_user");
+extern unsigned long kml_copy_from_user(void *to, const void *from,
+					unsigned long n);
 
 KML_IMPORT(kml_vzalloc, "vzalloc_noprof|vzalloc");
 extern void *kml_vzalloc(unsigned long size);
@@ -80,19 +97,31 @@ extern void kml_vfree(const void *addr);
 
 KML_IMPORT(kml_nr_cpu_ids, "nr_cpu_ids");
 extern unsigned int kml_nr_cpu_ids;
+KML_IMPORT(kml_ktime_ns, "ktime_get_mono_fast_ns");
+extern u64 kml_ktime_ns(void);
 
 /* ---- layout table: filled by the linker for the target kernel ----------- */
 
 KML_SLOT(task_tgid, "offsetof task_struct.tgid");	/* pid_t tgid */
+KML_SLOT(task_pid, "offsetof task_struct.pid");		/* pid_t pid */
 KML_SLOT(task_comm, "offsetof task_struct.comm");	/* char comm[16] */
 KML_SLOT(cache_name, "offsetof kmem_cache.name");	/* const char *name */
 KML_SLOT(cache_size, "offsetof kmem_cache.size");	/* unsigned int size */
 KML_SLOT(cache_object_size, "offsetof kmem_cache.object_size");
+KML_SLOT(tracepoint_name, "offsetof tracepoint.name");	/* const char *name */
+KML_SLOT(file_private_data, "offsetof file.private_data");
+KML_SLOT(seq_file_private, "offsetof seq_file.private");
 KML_SLOT(proc_ops_size, "sizeof proc_ops");
 KML_SLOT(proc_ops_open, "offsetof proc_ops.proc_open");
 KML_SLOT(proc_ops_read, "offsetof proc_ops.proc_read");
+KML_SLOT(proc_ops_write, "offsetof proc_ops.proc_write");
 KML_SLOT(proc_ops_lseek, "offsetof proc_ops.proc_lseek");
 KML_SLOT(proc_ops_release, "offsetof proc_ops.proc_release");
+KML_SLOT(seq_ops_size, "sizeof seq_operations");
+KML_SLOT(seq_ops_start, "offsetof seq_operations.start");
+KML_SLOT(seq_ops_stop, "offsetof seq_operations.stop");
+KML_SLOT(seq_ops_next, "offsetof seq_operations.next");
+KML_SLOT(seq_ops_show, "offsetof seq_operations.show");
 
 /* Per-CPU variables: the slot holds the variable's per-CPU address. */
 KML_SLOT(pcpu_current_task, "percpu current_task|pcpu_hot.current_task");
@@ -105,15 +134,38 @@ KML_SLOT(pcpu_cpu_number, "percpu cpu_number|pcpu_hot.cpu_number");
  */
 KML_MANIFEST("probe kmalloc 6");
 KML_SLOT(kmalloc_call_site, "tparg kmalloc.call_site:8");
+KML_SLOT(kmalloc_ptr, "tparg kmalloc.ptr:8");
 KML_SLOT(kmalloc_bytes_req, "tparg kmalloc.bytes_req:8");
 KML_SLOT(kmalloc_bytes_alloc, "tparg kmalloc.bytes_alloc:8");
+KML_SLOT(kmalloc_gfp, "tparg kmalloc.gfp_flags:4");
 KML_MANIFEST("probe kmem_cache_alloc 5");
 KML_SLOT(kca_call_site, "tparg kmem_cache_alloc.call_site:8");
+KML_SLOT(kca_ptr, "tparg kmem_cache_alloc.ptr:8");
 KML_SLOT(kca_cache, "tparg kmem_cache_alloc.s:8");
+KML_SLOT(kca_gfp, "tparg kmem_cache_alloc.gfp_flags:4");
 KML_MANIFEST("probe kfree 2");
+KML_SLOT(kfree_call_site, "tparg kfree.call_site:8");
 KML_SLOT(kfree_ptr, "tparg kfree.ptr:8");
 KML_MANIFEST("probe kmem_cache_free 3");
+KML_SLOT(kcf_call_site, "tparg kmem_cache_free.call_site:8");
+KML_SLOT(kcf_ptr, "tparg kmem_cache_free.ptr:8");
 KML_SLOT(kcf_cache, "tparg? kmem_cache_free.s:8");
+KML_MANIFEST("probe mm_page_alloc 4");
+KML_SLOT(mpa_page, "tparg mm_page_alloc.page:8");
+KML_SLOT(mpa_order, "tparg mm_page_alloc.order:4");
+KML_SLOT(mpa_gfp, "tparg mm_page_alloc.gfp_flags:4");
+KML_MANIFEST("probe mm_page_free 2");
+KML_SLOT(mpf_page, "tparg mm_page_free.page:8");
+KML_SLOT(mpf_order, "tparg mm_page_free.order:4");
+
+/* ---- link-time options -------------------------------------------------- */
+
+KML_OPTION(ring_events, 4096);	/* events kept per ring (power of two) */
+KML_OPTION(ring_mem_mb, 16);	/* cap on all rings together */
+KML_OPTION(ptr_slots, 65536);	/* outstanding-object table (power of two) */
+KML_OPTION(max_rings, 64);	/* rings (and counter shards) at most */
+KML_OPTION(events_mask, 0x3f);	/* bit per event type, KML_EV_* - 1 */
+KML_OPTION(page_size, 4096);
 
 /* ---- per-CPU access ------------------------------------------------------ */
 
@@ -137,14 +189,32 @@ static inline u32 kml_cpu(void)
 	return cpu;
 }
 
-/* ---- tables --------------------------------------------------------------- */
+/* ---- state ----------------------------------------------------------------- */
 
 #define KML_COMM_LEN 16
 #define KML_CACHE_NAME_LEN 32
 #define KML_PROC_ROWS 4096	/* power of two */
-#define KML_CACHE_ROWS 1024	/* power of two */
+#define KML_CACHE_ROWS 1024	/* power of two; row 0 is "-" */
 #define KML_PROBE_LIMIT 32	/* slots tried before a key goes to (other) */
-#define KML_MAX_SHARDS 16	/* counter copies, spread by CPU */
+#define KML_PTR_PROBE_LIMIT 64
+#define KML_MAX_SHARDS 8	/* counter copies, spread by CPU */
+#define KML_HIST_BUCKETS 20	/* <=8, <=16, ... <=2M, +Inf */
+#define KML_NO_CACHE 0xffffffffu
+
+enum kml_event_type {
+	KML_EV_KMALLOC = 1,
+	KML_EV_KMEM_CACHE_ALLOC,
+	KML_EV_KFREE,
+	KML_EV_KMEM_CACHE_FREE,
+	KML_EV_PAGE_ALLOC,
+	KML_EV_PAGE_FREE,
+	KML_EV_NR
+};
+
+static const char *const kml_event_names[KML_EV_NR] = {
+	"?", "kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free",
+	"mm_page_alloc", "mm_page_free",
+};
 
 /* One (tgid, comm) row. key == 0: free. The key is claimed by cmpxchg; the
  * text fields are written by the claimer, then `ready` is set. */
@@ -155,9 +225,7 @@ struct kml_proc_row {
 	char comm[KML_COMM_LEN];
 };
 
-/* One slab cache row, keyed by the struct kmem_cache address. Row 0 of the
- * cache table is the pseudo-cache "-" for kmalloc events, which carry no
- * cache. */
+/* One slab cache row, keyed by the struct kmem_cache address. */
 struct kml_cache_row {
 	u64 key;
 	u32 ready;
@@ -170,9 +238,62 @@ struct kml_counts {
 	u64 frees;
 	u64 bytes_req;
 	u64 bytes_alloc;
+	u64 outstanding;	/* signed, as u64 arithmetic */
+	u64 page_allocs;
+	u64 page_frees;
+	u64 page_bytes;
 };
 
-enum { KML_T_EVENTS, KML_T_OTHER_PROC, KML_T_OTHER_CACHE, KML_T_NR };
+/* An outstanding object or page: key is its address (0 free, 1 deleted). */
+struct kml_ptr {
+	u64 key;
+	u32 bytes;
+	u32 proc_row;
+	u32 cache_row;
+	u32 is_page;
+};
+
+#define KML_PTR_EMPTY 0
+#define KML_PTR_TOMB 1
+
+/* One event in a ring. seq is the reservation number + 1 once complete. */
+struct kml_event {
+	u64 seq;
+	u64 time_ns;
+	u64 call_site;
+	u64 ptr;
+	u64 bytes_req;
+	u64 bytes_alloc;
+	u32 gfp;
+	u32 cache_row;
+	u32 tgid;
+	u32 pid;
+	u16 cpu;
+	u8 type;
+	u8 order;
+	char comm[KML_COMM_LEN];
+	u32 pad;
+};
+
+struct kml_ring {
+	u64 head;		/* reservations so far */
+	struct kml_event *ev;	/* ring_cap entries */
+};
+
+enum {
+	KML_T_EVENTS,
+	KML_T_OTHER_PROC,
+	KML_T_OTHER_CACHE,
+	KML_T_PTR_FULL,
+	KML_T_UNKNOWN_FREE,
+	KML_T_STALE_PTR,
+	KML_T_NR
+};
+
+static const char *const kml_total_names[KML_T_NR] = {
+	"events", "process_table_full", "cache_table_full", "ptr_table_full",
+	"unknown_frees", "stale_ptrs",
+};
 
 struct kml_state {
 	struct kml_proc_row *procs;	/* KML_PROC_ROWS + 1 ((other)) */
@@ -180,15 +301,48 @@ struct kml_state {
 	struct kml_counts *proc_counts;	/* [shard][KML_PROC_ROWS + 1] */
 	struct kml_counts *cache_counts;	/* [shard][KML_CACHE_ROWS + 1] */
 	u64 *totals;			/* [shard][KML_T_NR] */
+	u64 *hist;			/* [shard][KML_HIST_BUCKETS] */
+	struct kml_ptr *ptrs;		/* ptr_mask + 1 */
+	struct kml_ring *rings;		/* nrings */
+	struct kml_event *ring_mem;
+	u64 ptr_mask;
+	u64 ring_cap;
 	u32 shards;
+	u32 nrings;
+	u32 paused;
+	u32 clearing;
+	u64 loaded_ns;
 	void *proc_dir;
-	u32 registered;			/* bit per tracepoint */
+	void *tp[KML_EV_NR];		/* struct tracepoint * per event type */
+	u32 registered;			/* bit per event type */
 };
 
 static struct kml_state kml;
 
-/* Room for struct proc_ops: 6.1 … 7.x use well under this; init checks. */
-static u64 kml_stats_ops[32];
+/* Room for struct proc_ops / seq_operations: checked against BTF at init. */
+static u64 kml_stats_ops[24];
+static u64 kml_events_ops[24];
+static u64 kml_control_ops[24];
+static u64 kml_events_seq_ops[8];
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static inline bool kml_cmpxchg64(u64 *p, u64 old, u64 new)
+{
+	u64 prev = old;
+
+	__asm__ __volatile__("lock; cmpxchgq %2, %1"
+			     : "+a"(prev), "+m"(*p)
+			     : "r"(new)
+			     : "memory");
+	return prev == old;
+}
+
+static inline u64 kml_xadd64(u64 *p, u64 v)
+{
+	__asm__ __volatile__("lock; xaddq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
+	return v;
+}
 
 static inline u64 kml_mix(u64 h)
 {
@@ -213,21 +367,59 @@ static u64 kml_proc_key(u32 tgid, const char *comm)
 	return h ? h : 1;
 }
 
-static inline bool kml_cmpxchg64(u64 *p, u64 old, u64 new)
+static void kml_memzero(void *p, u64 n)
 {
-	u64 prev = old;
+	char *c = p;
 
-	__asm__ __volatile__("lock; cmpxchgq %2, %1"
-			     : "+a"(prev), "+m"(*p)
-			     : "r"(new)
-			     : "memory");
-	return prev == old;
+	while (n--)
+		*c++ = 0;
 }
 
-static inline u32 kml_shard(void)
+static bool kml_streq(const char *a, const char *b)
 {
-	return kml_cpu() % kml.shards;
+	while (*a && *a == *b) {
+		a++;
+		b++;
+	}
+	return *a == *b;
 }
+
+/* Copy a kernel string of at most len-1 bytes. */
+static void kml_copy_name(char *dst, const char *src, int len)
+{
+	int i;
+
+	for (i = 0; i < len - 1 && src && src[i]; i++)
+		dst[i] = src[i];
+	dst[i] = 0;
+}
+
+/* Pick argument `pos` (1-based; 0: absent) out of a probe's `n` arguments.
+ * The linker never binds a position past the probe's arity; the bound here
+ * keeps a corrupt layout table from reading past the array. */
+static inline u64 kml_arg(const u64 *args, u64 n, u64 pos)
+{
+	return pos && pos <= n ? args[pos - 1] : 0;
+}
+
+#define KML_ARG(args, slot) kml_arg(args, ARRAY_SIZE(args), kml_slot_##slot)
+
+static inline struct kml_counts *kml_pc(u32 shard, u32 row)
+{
+	return &kml.proc_counts[(u64)shard * (KML_PROC_ROWS + 1) + row];
+}
+
+static inline struct kml_counts *kml_cc(u32 shard, u32 row)
+{
+	return &kml.cache_counts[(u64)shard * (KML_CACHE_ROWS + 1) + row];
+}
+
+static inline void kml_total_inc(u32 shard, int which)
+{
+	kml_atomic_add(&kml.totals[shard * KML_T_NR + which], 1);
+}
+
+/* ---- tables ---------------------------------------------------------------- */
 
 /* Index of the row for (tgid, comm); KML_PROC_ROWS means (other). */
 static u32 kml_proc_row(u32 tgid, const char *comm)
@@ -260,16 +452,6 @@ static u32 kml_proc_row(u32 tgid, const char *comm)
 		return idx;
 	}
 	return KML_PROC_ROWS;
-}
-
-/* Copy a kernel string of at most len-1 bytes. */
-static void kml_copy_name(char *dst, const char *src, int len)
-{
-	int i;
-
-	for (i = 0; i < len - 1 && src && src[i]; i++)
-		dst[i] = src[i];
-	dst[i] = 0;
 }
 
 /* Index of the row for a cache (NULL: the kmalloc pseudo-row 0). */
@@ -306,59 +488,218 @@ static u32 kml_cache_row(const void *cache)
 	return KML_CACHE_ROWS;
 }
 
-static inline struct kml_counts *kml_pc(u32 shard, u32 row)
+/* Remember an outstanding object. An entry already present for the same
+ * address was freed where no tracepoint fires (bulk frees): retire it. */
+static void kml_ptr_insert(u32 shard, u64 ptr, u64 bytes, u32 prow, u32 crow,
+			   bool is_page)
 {
-	return &kml.proc_counts[(u64)shard * (KML_PROC_ROWS + 1) + row];
+	u64 h = kml_mix(ptr);
+	struct kml_ptr *slot = NULL;
+	u32 i;
+
+	for (i = 0; i < KML_PTR_PROBE_LIMIT; i++) {
+		struct kml_ptr *e = &kml.ptrs[(h + i) & kml.ptr_mask];
+		u64 cur = READ_ONCE(e->key);
+
+		if (cur == ptr) {
+			u32 old_p = e->proc_row, old_c = e->cache_row;
+			u64 old_b = e->bytes;
+
+			if (!kml_cmpxchg64(&e->key, ptr, KML_PTR_TOMB))
+				continue;
+			if (!e->is_page) {
+				kml_atomic_add(&kml_pc(shard, old_p)->outstanding, -old_b);
+				kml_atomic_add(&kml_cc(shard, old_c)->outstanding, -old_b);
+			}
+			kml_total_inc(shard, KML_T_STALE_PTR);
+			cur = KML_PTR_TOMB;
+		}
+		if (cur == KML_PTR_EMPTY || cur == KML_PTR_TOMB) {
+			if (!slot && kml_cmpxchg64(&e->key, cur, ptr)) {
+				slot = e;
+				slot->bytes = (u32)(bytes > 0xffffffffULL ? 0xffffffffULL : bytes);
+				slot->proc_row = prow;
+				slot->cache_row = crow;
+				slot->is_page = is_page;
+			}
+			if (cur == KML_PTR_EMPTY)
+				break;
+		}
+	}
+	if (!slot)
+		kml_total_inc(shard, KML_T_PTR_FULL);
 }
 
-static inline struct kml_counts *kml_cc(u32 shard, u32 row)
+/* Forget an object; returns false if it was not allocated since load. */
+static bool kml_ptr_remove(u64 ptr, struct kml_ptr *out)
 {
-	return &kml.cache_counts[(u64)shard * (KML_CACHE_ROWS + 1) + row];
+	u64 h = kml_mix(ptr);
+	u32 i;
+
+	for (i = 0; i < KML_PTR_PROBE_LIMIT; i++) {
+		struct kml_ptr *e = &kml.ptrs[(h + i) & kml.ptr_mask];
+		u64 cur = READ_ONCE(e->key);
+
+		if (cur == KML_PTR_EMPTY)
+			return false;
+		if (cur != ptr)
+			continue;
+		out->bytes = e->bytes;
+		out->proc_row = e->proc_row;
+		out->cache_row = e->cache_row;
+		out->is_page = e->is_page;
+		if (kml_cmpxchg64(&e->key, ptr, KML_PTR_TOMB))
+			return true;
+	}
+	return false;
 }
 
-/* Account one event to the current process and to `cache`. */
-static void kml_account(const void *cache, bool is_alloc, u64 req, u64 alloc)
+static u32 kml_hist_bucket(u64 bytes)
 {
+	u32 b = 0;
+	u64 limit = 8;
+
+	while (b < KML_HIST_BUCKETS - 1 && bytes > limit) {
+		limit <<= 1;
+		b++;
+	}
+	return b;
+}
+
+/* ---- event recording -------------------------------------------------- */
+
+struct kml_ctx {
+	void *task;
+	u32 shard;
+	u32 cpu;
+	u32 tgid;
+	u32 prow;
 	char comm[KML_COMM_LEN];
-	void *task = kml_current();
-	u32 shard = kml_shard();
-	u32 tgid, prow, crow;
-	struct kml_counts *pc, *cc;
+};
+
+static void kml_ctx_init(struct kml_ctx *c)
+{
 	int i;
 
-	tgid = (u32)KML_FIELD(task, task_tgid, s32);
+	c->task = kml_current();
+	c->cpu = kml_cpu();
+	c->shard = c->cpu % kml.shards;
+	c->tgid = (u32)KML_FIELD(c->task, task_tgid, s32);
 	for (i = 0; i < KML_COMM_LEN; i++)
-		comm[i] = READ_ONCE(((const char *)task + kml_slot_task_comm)[i]);
-	comm[KML_COMM_LEN - 1] = 0;
-
-	prow = kml_proc_row(tgid, comm);
-	crow = kml_cache_row(cache);
-	pc = kml_pc(shard, prow);
-	cc = kml_cc(shard, crow);
-	if (is_alloc) {
-		kml_atomic_add(&pc->allocs, 1);
-		kml_atomic_add(&pc->bytes_req, req);
-		kml_atomic_add(&pc->bytes_alloc, alloc);
-		kml_atomic_add(&cc->allocs, 1);
-		kml_atomic_add(&cc->bytes_req, req);
-		kml_atomic_add(&cc->bytes_alloc, alloc);
-	} else {
-		kml_atomic_add(&pc->frees, 1);
-		kml_atomic_add(&cc->frees, 1);
-	}
-	kml_atomic_add(&kml.totals[shard * KML_T_NR + KML_T_EVENTS], 1);
-	if (prow == KML_PROC_ROWS)
-		kml_atomic_add(&kml.totals[shard * KML_T_NR + KML_T_OTHER_PROC], 1);
-	if (crow == KML_CACHE_ROWS)
-		kml_atomic_add(&kml.totals[shard * KML_T_NR + KML_T_OTHER_CACHE], 1);
+		c->comm[i] = READ_ONCE(((const char *)c->task + kml_slot_task_comm)[i]);
+	c->comm[KML_COMM_LEN - 1] = 0;
+	c->prow = kml_proc_row(c->tgid, c->comm);
 }
 
-/* Pick argument `pos` (1-based; 0: absent) out of a probe's `n` arguments.
- * The linker never binds a position past the probe's arity; the bound here
- * keeps a corrupt layout table from reading past the array. */
-static inline u64 kml_arg(const u64 *args, u64 n, u64 pos)
+static void kml_ring_put(const struct kml_ctx *c, u8 type, u64 call_site,
+			 u64 ptr, u64 req, u64 alloc, u32 gfp, u32 crow,
+			 u8 order)
 {
-	return pos && pos <= n ? args[pos - 1] : 0;
+	struct kml_ring *ring = &kml.rings[c->cpu % kml.nrings];
+	u64 n = kml_xadd64(&ring->head, 1);
+	struct kml_event *e = &ring->ev[n & (kml.ring_cap - 1)];
+	int i;
+
+	WRITE_ONCE(e->seq, 0);
+	barrier();
+	e->time_ns = kml_ktime_ns();
+	e->call_site = call_site;
+	e->ptr = ptr;
+	e->bytes_req = req;
+	e->bytes_alloc = alloc;
+	e->gfp = gfp;
+	e->cache_row = crow;
+	e->tgid = c->tgid;
+	e->pid = (u32)KML_FIELD(c->task, task_pid, s32);
+	e->cpu = (u16)c->cpu;
+	e->type = type;
+	e->order = order;
+	for (i = 0; i < KML_COMM_LEN; i++)
+		e->comm[i] = c->comm[i];
+	barrier();
+	WRITE_ONCE(e->seq, n + 1);
+}
+
+static inline bool kml_active(void)
+{
+	return !READ_ONCE(kml.paused);
+}
+
+static void kml_on_alloc(u8 type, const void *cache, u64 call_site, u64 ptr,
+			 u64 req, u64 alloc, u32 gfp)
+{
+	struct kml_ctx c;
+	struct kml_counts *pc, *cc;
+	u32 crow;
+
+	kml_ctx_init(&c);
+	crow = kml_cache_row(cache);
+	pc = kml_pc(c.shard, c.prow);
+	cc = kml_cc(c.shard, crow);
+	kml_atomic_add(&pc->allocs, 1);
+	kml_atomic_add(&pc->bytes_req, req);
+	kml_atomic_add(&pc->bytes_alloc, alloc);
+	kml_atomic_add(&cc->allocs, 1);
+	kml_atomic_add(&cc->bytes_req, req);
+	kml_atomic_add(&cc->bytes_alloc, alloc);
+	kml_atomic_add(&kml.hist[c.shard * KML_HIST_BUCKETS + kml_hist_bucket(alloc)], 1);
+	kml_total_inc(c.shard, KML_T_EVENTS);
+	if (c.prow == KML_PROC_ROWS)
+		kml_total_inc(c.shard, KML_T_OTHER_PROC);
+	if (crow == KML_CACHE_ROWS)
+		kml_total_inc(c.shard, KML_T_OTHER_CACHE);
+	if (ptr) {
+		kml_atomic_add(&pc->outstanding, alloc);
+		kml_atomic_add(&cc->outstanding, alloc);
+		kml_ptr_insert(c.shard, ptr, alloc, c.prow, crow, false);
+	}
+	kml_ring_put(&c, type, call_site, ptr, req, alloc, gfp, crow, 0);
+}
+
+static void kml_on_free(u8 type, const void *cache, u64 call_site, u64 ptr)
+{
+	struct kml_ctx c;
+	struct kml_ptr old;
+	u32 crow;
+
+	kml_ctx_init(&c);
+	crow = kml_cache_row(cache);
+	kml_atomic_add(&kml_pc(c.shard, c.prow)->frees, 1);
+	kml_total_inc(c.shard, KML_T_EVENTS);
+	if (kml_ptr_remove(ptr, &old) && !old.is_page) {
+		/* Outstanding bytes belong to the allocating process and cache. */
+		kml_atomic_add(&kml_pc(c.shard, old.proc_row)->outstanding, -(u64)old.bytes);
+		kml_atomic_add(&kml_cc(c.shard, old.cache_row)->outstanding, -(u64)old.bytes);
+		if (!cache)
+			crow = old.cache_row;
+	} else {
+		kml_total_inc(c.shard, KML_T_UNKNOWN_FREE);
+	}
+	kml_atomic_add(&kml_cc(c.shard, crow)->frees, 1);
+	kml_ring_put(&c, type, call_site, ptr, 0, 0, 0, crow, 0);
+}
+
+static void kml_on_page(bool alloc, u64 page, u32 order, u32 gfp)
+{
+	u64 bytes = kml_opt_page_size << (order & 31);
+	struct kml_ctx c;
+	struct kml_counts *pc;
+	struct kml_ptr old;
+
+	kml_ctx_init(&c);
+	pc = kml_pc(c.shard, c.prow);
+	kml_total_inc(c.shard, KML_T_EVENTS);
+	if (alloc) {
+		kml_atomic_add(&pc->page_allocs, 1);
+		kml_atomic_add(&pc->page_bytes, bytes);
+		kml_ptr_insert(c.shard, page, bytes, c.prow, KML_NO_CACHE, true);
+	} else {
+		kml_atomic_add(&pc->page_frees, 1);
+		kml_ptr_remove(page, &old);
+	}
+	kml_ring_put(&c, alloc ? KML_EV_PAGE_ALLOC : KML_EV_PAGE_FREE, 0, page,
+		     alloc ? bytes : 0, alloc ? bytes : 0, gfp, KML_NO_CACHE,
+		     (u8)order);
 }
 
 /* ---- probes: called as probe(data, <tracepoint arguments>) -------------- */
@@ -368,61 +709,98 @@ static void kml_probe_kmalloc(void *data, u64 a1, u64 a2, u64 a3, u64 a4,
 {
 	const u64 args[6] = { a1, a2, a3, a4, a5, a6 };
 
-	kml_account(NULL, true, kml_arg(args, ARRAY_SIZE(args), kml_slot_kmalloc_bytes_req),
-		    kml_arg(args, ARRAY_SIZE(args), kml_slot_kmalloc_bytes_alloc));
+	if (!kml_active())
+		return;
+	kml_on_alloc(KML_EV_KMALLOC, NULL, KML_ARG(args, kmalloc_call_site),
+		     KML_ARG(args, kmalloc_ptr), KML_ARG(args, kmalloc_bytes_req),
+		     KML_ARG(args, kmalloc_bytes_alloc),
+		     (u32)KML_ARG(args, kmalloc_gfp));
 }
 
 static void kml_probe_kmem_cache_alloc(void *data, u64 a1, u64 a2, u64 a3,
 				       u64 a4, u64 a5)
 {
 	const u64 args[5] = { a1, a2, a3, a4, a5 };
-	const void *cache = (const void *)kml_arg(args, ARRAY_SIZE(args), kml_slot_kca_cache);
+	const void *cache = (const void *)KML_ARG(args, kca_cache);
 	u64 req = 0, alloc = 0;
 
+	if (!kml_active())
+		return;
 	if (cache) {
 		req = KML_FIELD(cache, cache_object_size, u32);
 		alloc = KML_FIELD(cache, cache_size, u32);
 	}
-	kml_account(cache, true, req, alloc);
+	kml_on_alloc(KML_EV_KMEM_CACHE_ALLOC, cache, KML_ARG(args, kca_call_site),
+		     KML_ARG(args, kca_ptr), req, alloc,
+		     (u32)KML_ARG(args, kca_gfp));
 }
 
 static void kml_probe_kfree(void *data, u64 a1, u64 a2)
 {
 	const u64 args[2] = { a1, a2 };
+	u64 ptr = KML_ARG(args, kfree_ptr);
 
 	/* kfree(NULL) is traced too; it frees nothing. */
-	if (kml_arg(args, ARRAY_SIZE(args), kml_slot_kfree_ptr))
-		kml_account(NULL, false, 0, 0);
+	if (!kml_active() || !ptr)
+		return;
+	kml_on_free(KML_EV_KFREE, NULL, KML_ARG(args, kfree_call_site), ptr);
 }
 
 static void kml_probe_kmem_cache_free(void *data, u64 a1, u64 a2, u64 a3)
 {
 	const u64 args[3] = { a1, a2, a3 };
 
-	kml_account((const void *)kml_arg(args, ARRAY_SIZE(args), kml_slot_kcf_cache), false, 0,
-		    0);
+	if (!kml_active())
+		return;
+	kml_on_free(KML_EV_KMEM_CACHE_FREE, (const void *)KML_ARG(args, kcf_cache),
+		    KML_ARG(args, kcf_call_site), KML_ARG(args, kcf_ptr));
 }
 
-struct kml_hook {
-	void *tp;
-	void *probe;
+static void kml_probe_page_alloc(void *data, u64 a1, u64 a2, u64 a3, u64 a4)
+{
+	const u64 args[4] = { a1, a2, a3, a4 };
+	u64 page = KML_ARG(args, mpa_page);
+
+	/* A failed allocation is traced with a NULL page. */
+	if (!kml_active() || !page)
+		return;
+	kml_on_page(true, page, (u32)KML_ARG(args, mpa_order),
+		    (u32)KML_ARG(args, mpa_gfp));
+}
+
+static void kml_probe_page_free(void *data, u64 a1, u64 a2)
+{
+	const u64 args[2] = { a1, a2 };
+
+	if (!kml_active())
+		return;
+	kml_on_page(false, KML_ARG(args, mpf_page), (u32)KML_ARG(args, mpf_order), 0);
+}
+
+static void *const kml_probes[KML_EV_NR] = {
+	NULL,
+	(void *)kml_probe_kmalloc,
+	(void *)kml_probe_kmem_cache_alloc,
+	(void *)kml_probe_kfree,
+	(void *)kml_probe_kmem_cache_free,
+	(void *)kml_probe_page_alloc,
+	(void *)kml_probe_page_free,
 };
 
-static struct kml_hook kml_hooks[4];
-
-static void kml_hooks_init(void)
+/* mm_page_alloc / mm_page_free are not exported: find them by name. */
+static void kml_find_tracepoint(void *tp, void *priv)
 {
-	kml_hooks[0].tp = kml_tp_kmalloc;
-	kml_hooks[0].probe = (void *)kml_probe_kmalloc;
-	kml_hooks[1].tp = kml_tp_kmem_cache_alloc;
-	kml_hooks[1].probe = (void *)kml_probe_kmem_cache_alloc;
-	kml_hooks[2].tp = kml_tp_kfree;
-	kml_hooks[2].probe = (void *)kml_probe_kfree;
-	kml_hooks[3].tp = kml_tp_kmem_cache_free;
-	kml_hooks[3].probe = (void *)kml_probe_kmem_cache_free;
+	const char *name = KML_FIELD(tp, tracepoint_name, const char *);
+
+	if (!name)
+		return;
+	if (kml_streq(name, "mm_page_alloc"))
+		kml.tp[KML_EV_PAGE_ALLOC] = tp;
+	else if (kml_streq(name, "mm_page_free"))
+		kml.tp[KML_EV_PAGE_FREE] = tp;
 }
 
-/* ---- /proc/kmlink/stats ---------------------------------------------------- */
+/* ---- output helpers ------------------------------------------------------ */
 
 /* Escape a name for a whitespace-separated field: bytes outside 0x21..0x7e
  * and the backslash become \xHH; an empty name becomes "-". */
@@ -453,7 +831,7 @@ static void kml_sum(struct kml_counts *sum, struct kml_counts *(*at)(u32, u32),
 {
 	u32 s;
 
-	sum->allocs = sum->frees = sum->bytes_req = sum->bytes_alloc = 0;
+	kml_memzero(sum, sizeof(*sum));
 	for (s = 0; s < kml.shards; s++) {
 		struct kml_counts *c = at(s, row);
 
@@ -461,6 +839,10 @@ static void kml_sum(struct kml_counts *sum, struct kml_counts *(*at)(u32, u32),
 		sum->frees += READ_ONCE(c->frees);
 		sum->bytes_req += READ_ONCE(c->bytes_req);
 		sum->bytes_alloc += READ_ONCE(c->bytes_alloc);
+		sum->outstanding += READ_ONCE(c->outstanding);
+		sum->page_allocs += READ_ONCE(c->page_allocs);
+		sum->page_frees += READ_ONCE(c->page_frees);
+		sum->page_bytes += READ_ONCE(c->page_bytes);
 	}
 }
 
@@ -474,13 +856,53 @@ static u64 kml_total(int which)
 	return sum;
 }
 
+static u64 kml_ring_overwritten(void)
+{
+	u64 sum = 0;
+	u32 r;
+
+	for (r = 0; r < kml.nrings; r++) {
+		u64 head = READ_ONCE(kml.rings[r].head);
+
+		if (head > kml.ring_cap)
+			sum += head - kml.ring_cap;
+	}
+	return sum;
+}
+
+static const char *kml_cache_label(u32 row, char *buf)
+{
+	if (row == KML_NO_CACHE || row == 0)
+		return "-";
+	if (row >= KML_CACHE_ROWS)
+		return "(other)";
+	if (!READ_ONCE(kml.caches[row].ready))
+		return "-";
+	kml_escape(buf, kml.caches[row].name, KML_CACHE_NAME_LEN);
+	return buf;
+}
+
+/* ---- /proc/kmlink/stats ---------------------------------------------------- */
+
+static void kml_show_counts(void *m, const struct kml_counts *s, bool pages)
+{
+	kml_seq_printf(m, " %llu %llu %llu %lld %llu", s->allocs, s->frees,
+		       s->bytes_alloc, (s64)s->outstanding, s->bytes_req);
+	if (pages)
+		kml_seq_printf(m, " %llu %llu %llu", s->page_allocs,
+			       s->page_frees, s->page_bytes);
+	kml_seq_printf(m, "\n");
+}
+
 static int kml_stats_show(void *m, void *v)
 {
 	char name[KML_CACHE_NAME_LEN * 4 + 1];
-	struct kml_counts sum, all = { 0 };
-	u32 i;
+	struct kml_counts sum, all;
+	u64 hist[KML_HIST_BUCKETS] = { 0 };
+	u32 i, s;
 
-	kml_seq_printf(m, "# process: pid comm allocs frees bytes outstanding bytes_req\n");
+	kml_memzero(&all, sizeof(all));
+	kml_seq_printf(m, "# process: pid comm allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
 	for (i = 0; i <= KML_PROC_ROWS; i++) {
 		const struct kml_proc_row *row = &kml.procs[i];
 
@@ -488,48 +910,62 @@ static int kml_stats_show(void *m, void *v)
 			continue;
 		kml_sum(&sum, kml_pc, i);
 		if (i == KML_PROC_ROWS) {
-			if (!sum.allocs && !sum.frees)
+			if (!sum.allocs && !sum.frees && !sum.page_allocs && !sum.page_frees)
 				continue;
 			kml_seq_printf(m, "- (other)");
 		} else {
 			kml_escape(name, row->comm, KML_COMM_LEN);
 			kml_seq_printf(m, "%u %s", row->tgid, name);
 		}
-		kml_seq_printf(m, " %llu %llu %llu - %llu\n", sum.allocs,
-			       sum.frees, sum.bytes_alloc, sum.bytes_req);
+		kml_show_counts(m, &sum, true);
 		all.allocs += sum.allocs;
 		all.frees += sum.frees;
 		all.bytes_alloc += sum.bytes_alloc;
 		all.bytes_req += sum.bytes_req;
+		all.outstanding += sum.outstanding;
+		all.page_allocs += sum.page_allocs;
+		all.page_frees += sum.page_frees;
+		all.page_bytes += sum.page_bytes;
 	}
 
 	kml_seq_printf(m, "\n# cache: cache allocs frees bytes outstanding bytes_req\n");
 	for (i = 0; i <= KML_CACHE_ROWS; i++) {
-		const struct kml_cache_row *row = &kml.caches[i];
-
-		if (i > 0 && i < KML_CACHE_ROWS && !READ_ONCE(row->ready))
+		if (i > 0 && i < KML_CACHE_ROWS && !READ_ONCE(kml.caches[i].ready))
 			continue;
 		kml_sum(&sum, kml_cc, i);
 		if ((i == 0 || i == KML_CACHE_ROWS) && !sum.allocs && !sum.frees)
 			continue;
-		if (i == 0)
-			kml_seq_printf(m, "-");
-		else if (i == KML_CACHE_ROWS)
-			kml_seq_printf(m, "(other)");
-		else {
-			kml_escape(name, row->name, KML_CACHE_NAME_LEN);
-			kml_seq_printf(m, "%s", name);
-		}
-		kml_seq_printf(m, " %llu %llu %llu - %llu\n", sum.allocs,
-			       sum.frees, sum.bytes_alloc, sum.bytes_req);
+		kml_seq_printf(m, "%s", kml_cache_label(i, name));
+		kml_show_counts(m, &sum, false);
 	}
 
-	kml_seq_printf(m, "\n# totals: events allocs frees bytes bytes_req\n");
-	kml_seq_printf(m, "%llu %llu %llu %llu %llu\n", kml_total(KML_T_EVENTS),
-		       all.allocs, all.frees, all.bytes_alloc, all.bytes_req);
+	kml_seq_printf(m, "\n# totals: events allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
+	kml_seq_printf(m, "%llu", kml_total(KML_T_EVENTS));
+	kml_show_counts(m, &all, true);
+
+	for (s = 0; s < kml.shards; s++)
+		for (i = 0; i < KML_HIST_BUCKETS; i++)
+			hist[i] += READ_ONCE(kml.hist[s * KML_HIST_BUCKETS + i]);
+	kml_seq_printf(m, "\n# histogram: le_bytes count\n");
+	for (i = 0; i < KML_HIST_BUCKETS; i++) {
+		if (i == KML_HIST_BUCKETS - 1)
+			kml_seq_printf(m, "+Inf %llu\n", hist[i]);
+		else
+			kml_seq_printf(m, "%llu %llu\n", 8ULL << i, hist[i]);
+	}
+
 	kml_seq_printf(m, "\n# dropped: reason count\n");
-	kml_seq_printf(m, "process_table_full %llu\n", kml_total(KML_T_OTHER_PROC));
-	kml_seq_printf(m, "cache_table_full %llu\n", kml_total(KML_T_OTHER_CACHE));
+	for (i = KML_T_OTHER_PROC; i < KML_T_NR; i++)
+		kml_seq_printf(m, "%s %llu\n", kml_total_names[i], kml_total(i));
+	kml_seq_printf(m, "ring_overwritten %llu\n", kml_ring_overwritten());
+
+	kml_seq_printf(m, "\n# monitor: key value\n");
+	kml_seq_printf(m, "backend tracepoint\n");
+	kml_seq_printf(m, "uptime_ns %llu\n", kml_ktime_ns() - kml.loaded_ns);
+	kml_seq_printf(m, "paused %u\n", READ_ONCE(kml.paused));
+	kml_seq_printf(m, "rings %u\nring_capacity %llu\n", kml.nrings, kml.ring_cap);
+	kml_seq_printf(m, "ptr_capacity %llu\nshards %u\n", kml.ptr_mask + 1, kml.shards);
+	kml_seq_printf(m, "events_mask 0x%x\n", kml.registered >> 1);
 	return 0;
 }
 
@@ -538,12 +974,239 @@ static int kml_stats_open(void *inode, void *file)
 	return kml_single_open(file, kml_stats_show, NULL);
 }
 
-static void kml_set_op(u64 off, void *fn)
+/* ---- /proc/kmlink/events: a snapshot taken at open ------------------------- */
+
+struct kml_snapshot {
+	u64 n;
+	struct kml_event ev[];
+};
+
+static void kml_swap_events(struct kml_event *a, struct kml_event *b)
 {
-	*(void **)((char *)kml_stats_ops + off) = fn;
+	struct kml_event t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* In-place heap sort by time: bounded, no recursion, no allocation. */
+static void kml_sort_events(struct kml_event *ev, u64 n)
+{
+	u64 start, end, root, child;
+
+	if (n < 2)
+		return;
+	for (start = n / 2; start-- > 0;) {
+		for (root = start; (child = 2 * root + 1) < n; root = child) {
+			if (child + 1 < n && ev[child].time_ns < ev[child + 1].time_ns)
+				child++;
+			if (ev[root].time_ns >= ev[child].time_ns)
+				break;
+			kml_swap_events(&ev[root], &ev[child]);
+		}
+	}
+	for (end = n - 1; end > 0; end--) {
+		kml_swap_events(&ev[0], &ev[end]);
+		for (root = 0; (child = 2 * root + 1) < end; root = child) {
+			if (child + 1 < end && ev[child].time_ns < ev[child + 1].time_ns)
+				child++;
+			if (ev[root].time_ns >= ev[child].time_ns)
+				break;
+			kml_swap_events(&ev[root], &ev[child]);
+		}
+	}
+}
+
+static struct kml_snapshot *kml_take_snapshot(void)
+{
+	u64 cap = (u64)kml.nrings * kml.ring_cap;
+	struct kml_snapshot *snap;
+	u32 r;
+
+	snap = kml_vzalloc(sizeof(*snap) + cap * sizeof(struct kml_event));
+	if (!snap)
+		return NULL;
+	for (r = 0; r < kml.nrings; r++) {
+		struct kml_ring *ring = &kml.rings[r];
+		u64 head = READ_ONCE(ring->head);
+		u64 i = head > kml.ring_cap ? head - kml.ring_cap : 0;
+
+		for (; i < head && snap->n < cap; i++) {
+			const struct kml_event *e = &ring->ev[i & (kml.ring_cap - 1)];
+			struct kml_event *dst = &snap->ev[snap->n];
+			u64 seq = READ_ONCE(e->seq);
+
+			if (seq != i + 1)
+				continue;	/* being written, or overwritten */
+			barrier();
+			*dst = *e;
+			barrier();
+			if (READ_ONCE(e->seq) != seq)
+				continue;
+			snap->n++;
+		}
+	}
+	kml_sort_events(snap->ev, snap->n);
+	return snap;
+}
+
+static struct kml_snapshot *kml_seq_snapshot(void *m)
+{
+	return KML_FIELD(m, seq_file_private, struct kml_snapshot *);
+}
+
+/* Positions: 0 is the header line, 1..n the events. */
+static void *kml_events_start(void *m, s64 *pos)
+{
+	struct kml_snapshot *snap = kml_seq_snapshot(m);
+
+	return (u64)*pos <= snap->n ? (void *)(u64)(*pos + 1) : NULL;
+}
+
+static void *kml_events_next(void *m, void *v, s64 *pos)
+{
+	++*pos;
+	return kml_events_start(m, pos);
+}
+
+static void kml_events_stop(void *m, void *v)
+{
+}
+
+static int kml_events_show(void *m, void *v)
+{
+	struct kml_snapshot *snap = kml_seq_snapshot(m);
+	u64 idx = (u64)v - 1;
+	char comm[KML_COMM_LEN * 4 + 1], cache[KML_CACHE_NAME_LEN * 4 + 1];
+	const struct kml_event *e;
+
+	if (idx == 0) {
+		kml_seq_printf(m, "# time_ns cpu pid tid comm event bytes_req bytes_alloc cache gfp call_site ptr order caller\n");
+		return 0;
+	}
+	e = &snap->ev[idx - 1];
+	kml_escape(comm, e->comm, KML_COMM_LEN);
+	kml_seq_printf(m, "%llu %u %u %u %s %s", e->time_ns, e->cpu, e->tgid,
+		       e->pid, comm,
+		       e->type < KML_EV_NR ? kml_event_names[e->type] : "?");
+	if (e->type == KML_EV_KMALLOC || e->type == KML_EV_KMEM_CACHE_ALLOC ||
+	    e->type == KML_EV_PAGE_ALLOC)
+		kml_seq_printf(m, " %llu %llu", e->bytes_req, e->bytes_alloc);
+	else
+		kml_seq_printf(m, " - -");
+	kml_seq_printf(m, " %s", kml_cache_label(e->cache_row, cache));
+	if (e->gfp)
+		kml_seq_printf(m, " 0x%x", e->gfp);
+	else
+		kml_seq_printf(m, " -");
+	if (e->call_site)
+		kml_seq_printf(m, " 0x%llx 0x%llx", e->call_site, e->ptr);
+	else
+		kml_seq_printf(m, " - 0x%llx", e->ptr);
+	if (e->type == KML_EV_PAGE_ALLOC || e->type == KML_EV_PAGE_FREE)
+		kml_seq_printf(m, " %u", e->order);
+	else
+		kml_seq_printf(m, " -");
+	if (e->call_site)
+		kml_seq_printf(m, " %pS\n", (void *)e->call_site);
+	else
+		kml_seq_printf(m, " -\n");
+	return 0;
+}
+
+static int kml_events_open(void *inode, void *file)
+{
+	struct kml_snapshot *snap = kml_take_snapshot();
+	void *m;
+	int err;
+
+	if (!snap)
+		return -12; /* -ENOMEM */
+	err = kml_seq_open(file, kml_events_seq_ops);
+	if (err) {
+		kml_vfree(snap);
+		return err;
+	}
+	m = KML_FIELD(file, file_private_data, void *);
+	KML_FIELD(m, seq_file_private, void *) = snap;
+	return 0;
+}
+
+static int kml_events_release(void *inode, void *file)
+{
+	void *m = KML_FIELD(file, file_private_data, void *);
+
+	kml_vfree(kml_seq_snapshot(m));
+	return kml_seq_release(inode, file);
+}
+
+/* ---- /proc/kmlink/control ---------------------------------------------------- */
+
+static void kml_sync_probes(void);
+
+static int kml_clear(void)
+{
+	u32 was_paused;
+	u32 r;
+
+	if (!kml_cmpxchg32(&kml.clearing, 0, 1))
+		return -16; /* -EBUSY: another clear is running */
+	was_paused = READ_ONCE(kml.paused);
+
+	/* Quiesce the probes, then reset everything they write. */
+	WRITE_ONCE(kml.paused, 1);
+	kml_sync_probes();
+	kml_memzero(kml.procs, sizeof(struct kml_proc_row) * (KML_PROC_ROWS + 1));
+	kml_memzero(kml.caches, sizeof(struct kml_cache_row) * (KML_CACHE_ROWS + 1));
+	kml_memzero(kml.proc_counts, sizeof(struct kml_counts) * (KML_PROC_ROWS + 1) * kml.shards);
+	kml_memzero(kml.cache_counts, sizeof(struct kml_counts) * (KML_CACHE_ROWS + 1) * kml.shards);
+	kml_memzero(kml.totals, sizeof(u64) * KML_T_NR * kml.shards);
+	kml_memzero(kml.hist, sizeof(u64) * KML_HIST_BUCKETS * kml.shards);
+	kml_memzero(kml.ptrs, sizeof(struct kml_ptr) * (kml.ptr_mask + 1));
+	/* Readers may be walking the rings: reset heads, keep the pointers. */
+	for (r = 0; r < kml.nrings; r++)
+		WRITE_ONCE(kml.rings[r].head, 0);
+	kml_memzero(kml.ring_mem, sizeof(struct kml_event) * kml.ring_cap * kml.nrings);
+	kml_copy_name(kml.caches[0].name, "-", KML_CACHE_NAME_LEN);
+	kml.caches[0].ready = 1;
+	kml.loaded_ns = kml_ktime_ns();
+	barrier();
+	WRITE_ONCE(kml.paused, was_paused);
+	WRITE_ONCE(kml.clearing, 0);
+	return 0;
+}
+
+static ssize_t kml_control_write(void *file, const char *ubuf, size_t len,
+				 s64 *ppos)
+{
+	char cmd[16];
+	size_t n = len < sizeof(cmd) - 1 ? len : sizeof(cmd) - 1;
+
+	if (kml_copy_from_user(cmd, ubuf, n))
+		return -14; /* -EFAULT */
+	cmd[n] = 0;
+	while (n && (cmd[n - 1] == '\n' || cmd[n - 1] == ' '))
+		cmd[--n] = 0;
+	if (kml_streq(cmd, "clear")) {
+		int err = kml_clear();
+
+		if (err)
+			return err;
+	} else if (kml_streq(cmd, "pause"))
+		WRITE_ONCE(kml.paused, 1);
+	else if (kml_streq(cmd, "resume"))
+		WRITE_ONCE(kml.paused, 0);
+	else
+		return -22; /* -EINVAL */
+	return (ssize_t)len;
 }
 
 /* ---- init / exit -------------------------------------------------------- */
+
+static void kml_set(u64 *ops, u64 off, void *fn)
+{
+	*(void **)((char *)ops + off) = fn;
+}
 
 static void kml_free_tables(void)
 {
@@ -552,18 +1215,38 @@ static void kml_free_tables(void)
 	kml_vfree(kml.proc_counts);
 	kml_vfree(kml.cache_counts);
 	kml_vfree(kml.totals);
-	kml.procs = NULL;
-	kml.caches = NULL;
-	kml.proc_counts = NULL;
-	kml.cache_counts = NULL;
-	kml.totals = NULL;
+	kml_vfree(kml.hist);
+	kml_vfree(kml.ptrs);
+	kml_vfree(kml.rings);
+	kml_vfree(kml.ring_mem);
+	kml_memzero(&kml, sizeof(kml));
+}
+
+static u64 kml_pow2_floor(u64 v, u64 min)
+{
+	u64 p = min;
+
+	while (p * 2 <= v && p < (1ULL << 30))
+		p *= 2;
+	return p;
 }
 
 static int kml_alloc_tables(void)
 {
 	u32 ncpu = READ_ONCE(kml_nr_cpu_ids);
+	u64 max_rings = kml_opt_max_rings ? kml_opt_max_rings : 1;
+	u32 r;
 
-	kml.shards = ncpu < 1 ? 1 : (ncpu > KML_MAX_SHARDS ? KML_MAX_SHARDS : ncpu);
+	if (ncpu < 1)
+		ncpu = 1;
+	kml.shards = ncpu > KML_MAX_SHARDS ? KML_MAX_SHARDS : ncpu;
+	kml.nrings = ncpu > max_rings ? (u32)max_rings : ncpu;
+	kml.ring_cap = kml_pow2_floor(kml_opt_ring_events, 16);
+	while (kml.ring_cap > 16 && kml.ring_cap * kml.nrings * sizeof(struct kml_event) >
+					    (kml_opt_ring_mem_mb << 20))
+		kml.ring_cap /= 2;
+	kml.ptr_mask = kml_pow2_floor(kml_opt_ptr_slots, 1024) - 1;
+
 	kml.procs = kml_vzalloc(sizeof(struct kml_proc_row) * (KML_PROC_ROWS + 1));
 	kml.caches = kml_vzalloc(sizeof(struct kml_cache_row) * (KML_CACHE_ROWS + 1));
 	kml.proc_counts = kml_vzalloc(sizeof(struct kml_counts) *
@@ -571,11 +1254,19 @@ static int kml_alloc_tables(void)
 	kml.cache_counts = kml_vzalloc(sizeof(struct kml_counts) *
 				       (KML_CACHE_ROWS + 1) * kml.shards);
 	kml.totals = kml_vzalloc(sizeof(u64) * KML_T_NR * kml.shards);
-	if (!kml.procs || !kml.caches || !kml.proc_counts ||
-	    !kml.cache_counts || !kml.totals) {
+	kml.hist = kml_vzalloc(sizeof(u64) * KML_HIST_BUCKETS * kml.shards);
+	kml.ptrs = kml_vzalloc(sizeof(struct kml_ptr) * (kml.ptr_mask + 1));
+	kml.rings = kml_vzalloc(sizeof(struct kml_ring) * kml.nrings);
+	kml.ring_mem = kml_vzalloc(sizeof(struct kml_event) * kml.ring_cap * kml.nrings);
+	if (!kml.procs || !kml.caches || !kml.proc_counts || !kml.cache_counts ||
+	    !kml.totals || !kml.hist || !kml.ptrs || !kml.rings || !kml.ring_mem) {
 		kml_free_tables();
 		return -12; /* -ENOMEM */
 	}
+	for (r = 0; r < kml.nrings; r++)
+		kml.rings[r].ev = kml.ring_mem + (u64)r * kml.ring_cap;
+	kml_copy_name(kml.caches[0].name, "-", KML_CACHE_NAME_LEN);
+	kml.caches[0].ready = 1;
 	return 0;
 }
 
@@ -596,14 +1287,43 @@ static void kml_unregister_all(void)
 {
 	u32 i;
 
-	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
+	for (i = 1; i < KML_EV_NR; i++) {
 		if (kml.registered & (1u << i))
-			kml_tracepoint_probe_unregister(kml_hooks[i].tp,
-							kml_hooks[i].probe, NULL);
+			kml_tracepoint_probe_unregister(kml.tp[i], kml_probes[i], NULL);
 	}
 	if (kml.registered)
 		kml_sync_probes();
 	kml.registered = 0;
+}
+
+static bool kml_ops_fit(void)
+{
+	if (kml_slot_proc_ops_size > sizeof(kml_stats_ops) ||
+	    kml_slot_seq_ops_size > sizeof(kml_events_seq_ops)) {
+		kml_printk("\0013kmlink: struct proc_ops (%llu) or seq_operations (%llu) larger than expected\n",
+			   (u64)kml_slot_proc_ops_size, (u64)kml_slot_seq_ops_size);
+		return false;
+	}
+	return true;
+}
+
+static void kml_ops_init(void)
+{
+	kml_set(kml_stats_ops, kml_slot_proc_ops_open, (void *)kml_stats_open);
+	kml_set(kml_stats_ops, kml_slot_proc_ops_read, (void *)kml_seq_read);
+	kml_set(kml_stats_ops, kml_slot_proc_ops_lseek, (void *)kml_seq_lseek);
+	kml_set(kml_stats_ops, kml_slot_proc_ops_release, (void *)kml_single_release);
+
+	kml_set(kml_events_seq_ops, kml_slot_seq_ops_start, (void *)kml_events_start);
+	kml_set(kml_events_seq_ops, kml_slot_seq_ops_stop, (void *)kml_events_stop);
+	kml_set(kml_events_seq_ops, kml_slot_seq_ops_next, (void *)kml_events_next);
+	kml_set(kml_events_seq_ops, kml_slot_seq_ops_show, (void *)kml_events_show);
+	kml_set(kml_events_ops, kml_slot_proc_ops_open, (void *)kml_events_open);
+	kml_set(kml_events_ops, kml_slot_proc_ops_read, (void *)kml_seq_read);
+	kml_set(kml_events_ops, kml_slot_proc_ops_lseek, (void *)kml_seq_lseek);
+	kml_set(kml_events_ops, kml_slot_proc_ops_release, (void *)kml_events_release);
+
+	kml_set(kml_control_ops, kml_slot_proc_ops_write, (void *)kml_control_write);
 }
 
 int init_module(void)
@@ -611,45 +1331,52 @@ int init_module(void)
 	u32 i;
 	int err;
 
-	if (kml_slot_proc_ops_size > sizeof(kml_stats_ops)) {
-		kml_printk("\0013kmlink: struct proc_ops is %llu bytes, room for %llu\n",
-			   (u64)kml_slot_proc_ops_size, (u64)sizeof(kml_stats_ops));
+	if (!kml_ops_fit())
 		return -22; /* -EINVAL */
-	}
 	err = kml_alloc_tables();
 	if (err)
 		return err;
-	kml_copy_name(kml.caches[0].name, "-", KML_CACHE_NAME_LEN);
-	kml.caches[0].ready = 1;
-
-	kml_set_op(kml_slot_proc_ops_open, (void *)kml_stats_open);
-	kml_set_op(kml_slot_proc_ops_read, (void *)kml_seq_read);
-	kml_set_op(kml_slot_proc_ops_lseek, (void *)kml_seq_lseek);
-	kml_set_op(kml_slot_proc_ops_release, (void *)kml_single_release);
+	kml.loaded_ns = kml_ktime_ns();
+	kml_ops_init();
 
 	kml.proc_dir = kml_proc_mkdir("kmlink", NULL);
 	if (!kml.proc_dir) {
 		err = -12;
 		goto err_tables;
 	}
-	if (!kml_proc_create("stats", 0400, kml.proc_dir, kml_stats_ops)) {
+	/* events and control expose kernel addresses / steer the monitor:
+	 * root only. The aggregates carry no addresses. */
+	if (!kml_proc_create("stats", 0444, kml.proc_dir, kml_stats_ops) ||
+	    !kml_proc_create("events", 0400, kml.proc_dir, kml_events_ops) ||
+	    !kml_proc_create("control", 0200, kml.proc_dir, kml_control_ops)) {
 		err = -12;
 		goto err_proc;
 	}
 
-	kml_hooks_init();
-	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
-		err = kml_tracepoint_probe_register(kml_hooks[i].tp,
-						    kml_hooks[i].probe, NULL);
+	kml.tp[KML_EV_KMALLOC] = kml_tp_kmalloc;
+	kml.tp[KML_EV_KMEM_CACHE_ALLOC] = kml_tp_kmem_cache_alloc;
+	kml.tp[KML_EV_KFREE] = kml_tp_kfree;
+	kml.tp[KML_EV_KMEM_CACHE_FREE] = kml_tp_kmem_cache_free;
+	kml_for_each_kernel_tracepoint(kml_find_tracepoint, NULL);
+
+	for (i = 1; i < KML_EV_NR; i++) {
+		if (!(kml_opt_events_mask & (1u << (i - 1))))
+			continue;
+		if (!kml.tp[i]) {
+			kml_printk("\0014kmlink: tracepoint %s not found; not monitored\n",
+				   kml_event_names[i]);
+			continue;
+		}
+		err = kml_tracepoint_probe_register(kml.tp[i], kml_probes[i], NULL);
 		if (err) {
-			kml_printk("\0013kmlink: tracepoint %u: register failed (%d)\n",
-				   i, err);
+			kml_printk("\0013kmlink: tracepoint %s: register failed (%d)\n",
+				   kml_event_names[i], err);
 			goto err_hooks;
 		}
 		kml.registered |= 1u << i;
 	}
-	kml_printk("\0016kmlink: monitoring kmem tracepoints (%u counter shards)\n",
-		   kml.shards);
+	kml_printk("\0016kmlink: monitoring kmem tracepoints (%u rings of %llu events, %u shards, %llu pointer slots)\n",
+		   kml.nrings, kml.ring_cap, kml.shards, kml.ptr_mask + 1);
 	return 0;
 
 err_hooks:

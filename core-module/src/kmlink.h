@@ -21,6 +21,10 @@
  *                                   tracepoint's probe arguments (after the
  *                                   data pointer); 0 when optional and absent
  *        tparg? …                   optional form of the above
+ *   probe <tracepoint> <arity>      the core's probe for it takes <arity>
+ *                                   arguments after the data pointer
+ *   option <sym> <default>          a u64 in .kmlink.options the linker may
+ *                                   set for one build
  */
 #ifndef KMLINK_H
 #define KMLINK_H
@@ -55,6 +59,13 @@ typedef _Bool bool;
 	KML_MANIFEST("slot kml_slot_" #name " " spec);                         \
 	const volatile u64 kml_slot_##name                                     \
 		__attribute__((section(".kmlink.layout"), aligned(8), used)) = 0
+
+/* A link-time option: the default lives in the object; the linker may
+ * overwrite it for one build. */
+#define KML_OPTION(name, def)                                                  \
+	KML_MANIFEST("option kml_opt_" #name " " #def);                        \
+	const volatile u64 kml_opt_##name                                      \
+		__attribute__((section(".kmlink.options"), aligned(8), used)) = def
 
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))

@@ -18,6 +18,8 @@ pub const CORE_CFLAGS: &str = env!("KMLINK_CORE_CFLAGS");
 pub const MANIFEST_SECTION: &str = ".kmlink.manifest";
 /// Name of the section holding the layout-table slots.
 pub const LAYOUT_SECTION: &str = ".kmlink.layout";
+/// Name of the section holding link-time options.
+pub const OPTIONS_SECTION: &str = ".kmlink.options";
 
 /// An error in the manifest of a core object.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +126,18 @@ pub struct Slot {
     pub kind: SlotKind,
 }
 
+/// A link-time option: a u64 in `.kmlink.options` with a default the object
+/// already holds; the linker may overwrite it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionSpec {
+    /// The option's symbol (`kml_opt_ring_events`).
+    pub symbol: String,
+    /// Its short name (`ring_events`).
+    pub name: String,
+    /// The default compiled into the object.
+    pub default: u64,
+}
+
 /// Everything the core asks of a kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
@@ -133,6 +147,8 @@ pub struct Manifest {
     pub slots: Vec<Slot>,
     /// Tracepoint probes and the arity each is compiled with.
     pub probes: BTreeMap<String, u32>,
+    /// Link-time options.
+    pub options: Vec<OptionSpec>,
 }
 
 impl Manifest {
@@ -178,6 +194,13 @@ impl Manifest {
                 let arity = arity.parse().map_err(|_| format!("bad arity {arity:?}"))?;
                 self.probes.insert(tp.to_string(), arity);
             }
+            ["option", symbol, default] => {
+                let name = symbol
+                    .strip_prefix("kml_opt_")
+                    .ok_or_else(|| format!("option symbol {symbol:?} lacks the kml_opt_ prefix"))?;
+                let default = parse_u64(default).ok_or_else(|| format!("bad default {default:?}"))?;
+                self.options.push(OptionSpec { symbol: symbol.to_string(), name: name.to_string(), default });
+            }
             ["slot", symbol, kind, spec] => {
                 let kind = parse_slot(kind, spec)?;
                 self.slots.push(Slot {
@@ -220,6 +243,13 @@ impl Manifest {
         tps.sort();
         tps.dedup();
         tps
+    }
+}
+
+fn parse_u64(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
     }
 }
 
@@ -292,6 +322,7 @@ mod tests {
             .layout_keys()
             .contains(&"offsetof:pcpu_hot.current_task".to_string()));
         assert!(m.tracepoints().contains(&"kmem_cache_alloc".to_string()));
+        assert!(m.options.iter().any(|o| o.name == "ring_events" && o.default.is_power_of_two()));
     }
 
     #[test]
