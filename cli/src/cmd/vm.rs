@@ -28,6 +28,10 @@ pub struct VmArgs {
     /// Guest CPUs.
     #[arg(long, default_value_t = 1)]
     pub smp: u32,
+    /// Extra file for the guest: HOST_PATH[:GUEST_PATH] (default guest path:
+    /// /<file name>; executable if it is on the host). Repeatable.
+    #[arg(long = "file", value_name = "HOST[:GUEST]")]
+    pub files: Vec<String>,
     /// Print the whole serial console, not just the command's output.
     #[arg(long)]
     pub serial: bool,
@@ -70,6 +74,19 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
         });
         script.push_str("insmod /module.ko || { echo 'kmlink vm: insmod failed' >&2; exit 97; }\n");
         module_name = Some(name);
+    }
+    for spec in &args.files {
+        let (host, guest) = match spec.split_once(':') {
+            Some((h, g)) => (PathBuf::from(h), g.to_string()),
+            None => {
+                let p = PathBuf::from(spec);
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (p, format!("/{name}"))
+            }
+        };
+        let meta = std::fs::metadata(&host).with_context(|| format!("--file {}", host.display()))?;
+        let mode = if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 { 0o755 } else { 0o644 };
+        files.push(GuestFile { guest_path: guest, contents: Source::Path(host), mode });
     }
     let command: Vec<String> = args.command.iter().map(|w| sh_quote(w)).collect();
     script.push_str(&command.join(" "));

@@ -1,0 +1,115 @@
+//! Stress: the monitor under a 1000-thread workload, a concurrent reader of
+//! every /proc/kmlink file, and repeated load/unload cycles. Passes only
+//! with nothing wrong in dmesg, a taint difference of exactly O|E, and no
+//! kernel memory left behind by the module: VmallocUsed (the module
+//! allocates with vzalloc only) before the first load and after the last
+//! unload, unreclaimable slab over the second half of the cycles, and /proc/vmallocinfo must name no allocation
+//! made by the module once it is gone.
+//!
+//! `KMLINK_STRESS_CYCLES` (default 20; the full stress run uses 200) and
+//! `KMLINK_STRESS_KERNEL` (default: the first pinned kernel).
+//! Boots a real kernel: `cargo test -p kmlink-tests --test stress -- --ignored`.
+
+use std::time::Duration;
+
+use kmlink_tests::{kernel, kmlink_ok, pinned_releases, workspace};
+use kmlink_vm::{GuestFile, Source, VmSpec};
+
+const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
+
+fn build_threads(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("threads");
+    let src = workspace().join("tests/workloads/threads.c");
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-static", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc runs (apt-get install gcc libc6-dev)");
+    assert!(status.success(), "building {}", src.display());
+    out
+}
+
+fn script(cycles: u32) -> String {
+    format!(
+        r#"
+meminfo() {{ awk '/^VmallocUsed:/ {{v=$2}} /^SUnreclaim:/ {{s=$2}} END {{print v, s}}' /proc/meminfo; }}
+echo 3 > /proc/sys/vm/drop_caches
+before=$(meminfo)
+# A reader hammering every file while the module comes and goes.
+( while :; do cat /proc/kmlink/stats /proc/kmlink/events > /dev/null 2>&1; done ) &
+reader=$!
+i=0
+while [ $i -lt {cycles} ]; do
+  insmod /kmlink.ko || {{ echo "insmod failed at cycle $i"; exit 30; }}
+  if [ $((i % 5)) = 0 ]; then
+    /threads 1000 > /tmp/threads.out || {{ cat /tmp/threads.out; exit 31; }}
+    echo clear > /proc/kmlink/control || exit 32
+    echo pause > /proc/kmlink/control || exit 33
+    echo resume > /proc/kmlink/control || exit 34
+  else
+    ls -R /sys/kernel > /dev/null 2>&1
+  fi
+  rmmod kmlink || {{ echo "rmmod failed at cycle $i"; exit 35; }}
+  i=$((i + 1))
+  if [ $i = $(({cycles} / 2)) ]; then echo 3 > /proc/sys/vm/drop_caches; mid=$(meminfo); fi
+done
+kill $reader; wait $reader 2>/dev/null
+echo 3 > /proc/sys/vm/drop_caches
+after=$(meminfo)
+left=$(grep -c 'kml_' /proc/vmallocinfo)
+echo "@@STRESS cycles=$i before=$before mid=$mid after=$after vmalloc_entries_left=$left"
+exit 0
+"#
+    )
+}
+
+#[test]
+#[ignore = "boots a real kernel in QEMU"]
+fn load_unload_cycles_under_load_leave_nothing_behind() {
+    let cycles: u32 = std::env::var("KMLINK_STRESS_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let release = std::env::var("KMLINK_STRESS_KERNEL")
+        .unwrap_or_else(|_| pinned_releases().expect("pins").into_iter().next().expect("a pinned kernel"));
+    let tree = kernel(&release).expect("kernel");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ko = dir.path().join("kmlink.ko");
+    kmlink_ok(&["build", "--kernel", &release, "--from-packages", "-o", ko.to_str().expect("utf8")]).expect("build");
+    let threads = build_threads(dir.path());
+
+    let mut spec = VmSpec::new(&tree.vmlinuz, script(cycles));
+    spec.memory_mb = 1024;
+    spec.smp = 2;
+    spec.timeout = Duration::from_secs(120 + 10 * u64::from(cycles));
+    spec.files = vec![
+        GuestFile { guest_path: "/kmlink.ko".into(), contents: Source::Path(ko), mode: 0o644 },
+        GuestFile { guest_path: "/threads".into(), contents: Source::Path(threads), mode: 0o755 },
+    ];
+    let r = kmlink_vm::run(&spec).expect("qemu runs");
+    if let Err(e) = r.check_clean() {
+        panic!("{release}: {e}\n--- output ---\n{}\n--- dmesg ---\n{}", r.output, r.dmesg);
+    }
+    assert_eq!(r.taint_added(), Some(TAINT_O_E), "{release}: taint");
+    let line = r.output.lines().find(|l| l.starts_with("@@STRESS")).expect("stress line");
+    eprintln!("{release}: {line} (duration {:.1}s)", r.duration.as_secs_f64());
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let num = |key: &str, off: usize| -> i64 {
+        let i = words.iter().position(|w| w.starts_with(key)).expect(key);
+        let w = if off == 0 { words[i].split('=').nth(1).expect("value") } else { words[i + off] };
+        w.parse().expect("number")
+    };
+    assert_eq!(num("cycles=", 0), i64::from(cycles));
+    let (vm_before, vm_after) = (num("before=", 0), num("after=", 0));
+    let (slab_mid, slab_after) = (num("mid=", 1), num("after=", 1));
+    assert_eq!(num("vmalloc_entries_left=", 0), 0, "{release}: vmalloc allocations of the module survive unload");
+    // One cycle's tables are several MiB of vmalloc: a leak per cycle would
+    // show as cycles x MiB. Allow only noise.
+    assert!(vm_after - vm_before < 1024, "{release}: VmallocUsed grew {vm_before} -> {vm_after} kB");
+    // Unreclaimable slab warms up once (1000 threads fill task and stack
+    // caches); a leak keeps growing: compare the second half of the cycles.
+    // (Measured: flat within ~100 kB over 30 cycles, as with a stock module.)
+    assert!(
+        slab_after - slab_mid < 1024,
+        "{release}: SUnreclaim grew {slab_mid} -> {slab_after} kB over the last {} cycles",
+        cycles - cycles / 2
+    );
+}
