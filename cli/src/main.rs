@@ -47,6 +47,22 @@ enum Command {
     Vm(cmd::vm::VmArgs),
     /// Discover, fetch and unpack kernel packages from Debian and Ubuntu archives.
     Crawler(cmd::crawler::CrawlerArgs),
+    /// Inspect and verify the kernel record store.
+    Db(cmd::db::DbArgs),
+    /// Export or install a verified single-file bundle of kernel records.
+    Bundle(cmd::bundle::BundleArgs),
+    /// Build the monitor for the running kernel (cached) and insert it.
+    Load(cmd::load::LoadArgs),
+    /// Remove the monitor from the running kernel.
+    Unload(cmd::load::UnloadArgs),
+    /// Live terminal view of the monitor: per process and per cache.
+    Top(cmd::top::TopArgs),
+    /// The monitor's aggregates, scriptable (text or JSON).
+    Stats(cmd::stats::StatsArgs),
+    /// The monitor's recent events, scriptable (text or JSON).
+    Events(cmd::events::EventsArgs),
+    /// Explain whether and why this host can load the monitor.
+    Doctor(cmd::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +77,14 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(args),
         Command::Vm(args) => cmd::vm::run(args),
         Command::Crawler(args) => cmd::crawler::run(args),
+        Command::Db(args) => cmd::db::run(args),
+        Command::Bundle(args) => cmd::bundle::run(args),
+        Command::Load(args) => cmd::load::run(args),
+        Command::Unload(args) => cmd::load::run_unload(args),
+        Command::Top(args) => cmd::top::run(args),
+        Command::Stats(args) => cmd::stats::run(args),
+        Command::Events(args) => cmd::events::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
     };
     match result {
         Ok(code) => code,

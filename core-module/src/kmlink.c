@@ -311,6 +311,7 @@ struct kml_state {
 	u32 nrings;
 	u32 paused;
 	u32 clearing;
+	u64 generation;		/* clears so far */
 	u64 loaded_ns;
 	void *proc_dir;
 	void *tp[KML_EV_NR];		/* struct tracepoint * per event type */
@@ -812,7 +813,11 @@ static void kml_escape(char *out, const char *in, int in_len)
 	for (i = 0; i < in_len && in[i]; i++) {
 		u8 c = (u8)in[i];
 
-		if (c > 0x20 && c < 0x7f && c != '\\') {
+		/* A leading '-' or '(' would read as the "-" and "(other)"
+		 * placeholders: escape it. */
+		bool placeholder = i == 0 && (c == '-' || c == '(');
+
+		if (c > 0x20 && c < 0x7f && c != '\\' && !placeholder) {
 			out[o++] = (char)c;
 		} else {
 			out[o++] = '\\';
@@ -963,6 +968,8 @@ static int kml_stats_show(void *m, void *v)
 	kml_seq_printf(m, "backend tracepoint\n");
 	kml_seq_printf(m, "uptime_ns %llu\n", kml_ktime_ns() - kml.loaded_ns);
 	kml_seq_printf(m, "paused %u\n", READ_ONCE(kml.paused));
+	kml_seq_printf(m, "generation %llu\n", READ_ONCE(kml.generation));
+	kml_seq_printf(m, "histogram bytes_alloc_per_bucket\n");
 	kml_seq_printf(m, "rings %u\nring_capacity %llu\n", kml.nrings, kml.ring_cap);
 	kml_seq_printf(m, "ptr_capacity %llu\nshards %u\n", kml.ptr_mask + 1, kml.shards);
 	kml_seq_printf(m, "events_mask 0x%x\n", kml.registered >> 1);
@@ -1170,6 +1177,7 @@ static int kml_clear(void)
 	kml_copy_name(kml.caches[0].name, "-", KML_CACHE_NAME_LEN);
 	kml.caches[0].ready = 1;
 	kml.loaded_ns = kml_ktime_ns();
+	kml.generation++;
 	barrier();
 	WRITE_ONCE(kml.paused, was_paused);
 	WRITE_ONCE(kml.clearing, 0);

@@ -198,8 +198,13 @@ impl Manifest {
                 let name = symbol
                     .strip_prefix("kml_opt_")
                     .ok_or_else(|| format!("option symbol {symbol:?} lacks the kml_opt_ prefix"))?;
-                let default = parse_u64(default).ok_or_else(|| format!("bad default {default:?}"))?;
-                self.options.push(OptionSpec { symbol: symbol.to_string(), name: name.to_string(), default });
+                let default =
+                    parse_u64(default).ok_or_else(|| format!("bad default {default:?}"))?;
+                self.options.push(OptionSpec {
+                    symbol: symbol.to_string(),
+                    name: name.to_string(),
+                    default,
+                });
             }
             ["slot", symbol, kind, spec] => {
                 let kind = parse_slot(kind, spec)?;
@@ -322,7 +327,10 @@ mod tests {
             .layout_keys()
             .contains(&"offsetof:pcpu_hot.current_task".to_string()));
         assert!(m.tracepoints().contains(&"kmem_cache_alloc".to_string()));
-        assert!(m.options.iter().any(|o| o.name == "ring_events" && o.default.is_power_of_two()));
+        assert!(m
+            .options
+            .iter()
+            .any(|o| o.name == "ring_events" && o.default.is_power_of_two()));
     }
 
     #[test]

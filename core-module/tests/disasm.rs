@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use iced_x86::{CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{
+    CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
+};
 use kmlink_core_module::{CORE_OBJECT, LAYOUT_SECTION};
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex};
 
@@ -43,7 +45,10 @@ fn load(obj: &[u8]) -> Code {
     for sym in file.symbols() {
         if sym.kind() == object::SymbolKind::Text && sym.section_index() == Some(text.index()) {
             functions.insert(sym.address(), sym.name().unwrap_or_default().to_string());
-            by_addr.insert((sym.section_index().map(|i| i.0), sym.address()), sym.name().unwrap_or_default().to_string());
+            by_addr.insert(
+                (sym.section_index().map(|i| i.0), sym.address()),
+                sym.name().unwrap_or_default().to_string(),
+            );
         }
     }
     let mut relocs = BTreeMap::new();
@@ -65,11 +70,16 @@ fn load(obj: &[u8]) -> Code {
             } else {
                 target.address()
             };
-            let Some(name) = by_addr.get(&(target.section_index().map(|i| i.0), addr)) else { continue };
+            let Some(name) = by_addr.get(&(target.section_index().map(|i| i.0), addr)) else {
+                continue;
+            };
             let is_branch = section.index() == text.index()
                 && off > 0
                 && matches!(bytes.get(off as usize - 1), Some(0xe8 | 0xe9))
-                && matches!(r.kind(), object::RelocationKind::Relative | object::RelocationKind::PltRelative);
+                && matches!(
+                    r.kind(),
+                    object::RelocationKind::Relative | object::RelocationKind::PltRelative
+                );
             if !is_branch {
                 address_taken.insert(name.clone());
             }
@@ -81,11 +91,19 @@ fn load(obj: &[u8]) -> Code {
         let insn = decoder.decode();
         insns.push((insn.ip(), insn));
     }
-    Code { insns, relocs, functions, address_taken }
+    Code {
+        insns,
+        relocs,
+        functions,
+        address_taken,
+    }
 }
 
 fn reloc_in<'a>(code: &'a Code, insn: &Instruction) -> Option<&'a String> {
-    code.relocs.range(insn.ip()..insn.ip() + insn.len() as u64).next().map(|(_, n)| n)
+    code.relocs
+        .range(insn.ip()..insn.ip() + insn.len() as u64)
+        .next()
+        .map(|(_, n)| n)
 }
 
 fn check_no_fpu_or_simd(code: &Code) -> Result<(), String> {
@@ -96,9 +114,9 @@ fn check_no_fpu_or_simd(code: &Code) -> Result<(), String> {
                 CpuidFeature::FPU | CpuidFeature::FPU287 | CpuidFeature::FPU387 | CpuidFeature::MMX
             ) || format!("{f:?}").starts_with("SSE")
                 || format!("{f:?}").starts_with("AVX");
-            if !(!bad) {
-            return Err(format!("{off:#x}: {insn} uses {f:?}"));
-        }
+            if bad {
+                return Err(format!("{off:#x}: {insn} uses {f:?}"));
+            }
         }
     }
     Ok(())
@@ -107,31 +125,41 @@ fn check_no_fpu_or_simd(code: &Code) -> Result<(), String> {
 fn check_returns(code: &Code) -> Result<(), String> {
     let mut thunk_jumps = 0;
     for (off, insn) in &code.insns {
-        if !(!matches!(insn.mnemonic(), Mnemonic::Ret | Mnemonic::Retf)) {
+        if matches!(insn.mnemonic(), Mnemonic::Ret | Mnemonic::Retf) {
             return Err(format!("{off:#x}: bare {insn}"));
         }
-        if insn.mnemonic() == Mnemonic::Jmp && reloc_in(code, insn).is_some_and(|n| n == "__x86_return_thunk") {
+        if insn.mnemonic() == Mnemonic::Jmp
+            && reloc_in(code, insn).is_some_and(|n| n == "__x86_return_thunk")
+        {
             thunk_jumps += 1;
         }
     }
-    if !(thunk_jumps > 0) {
-            return Err(format!("no jmp __x86_return_thunk found: was the core built with -mfunction-return=thunk-extern?"));
-        }
+    if thunk_jumps == 0 {
+        return Err("no jmp __x86_return_thunk found: was the core built with -mfunction-return=thunk-extern?".to_string());
+    }
     Ok(())
 }
 
 fn check_indirect_branches(code: &Code) -> Result<(), String> {
     for (off, insn) in &code.insns {
-        let indirect = matches!(insn.flow_control(), FlowControl::IndirectBranch | FlowControl::IndirectCall);
-        if !(!indirect) {
-            return Err(format!("{off:#x}: indirect branch {insn} (must call __x86_indirect_thunk_*)"));
+        let indirect = matches!(
+            insn.flow_control(),
+            FlowControl::IndirectBranch | FlowControl::IndirectCall
+        );
+        if indirect {
+            return Err(format!(
+                "{off:#x}: indirect branch {insn} (must call __x86_indirect_thunk_*)"
+            ));
         }
-        if matches!(insn.flow_control(), FlowControl::Call | FlowControl::UnconditionalBranch) {
+        if matches!(
+            insn.flow_control(),
+            FlowControl::Call | FlowControl::UnconditionalBranch
+        ) {
             if let Some(target) = reloc_in(code, insn) {
-                if target.starts_with("__x86_indirect_thunk_") {
-                    if !(matches!(insn.op0_kind(), OpKind::NearBranch64)) {
-            return Err(format!("{off:#x}: {insn}"));
-        }
+                if target.starts_with("__x86_indirect_thunk_")
+                    && !matches!(insn.op0_kind(), OpKind::NearBranch64)
+                {
+                    return Err(format!("{off:#x}: {insn}"));
                 }
             }
         }
@@ -143,16 +171,23 @@ fn check_endbr(code: &Code) -> Result<(), String> {
     let mut must: BTreeSet<String> = code.address_taken.clone();
     must.insert("init_module".into());
     must.insert("cleanup_module".into());
-    if !(must.len() > 5) {
-            return Err(format!("expected callbacks among {must:?}"));
-        }
+    if must.len() <= 5 {
+        return Err(format!("expected callbacks among {must:?}"));
+    }
     for (start, name) in &code.functions {
         if !must.contains(name) {
             continue;
         }
-        let first = code.insns.iter().find(|(o, _)| o == start).map(|(_, i)| i).ok_or_else(|| format!("{name}: function start does not decode"))?;
+        let first = code
+            .insns
+            .iter()
+            .find(|(o, _)| o == start)
+            .map(|(_, i)| i)
+            .ok_or_else(|| format!("{name}: function start does not decode"))?;
         if first.mnemonic() != Mnemonic::Endbr64 {
-            return Err(format!("{name} is called indirectly but starts with {first}"));
+            return Err(format!(
+                "{name} is called indirectly but starts with {first}"
+            ));
         }
     }
     for name in &must {
@@ -171,20 +206,26 @@ fn check_gs(code: &Code) -> Result<(), String> {
         if code.functions.contains_key(off) {
             last_write.clear();
         }
-        if insn.segment_prefix() == Register::GS || insn.memory_segment() == Register::GS && insn.op_count() > 0 && has_memory(insn) {
+        if insn.segment_prefix() == Register::GS
+            || insn.memory_segment() == Register::GS && insn.op_count() > 0 && has_memory(insn)
+        {
             gs += 1;
             if insn.memory_displacement64() != 0 {
-            return Err(format!("{off:#x}: {insn}: %gs with a displacement"));
-        }
+                return Err(format!("{off:#x}: {insn}: %gs with a displacement"));
+            }
             if insn.memory_index() != Register::None {
-            return Err(format!("{off:#x}: {insn}: %gs with an index"));
-        }
+                return Err(format!("{off:#x}: {insn}: %gs with an index"));
+            }
             let base = insn.memory_base().full_register();
-            let src = last_write.get(&base).ok_or_else(|| format!("{off:#x}: {insn}: base register of unknown origin"))?;
+            let src = last_write
+                .get(&base)
+                .ok_or_else(|| format!("{off:#x}: {insn}: base register of unknown origin"))?;
             let from_slot = reloc_in(code, src).is_some_and(|n| n.starts_with(LAYOUT_SECTION));
             if !(from_slot && src.mnemonic() == Mnemonic::Mov) {
-            return Err(format!("{off:#x}: {insn}: base loaded by {src}, not from a layout slot"));
-        }
+                return Err(format!(
+                    "{off:#x}: {insn}: base loaded by {src}, not from a layout slot"
+                ));
+            }
         }
         for i in 0..insn.op_count() {
             if insn.op_kind(i) == OpKind::Register && i == 0 {
@@ -192,9 +233,9 @@ fn check_gs(code: &Code) -> Result<(), String> {
             }
         }
     }
-    if !(gs >= 2) {
-            return Err(format!("expected %gs accesses for current and the CPU number"));
-        }
+    if gs < 2 {
+        return Err("expected %gs accesses for current and the CPU number".to_string());
+    }
     Ok(())
 }
 
@@ -202,15 +243,21 @@ fn has_memory(insn: &Instruction) -> bool {
     (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory)
 }
 
+/// One rule: Ok, or what breaks it.
+type Check = fn(&Code) -> Result<(), String>;
+
 fn check_all(code: &Code) -> Vec<String> {
-    let checks: [(&str, fn(&Code) -> Result<(), String>); 5] = [
+    let checks: [(&str, Check); 5] = [
         ("fpu/simd", check_no_fpu_or_simd),
         ("returns", check_returns),
         ("indirect branches", check_indirect_branches),
         ("endbr64", check_endbr),
         ("%gs", check_gs),
     ];
-    checks.iter().filter_map(|(name, f)| f(code).err().map(|e| format!("{name}: {e}"))).collect()
+    checks
+        .iter()
+        .filter_map(|(name, f)| f(code).err().map(|e| format!("{name}: {e}")))
+        .collect()
 }
 
 #[test]
@@ -225,14 +272,22 @@ fn compile(src: &str, flags: &[&str]) -> Vec<u8> {
     let c = dir.path().join("bad.c");
     let o = dir.path().join("bad.o");
     std::fs::write(&c, src).expect("write");
-    let status = std::process::Command::new(std::env::var("KMLINK_CC").unwrap_or_else(|_| "gcc".into()))
-        .args(["-O2", "-ffreestanding", "-fno-pic", "-mcmodel=kernel", "-fno-asynchronous-unwind-tables", "-c"])
-        .args(flags)
-        .arg(&c)
-        .arg("-o")
-        .arg(&o)
-        .status()
-        .expect("gcc runs");
+    let status =
+        std::process::Command::new(std::env::var("KMLINK_CC").unwrap_or_else(|_| "gcc".into()))
+            .args([
+                "-O2",
+                "-ffreestanding",
+                "-fno-pic",
+                "-mcmodel=kernel",
+                "-fno-asynchronous-unwind-tables",
+                "-c",
+            ])
+            .args(flags)
+            .arg(&c)
+            .arg("-o")
+            .arg(&o)
+            .status()
+            .expect("gcc runs");
     assert!(status.success());
     std::fs::read(&o).expect("object")
 }
@@ -253,6 +308,9 @@ fn the_checks_catch_what_they_forbid() {
     let code = load(&compile(BAD_SRC, &["-fcf-protection=none", "-msse2"]));
     let failures = check_all(&code).join("\n");
     for what in ["fpu/simd", "returns", "indirect branches", "endbr64", "%gs"] {
-        assert!(failures.contains(what), "the {what} check missed a violation:\n{failures}");
+        assert!(
+            failures.contains(what),
+            "the {what} check missed a violation:\n{failures}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //!   correct (later uses only check the size);
 //! - `kernels/<release>/`: unpacked kernels, see [`crate::pinned`].
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -106,6 +106,60 @@ impl Cache {
         })
     }
 
+    /// The path of the verified cached file of `entry`, if it is there (a
+    /// corrupt copy is removed and `None` returned). No network.
+    pub fn cached(&self, entry: &PackageEntry) -> Result<Option<PathBuf>> {
+        entry.validate()?;
+        let path = self.deb_path(entry);
+        Ok(self.verify_cached(&path, entry)?.then_some(path))
+    }
+
+    /// Copy a local file into the cache under its SHA256 (hashing while
+    /// copying, through a temporary file renamed into place). Returns the
+    /// SHA256, the size and the cached path. An identical file already
+    /// cached is kept.
+    pub fn store_file(&self, src: &Path) -> Result<(String, u64, PathBuf)> {
+        let dir = self.debs_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        let mut input = File::open(src).map_err(|e| Error::io("opening", src, e))?;
+        let mut part = tempfile::Builder::new()
+            .prefix(".ingest.")
+            .suffix(".part")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io("creating a temporary file in", &dir, e))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = input
+                .read(&mut buf)
+                .map_err(|e| Error::io("reading", src, e))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+            part.write_all(&buf[..n])
+                .map_err(|e| Error::io("writing", part.path(), e))?;
+        }
+        let sha = hex::encode(hasher.finalize());
+        let path = dir.join(&sha);
+        let marker = ok_marker(&path);
+        let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == size)
+            && (marker.exists() || hash_file(&path)? == sha);
+        if !present {
+            part.as_file()
+                .sync_all()
+                .map_err(|e| Error::io("syncing", part.path(), e))?;
+            part.persist(&path)
+                .map_err(|e| Error::io("renaming into place", &path, e.error))?;
+        }
+        if !marker.exists() {
+            std::fs::write(&marker, b"").map_err(|e| Error::io("writing", &marker, e))?;
+        }
+        Ok((sha, size, path))
+    }
+
     /// Whether a good copy is cached; removes a corrupt one.
     fn verify_cached(&self, path: &Path, entry: &PackageEntry) -> Result<bool> {
         let marker = ok_marker(path);
@@ -145,36 +199,140 @@ impl Cache {
         }
     }
 
+    /// Download `url` into `<sha256>.part`, resuming what an interrupted
+    /// earlier try or run left there (HTTP Range), then verify the whole
+    /// file and rename it into place.
+    ///
+    /// The `.part` file is locked while written; if another process holds
+    /// it, this one downloads into a private temporary file instead. A
+    /// transfer cut short (read error) keeps the `.part` for the next try;
+    /// a complete answer of the wrong size or hash deletes it. Nothing is
+    /// trusted before the final check of size and SHA256 of the whole file.
     fn download(&self, http: &Http, url: &str, entry: &PackageEntry, path: &Path) -> Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mut part = tempfile::Builder::new()
-            .prefix(&format!("{}.", entry.sha256))
-            .suffix(".part")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-        let mut resp = http.get(url)?;
-        let progress = Progress::start(url, entry);
-        let mut hasher = Sha256::new();
-        let mut got: u64 = 0;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = resp.read(&mut buf).map_err(|source| Error::HttpBody {
-                url: url.to_owned(),
-                source,
-            })?;
-            if n == 0 {
-                break;
+        let part_path = dir.join(format!("{}.part", entry.sha256));
+        let shared = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part_path)
+            .map_err(|e| Error::io("opening", &part_path, e))?;
+        match shared.try_lock() {
+            Ok(()) => {
+                let r = self.download_into(http, url, entry, &shared, &part_path);
+                let r = r.and_then(|()| {
+                    std::fs::rename(&part_path, path)
+                        .map_err(|e| Error::io("renaming into place", path, e))
+                });
+                if r.as_ref()
+                    .is_err_and(|e| !matches!(e, Error::HttpBody { .. } | Error::Http { .. }))
+                {
+                    let _ = std::fs::remove_file(&part_path);
+                }
+                let _ = shared.unlock();
+                r?;
             }
-            got += n as u64;
-            if got > entry.size {
-                break; // reported as a size mismatch below
+            Err(std::fs::TryLockError::WouldBlock) => {
+                log::info!(
+                    "{} is being downloaded by another process; downloading separately",
+                    part_path.display()
+                );
+                let private = tempfile::Builder::new()
+                    .prefix(&format!("{}.", entry.sha256))
+                    .suffix(".part")
+                    .tempfile_in(dir)
+                    .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+                self.download_into(http, url, entry, private.as_file(), private.path())?;
+                private
+                    .persist(path)
+                    .map_err(|e| Error::io("renaming into place", path, e.error))?;
             }
-            hasher.update(&buf[..n]);
-            part.write_all(&buf[..n])
-                .map_err(|e| Error::io("writing", part.path(), e))?;
-            progress.advance(n as u64);
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("locking", &part_path, e))
+            }
         }
-        progress.finish();
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        let marker = ok_marker(path);
+        std::fs::write(&marker, b"").map_err(|e| Error::io("writing", &marker, e))?;
+        Ok(())
+    }
+
+    /// Fill `part` (resuming from its current length) and verify it.
+    fn download_into(
+        &self,
+        http: &Http,
+        url: &str,
+        entry: &PackageEntry,
+        mut part: &File,
+        part_path: &Path,
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let io = |op: &'static str| move |e| Error::io(op, part_path, e);
+        let mut have = part.metadata().map_err(io("inspecting"))?.len();
+        if have >= entry.size {
+            // Complete (or too long): verify from scratch below / restart.
+            if have > entry.size {
+                part.set_len(0).map_err(io("truncating"))?;
+                have = 0;
+            }
+        }
+        let mut hasher = Sha256::new();
+        if have > 0 {
+            part.seek(SeekFrom::Start(0)).map_err(io("seeking"))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut left = have;
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = part.read(&mut buf[..want]).map_err(io("reading"))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+        }
+        let mut got = have;
+        if have < entry.size {
+            let (mut resp, resumed) = http.get_from(url, have)?;
+            if have > 0 && !resumed {
+                // The server sent the whole file: start over.
+                log::info!("{url}: server ignored the range request; downloading from the start");
+                part.set_len(0).map_err(io("truncating"))?;
+                hasher = Sha256::new();
+                got = 0;
+            } else if have > 0 {
+                log::info!("{url}: resuming at byte {have} of {}", entry.size);
+            }
+            part.seek(SeekFrom::Start(got)).map_err(io("seeking"))?;
+            let progress = Progress::start(url, entry, got);
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = match resp.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(source) => {
+                        progress.finish();
+                        return Err(Error::HttpBody {
+                            url: url.to_owned(),
+                            source,
+                        });
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+                if got > entry.size {
+                    break; // reported as a size mismatch below
+                }
+                hasher.update(&buf[..n]);
+                part.write_all(&buf[..n]).map_err(io("writing"))?;
+                progress.advance(n as u64);
+            }
+            progress.finish();
+        }
         if got != entry.size {
             // `got` stops counting just past `size` when the server sends more.
             return Err(Error::SizeMismatch {
@@ -193,16 +351,7 @@ impl Cache {
                 actual,
             });
         }
-        part.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("syncing", part.path(), e))?;
-        part.persist(path)
-            .map_err(|e| Error::io("renaming into place", path, e.error))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        let marker = ok_marker(path);
-        std::fs::write(&marker, b"").map_err(|e| Error::io("writing", &marker, e))?;
+        part.sync_all().map_err(io("syncing"))?;
         Ok(())
     }
 }
@@ -238,6 +387,12 @@ pub fn hash_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// All progress bars of the process, so parallel downloads stack.
+fn bars() -> &'static indicatif::MultiProgress {
+    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(indicatif::MultiProgress::new)
+}
+
 /// A progress bar on a terminal, a log line per file otherwise.
 enum Progress {
     Bar(indicatif::ProgressBar),
@@ -245,15 +400,16 @@ enum Progress {
 }
 
 impl Progress {
-    fn start(url: &str, entry: &PackageEntry) -> Progress {
+    fn start(url: &str, entry: &PackageEntry, done: u64) -> Progress {
         if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(entry.size);
+            let bar = bars().add(indicatif::ProgressBar::new(entry.size));
             if let Ok(style) = indicatif::ProgressStyle::with_template(
                 "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
             ) {
                 bar.set_style(style);
             }
             bar.set_message(entry.package.clone());
+            bar.set_position(done);
             Progress::Bar(bar)
         } else {
             log::info!("fetching {url} ({} bytes)", entry.size);
@@ -269,7 +425,10 @@ impl Progress {
 
     fn finish(&self) {
         match self {
-            Progress::Bar(b) => b.finish_and_clear(),
+            Progress::Bar(b) => {
+                b.finish_and_clear();
+                bars().remove(b);
+            }
             Progress::Log(url, t) => log::info!("fetched {url} in {:.1?}", t.elapsed()),
         }
     }

@@ -67,6 +67,49 @@ impl Http {
         Ok(resp)
     }
 
+    /// GET `url` from byte `from` on (an HTTP Range request when `from` >
+    /// 0). Returns the response and whether it is partial (206, starting at
+    /// `from`); a 200 answer is the whole file.
+    pub fn get_from(&self, url: &str, from: u64) -> Result<(reqwest::blocking::Response, bool)> {
+        if from == 0 {
+            return Ok((self.get(url)?, false));
+        }
+        let resp = self
+            .client
+            .get(url)
+            .header(reqwest::header::RANGE, format!("bytes={from}-"))
+            .send()
+            .map_err(|source| Error::Http {
+                url: url.to_owned(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        match status {
+            200 => Ok((resp, false)),
+            206 => {
+                let start = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if start == Some(from) {
+                    Ok((resp, true))
+                } else {
+                    // A range we did not ask for: fetch the whole file.
+                    Ok((self.get(url)?, false))
+                }
+            }
+            // Range not satisfiable (the file shrank?): fetch it whole.
+            416 => Ok((self.get(url)?, false)),
+            _ => Err(Error::HttpStatus {
+                url: url.to_owned(),
+                status,
+            }),
+        }
+    }
+
     /// GET `url` into memory, at most `limit` bytes.
     pub fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
         use std::io::Read;

@@ -2,8 +2,12 @@
 
 use std::io::Read;
 
+use sha2::{Digest, Sha256};
+
+use crate::cache::Cache;
 use crate::deb822;
 use crate::http::join_url;
+use crate::release::{IndexFile, Keyring, Release};
 use crate::{Error, Http, Result};
 
 /// One binary package of a `Packages` index: what is needed to fetch and
@@ -99,6 +103,75 @@ pub fn parse_packages(text: &str) -> Result<Vec<PackageEntry>> {
     Ok(out)
 }
 
+/// Parse only the stanzas of a `Packages` index whose `Package` field
+/// `keep` accepts (a cheap pre-scan skips the rest, which matters for the
+/// 60 MB indexes of the big suites). Errors name the line in `text`.
+pub fn parse_packages_matching(
+    text: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<PackageEntry>> {
+    let mut out = Vec::new();
+    let mut start = 0usize; // byte offset of the current paragraph
+    let mut start_line = 1usize;
+    let mut line_no = 1usize;
+    let mut pos = 0usize;
+    let bytes = text.as_bytes();
+    let mut flush = |from: usize, to: usize, first_line: usize| -> Result<()> {
+        let para = &text[from..to];
+        let name = para
+            .lines()
+            .find_map(|l| l.strip_prefix("Package:"))
+            .map(str::trim);
+        if name.is_some_and(keep) {
+            let mut parsed = parse_packages(para).map_err(|e| shift_line(e, first_line - 1))?;
+            out.append(&mut parsed);
+        }
+        Ok(())
+    };
+    while pos < bytes.len() {
+        let end = text[pos..].find('\n').map_or(bytes.len(), |i| pos + i);
+        let line = text[pos..end].trim_end_matches('\r');
+        if line.trim().is_empty() {
+            if start < pos {
+                flush(start, pos, start_line)?;
+            }
+            start = end + 1;
+            start_line = line_no + 1;
+        }
+        pos = end + 1;
+        line_no += 1;
+    }
+    if start < bytes.len() {
+        flush(start, bytes.len(), start_line)?;
+    }
+    Ok(out)
+}
+
+/// Add `by` to the line number of a syntax error (also inside a context).
+fn shift_line(e: Error, by: usize) -> Error {
+    match e {
+        Error::Syntax { what, line, msg } => Error::Syntax {
+            what,
+            line: line + by,
+            msg,
+        },
+        Error::Context { context, source } => {
+            let context = match context.strip_prefix("Packages index, line ") {
+                Some(n) => format!(
+                    "Packages index, line {}",
+                    n.parse::<usize>().map_or(0, |n| n + by)
+                ),
+                None => context,
+            };
+            Error::Context {
+                context,
+                source: Box::new(shift_line(*source, by)),
+            }
+        }
+        e => e,
+    }
+}
+
 /// Largest compressed / decompressed index accepted (bytes).
 const MAX_COMPRESSED: u64 = 256 << 20;
 const MAX_INDEX: u64 = 1 << 30;
@@ -106,11 +179,10 @@ const MAX_INDEX: u64 = 1 << 30;
 /// Download `dists/<suite>/main/binary-amd64/Packages.xz` (falling back to
 /// `Packages.gz` on HTTP 404) from `base_uri`, decompress and parse it.
 ///
-/// The index itself is not yet authenticated: the `InRelease` signature and
-/// the hash chain from `InRelease` to this file are not checked, so an index
-/// is only as trustworthy as the transport. Every `.deb` fetched through
-/// [`crate::cache::Cache::fetch`] is still verified against the SHA256 and
-/// size listed here.
+/// This index is NOT authenticated: it is only as trustworthy as the
+/// transport (the pinned-kernel substitute search still uses it). Use
+/// [`fetch_release`] + [`fetch_verified_packages`] for anything to be
+/// trusted, as discovery does.
 pub fn fetch_packages(http: &Http, base_uri: &str, suite: &str) -> Result<Vec<PackageEntry>> {
     let dir = format!("dists/{suite}/main/binary-amd64");
     let mut last = None;
@@ -138,6 +210,186 @@ pub fn fetch_packages(http: &Http, base_uri: &str, suite: &str) -> Result<Vec<Pa
         url: join_url(base_uri, &dir),
         status: 404,
     }))
+}
+
+/// Largest `InRelease` accepted (bytes).
+const MAX_INRELEASE: u64 = 64 << 20;
+
+/// Fetch `dists/<suite>/InRelease` from `base_uri`, verify its OpenPGP
+/// signature against `keyring` and parse the signed text. A bad signature is
+/// [`Error::Signature`]; nothing of the file is used then. An expired
+/// `Valid-Until` is logged as a warning (stale mirrors are common; the
+/// signature still binds every index hash).
+pub fn fetch_release(
+    http: &Http,
+    base_uri: &str,
+    suite: &str,
+    keyring: &Keyring,
+) -> Result<Release> {
+    let url = join_url(base_uri, &format!("dists/{suite}/InRelease"));
+    let body = retrying(http, &url, |u| http.get_bytes(u, MAX_INRELEASE))?;
+    let text = String::from_utf8(body).map_err(|_| Error::Signature {
+        what: url.clone(),
+        msg: "not UTF-8 text".into(),
+    })?;
+    let signed = crate::release::verify_clearsigned(&text, keyring, &url)?;
+    let release = Release::parse(&signed, &url)?;
+    // A validly signed InRelease of another suite must not stand in for this
+    // one (apt refuses that too).
+    let names = [release.suite.as_deref(), release.codename.as_deref()];
+    if names.iter().any(Option::is_some) && !names.contains(&Some(suite)) {
+        return Err(Error::Release {
+            what: url,
+            msg: format!(
+                "signed for suite {} / codename {}, not {suite}",
+                names[0].unwrap_or("-"),
+                names[1].unwrap_or("-")
+            ),
+        });
+    }
+    if release.expired_at(crate::release::now()) {
+        log::warn!(
+            "{url}: signed metadata expired (Valid-Until: {}); the mirror is stale",
+            release.valid_until.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(release)
+}
+
+/// Download the `Packages` index of `component` (`main`, ...) of a suite
+/// whose verified [`Release`] is `release`: `Packages.xz` if the Release
+/// lists it, else `Packages.gz`; by hash
+/// (`dists/<suite>/<component>/binary-amd64/by-hash/SHA256/<hash>`) when the
+/// Release says `Acquire-By-Hash: yes` (falling back to the plain name on
+/// HTTP 404). The file must have exactly the size and SHA256 the Release
+/// gives ([`Error::SizeMismatch`] / [`Error::HashMismatch`] otherwise).
+///
+/// With a cache, verified index files are kept under
+/// `<cache>/indexes/<sha256>` and reused while the Release names them.
+/// Returns the entries `keep` accepts (by package name).
+pub fn fetch_verified_packages(
+    http: &Http,
+    cache: Option<&Cache>,
+    base_uri: &str,
+    suite: &str,
+    component: &str,
+    release: &Release,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<PackageEntry>> {
+    let dir = format!("{component}/binary-amd64");
+    let mut chosen = None;
+    for (name, kind) in [
+        ("Packages.xz", Compression::Xz),
+        ("Packages.gz", Compression::Gz),
+    ] {
+        if let Some(f) = release.file(&format!("{dir}/{name}")) {
+            chosen = Some((name, kind, f.clone()));
+            break;
+        }
+    }
+    let what = join_url(base_uri, &format!("dists/{suite}/InRelease"));
+    let (name, kind, file) = chosen.ok_or_else(|| Error::Release {
+        what: what.clone(),
+        msg: format!("lists neither {dir}/Packages.xz nor {dir}/Packages.gz"),
+    })?;
+    let plain = join_url(base_uri, &format!("dists/{suite}/{dir}/{name}"));
+    let label = format!("{suite} {dir}/{name}");
+    let cached = cache.map(|c| c.root.join("indexes").join(&file.sha256));
+    let body = match cached.as_deref().and_then(|p| read_verified(p, &file)) {
+        Some(b) => {
+            log::info!("{plain}: using the verified copy in the cache");
+            b
+        }
+        None => {
+            let by_hash = join_url(
+                base_uri,
+                &format!("dists/{suite}/{dir}/by-hash/SHA256/{}", file.sha256),
+            );
+            let urls: Vec<&str> = if release.acquire_by_hash {
+                vec![&by_hash, &plain]
+            } else {
+                vec![&plain]
+            };
+            let mut got = None;
+            let mut last = None;
+            for url in urls {
+                match retrying(http, url, |u| http.get_bytes(u, file.size)) {
+                    Ok(b) => {
+                        got = Some((url.to_owned(), b));
+                        break;
+                    }
+                    Err(e) if e.is_not_found() => last = Some(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            let (url, body) = match (got, last) {
+                (Some(g), _) => g,
+                (None, Some(e)) => return Err(e),
+                (None, None) => {
+                    return Err(Error::HttpStatus {
+                        url: plain.clone(),
+                        status: 404,
+                    })
+                }
+            };
+            check_index(&body, &file, &label, &url)?;
+            if let Some(p) = &cached {
+                if let Err(e) = store(p, &body) {
+                    log::warn!("caching {}: {e}", p.display());
+                }
+            }
+            body
+        }
+    };
+    let text = decompress(&body, kind).map_err(|source| Error::Decompress {
+        url: plain.clone(),
+        source,
+    })?;
+    log::info!("{plain}: {} bytes of index", text.len());
+    parse_packages_matching(&text, keep).map_err(|e| e.context(format!("parsing {plain}")))
+}
+
+/// Check an index body against the Release's size and SHA256.
+fn check_index(body: &[u8], file: &IndexFile, label: &str, url: &str) -> Result<()> {
+    if body.len() as u64 != file.size {
+        return Err(Error::SizeMismatch {
+            package: label.to_owned(),
+            source_name: url.to_owned(),
+            expected: file.size,
+            actual: body.len() as u64,
+        });
+    }
+    let actual = hex::encode(Sha256::digest(body));
+    if actual != file.sha256 {
+        return Err(Error::HashMismatch {
+            package: label.to_owned(),
+            source_name: url.to_owned(),
+            expected: file.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// A cached index file, if present and still matching.
+fn read_verified(path: &std::path::Path, file: &IndexFile) -> Option<Vec<u8>> {
+    let body = std::fs::read(path).ok()?;
+    if body.len() as u64 == file.size && hex::encode(Sha256::digest(&body)) == file.sha256 {
+        Some(body)
+    } else {
+        let _ = std::fs::remove_file(path);
+        None
+    }
+}
+
+fn store(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().suffix(".part").tempfile_in(dir)?;
+    tmp.write_all(body)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Run `f(url)` up to `http.tries()` times with backoff; 404 is not retried.

@@ -1,15 +1,26 @@
-//! Discovers, downloads, verifies and unpacks Debian kernel packages.
+//! Discovers, downloads, verifies and unpacks Debian and Ubuntu kernel
+//! packages.
 //!
 //! The pieces, in pipeline order:
 //!
 //! - [`sources`]: which mirrors to use, read from the host's apt sources (or
 //!   given explicitly);
-//! - [`index`]: `Packages` indexes of a suite;
+//! - [`release`]: the trust chain: `InRelease` OpenPGP signature checked
+//!   against the source's keyring, then every index's SHA256 and size;
+//! - [`index`]: `Packages` indexes of a suite, fetched by hash and verified;
+//! - [`discover`]: every kernel of the requested suites, with the packages
+//!   that carry its vmlinuz, config, modules and `Module.symvers`;
 //! - [`cache`]: a content-addressed download cache (`<root>/debs/<sha256>`),
 //!   every file verified against the index's size and SHA256;
 //! - [`deb`]: streaming `.deb` extraction with path-escape checks;
-//! - [`pinned`]: the pinned test kernels of `tests/kernels.toml`, fetched and
-//!   unpacked into `<root>/kernels/<release>/`.
+//! - [`pinned`]: the pinned test kernels of `tests/kernels.toml` (and every
+//!   discovered kernel: same type), fetched and unpacked into
+//!   `<root>/kernels/<release>/`;
+//! - [`ingest`]: local `.deb` files put into the cache, so kernels can be
+//!   unpacked without network.
+//!
+//! Ubuntu support is experimental: its layouts are covered by fixtures
+//! only.
 //!
 //! Mirror host names never appear in this crate: they come from apt sources
 //! or from the caller.
@@ -18,10 +29,13 @@
 pub mod cache;
 pub mod deb;
 mod deb822;
+pub mod discover;
 mod error;
 mod http;
 pub mod index;
+pub mod ingest;
 pub mod pinned;
+pub mod release;
 pub mod sources;
 pub mod version;
 

@@ -7,7 +7,12 @@
 //! |---|---|---|---|
 //! | 6.1 | `boot/vmlinuz-<rel>` (`linux-image-<rel>-unsigned`) | `boot/config-<rel>` | `lib/modules/<rel>/` (`.ko`) |
 //! | 6.12 | `boot/vmlinuz-<rel>` (`linux-image-<rel>-unsigned`) | `boot/config-<rel>` | `usr/lib/modules/<rel>/` (`.ko.xz`) |
+//! | 6.16 – 6.18 | `boot/vmlinuz-<rel>` (signed `linux-image-<rel>`) | `boot/config-<rel>` or `linux-base-<rel>` | `usr/lib/modules/<rel>/` (same package) |
 //! | 7.x | `usr/lib/modules/<rel>/vmlinuz` (`linux-binary-<rel>`) | `usr/lib/modules/<rel>/config` (`linux-base-<rel>`) | `usr/lib/modules/<rel>/` (`linux-modules-<rel>`) |
+//! | Ubuntu | `boot/vmlinuz-<rel>` (`linux-image[-unsigned]-<rel>`) | `boot/config-<rel>` (`linux-modules-<rel>`) | `lib/modules/<rel>/` (`.ko.zst`) |
+//!
+//! Kernels found by [`crate::discover`] and ingested ones
+//! ([`crate::ingest`], archive `"local"`) are [`PinnedKernel`]s too.
 //!
 //! `Module.symvers` (and a second copy of the config, `.config`) come from
 //! `usr/src/linux-headers-<rel>/` of `linux-headers-<rel>`, when pinned.
@@ -81,9 +86,9 @@ fn check_kernel(k: &PinnedKernel) -> Result<()> {
     if k.release.is_empty() || k.release.contains('/') || k.release.starts_with('.') {
         return Err(bad("release is not a plain file name".into()));
     }
-    if k.archive != "archive" && k.archive != "security" {
+    if !["archive", "security", "local"].contains(&k.archive.as_str()) {
         return Err(bad(format!(
-            "archive must be \"archive\" or \"security\", not {:?}",
+            "archive must be \"archive\", \"security\" or \"local\", not {:?}",
             k.archive
         )));
     }
@@ -135,24 +140,54 @@ pub fn materialize(
     mirrors: &Mirrors,
     kernel: &PinnedKernel,
 ) -> Result<KernelTree> {
+    materialize_with(cache, http, mirrors, kernel, 1)
+}
+
+/// [`materialize`] with up to `jobs` downloads at a time (1 = one after the
+/// other).
+///
+/// Packages already in the cache (downloaded before, or ingested with
+/// [`crate::ingest::ingest`]) are used without any network; mirrors are
+/// only needed for the others. A kernel whose packages carry no modules
+/// (the archive dropped its `linux-modules-<rel>`) gets an empty
+/// `usr/lib/modules/<rel>` and a warning.
+pub fn materialize_with(
+    cache: &Cache,
+    http: &Http,
+    mirrors: &Mirrors,
+    kernel: &PinnedKernel,
+    jobs: usize,
+) -> Result<KernelTree> {
     check_kernel(kernel)?;
     let ctx = || format!("kernel {}", kernel.release);
     let bases = mirrors.for_kind(&kernel.archive).unwrap_or(&[]);
-    if bases.is_empty() {
-        return Err(Error::Kernel {
-            release: kernel.release.clone(),
-            msg: format!(
+    let mut all_cached = true;
+    for p in &kernel.packages {
+        if cache.cached(p).map_err(|e| e.context(ctx()))?.is_none() {
+            all_cached = false;
+        }
+    }
+    if bases.is_empty() && !all_cached {
+        let msg = if kernel.archive == "local" {
+            "an ingested package is no longer in the cache; ingest it again".to_owned()
+        } else {
+            format!(
                 "no {} mirror configured (apt sources or --mirror)",
                 kernel.archive
-            ),
+            )
+        };
+        return Err(Error::Kernel {
+            release: kernel.release.clone(),
+            msg,
         });
     }
     let start = Instant::now();
-    let (release, packages, debs) = match fetch_all(cache, http, bases, &kernel.packages) {
+    let fetch_all = |pkgs: &[PackageEntry]| fetch_all(cache, http, bases, pkgs, jobs);
+    let (release, packages, debs) = match fetch_all(&kernel.packages) {
         Ok(debs) => (kernel.release.clone(), kernel.packages.clone(), debs),
         Err(e) if e.is_not_found() => {
             let (rel, pkgs) = substitute(http, bases, kernel, &e).map_err(|e| e.context(ctx()))?;
-            let debs = fetch_all(cache, http, bases, &pkgs).map_err(|e| {
+            let debs = fetch_all(&pkgs).map_err(|e| {
                 e.context(format!("kernel {rel} (substitute for {})", kernel.release))
             })?;
             (rel, pkgs, debs)
@@ -174,15 +209,50 @@ pub fn materialize(
     Ok(tree)
 }
 
+/// Fetch every package, up to `jobs` at a time; the paths come back in the
+/// order of `packages`. The first error (in package order) is returned.
 fn fetch_all(
     cache: &Cache,
     http: &Http,
     bases: &[String],
     packages: &[PackageEntry],
+    jobs: usize,
 ) -> Result<Vec<PathBuf>> {
-    packages
+    let jobs = jobs.clamp(1, packages.len().max(1));
+    if jobs == 1 {
+        return packages
+            .iter()
+            .map(|p| cache.fetch(http, bases, p))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<PathBuf>>>> = packages
         .iter()
-        .map(|p| cache.fetch(http, bases, p))
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = packages.get(i) else { break };
+                let r = cache.fetch(http, bases, p);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .zip(packages)
+        .map(|(m, p)| {
+            m.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(Error::Kernel {
+                    release: "-".into(),
+                    msg: format!("download of {} did not finish", p.label()),
+                })
+            })
+        })
         .collect()
 }
 
@@ -451,6 +521,17 @@ fn unpack(
             "kernel {rel}: {} -> {n} files in {:.1?}",
             p.package,
             t.elapsed()
+        );
+    }
+    let has_modules = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .any(|d| tmp.path().join(d).join(rel).is_dir());
+    if !has_modules {
+        let empty = tmp.path().join("usr/lib/modules").join(rel);
+        std::fs::create_dir_all(&empty).map_err(|e| Error::io("creating", &empty, e))?;
+        log::warn!(
+            "kernel {rel}: its packages ({}) carry no modules (the modules package is gone from the archive); modules_dir is empty",
+            packages.iter().map(|p| p.package.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     locate(tmp.path(), rel, packages)?;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pgp::composed::{CleartextSignedMessage, Deserializable, PublicOrSecret, SignedPublicKey};
+use pgp::composed::{CleartextSignedMessage, PublicOrSecret, SignedPublicKey};
 use pgp::types::KeyDetails;
 
 use crate::deb822;
@@ -218,7 +218,8 @@ impl Release {
                 msg: format!("SHA256 line {}: {msg}: {line:?}", i + 1),
             };
             let mut w = line.split_whitespace();
-            let (Some(hash), Some(size), Some(path), None) = (w.next(), w.next(), w.next(), w.next())
+            let (Some(hash), Some(size), Some(path), None) =
+                (w.next(), w.next(), w.next(), w.next())
             else {
                 return Err(bad("expected `<sha256> <size> <path>`"));
             };
@@ -227,7 +228,8 @@ impl Release {
                 return Err(bad("bad hash"));
             }
             let size = size.parse().map_err(|_| bad("bad size"))?;
-            r.sha256.insert(path.to_owned(), IndexFile { sha256: hash, size });
+            r.sha256
+                .insert(path.to_owned(), IndexFile { sha256: hash, size });
         }
         Ok(r)
     }
@@ -264,7 +266,7 @@ pub fn parse_date(s: &str) -> Option<u64> {
     );
     let offset = match w.next() {
         None | Some("UTC" | "GMT" | "Z" | "+0000") => 0i64,
-        Some(z) if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+        Some(z) if z.len() == 5 && z.is_ascii() && (z.starts_with('+') || z.starts_with('-')) => {
             let hh: i64 = z[1..3].parse().ok()?;
             let mm: i64 = z[3..5].parse().ok()?;
             let v = hh * 3600 + mm * 60;
@@ -280,11 +282,15 @@ pub fn parse_date(s: &str) -> Option<u64> {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let mon = MONTHS.iter().position(|&x| x.eq_ignore_ascii_case(month))? as u64 + 1;
-    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || sec > 60 {
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || h > 23 || m > 59 || sec > 60 {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm), for years >= 1970.
-    let (y, mo) = if mon <= 2 { (year - 1, mon + 9) } else { (year, mon - 3) };
+    let (y, mo) = if mon <= 2 {
+        (year - 1, mon + 9)
+    } else {
+        (year, mon - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * mo + 2) / 5 + day - 1;
@@ -319,10 +325,15 @@ mod tests {
             parse_date("Fri, 06 Nov 2026 08:08:01 UTC"),
             Some(1_793_952_481)
         );
-        assert_eq!(parse_date("Sat, 29 Feb 2020 12:00:00 +0100"), Some(1_582_974_000));
+        assert_eq!(
+            parse_date("Sat, 29 Feb 2020 12:00:00 +0100"),
+            Some(1_582_974_000)
+        );
         assert_eq!(parse_date("garbage"), None);
         assert_eq!(parse_date("Fri, 99 Nov 2026 08:08:01 UTC"), None);
         assert_eq!(parse_date("Fri, 06 Foo 2026 08:08:01 UTC"), None);
+        assert_eq!(parse_date("Fri, 06 Nov 2026 08:08:01 +1\u{e9}2"), None);
+        assert_eq!(parse_date("Fri, 06 Nov 99999999999999 08:08:01 UTC"), None);
     }
 
     #[test]

@@ -240,16 +240,45 @@ fn is_security_suite(suite: &str) -> bool {
     suite.ends_with("-security") || suite.ends_with("/updates")
 }
 
+const UBUNTU_CODENAMES: &[&str] = &[
+    "trusty", "xenial", "bionic", "focal", "groovy", "hirsute", "impish", "jammy", "kinetic",
+    "lunar", "mantic", "noble", "oracular", "plucky", "questing", "resolute",
+];
+
+/// `jammy`, `noble-updates`, `noble-security`, ... (Ubuntu codenames).
+fn ubuntu_codename(suite: &str) -> Option<&str> {
+    let base = suite.split(['-', '/']).next().unwrap_or(suite);
+    UBUNTU_CODENAMES.contains(&base).then_some(base)
+}
+
 /// Split `deb` sources with Debian suites into archive URIs (plain suites)
 /// and security URIs (suites ending `-security`), deduplicated, in order.
 pub fn debian_mirrors(sources: &[AptSource]) -> Mirrors {
+    mirrors_matching(sources, debian_codename)
+}
+
+/// Like [`debian_mirrors`] for sources with Ubuntu suites (experimental).
+pub fn ubuntu_mirrors(sources: &[AptSource]) -> Mirrors {
+    mirrors_matching(sources, ubuntu_codename)
+}
+
+/// The `Signed-By` keyring of the first `deb` source with base URI `uri`.
+pub fn signed_by(sources: &[AptSource], uri: &str) -> Option<PathBuf> {
+    let uri = uri.trim_end_matches('/');
+    sources
+        .iter()
+        .filter(|s| s.uri == uri && s.types.iter().any(|t| t == "deb"))
+        .find_map(|s| s.signed_by.clone())
+}
+
+fn mirrors_matching(sources: &[AptSource], distro: fn(&str) -> Option<&str>) -> Mirrors {
     let mut m = Mirrors::default();
     for s in sources
         .iter()
         .filter(|s| s.types.iter().any(|t| t == "deb"))
     {
         for suite in &s.suites {
-            if debian_codename(suite).is_none() {
+            if distro(suite).is_none() {
                 continue;
             }
             let list = if is_security_suite(suite) {

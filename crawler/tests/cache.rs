@@ -219,3 +219,74 @@ fn rejects_unsafe_entries_before_fetching() {
         .to_string()
         .contains("unsafe Filename"));
 }
+
+#[test]
+fn resumes_a_partial_download() {
+    let half = BODY.len() / 2;
+    let srv = Server::start(vec![(PATH, vec![(206, BODY[half..].to_vec())])], 10);
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::new(d.path().to_owned());
+    let e = entry(BODY);
+    std::fs::create_dir_all(cache.debs_dir()).unwrap();
+    std::fs::write(
+        cache.debs_dir().join(format!("{}.part", e.sha256)),
+        &BODY[..half],
+    )
+    .unwrap();
+    let p = cache
+        .fetch(&http(), std::slice::from_ref(&srv.base), &e)
+        .unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), BODY);
+    assert_eq!(srv.paths(), [format!("/archive/{PATH} range={half}-")]);
+    assert_eq!(
+        listing(&cache),
+        [e.sha256.clone(), format!("{}.ok", e.sha256)]
+    );
+}
+
+#[test]
+fn a_bad_partial_file_is_discarded_and_fetched_again() {
+    let half = BODY.len() / 2;
+    // The resumed tail is right but the kept head is not: the whole is
+    // refused, the .part deleted, and the next try fetches everything.
+    let srv = Server::start(
+        vec![(
+            PATH,
+            vec![(206, BODY[half..].to_vec()), (200, BODY.to_vec())],
+        )],
+        10,
+    );
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::new(d.path().to_owned());
+    let e = entry(BODY);
+    std::fs::create_dir_all(cache.debs_dir()).unwrap();
+    std::fs::write(
+        cache.debs_dir().join(format!("{}.part", e.sha256)),
+        vec![b'x'; half],
+    )
+    .unwrap();
+    let p = cache
+        .fetch(&http(), std::slice::from_ref(&srv.base), &e)
+        .unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), BODY);
+    assert_eq!(srv.hits(), 2, "{:?}", srv.paths());
+    assert_eq!(
+        listing(&cache),
+        [e.sha256.clone(), format!("{}.ok", e.sha256)]
+    );
+}
+
+#[test]
+fn a_server_ignoring_ranges_restarts_the_download() {
+    let srv = Server::start(vec![(PATH, vec![(200, BODY.to_vec())])], 10);
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::new(d.path().to_owned());
+    let e = entry(BODY);
+    std::fs::create_dir_all(cache.debs_dir()).unwrap();
+    std::fs::write(cache.debs_dir().join(format!("{}.part", e.sha256)), b"pre").unwrap();
+    let p = cache
+        .fetch(&http(), std::slice::from_ref(&srv.base), &e)
+        .unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), BODY);
+    assert_eq!(srv.hits(), 1);
+}

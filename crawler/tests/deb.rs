@@ -239,3 +239,51 @@ fn normalise_paths() {
     assert!(deb::normalise("a/../../b").is_err());
     assert!(deb::normalise("/a").is_err());
 }
+
+#[test]
+fn extract_paths_stops_once_everything_is_found() {
+    let d = tempfile::tempdir().unwrap();
+    // A data member cut short after the wanted entries: the full walk fails
+    // on it, the targeted one never reads that far.
+    let data = compress(
+        "",
+        &tar_bytes(&[
+            Ent::File("./boot/vmlinuz-9.9.9-1-amd64", b"kernel image"),
+            Ent::File("./boot/config-9.9.9-1-amd64", b"CONFIG_X=y\n"),
+            Ent::File("./lib/modules/9.9.9-1-amd64/kernel/a.ko", b"module"),
+            Ent::File("./usr/share/doc/x/changelog", &[b'x'; 4096]),
+        ]),
+    );
+    let cut = &data[..data.len() - 3000];
+    let bytes = ar_bytes(&[
+        ("debian-binary", b"2.0\n".to_vec()),
+        (
+            "control.tar",
+            tar_bytes(&[Ent::File("./control", b"Package: x\n")]),
+        ),
+        ("data.tar", cut.to_vec()),
+    ]);
+    let deb_path = write_deb(d.path(), "cut.deb", &bytes);
+    let wanted = [
+        "boot/vmlinuz-9.9.9-1-amd64",
+        "lib/modules/9.9.9-1-amd64/kernel/a.ko",
+        "boot/config-9.9.9-1-amd64",
+    ];
+    let got = deb::extract_paths(&deb_path, &d.path().join("a"), &wanted).unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        std::fs::read(d.path().join("a/lib/modules/9.9.9-1-amd64/kernel/a.ko")).unwrap(),
+        b"module"
+    );
+    let e = deb::extract(&deb_path, &d.path().join("b"), &mut |_| true).unwrap_err();
+    assert!(e.to_string().contains("cut.deb"), "{e}");
+    // Absent paths are simply not returned (the whole member is read).
+    let good = write_deb(d.path(), "good.deb", &deb_bytes("xz", GOOD));
+    let got = deb::extract_paths(
+        &good,
+        &d.path().join("c"),
+        &["boot/config-9.9.9-1-amd64", "boot/nothing"],
+    )
+    .unwrap();
+    assert_eq!(got.len(), 1);
+}

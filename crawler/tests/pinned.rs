@@ -331,14 +331,14 @@ fn checked_in_pins_load() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/kernels.toml");
     let k = pinned::load(&p).unwrap();
     let rels: Vec<&str> = k.iter().map(|k| k.release.as_str()).collect();
-    assert_eq!(
-        rels,
-        [
-            "6.1.0-47-amd64",
-            "6.12.107+deb13-amd64",
-            "7.3.4+deb13-amd64"
-        ]
-    );
+    // The pins may grow; these three are the default VM set.
+    for r in [
+        "6.1.0-47-amd64",
+        "6.12.107+deb13-amd64",
+        "7.3.4+deb13-amd64",
+    ] {
+        assert!(rels.contains(&r), "{r} not pinned: {rels:?}");
+    }
     for k in &k {
         assert!(
             k.packages.iter().all(|p| p.package.contains(&k.release)),

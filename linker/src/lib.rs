@@ -7,8 +7,18 @@
 //! kernel demands — `.modinfo`, `__versions`, `.gnu.linkonce.this_module`,
 //! `.return_sites` / `.retpoline_sites`. Every fact is checked before any
 //! output exists; see [`LinkError`] for the refusals.
+//!
+//! Before a module is handed out, [`build`] compares every fact across every
+//! source at hand ([`check::verify`]: record, donor module, live BTF, the
+//! running kernel's identity and image) and refuses on any disagreement.
+//! [`host::host_record`] builds a record from a live host for a kernel no
+//! database has seen.
 #![deny(missing_docs)]
 
+pub mod check;
+pub mod donor;
+pub mod dump;
+pub mod host;
 mod plan;
 
 use std::collections::BTreeMap;
@@ -135,7 +145,50 @@ pub struct Linked {
     pub report: LinkReport,
 }
 
+/// A module that passed every check.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The checks, all passed (or skipped).
+    pub verdict: check::Verdict,
+    /// The module.
+    pub linked: Linked,
+}
+
+/// The checks refused: no module.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("refusing to build a module for {}:\n{verdict}", verdict.release)]
+pub struct Refused {
+    /// The checks, at least one failed.
+    pub verdict: check::Verdict,
+}
+
+/// Links `core` for the kernel `facts.record` describes, in memory, and
+/// runs every check on the facts and the result; only a module whose checks
+/// all pass is returned.
+pub fn build(core: &[u8], facts: &check::Facts<'_>) -> Result<Built, Refused> {
+    let linked = link(core, facts.manifest, facts.record);
+    let verdict = check::verify(facts, &linked);
+    match linked {
+        Ok(linked) if verdict.ok() => Ok(Built { verdict, linked }),
+        _ => Err(Refused { verdict }),
+    }
+}
+
+/// SHA256 (hex) of everything a module is made from: the core object and the
+/// record. Equal inputs give a byte-identical module, so this names it.
+pub fn content_hash(core: &[u8], record: &KernelRecord) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((core.len() as u64).to_le_bytes());
+    h.update(core);
+    h.update(serde_json::to_vec(record).unwrap_or_default());
+    hex::encode(h.finalize())
+}
+
 /// Links `core` (with its `manifest`) for the kernel `record` describes.
+///
+/// This is the bare linker: it checks the record against itself only. Use
+/// [`build`] to also check it against the other sources of truth.
 pub fn link(core: &[u8], manifest: &Manifest, record: &KernelRecord) -> Result<Linked, LinkError> {
     let release = record.identity.release.clone();
     let plan = Plan::resolve(manifest, record)?;
@@ -242,7 +295,7 @@ pub fn link(core: &[u8], manifest: &Manifest, record: &KernelRecord) -> Result<L
     Ok(Linked { ko, report })
 }
 
-fn check_this_module(record: &KernelRecord) -> Result<(), LinkError> {
+pub(crate) fn check_this_module(record: &KernelRecord) -> Result<(), LinkError> {
     let t = &record.this_module;
     let release = &record.identity.release;
     let bad = |what: String| {
@@ -477,14 +530,16 @@ fn check_zero_targets(b: &Builder<'_>, release: &str) -> Result<(), LinkError> {
                 elf::R_X86_64_PC32 | elf::R_X86_64_PLT32 | elf::R_X86_64_32 | elf::R_X86_64_32S => {
                     4
                 }
-                other => return Err(LinkError::Inconsistent {
-                    release: release.into(),
-                    what: format!(
+                other => {
+                    return Err(LinkError::Inconsistent {
+                        release: release.into(),
+                        what: format!(
                         "relocation type {other} at {}+{:#x} is not one the module loader applies",
                         String::from_utf8_lossy(target.name.as_slice()),
                         r.r_offset
                     ),
-                }),
+                    })
+                }
             };
             let start = usize::try_from(r.r_offset).unwrap_or(usize::MAX);
             match data.get(start..start.saturating_add(width)) {

@@ -218,6 +218,21 @@ pub fn build_string(banner: &str) -> Option<String> {
 
 /// Extracts a record for the core `manifest` from a kernel's artifacts.
 pub fn extract(art: &Artifacts, manifest: &Manifest) -> Result<KernelRecord, ExtractError> {
+    extract_full(art, manifest).map(|x| x.record)
+}
+
+/// A record and the raw `.BTF` it was read from (kept by the store so the
+/// record can be re-derived for another core: [`rederive`]).
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    /// The record.
+    pub record: KernelRecord,
+    /// The kernel's `.BTF` section, byte for byte.
+    pub btf: Vec<u8>,
+}
+
+/// [`extract`], also returning the kernel's `.BTF`.
+pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, ExtractError> {
     let release = art.release.clone();
     let io = |path: &Path| {
         let release = release.clone();
@@ -391,6 +406,60 @@ pub fn extract(art: &Artifacts, manifest: &Manifest) -> Result<KernelRecord, Ext
     );
 
     // Layouts, tracepoints, functions the core asks for.
+    let (layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    provenance.insert("layouts".into(), "vmlinux .BTF".into());
+
+    let record = KernelRecord {
+        schema: RECORD_SCHEMA,
+        identity: Identity {
+            release: art.release.clone(),
+            distro: art.distro.clone(),
+            suite: art.suite.clone(),
+            flavour: art.flavour.clone(),
+            arch: "x86_64".into(),
+            build_string: build,
+            btf_sha256: hex::encode(Sha256::digest(btf_bytes)),
+            packages: art.packages.clone(),
+        },
+        vermagic,
+        conventions,
+        config: config_map,
+        exports,
+        this_module,
+        layouts,
+        tracepoints,
+        functions,
+        provenance,
+    };
+    Ok(Extracted {
+        record,
+        btf: btf_bytes.to_vec(),
+    })
+}
+
+/// Layouts, tracepoint prototypes and allocator functions the core
+/// `manifest` asks for, from BTF.
+#[allow(clippy::type_complexity)]
+fn btf_facts(
+    release: &str,
+    btf: &Btf,
+    manifest: &Manifest,
+) -> Result<
+    (
+        BTreeMap<String, u64>,
+        BTreeMap<String, Vec<crate::record::TpParam>>,
+        Vec<String>,
+    ),
+    ExtractError,
+> {
+    let donor = |what: String| {
+        let release = release.to_string();
+        move |source| ExtractError::Donor {
+            release,
+            what,
+            source,
+        }
+    };
     let mut layouts = BTreeMap::new();
     for key in manifest.layout_keys() {
         let value = if let Some(spec) = key.strip_prefix("offsetof:") {
@@ -432,30 +501,70 @@ pub fn extract(art: &Artifacts, manifest: &Manifest) -> Result<KernelRecord, Ext
         .filter(|f| btf.has_function(f))
         .map(|f| f.to_string())
         .collect();
-    provenance.insert("layouts".into(), "vmlinux .BTF".into());
+    Ok((layouts, tracepoints, functions))
+}
 
-    Ok(KernelRecord {
-        schema: RECORD_SCHEMA,
-        identity: Identity {
-            release: art.release.clone(),
-            distro: art.distro.clone(),
-            suite: art.suite.clone(),
-            flavour: art.flavour.clone(),
-            arch: "x86_64".into(),
-            build_string: build,
-            btf_sha256: hex::encode(Sha256::digest(btf_bytes)),
-            packages: art.packages.clone(),
-        },
-        vermagic,
-        conventions,
-        config: config_map,
-        exports,
-        this_module,
-        layouts,
-        tracepoints,
-        functions,
-        provenance,
-    })
+/// Re-derives a full record for another core `manifest` from the record and
+/// the kernel's kept `.BTF` (see `Store::btf`), without the packages:
+/// layouts, tracepoints and functions are read again; `struct module` is
+/// read again and must agree with the record; the rest (exports, vermagic,
+/// conventions, config) does not depend on the core and is kept.
+pub fn rederive(
+    record: &KernelRecord,
+    btf_bytes: &[u8],
+    manifest: &Manifest,
+) -> Result<KernelRecord, ExtractError> {
+    let release = record.identity.release.clone();
+    let sha = hex::encode(Sha256::digest(btf_bytes));
+    if sha != record.identity.btf_sha256 {
+        return Err(ExtractError::Disagree(Box::new(Disagreement {
+            release,
+            what: "BTF identity".into(),
+            a_source: "record".into(),
+            a: record.identity.btf_sha256.clone(),
+            b_source: "kept BTF".into(),
+            b: sha,
+        })));
+    }
+    if crate::slim::is_slim(record) {
+        return Err(ExtractError::Missing {
+            release,
+            what: "the record is slim (its exports were cut for another core): extract the kernel again from its packages".into(),
+        });
+    }
+    let btf = Btf::parse(btf_bytes).map_err(|source| ExtractError::Donor {
+        release: release.clone(),
+        what: "kept .BTF".into(),
+        source,
+    })?;
+    let size = btf.struct_size("module");
+    let off = |m: &str| btf.member_offset("module", m).ok().flatten();
+    let t = record.this_module;
+    let again = (size, off("name"), off("init"), off("exit"));
+    let want = (
+        Some(t.size),
+        Some(t.name_offset),
+        Some(t.init_offset),
+        Some(t.exit_offset),
+    );
+    if again != want {
+        return Err(ExtractError::Disagree(Box::new(Disagreement {
+            release,
+            what: "struct module (size, name, init, exit)".into(),
+            a_source: "record".into(),
+            a: format!("{want:#x?}"),
+            b_source: "kept BTF".into(),
+            b: format!("{again:#x?}"),
+        })));
+    }
+    let (layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    let mut r = record.clone();
+    r.layouts = layouts;
+    r.tracepoints = tracepoints;
+    r.functions = functions;
+    r.provenance
+        .insert("layouts".into(), "kept .BTF (re-derived)".into());
+    Ok(r)
 }
 
 /// `struct module` layout from BTF, cross-checked with a stock module.
@@ -497,14 +606,16 @@ pub fn this_module_layout(
     };
     let f = &stock.facts;
     let src = stock.path.display().to_string();
-    let disagree = |what: &str, a: u64, b: String| ExtractError::Disagree(Box::new(Disagreement {
-        release: release.into(),
-        what: what.into(),
-        a_source: "BTF".into(),
-        a: format!("{a:#x}"),
-        b_source: src.clone(),
-        b,
-    }));
+    let disagree = |what: &str, a: u64, b: String| {
+        ExtractError::Disagree(Box::new(Disagreement {
+            release: release.into(),
+            what: what.into(),
+            a_source: "BTF".into(),
+            a: format!("{a:#x}"),
+            b_source: src.clone(),
+            b,
+        }))
+    };
     match f.this_module_size {
         Some(s) if s == size => {}
         other => {

@@ -131,3 +131,20 @@ pub struct KernelRecord {
     /// …), for messages.
     pub provenance: BTreeMap<String, String>,
 }
+
+impl KernelRecord {
+    /// The record's SHA256 (see [`content_hash`]), hex.
+    pub fn sha256(&self) -> String {
+        hex::encode(content_hash(self))
+    }
+}
+
+/// SHA256 of a record's canonical JSON (`serde_json::to_vec`: struct fields
+/// in declaration order, maps sorted by key). The store and bundles check it
+/// whenever a record is decoded.
+pub fn content_hash(record: &KernelRecord) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    // Serialising plain data into a Vec cannot fail.
+    let json = serde_json::to_vec(record).unwrap_or_default();
+    Sha256::digest(&json).into()
+}

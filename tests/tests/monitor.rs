@@ -155,7 +155,10 @@ fn check_kernel(release: &str) {
     );
     let trace_frees = n("trace_kfree") + n("trace_kmem_cache_free");
     let trace_pages = n("trace_page_alloc");
-    assert_eq!(drops, 0, "{release}: tracefs dropped events: the run is invalid");
+    assert_eq!(
+        drops, 0,
+        "{release}: tracefs dropped events: the run is invalid"
+    );
 
     let stats = section(&r.output, "STATS");
     let t = tables(stats);
@@ -169,7 +172,10 @@ fn check_kernel(release: &str) {
     for row in dropped {
         // ring_overwritten and frees of objects allocated before load are
         // expected; nothing else may be lost.
-        if !matches!(row[0].as_str(), "ring_overwritten" | "unknown_frees" | "stale_ptrs") {
+        if !matches!(
+            row[0].as_str(),
+            "ring_overwritten" | "unknown_frees" | "stale_ptrs"
+        ) {
             assert_eq!(row[1], "0", "{release}: monitor dropped: {row:?}");
         }
     }
@@ -194,10 +200,23 @@ fn check_kernel(release: &str) {
         comms.contains(&"find"),
         "{release}: the exec'd program must get its own row: {comms:?}"
     );
-    assert!(trace_km + trace_kca > 100, "{release}: the workload must allocate");
-    assert_eq!(monitor, trace_km + trace_kca, "{release}: allocations disagree with tracefs\n{stats}");
-    assert_eq!(frees, trace_frees, "{release}: frees disagree with tracefs kfree + kmem_cache_free");
-    assert_eq!(pages, trace_pages, "{release}: page allocations disagree with tracefs mm_page_alloc");
+    assert!(
+        trace_km + trace_kca > 100,
+        "{release}: the workload must allocate"
+    );
+    assert_eq!(
+        monitor,
+        trace_km + trace_kca,
+        "{release}: allocations disagree with tracefs\n{stats}"
+    );
+    assert_eq!(
+        frees, trace_frees,
+        "{release}: frees disagree with tracefs kfree + kmem_cache_free"
+    );
+    assert_eq!(
+        pages, trace_pages,
+        "{release}: page allocations disagree with tracefs mm_page_alloc"
+    );
     assert!(pages > 0, "{release}: the workload must allocate pages");
     assert!(t
         .get("cache")
@@ -209,23 +228,40 @@ fn check_kernel(release: &str) {
     let mut lines = events.lines().filter(|l| !l.trim().is_empty());
     let header = lines.next().expect("events header");
     assert!(
-        header.starts_with("# time_ns cpu pid tid comm event bytes_req bytes_alloc cache gfp call_site ptr"),
+        header.starts_with(
+            "# time_ns cpu pid tid comm event bytes_req bytes_alloc cache gfp call_site ptr"
+        ),
         "{header}"
     );
     let names: Vec<&str> = r
         .output
         .lines()
         .find_map(|l| l.strip_prefix("@@NAMES"))
-        .map(|l| l.split_whitespace().filter_map(|w| w.strip_prefix("name=")).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.strip_prefix("name="))
+                .collect()
+        })
         .unwrap_or_default();
     let evs: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
     let pid_s = pid.to_string();
     let cache_allocs: Vec<&Vec<&str>> = evs.iter().filter(|e| e[5] == "kmem_cache_alloc").collect();
-    assert!(!cache_allocs.is_empty(), "{release}: no kmem_cache_alloc events of the workload");
+    assert!(
+        !cache_allocs.is_empty(),
+        "{release}: no kmem_cache_alloc events of the workload"
+    );
     for e in &cache_allocs {
-        assert_eq!((e[2], e[3], e[4]), (pid_s.as_str(), pid_s.as_str(), "find"), "{release}: {e:?}");
+        assert_eq!(
+            (e[2], e[3], e[4]),
+            (pid_s.as_str(), pid_s.as_str(), "find"),
+            "{release}: {e:?}"
+        );
         if !names.is_empty() {
-            assert!(names.contains(&e[8]), "{release}: cache {} not among the kernel's {names:?}", e[8]);
+            assert!(
+                names.contains(&e[8]),
+                "{release}: cache {} not among the kernel's {names:?}",
+                e[8]
+            );
         }
     }
     assert!(
@@ -237,7 +273,11 @@ fn check_kernel(release: &str) {
         .lines()
         .find_map(|l| l.strip_prefix("@@CLEARED events="))
         .expect("cleared line");
-    assert_eq!(cleared.trim(), "0", "{release}: clear while paused must leave nothing counted");
+    assert_eq!(
+        cleared.trim(),
+        "0",
+        "{release}: clear while paused must leave nothing counted"
+    );
 }
 
 fn section<'a>(output: &'a str, name: &str) -> &'a str {

@@ -67,13 +67,29 @@ exit 0
 #[test]
 #[ignore = "boots a real kernel in QEMU"]
 fn load_unload_cycles_under_load_leave_nothing_behind() {
-    let cycles: u32 = std::env::var("KMLINK_STRESS_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let release = std::env::var("KMLINK_STRESS_KERNEL")
-        .unwrap_or_else(|_| pinned_releases().expect("pins").into_iter().next().expect("a pinned kernel"));
+    let cycles: u32 = std::env::var("KMLINK_STRESS_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let release = std::env::var("KMLINK_STRESS_KERNEL").unwrap_or_else(|_| {
+        pinned_releases()
+            .expect("pins")
+            .into_iter()
+            .next()
+            .expect("a pinned kernel")
+    });
     let tree = kernel(&release).expect("kernel");
     let dir = tempfile::tempdir().expect("tempdir");
     let ko = dir.path().join("kmlink.ko");
-    kmlink_ok(&["build", "--kernel", &release, "--from-packages", "-o", ko.to_str().expect("utf8")]).expect("build");
+    kmlink_ok(&[
+        "build",
+        "--kernel",
+        &release,
+        "--from-packages",
+        "-o",
+        ko.to_str().expect("utf8"),
+    ])
+    .expect("build");
     let threads = build_threads(dir.path());
 
     let mut spec = VmSpec::new(&tree.vmlinuz, script(cycles));
@@ -81,29 +97,58 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
     spec.smp = 2;
     spec.timeout = Duration::from_secs(120 + 10 * u64::from(cycles));
     spec.files = vec![
-        GuestFile { guest_path: "/kmlink.ko".into(), contents: Source::Path(ko), mode: 0o644 },
-        GuestFile { guest_path: "/threads".into(), contents: Source::Path(threads), mode: 0o755 },
+        GuestFile {
+            guest_path: "/kmlink.ko".into(),
+            contents: Source::Path(ko),
+            mode: 0o644,
+        },
+        GuestFile {
+            guest_path: "/threads".into(),
+            contents: Source::Path(threads),
+            mode: 0o755,
+        },
     ];
     let r = kmlink_vm::run(&spec).expect("qemu runs");
     if let Err(e) = r.check_clean() {
-        panic!("{release}: {e}\n--- output ---\n{}\n--- dmesg ---\n{}", r.output, r.dmesg);
+        panic!(
+            "{release}: {e}\n--- output ---\n{}\n--- dmesg ---\n{}",
+            r.output, r.dmesg
+        );
     }
     assert_eq!(r.taint_added(), Some(TAINT_O_E), "{release}: taint");
-    let line = r.output.lines().find(|l| l.starts_with("@@STRESS")).expect("stress line");
-    eprintln!("{release}: {line} (duration {:.1}s)", r.duration.as_secs_f64());
+    let line = r
+        .output
+        .lines()
+        .find(|l| l.starts_with("@@STRESS"))
+        .expect("stress line");
+    eprintln!(
+        "{release}: {line} (duration {:.1}s)",
+        r.duration.as_secs_f64()
+    );
     let words: Vec<&str> = line.split_whitespace().collect();
     let num = |key: &str, off: usize| -> i64 {
         let i = words.iter().position(|w| w.starts_with(key)).expect(key);
-        let w = if off == 0 { words[i].split('=').nth(1).expect("value") } else { words[i + off] };
+        let w = if off == 0 {
+            words[i].split('=').nth(1).expect("value")
+        } else {
+            words[i + off]
+        };
         w.parse().expect("number")
     };
     assert_eq!(num("cycles=", 0), i64::from(cycles));
     let (vm_before, vm_after) = (num("before=", 0), num("after=", 0));
     let (slab_mid, slab_after) = (num("mid=", 1), num("after=", 1));
-    assert_eq!(num("vmalloc_entries_left=", 0), 0, "{release}: vmalloc allocations of the module survive unload");
+    assert_eq!(
+        num("vmalloc_entries_left=", 0),
+        0,
+        "{release}: vmalloc allocations of the module survive unload"
+    );
     // One cycle's tables are several MiB of vmalloc: a leak per cycle would
     // show as cycles x MiB. Allow only noise.
-    assert!(vm_after - vm_before < 1024, "{release}: VmallocUsed grew {vm_before} -> {vm_after} kB");
+    assert!(
+        vm_after - vm_before < 1024,
+        "{release}: VmallocUsed grew {vm_before} -> {vm_after} kB"
+    );
     // Unreclaimable slab warms up once (1000 threads fill task and stack
     // caches); a leak keeps growing: compare the second half of the cycles.
     // (Measured: flat within ~100 kB over 30 cycles, as with a stock module.)

@@ -1,99 +1,494 @@
-//! `kmlink build`: link the monitor for one kernel.
+//! `kmlink build`: link the monitor for one kernel, after checking every
+//! fact across every source at hand. Also the fact gathering that
+//! `kmlink load` and `kmlink doctor` share.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use kmlink_core_module::{Manifest, CORE_OBJECT};
+use kmlink_linker::check::{Facts, Verdict};
+use kmlink_linker::donor::{Donor, DonorSearch};
+use kmlink_linker::host::{self, HostIdentity, ImageExports, LiveBtf};
 use kmlink_metadata_db::record::KernelRecord;
+use kmlink_metadata_db::{RecordSource, Store};
 
 use crate::{kernels, FetchOpts};
 
+/// Which kernel hook the monitor uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The kmem tracepoints (the embedded core's backend).
+    #[default]
+    Tracepoint,
+    /// kprobes on the allocator entry points (not in this core).
+    Kprobe,
+}
+
 /// Arguments of `kmlink build`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// Kernel release to build for (`uname -r` of the target).
+    /// Kernel release to build for (`uname -r` of the target); default: the
+    /// running kernel.
     #[arg(long)]
-    pub kernel: String,
+    pub kernel: Option<String>,
+    /// Record store to look the kernel up in (default: $KMLINK_DB or
+    /// ~/.local/share/kmlink/records.db, then the bundle built into kmlink).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
     /// Extract the kernel's facts from its packages (downloaded and verified).
-    #[arg(long, conflicts_with = "record")]
+    #[arg(long, conflicts_with_all = ["record", "from_host"])]
     pub from_packages: bool,
     /// Use a kernel record saved as JSON (see --save-record).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_host")]
     pub record: Option<PathBuf>,
-    /// Also write the extracted record as JSON here.
+    /// Build the record from the running host itself (its /boot image, BTF
+    /// and a donor module), even if a database has one.
+    #[arg(long)]
+    pub from_host: bool,
+    /// Also write the record used as JSON here.
     #[arg(long)]
     pub save_record: Option<PathBuf>,
+    /// Put a record made from the host's facts into the store.
+    #[arg(long)]
+    pub store: bool,
+    /// A module of the target kernel to cross-check against (plain, .ko.xz,
+    /// .ko.zst, .ko.gz); default for the running kernel: an installed one.
+    #[arg(long)]
+    pub donor: Option<PathBuf>,
+    /// The target kernel's BTF to cross-check layouts against (raw BTF, a
+    /// vmlinux or a vmlinuz); default for the running kernel:
+    /// /sys/kernel/btf/vmlinux.
+    #[arg(long)]
+    pub btf: Option<PathBuf>,
+    /// Kernel hook of the monitor.
+    #[arg(long, value_enum, default_value_t = Backend::Tracepoint)]
+    pub backend: Backend,
     /// Output module path (default: kmlink-<release>.ko).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Run every check and print the verdict, but write no module.
     #[arg(long)]
     pub check: bool,
+    /// Print a text dump of the module (sections, symbols, relocations,
+    /// modinfo, versions) to stdout.
+    #[arg(long)]
+    pub dump: bool,
+    /// Tests only: write the module even when the checks refuse it, to show
+    /// in a VM what the kernel would do with it. kmlink never loads such a
+    /// module itself.
+    #[arg(long, hide = true)]
+    pub unchecked_for_tests: bool,
     #[command(flatten)]
     pub fetch: FetchOpts,
 }
 
-/// Obtains the record for `args.kernel`.
-pub fn record_for(args: &BuildArgs, manifest: &Manifest) -> Result<KernelRecord> {
-    if let Some(path) = &args.record {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let record: KernelRecord = serde_json::from_str(&text)
-            .with_context(|| format!("parsing record {}", path.display()))?;
-        if record.identity.release != args.kernel {
-            bail!(
-                "record {} is for {}, not {}",
-                path.display(),
-                record.identity.release,
-                args.kernel
-            );
+impl BuildArgs {
+    /// Arguments for `release` with every option at its default.
+    pub fn for_kernel(release: &str) -> Self {
+        BuildArgs {
+            kernel: Some(release.to_string()),
+            db: None,
+            from_packages: false,
+            record: None,
+            from_host: false,
+            save_record: None,
+            store: false,
+            donor: None,
+            btf: None,
+            backend: Backend::Tracepoint,
+            output: None,
+            check: false,
+            dump: false,
+            unchecked_for_tests: false,
+            fetch: FetchOpts {
+                cache: None,
+                mirror: Vec::new(),
+            },
         }
-        return Ok(record);
     }
-    if !args.from_packages {
-        bail!("no kernel database yet: pass --from-packages (extract from the kernel's packages) or --record FILE");
+}
+
+/// Every source of truth gathered for one target kernel.
+pub struct Sources {
+    /// Target release.
+    pub release: String,
+    /// The record.
+    pub record: KernelRecord,
+    /// Where it came from, for messages.
+    pub record_from: String,
+    /// Whether it was built from the host's facts just now.
+    pub from_host: bool,
+    /// A donor module, if one was given or found.
+    pub donor: Option<Donor>,
+    /// The target's BTF, if at hand.
+    pub btf: Option<LiveBtf>,
+    /// The running kernel, when it is the target.
+    pub host: Option<HostIdentity>,
+    /// The running kernel's image exports, when it is the target.
+    pub image: Option<ImageExports>,
+    /// What was not available and why (one line each).
+    pub notes: Vec<String>,
+}
+
+impl Sources {
+    /// The facts for the checks.
+    pub fn facts<'a>(&'a self, manifest: &'a Manifest) -> Facts<'a> {
+        Facts {
+            record: &self.record,
+            manifest,
+            donor: self.donor.as_ref(),
+            btf: self.btf.as_ref(),
+            host: self.host.as_ref(),
+            image: self.image.as_ref(),
+        }
     }
-    let fetched = kernels::materialize(&args.kernel, &args.fetch)?;
-    let art = kernels::artifacts(&fetched.tree, &fetched.suite);
-    let record = kmlink_metadata_db::extract::extract(&art, manifest)
-        .with_context(|| format!("extracting the facts of {}", args.kernel))?;
+
+    /// One line per source, for stderr.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![format!("record: {}", self.record_from)];
+        match &self.donor {
+            Some(d) => out.push(format!("donor: {}", d.describe())),
+            None => out.push("donor: none".into()),
+        }
+        if let Some(b) = &self.btf {
+            out.push(format!("BTF: {}", b.path.display()));
+        }
+        if let Some(i) = &self.image {
+            out.push(format!("image: {}", i.path.display()));
+        }
+        out.extend(self.notes.iter().map(|n| format!("note: {n}")));
+        out
+    }
+}
+
+/// The store `--db` names, or the default one.
+pub fn open_store(db: Option<&Path>) -> Result<Store> {
+    let path = db
+        .map(Path::to_path_buf)
+        .unwrap_or_else(Store::default_path);
+    Store::open(&path).with_context(|| format!("opening the record store {}", path.display()))
+}
+
+fn read_record_file(path: &Path, release: &str) -> Result<KernelRecord> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let record: KernelRecord = serde_json::from_str(&text)
+        .with_context(|| format!("parsing record {}", path.display()))?;
+    if record.identity.release != release {
+        bail!(
+            "record {} is for {}, not {release}",
+            path.display(),
+            record.identity.release
+        );
+    }
     Ok(record)
+}
+
+/// Picks one of several stored builds of a release: the running one's (by
+/// BTF hash) when it is the target, else the only one.
+fn pick_build(
+    mut records: Vec<KernelRecord>,
+    release: &str,
+    btf: Option<&LiveBtf>,
+) -> Result<Option<KernelRecord>> {
+    if records.len() <= 1 {
+        return Ok(records.pop());
+    }
+    if let Some(b) = btf {
+        if let Some(i) = records
+            .iter()
+            .position(|r| r.identity.btf_sha256 == b.sha256)
+        {
+            return Ok(Some(records.swap_remove(i)));
+        }
+    }
+    let builds: Vec<String> = records
+        .iter()
+        .map(|r| format!("{:?}", r.identity.build_string))
+        .collect();
+    bail!(
+        "the store has {} builds of {release} ({}) and nothing says which is meant; \
+         pass --btf of the target or --record FILE",
+        records.len(),
+        builds.join(", ")
+    )
+}
+
+/// Builds the record from the running host, or says what is missing.
+fn host_record(
+    manifest: &Manifest,
+    identity: &HostIdentity,
+    btf: Option<&LiveBtf>,
+    image: Option<&ImageExports>,
+    donor: Option<&Donor>,
+    donor_error: Option<&str>,
+) -> Result<KernelRecord> {
+    let release = &identity.release;
+    let mut missing = Vec::new();
+    if btf.is_none() {
+        missing.push(format!(
+            "the kernel's BTF ({} is absent: the kernel lacks CONFIG_DEBUG_INFO_BTF; pass --btf FILE)",
+            host::LIVE_BTF
+        ));
+    }
+    if image.is_none() {
+        let looked: Vec<String> = host::image_candidates(Path::new("/"), release)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        missing.push(format!(
+            "the kernel image for its export table and CRCs (looked at {}; install the image package of {release})",
+            looked.join(", ")
+        ));
+    }
+    if donor.is_none() {
+        missing.push(format!(
+            "a donor module of {release}: {}",
+            donor_error.unwrap_or("none found; pass --donor KO")
+        ));
+    }
+    let (Some(btf), Some(image), Some(donor)) = (btf, image, donor) else {
+        bail!(
+            "no record for {release}, and the host's own facts are incomplete; missing:\n  - {}\n\
+             or get a record: kmlink crawler refresh --release {release}, or kmlink bundle install FILE",
+            missing.join("\n  - ")
+        );
+    };
+    let config = host::read_config(Path::new("/"), release);
+    let sources = host::HostSources {
+        identity,
+        btf,
+        image,
+        donor,
+        config: config.as_ref(),
+    };
+    host::host_record(manifest, &sources)
+        .with_context(|| format!("building the record of {release} from the host's facts"))
+}
+
+/// Gathers every source of truth for `args`' target kernel.
+pub fn gather(args: &BuildArgs, manifest: &Manifest) -> Result<Sources> {
+    let running = HostIdentity::read(Path::new("/")).ok();
+    let release = match (&args.kernel, &running) {
+        (Some(k), _) => k.clone(),
+        (None, Some(h)) => h.release.clone(),
+        (None, None) => {
+            bail!("no --kernel given and the running kernel is unknown (is /proc mounted?)")
+        }
+    };
+    let is_running = running.as_ref().is_some_and(|h| h.release == release);
+    let host_id = if is_running { running.clone() } else { None };
+    let mut notes = Vec::new();
+
+    let btf = match &args.btf {
+        Some(p) => {
+            Some(LiveBtf::read(p).with_context(|| format!("reading --btf {}", p.display()))?)
+        }
+        None if is_running => match LiveBtf::read(Path::new(host::LIVE_BTF)) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                notes.push(format!("no live BTF: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let image = if is_running {
+        match host::find_image(Path::new("/"), &release) {
+            Some(p) => match ImageExports::read(&p) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    notes.push(format!("image {} unreadable: {e}", p.display()));
+                    None
+                }
+            },
+            None => {
+                notes.push(format!(
+                    "no image of {release} under /boot or the modules directory"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut donor_error = None;
+    let donor = match &args.donor {
+        Some(p) => {
+            Some(Donor::open(p).with_context(|| format!("reading --donor {}", p.display()))?)
+        }
+        None if is_running => match DonorSearch::for_host(Path::new("/"), &release).find(None) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                notes.push(format!("no donor: {e}"));
+                donor_error = Some(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
+
+    let mut from_host = false;
+    let (record, record_from) = if let Some(path) = &args.record {
+        (
+            read_record_file(path, &release)?,
+            format!("file {}", path.display()),
+        )
+    } else if args.from_packages {
+        let fetched = kernels::materialize(&release, &args.fetch)?;
+        let art = kernels::artifacts(&fetched.tree, &fetched.suite);
+        let r = kmlink_metadata_db::extract::extract(&art, manifest)
+            .with_context(|| format!("extracting the facts of {release}"))?;
+        (r, format!("extracted from the {} packages", fetched.suite))
+    } else {
+        let stored = if args.from_host {
+            None
+        } else {
+            let store = open_store(args.db.as_deref())?;
+            let (records, source) = store
+                .get_or_embedded(&release)
+                .with_context(|| format!("looking up {release} in {}", store.path().display()))?;
+            pick_build(records, &release, btf.as_ref())?.map(|r| {
+                let from = match source {
+                    RecordSource::Store => format!("store {}", store.path().display()),
+                    RecordSource::Embedded => "the bundle built into kmlink".to_string(),
+                };
+                (r, from)
+            })
+        };
+        match (stored, &host_id) {
+            (Some(x), _) => x,
+            (None, Some(h)) => {
+                from_host = true;
+                let r = host_record(
+                    manifest,
+                    h,
+                    btf.as_ref(),
+                    image.as_ref(),
+                    donor.as_ref(),
+                    donor_error.as_deref(),
+                )?;
+                (r, "the running host's own facts".to_string())
+            }
+            (None, None) => bail!(
+                "no record for {release} in the store or the built-in bundle; get one with \
+                 kmlink crawler refresh --release {release}, or build it from packages with \
+                 kmlink build --kernel {release} --from-packages"
+            ),
+        }
+    };
+    Ok(Sources {
+        release,
+        record,
+        record_from,
+        from_host,
+        donor,
+        btf,
+        host: host_id,
+        image,
+        notes,
+    })
+}
+
+/// Prints where each fact of a host-made record came from, and how to keep it.
+pub fn print_provenance(s: &Sources) {
+    if !s.from_host {
+        return;
+    }
+    eprintln!(
+        "kmlink: {}: no stored record; built from this host:",
+        s.release
+    );
+    for (fact, from) in &s.record.provenance {
+        eprintln!("  {fact:<12} ← {from}");
+    }
 }
 
 /// Runs `kmlink build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
-    let manifest = Manifest::core().context("reading the embedded core's manifest")?;
-    let record = record_for(&args, &manifest)?;
-    if let Some(path) = &args.save_record {
-        write_atomic(path, serde_json::to_string_pretty(&record)?.as_bytes())?;
+    if args.backend == Backend::Kprobe {
+        bail!("the embedded core has only the tracepoint backend (--backend tracepoint)");
     }
-    let linked = kmlink_linker::link(CORE_OBJECT, &manifest, &record)
-        .with_context(|| format!("linking for {}", args.kernel))?;
-    let r = &linked.report;
-    eprintln!(
-        "kmlink: {}: {} imports bound, {} layout slots, {} symbol versions, {} return sites, vermagic {:?}",
-        args.kernel,
-        r.bindings.len(),
-        r.slots.len(),
-        r.versions.len(),
-        r.return_sites,
-        record.vermagic
-    );
+    let manifest = Manifest::core().context("reading the embedded core's manifest")?;
+    let sources = gather(&args, &manifest)?;
+    for line in sources.describe() {
+        eprintln!("kmlink: {line}");
+    }
+    print_provenance(&sources);
+    if let Some(path) = &args.save_record {
+        write_atomic(
+            path,
+            serde_json::to_string_pretty(&sources.record)?.as_bytes(),
+        )?;
+        eprintln!("kmlink: record written to {}", path.display());
+    }
+    let facts = sources.facts(&manifest);
+    let built = kmlink_linker::build(CORE_OBJECT, &facts);
+    let (verdict, ko): (&Verdict, Option<Vec<u8>>) = match &built {
+        Ok(b) => (&b.verdict, Some(b.linked.ko.clone())),
+        Err(r) => (&r.verdict, None),
+    };
     if args.check {
-        println!(
-            "ok: a module for {} can be built (nothing written: --check)",
-            args.kernel
+        println!("{verdict}");
+    } else {
+        eprintln!("{verdict}");
+    }
+    let ko = match ko {
+        Some(ko) => ko,
+        None if args.unchecked_for_tests && !args.check => {
+            eprintln!(
+                "kmlink: WARNING: --unchecked-for-tests: writing a module the checks REFUSED; \
+                 it exists to show what the kernel does with it. Never load it on a real system."
+            );
+            kmlink_linker::link(CORE_OBJECT, &manifest, &sources.record)
+                .with_context(|| format!("linking for {}", sources.release))?
+                .ko
+        }
+        None => {
+            eprintln!(
+                "kmlink: refused: no module written for {}. Fix what the ✗ lines name; \
+                 kmlink never writes or loads a module its checks refuse.",
+                sources.release
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if sources.from_host && built.is_ok() {
+        if args.store {
+            let store = open_store(args.db.as_deref())?;
+            store
+                .put(&sources.record)
+                .with_context(|| format!("storing the record in {}", store.path().display()))?;
+            eprintln!(
+                "kmlink: record of {} stored in {}",
+                sources.release,
+                store.path().display()
+            );
+        } else {
+            eprintln!(
+                "kmlink: to keep these facts: kmlink build --kernel {} --from-host --store \
+                 (or --save-record FILE)",
+                sources.release
+            );
+        }
+    }
+    if args.dump {
+        print!(
+            "{}",
+            kmlink_linker::dump::dump(&ko).map_err(anyhow::Error::msg)?
         );
+    }
+    if args.check {
         return Ok(ExitCode::SUCCESS);
     }
     let out = args
         .output
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("kmlink-{}.ko", args.kernel)));
-    write_atomic(&out, &linked.ko)?;
+        .unwrap_or_else(|| PathBuf::from(format!("kmlink-{}.ko", sources.release)));
+    write_atomic(&out, &ko)?;
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }

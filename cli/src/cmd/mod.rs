@@ -1,5 +1,12 @@
 //! One module per subcommand.
 
 pub mod build;
+pub mod bundle;
 pub mod crawler;
+pub mod db;
+pub mod doctor;
+pub mod events;
+pub mod load;
+pub mod stats;
+pub mod top;
 pub mod vm;

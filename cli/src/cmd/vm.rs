@@ -80,13 +80,25 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
             Some((h, g)) => (PathBuf::from(h), g.to_string()),
             None => {
                 let p = PathBuf::from(spec);
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 (p, format!("/{name}"))
             }
         };
-        let meta = std::fs::metadata(&host).with_context(|| format!("--file {}", host.display()))?;
-        let mode = if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 { 0o755 } else { 0o644 };
-        files.push(GuestFile { guest_path: guest, contents: Source::Path(host), mode });
+        let meta =
+            std::fs::metadata(&host).with_context(|| format!("--file {}", host.display()))?;
+        let mode = if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        files.push(GuestFile {
+            guest_path: guest,
+            contents: Source::Path(host),
+            mode,
+        });
     }
     let command: Vec<String> = args.command.iter().map(|w| sh_quote(w)).collect();
     script.push_str(&command.join(" "));

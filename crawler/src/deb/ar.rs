@@ -14,11 +14,21 @@ fn deb_err(deb: &Path, member: &str, msg: impl Into<String>) -> Error {
     }
 }
 
+/// What the member callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Go on with the next member.
+    Continue,
+    /// Stop reading the package (what was wanted was found).
+    Stop,
+}
+
 /// Walk the members of `deb` in order, calling `f(name, reader)` for each
-/// after checking `debian-binary` comes first and says `2.x`.
+/// after checking `debian-binary` comes first and says `2.x`, until `f`
+/// answers [`Next::Stop`].
 pub(crate) fn for_each_member(
     deb: &Path,
-    f: &mut dyn FnMut(&str, &mut dyn Read) -> Result<()>,
+    f: &mut dyn FnMut(&str, &mut dyn Read) -> Result<Next>,
 ) -> Result<()> {
     let file = File::open(deb).map_err(|e| Error::io("opening", deb, e))?;
     let mut archive = ::ar::Archive::new(BufReader::with_capacity(256 * 1024, file));
@@ -58,8 +68,8 @@ pub(crate) fn for_each_member(
                     ),
                 ));
             }
-        } else {
-            f(&name, &mut entry)?;
+        } else if f(&name, &mut entry)? == Next::Stop {
+            return Ok(());
         }
         index += 1;
     }

@@ -29,11 +29,38 @@ pub fn extract(
     dest: &Path,
     select: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Vec<PathBuf>> {
+    extract_inner(deb, dest, select, None)
+}
+
+/// Extract exactly the entries whose normalised paths are in `paths` (with
+/// the same checks as [`extract`]) and stop reading the package as soon as
+/// all of them are written: the rest of the data member is neither
+/// decompressed nor read. Entries not found are simply absent from the
+/// returned list.
+pub fn extract_paths(deb: &Path, dest: &Path, paths: &[&str]) -> Result<Vec<PathBuf>> {
+    let mut wanted: Vec<&str> = paths.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let n = wanted.len();
+    extract_inner(
+        deb,
+        dest,
+        &mut |p| wanted.binary_search(&p).is_ok(),
+        Some(n),
+    )
+}
+
+fn extract_inner(
+    deb: &Path,
+    dest: &Path,
+    select: &mut dyn FnMut(&str) -> bool,
+    stop_after: Option<usize>,
+) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let mut seen_data = None::<String>;
     ar::for_each_member(deb, &mut |name, reader| {
         if !name.starts_with("data.tar") {
-            return Ok(());
+            return Ok(ar::Next::Continue);
         }
         if let Some(first) = &seen_data {
             return Err(Error::Deb {
@@ -44,7 +71,11 @@ pub fn extract(
         }
         seen_data = Some(name.to_owned());
         let stream = ar::decoder(deb, name, reader)?;
-        tar::unpack(deb, name, stream, dest, select, &mut written)
+        tar::unpack(deb, name, stream, dest, select, &mut written, stop_after)?;
+        Ok(match stop_after {
+            Some(n) if written.len() >= n => ar::Next::Stop,
+            _ => ar::Next::Continue,
+        })
     })?;
     if seen_data.is_none() {
         return Err(Error::Deb {
@@ -66,12 +97,12 @@ pub fn control(deb: &Path) -> Result<Vec<(String, String)>> {
     let mut member_name = String::new();
     ar::for_each_member(deb, &mut |name, reader| {
         if !name.starts_with("control.tar") || text.is_some() {
-            return Ok(());
+            return Ok(ar::Next::Continue);
         }
         member_name = name.to_owned();
         let stream = ar::decoder(deb, name, reader)?;
         text = tar::read_file(deb, name, stream, "control", MAX_CONTROL)?;
-        Ok(())
+        Ok(ar::Next::Continue)
     })?;
     let text = text.ok_or_else(|| Error::Deb {
         deb: deb.to_owned(),

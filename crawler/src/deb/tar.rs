@@ -67,6 +67,7 @@ pub(crate) fn unpack(
     dest: &Path,
     select: &mut dyn FnMut(&str) -> bool,
     written: &mut Vec<PathBuf>,
+    stop_after: Option<usize>,
 ) -> Result<()> {
     let cx = Ctx { deb, member };
     let mut archive = ::tar::Archive::new(stream);
@@ -139,6 +140,9 @@ pub(crate) fn unpack(
                 .map_err(|e| cx.err(Some(&raw), format!("chmod {}: {e}", target.display())))?;
         }
         written.push(target);
+        if stop_after.is_some_and(|n| written.len() >= n) {
+            break;
+        }
     }
     Ok(())
 }

@@ -49,6 +49,11 @@ impl Server {
     pub fn hits(&self) -> usize {
         self.hits.lock().unwrap().len()
     }
+
+    /// The request paths served so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
 }
 
 fn serve(
@@ -73,14 +78,31 @@ fn serve(
         .unwrap_or("")
         .to_owned();
     let path = line.split(' ').nth(1).unwrap_or("").to_owned();
-    seen.lock().unwrap().push(path.clone());
+    let range_from: Option<u64> = String::from_utf8_lossy(&req)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("range").then(|| v.trim().to_owned())
+        })
+        .and_then(|v| v.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok());
+    seen.lock().unwrap().push(match range_from {
+        Some(n) => format!("{path} range={n}-"),
+        None => path.clone(),
+    });
     let (status, body) = match routes.get_mut(&path) {
         Some(script) if script.len() > 1 => script.remove(0),
         Some(script) => script[0].clone(),
         None => (404, b"not found".to_vec()),
     };
+    let range = match (status, range_from) {
+        (206, Some(n)) => format!(
+            "Content-Range: bytes {n}-{}/*\r\n",
+            n + (body.len() as u64).max(1) - 1
+        ),
+        _ => String::new(),
+    };
     let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{range}Connection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;
@@ -167,7 +189,11 @@ pub fn ar_bytes(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
 pub const CONTROL: &str = "Package: linux-image-9.9.9-1-amd64\nVersion: 9.9.9-1\nArchitecture: amd64\nDescription: test kernel\n more lines\n";
 
 pub fn deb_bytes(ext: &str, data: &[Ent]) -> Vec<u8> {
-    let control = tar_bytes(&[Ent::Dir("./"), Ent::File("./control", CONTROL.as_bytes())]);
+    deb_bytes_with_control(CONTROL, ext, data)
+}
+
+pub fn deb_bytes_with_control(control: &str, ext: &str, data: &[Ent]) -> Vec<u8> {
+    let control = tar_bytes(&[Ent::Dir("./"), Ent::File("./control", control.as_bytes())]);
     ar_bytes(&[
         ("debian-binary", b"2.0\n".to_vec()),
         (&format!("control.tar.{ext}"), compress(ext, &control)),
@@ -179,4 +205,38 @@ pub fn write_deb(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
+}
+
+/// A fresh Ed25519 signing key (test only) and its public keyring bytes.
+pub fn test_key(uid: &str) -> (pgp::composed::SignedSecretKey, Vec<u8>) {
+    use pgp::composed::{KeyType, SecretKeyParamsBuilder, SignedPublicKey};
+    use pgp::ser::Serialize;
+    let params = SecretKeyParamsBuilder::default()
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(true)
+        .primary_user_id(uid.into())
+        .build()
+        .unwrap();
+    let key = params.generate(rand::thread_rng()).unwrap();
+    let public = SignedPublicKey::from(key.clone());
+    (key, public.to_bytes().unwrap())
+}
+
+/// Clearsign `text` (an `InRelease`).
+pub fn clearsign(key: &pgp::composed::SignedSecretKey, text: &str) -> String {
+    let msg = pgp::composed::CleartextSignedMessage::sign(
+        rand::thread_rng(),
+        text,
+        &key.primary_key,
+        &pgp::types::Password::empty(),
+    )
+    .unwrap();
+    msg.to_armored_string(Default::default()).unwrap()
+}
+
+/// SHA256 of bytes, hex.
+pub fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
 }

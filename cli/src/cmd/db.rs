@@ -1,0 +1,483 @@
+//! `kmlink db`: inspect, verify and fill the kernel record store. The work
+//! is in `kmlink_metadata_db::store`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use kmlink_core_module::Manifest;
+use kmlink_metadata_db::record::KernelRecord;
+use kmlink_metadata_db::{codec::glob_match, extract, slim, RecordSummary, Store};
+
+use crate::{kernels, FetchOpts};
+
+/// Arguments of `kmlink db`.
+#[derive(Args, Debug)]
+pub struct DbArgs {
+    /// The store file (default: $KMLINK_DB, else ~/.local/share/kmlink/records.db).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+/// `kmlink db` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// List stored records (one line per kernel build).
+    ///
+    /// Examples:
+    ///   kmlink db list
+    ///   kmlink db list --embedded --json
+    List {
+        /// List the records built into kmlink instead.
+        #[arg(long)]
+        embedded: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the record(s) of one release.
+    ///
+    /// Examples:
+    ///   kmlink db show 6.1.0-47-amd64
+    ///   kmlink db show 6.1.0-47-amd64 --export _printk --export module_layout
+    ///   kmlink db show 6.1.0-47-amd64 --json > record.json
+    Show {
+        /// Kernel release (`uname -r`).
+        release: String,
+        /// Print the whole record(s) as JSON (the format `kmlink build --record` reads).
+        #[arg(long)]
+        json: bool,
+        /// Also print this export's CRC, GPL flag, namespace and owner (repeatable).
+        #[arg(long, value_name = "SYMBOL")]
+        export: Vec<String>,
+        /// Fall back to the records built into kmlink.
+        #[arg(long)]
+        embedded: bool,
+    },
+    /// Re-hash every record and kept BTF; exit 1 if anything is damaged.
+    ///
+    /// Examples:
+    ///   kmlink db verify
+    ///   kmlink db verify --repair
+    Verify {
+        /// Drop damaged records (then add them again).
+        #[arg(long)]
+        repair: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extract a kernel's record from its packages (fetched and verified) and store it.
+    ///
+    /// Examples:
+    ///   kmlink db add --from-packages 6.1.0-47-amd64
+    Add {
+        /// Kernel release (`uname -r`).
+        release: String,
+        /// Fetch the kernel's packages (required: the only source for now).
+        #[arg(long, required = true)]
+        from_packages: bool,
+        #[command(flatten)]
+        fetch: FetchOpts,
+    },
+    /// Store records saved as JSON (`kmlink build --save-record`, `kmlink db show --json`).
+    ///
+    /// Examples:
+    ///   kmlink db import record.json
+    Import {
+        /// JSON files, each one record or an array of records.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Re-derive stored full records for the current core from their kept BTF
+    /// (no download), e.g. after the core's manifest changed.
+    ///
+    /// Examples:
+    ///   kmlink db rederive
+    ///   kmlink db rederive --release '6.1.0-*'
+    Rederive {
+        /// Only releases matching this glob.
+        #[arg(long, value_name = "GLOB")]
+        release: Option<String>,
+    },
+    /// Byte counts of the store (strings, CRC pool, records).
+    Stats {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Opens the store the options select.
+pub fn open_store(db: &Option<PathBuf>) -> Result<Store> {
+    let path = db.clone().unwrap_or_else(Store::default_path);
+    Store::open(&path).with_context(|| format!("opening the record store {}", path.display()))
+}
+
+/// Runs `kmlink db`.
+pub fn run(args: DbArgs) -> Result<ExitCode> {
+    match args.command {
+        DbCommand::List { embedded, json } => {
+            let list: Vec<RecordSummary> = if embedded {
+                embedded_summaries()?
+            } else {
+                open_store(&args.db)?.list()?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                eprintln!(
+                    "no records{}; add one with `kmlink db add --from-packages RELEASE` or `kmlink bundle install FILE`",
+                    if embedded { " built in" } else { " stored" }
+                );
+            } else {
+                print_list(&list);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DbCommand::Show {
+            release,
+            json,
+            export,
+            embedded,
+        } => show(&args.db, &release, json, &export, embedded),
+        DbCommand::Verify { repair, json } => verify(&args.db, repair, json),
+        DbCommand::Add { release, fetch, .. } => {
+            let store = open_store(&args.db)?;
+            let manifest = Manifest::core().context("reading the embedded core's manifest")?;
+            let fetched = kernels::materialize(&release, &fetch)?;
+            let art = kernels::artifacts(&fetched.tree, &fetched.suite);
+            let start = std::time::Instant::now();
+            let x = extract::extract_full(&art, &manifest)
+                .with_context(|| format!("extracting the facts of {release}"))?;
+            let took = start.elapsed();
+            store
+                .put_btf(&x.btf)
+                .with_context(|| format!("keeping the BTF of {release}"))?;
+            let put = store
+                .put_many(std::slice::from_ref(&x.record))
+                .with_context(|| format!("storing the record of {release}"))?;
+            let what = if !put.added.is_empty() {
+                "stored"
+            } else if !put.replaced.is_empty() {
+                "replaced"
+            } else {
+                "unchanged"
+            };
+            println!(
+                "{what}: {} ({} exports, extracted in {:.1?}) in {}",
+                x.record.identity.release,
+                x.record.exports.len(),
+                took,
+                store.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DbCommand::Import { files } => {
+            let store = open_store(&args.db)?;
+            let mut records = Vec::new();
+            for f in &files {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {} as JSON", f.display()))?;
+                let mut these: Vec<KernelRecord> = if value.is_array() {
+                    serde_json::from_value(value)
+                } else {
+                    serde_json::from_value(value).map(|r| vec![r])
+                }
+                .with_context(|| {
+                    format!(
+                        "{} is not a kernel record (or a list of them) of schema {}",
+                        f.display(),
+                        kmlink_metadata_db::record::RECORD_SCHEMA
+                    )
+                })?;
+                records.append(&mut these);
+            }
+            let put = store
+                .put_many(&records)
+                .with_context(|| format!("storing into {}", store.path().display()))?;
+            println!(
+                "{} added, {} replaced, {} unchanged, {} kept (full record already stored)",
+                put.added.len(),
+                put.replaced.len(),
+                put.unchanged.len(),
+                put.kept_full.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DbCommand::Rederive { release } => rederive(&args.db, release.as_deref()),
+        DbCommand::Stats { json } => {
+            let store = open_store(&args.db)?;
+            let s = store.stats()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "{} records, {} bytes: strings {} ({} B), CRC pool {} values ({} B), records {} B",
+                    s.records,
+                    s.total_bytes,
+                    s.strings,
+                    s.string_bytes,
+                    s.crc_values,
+                    s.pool_bytes,
+                    s.record_bytes
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn embedded_summaries() -> Result<Vec<RecordSummary>> {
+    let recs = Store::embedded()?;
+    let image = kmlink_metadata_db::image::Image::rebuild(&recs).map_err(anyhow::Error::msg)?;
+    Ok(image.entries.iter().map(|e| e.summary.clone()).collect())
+}
+
+fn print_list(list: &[RecordSummary]) {
+    println!(
+        "{:<32} {:<18} {:<9} {:>7} {:<5} {:<4} build",
+        "release", "suite", "flavour", "exports", "crcs", "kind"
+    );
+    for s in list {
+        println!(
+            "{:<32} {:<18} {:<9} {:>7} {:<5} {:<4} {}",
+            s.key.release,
+            s.suite,
+            s.flavour,
+            s.exports,
+            if s.modversions { "yes" } else { "no" },
+            if s.slim { "slim" } else { "full" },
+            s.key.build_string
+        );
+    }
+}
+
+fn show(
+    db: &Option<PathBuf>,
+    release: &str,
+    json: bool,
+    exports: &[String],
+    embedded: bool,
+) -> Result<ExitCode> {
+    let store = open_store(db)?;
+    let (records, source) = if embedded {
+        store.get_or_embedded(release)?
+    } else {
+        (store.get(release)?, kmlink_metadata_db::RecordSource::Store)
+    };
+    if records.is_empty() {
+        bail!(
+            "no record of {release} in {}{}; add it with `kmlink db add --from-packages {release}` or `kmlink bundle install FILE`, or see `kmlink db list`",
+            store.path().display(),
+            if embedded { " nor built in" } else { "" }
+        );
+    }
+    if json {
+        let text = if records.len() == 1 {
+            serde_json::to_string_pretty(&records[0])?
+        } else {
+            serde_json::to_string_pretty(&records)?
+        };
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut text = String::new();
+    for r in &records {
+        print_record(&mut text, r, source, exports);
+    }
+    print_out(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_record(
+    out: &mut String,
+    r: &KernelRecord,
+    source: kmlink_metadata_db::RecordSource,
+    exports: &[String],
+) {
+    use std::fmt::Write as _;
+    let i = &r.identity;
+    let _ = writeln!(out, "release      {}", i.release);
+    let _ = writeln!(out, "build        {}", i.build_string);
+    let _ = writeln!(out, "btf_sha256   {}", i.btf_sha256);
+    let _ = writeln!(
+        out,
+        "origin       {} {} {} {}",
+        i.distro, i.suite, i.flavour, i.arch
+    );
+    for p in &i.packages {
+        let _ = writeln!(out, "package      {} {} {}", p.name, p.version, p.sha256);
+    }
+    let _ = writeln!(
+        out,
+        "kind         {}{}",
+        if slim::is_slim(r) { "slim" } else { "full" },
+        if source == kmlink_metadata_db::RecordSource::Embedded {
+            " (built into kmlink)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(out, "sha256       {}", r.sha256());
+    let _ = writeln!(out, "vermagic     {:?}", r.vermagic);
+    let c = &r.conventions;
+    let _ = writeln!(
+        out,
+        "conventions  modversions={} ext_modversions={} return_sites={} retpoline={} ibt={}",
+        c.modversions, c.ext_modversions, c.return_sites, c.retpoline, c.ibt
+    );
+    let t = &r.this_module;
+    let _ = writeln!(
+        out,
+        "this_module  size={} ({:#x}) name={:#x}[{}] init={:#x} exit={:#x}",
+        t.size, t.size, t.name_offset, t.name_len, t.init_offset, t.exit_offset
+    );
+    for (k, v) in &r.layouts {
+        let _ = writeln!(out, "layout       {k} = {v}");
+    }
+    for (tp, params) in &r.tracepoints {
+        let ps: Vec<String> = params
+            .iter()
+            .map(|p| format!("{} {}", p.type_name, p.name))
+            .collect();
+        let _ = writeln!(out, "tracepoint   {tp}({})", ps.join(", "));
+    }
+    let _ = writeln!(out, "functions    {}", r.functions.join(" "));
+    for (k, v) in &r.config {
+        let _ = writeln!(out, "config       {k}={v}");
+    }
+    let with_crc = r.exports.values().filter(|e| e.crc.is_some()).count();
+    let _ = writeln!(
+        out,
+        "exports      {} ({} with CRC)",
+        r.exports.len(),
+        with_crc
+    );
+    for name in exports {
+        let _ = match r.exports.get(name) {
+            Some(e) => writeln!(
+                out,
+                "export       {name} crc={} gpl={} namespace={} owner={}",
+                e.crc.map(|c| format!("{c:#010x}")).unwrap_or("-".into()),
+                e.gpl,
+                e.namespace.as_deref().unwrap_or("-"),
+                e.owner
+            ),
+            None => writeln!(out, "export       {name} absent"),
+        };
+    }
+    for (k, v) in &r.provenance {
+        let _ = writeln!(out, "provenance   {k}: {v}");
+    }
+    let _ = writeln!(out);
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
+    let store = open_store(db)?;
+    let report = store
+        .verify()
+        .with_context(|| format!("verifying {}", store.path().display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: {} records, {} intact, {} damaged; file checksum {}; {} kept BTF, {} damaged",
+            store.path().display(),
+            report.records,
+            report.ok,
+            report.damaged.len(),
+            if report.checksum_ok { "ok" } else { "MISMATCH" },
+            report.blobs,
+            report.damaged_blobs.len()
+        );
+        for (i, key, what) in &report.damaged {
+            println!("damaged      record #{i}, {key}: {what}");
+        }
+        for (path, what) in &report.damaged_blobs {
+            println!("damaged      {}: {what}", path.display());
+        }
+    }
+    if report.is_clean() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if repair {
+        let dropped = store
+            .repair()
+            .with_context(|| format!("repairing {}", store.path().display()))?;
+        for key in &dropped {
+            println!(
+                "dropped      {key}: add it again with `kmlink db add --from-packages {}` or `kmlink bundle install FILE`",
+                key.release
+            );
+        }
+        for (path, _) in &report.damaged_blobs {
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing damaged {}", path.display()))?;
+            println!("removed      {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !report.damaged.is_empty() || !report.checksum_ok {
+        eprintln!(
+            "kmlink: run `kmlink db verify --repair` to drop damaged records, then add them again"
+        );
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn rederive(db: &Option<PathBuf>, glob: Option<&str>) -> Result<ExitCode> {
+    let store = open_store(db)?;
+    let manifest = Manifest::core().context("reading the embedded core's manifest")?;
+    let mut out = Vec::new();
+    let mut failed = 0usize;
+    for s in store.list()? {
+        if glob.is_some_and(|g| !glob_match(g, &s.key.release)) || s.slim {
+            continue;
+        }
+        let Some(record) = store.get_key(&s.key)? else {
+            continue;
+        };
+        let Some(btf) = store.btf(&s.key.btf_sha256)? else {
+            eprintln!(
+                "kmlink: {}: no kept BTF; re-extract with `kmlink db add --from-packages {}`",
+                s.key, s.key.release
+            );
+            failed += 1;
+            continue;
+        };
+        match extract::rederive(&record, &btf, &manifest) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                eprintln!("kmlink: {}: {e}", s.key);
+                failed += 1;
+            }
+        }
+    }
+    let put = store.put_many(&out)?;
+    println!(
+        "{} re-derived ({} changed), {} failed",
+        out.len(),
+        put.replaced.len(),
+        failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

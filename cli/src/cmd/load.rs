@@ -1,0 +1,508 @@
+//! `kmlink load` / `kmlink unload`: build for the running kernel (cached by
+//! content hash), check, insert with finit_module; remove with
+//! delete_module. Failures are explained in words, with the kernel's own
+//! log lines.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kmlink_core_module::{Manifest, CORE_OBJECT};
+use kmlink_linker::host::HostIdentity;
+use rustix::io::Errno;
+
+use super::build::{self, BuildArgs};
+
+/// Arguments of `kmlink load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Kernel release; only the running kernel can be loaded into (default).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Record store to look the kernel up in.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Use a kernel record saved as JSON.
+    #[arg(long, conflicts_with = "from_host")]
+    pub record: Option<PathBuf>,
+    /// Build the record from the host's own facts even if a database has one.
+    #[arg(long)]
+    pub from_host: bool,
+    /// A module of the running kernel to cross-check against (default: an
+    /// installed one, loaded and in-tree preferred).
+    #[arg(long)]
+    pub donor: Option<PathBuf>,
+    /// BTF to cross-check layouts against (default /sys/kernel/btf/vmlinux).
+    #[arg(long)]
+    pub btf: Option<PathBuf>,
+    /// Link again even if a cached module exists.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Module parameters (`name=value` …).
+    #[arg(last = true)]
+    pub params: Vec<String>,
+}
+
+/// Arguments of `kmlink unload`.
+#[derive(Args, Debug)]
+pub struct UnloadArgs {}
+
+/// Name of the module in the kernel.
+const NAME: &str = kmlink_linker::MODULE_NAME;
+
+/// Whether this process may load modules (effective uid 0); the message
+/// if not.
+pub fn need_root(what: &str) -> Result<()> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    bail!(
+        "kmlink {what} needs root: inserting and removing kernel modules takes CAP_SYS_MODULE. \
+         Run it as root: sudo kmlink {what}"
+    )
+}
+
+/// Where built modules are cached: `$XDG_CACHE_HOME/kmlink/modules` or
+/// `~/.cache/kmlink/modules`.
+pub fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("kmlink/modules")
+}
+
+/// Whether the monitor is loaded (`/proc/modules`).
+pub fn is_loaded(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("proc/modules"))
+        .map(|t| t.lines().any(|l| l.split_whitespace().next() == Some(NAME)))
+        .unwrap_or(false)
+}
+
+/// The kernel log from now on: new `/dev/kmsg` records after [`Kmsg::open`].
+struct Kmsg(Option<std::os::fd::OwnedFd>);
+
+impl Kmsg {
+    fn open() -> Self {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            "/dev/kmsg",
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
+        if let Some(fd) = &fd {
+            let _ = rustix::fs::seek(fd, rustix::fs::SeekFrom::End(0));
+        }
+        Kmsg(fd)
+    }
+
+    /// Messages logged since `open` (the text after `;` of each record).
+    fn new_lines(&self) -> Vec<String> {
+        let Some(fd) = &self.0 else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let rec = String::from_utf8_lossy(&buf[..n]);
+                    let first = rec.lines().next().unwrap_or_default();
+                    if let Some((_, msg)) = first.split_once(';') {
+                        out.push(msg.to_string());
+                    }
+                }
+                Err(Errno::PIPE) => continue, // records were overwritten: skip
+                Err(_) => break,              // EAGAIN: nothing more
+            }
+        }
+        out
+    }
+}
+
+/// What the system says about module loading, for explanations.
+#[derive(Debug, Default, Clone)]
+pub struct LoadPolicy {
+    /// `/proc/sys/kernel/modules_disabled` is 1.
+    pub modules_disabled: bool,
+    /// The active lockdown mode (`none`, `integrity`, `confidentiality`).
+    pub lockdown: Option<String>,
+    /// `/sys/module/module/parameters/sig_enforce` is Y.
+    pub sig_enforce: bool,
+    /// UEFI Secure Boot is on.
+    pub secure_boot: Option<bool>,
+}
+
+impl LoadPolicy {
+    /// Reads it under `root` (`/` normally).
+    pub fn read(root: &Path) -> Self {
+        let text = |p: &str| std::fs::read_to_string(root.join(p)).ok();
+        let lockdown = text("sys/kernel/security/lockdown").and_then(|t| {
+            t.split_whitespace()
+                .find(|w| w.starts_with('['))
+                .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
+        });
+        LoadPolicy {
+            modules_disabled: text("proc/sys/kernel/modules_disabled")
+                .is_some_and(|t| t.trim() == "1"),
+            lockdown,
+            sig_enforce: text("sys/module/module/parameters/sig_enforce")
+                .is_some_and(|t| t.trim() == "Y"),
+            secure_boot: secure_boot(root),
+        }
+    }
+
+    /// Whether unsigned modules are refused.
+    pub fn signatures_required(&self) -> bool {
+        self.sig_enforce || self.lockdown.as_deref().is_some_and(|l| l != "none")
+    }
+}
+
+/// UEFI Secure Boot state from efivarfs, if readable.
+pub fn secure_boot(root: &Path) -> Option<bool> {
+    let dir = root.join("sys/firmware/efi/efivars");
+    let rd = std::fs::read_dir(dir).ok()?;
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with("SecureBoot-") {
+            let data = std::fs::read(e.path()).ok()?;
+            return data.get(4).map(|b| *b == 1);
+        }
+    }
+    None
+}
+
+/// Explains a failed finit_module in words: what the errno means here,
+/// with the kernel's log lines about it.
+pub fn explain_load_error(errno: Errno, policy: &LoadPolicy, dmesg: &[String]) -> String {
+    let joined = dmesg.join("\n");
+    let has = |s: &str| joined.contains(s);
+    let mut why = match errno {
+        Errno::PERM if policy.modules_disabled => {
+            "module loading is switched off until reboot (/proc/sys/kernel/modules_disabled = 1): \
+             nothing can be loaded on this boot; reboot, and keep whatever sets kernel.modules_disabled from running"
+                .to_string()
+        }
+        Errno::PERM | Errno::KEYREJECTED | Errno::NOKEY if policy.signatures_required() => format!(
+            "the kernel accepts only signed modules ({}), and kmlink's module is unsigned. \
+             Either disable Secure Boot / boot without module.sig_enforce, or sign the module with a key \
+             the kernel trusts (enrol a MOK with mokutil, then sign with the kernel's sign-file)",
+            policy_reason(policy)
+        ),
+        Errno::KEYREJECTED | Errno::NOKEY => {
+            "the module's signature was rejected or no key is known: the kernel requires signed modules"
+                .to_string()
+        }
+        Errno::PERM => "permission denied: the caller lacks CAP_SYS_MODULE (run as root, outside \
+                        a container that drops it), or an LSM forbids module loading"
+            .to_string(),
+        Errno::NOEXEC => {
+            if has("version magic") {
+                "the kernel refused the module's vermagic (it was built for another kernel build)"
+                    .to_string()
+            } else if has("section size must match") {
+                "the kernel refused the module's struct module size: the record's layout is not this kernel's"
+                    .to_string()
+            } else {
+                "the kernel refused the module's format (vermagic, struct module, relocations or \
+                 ELF layout); its log lines below say which"
+                    .to_string()
+            }
+        }
+        Errno::NOENT => "the module uses a symbol this kernel does not export (\"Unknown symbol\"): \
+                         the record's export list is not this kernel's"
+            .to_string(),
+        Errno::INVAL if has("disagrees about version") || has("no symbol version") => {
+            "symbol versions (CRCs) disagree with this kernel's: the record's CRCs are from another build"
+                .to_string()
+        }
+        Errno::INVAL => "the kernel found the module invalid (see its log lines below)".to_string(),
+        Errno::EXIST => format!(
+            "a module named {NAME} is already loaded: remove it first with `kmlink unload`"
+        ),
+        Errno::BUSY => "the kernel is busy loading a module of that name; retry".to_string(),
+        Errno::NOSYS => "this kernel has no loadable-module support (CONFIG_MODULES is off): \
+                         nothing can be inserted; the monitor needs a kernel built with modules"
+            .to_string(),
+        Errno::NOMEM => "the kernel ran out of memory loading the module".to_string(),
+        Errno::FAULT | Errno::BADF => "the module file could not be read by the kernel".to_string(),
+        other => format!("the kernel refused it ({other})"),
+    };
+    why = format!(
+        "finit_module failed: {} ({}): {why}",
+        errno,
+        errno_name(errno)
+    );
+    if !dmesg.is_empty() {
+        why.push_str("\nkernel log:");
+        for l in dmesg {
+            why.push_str("\n  ");
+            why.push_str(l);
+        }
+    }
+    why
+}
+
+fn policy_reason(p: &LoadPolicy) -> String {
+    let mut r = Vec::new();
+    if let Some(l) = p.lockdown.as_deref().filter(|l| *l != "none") {
+        r.push(format!("lockdown={l}"));
+    }
+    if p.sig_enforce {
+        r.push("module.sig_enforce=Y".to_string());
+    }
+    if p.secure_boot == Some(true) {
+        r.push("Secure Boot on".to_string());
+    }
+    r.join(", ")
+}
+
+fn errno_name(e: Errno) -> &'static str {
+    match e {
+        Errno::PERM => "EPERM",
+        Errno::NOENT => "ENOENT",
+        Errno::NOEXEC => "ENOEXEC",
+        Errno::INVAL => "EINVAL",
+        Errno::EXIST => "EEXIST",
+        Errno::BUSY => "EBUSY",
+        Errno::NOSYS => "ENOSYS",
+        Errno::NOMEM => "ENOMEM",
+        Errno::KEYREJECTED => "EKEYREJECTED",
+        Errno::NOKEY => "ENOKEY",
+        Errno::AGAIN => "EAGAIN",
+        Errno::FAULT => "EFAULT",
+        Errno::BADF => "EBADF",
+        _ => "errno",
+    }
+}
+
+/// The kernel log lines that are about a module load.
+fn relevant(lines: Vec<String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .filter(|l| {
+            l.contains(NAME)
+                || l.contains("module")
+                || l.contains("Lockdown")
+                || l.contains("symbol")
+                || l.contains("version magic")
+        })
+        .collect()
+}
+
+/// Runs `kmlink load`.
+pub fn run(args: LoadArgs) -> Result<ExitCode> {
+    let host =
+        HostIdentity::read(Path::new("/")).context("reading the running kernel's identity")?;
+    if let Some(k) = &args.kernel {
+        if *k != host.release {
+            bail!(
+                "kmlink load inserts into the running kernel ({}), not {k}; \
+                 to build for another kernel: kmlink build --kernel {k}",
+                host.release
+            );
+        }
+    }
+    need_root("load")?;
+    if !Path::new("/proc/modules").exists() {
+        bail!(
+            "the running kernel ({}) has no loadable-module support (no /proc/modules: CONFIG_MODULES is off); \
+             the monitor cannot be loaded here. `kmlink doctor` lists what this host lacks",
+            host.release
+        );
+    }
+    if is_loaded(Path::new("/")) {
+        bail!("the monitor is already loaded (kmlink in /proc/modules); `kmlink unload` first");
+    }
+    let manifest = Manifest::core().context("reading the embedded core's manifest")?;
+    let bargs = BuildArgs {
+        db: args.db.clone(),
+        record: args.record.clone(),
+        from_host: args.from_host,
+        donor: args.donor.clone(),
+        btf: args.btf.clone(),
+        ..BuildArgs::for_kernel(&host.release)
+    };
+    let sources = build::gather(&bargs, &manifest)?;
+    for line in sources.describe() {
+        eprintln!("kmlink: {line}");
+    }
+    build::print_provenance(&sources);
+    let facts = sources.facts(&manifest);
+    let built = match kmlink_linker::build(CORE_OBJECT, &facts) {
+        Ok(b) => b,
+        Err(refused) => {
+            eprintln!("{}", refused.verdict);
+            eprintln!(
+                "kmlink: refused: nothing was inserted. kmlink never loads a module its checks refuse."
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    eprintln!("{}", built.verdict);
+
+    let hash = kmlink_linker::content_hash(CORE_OBJECT, &sources.record);
+    let path = cache_dir().join(format!("kmlink-{}-{}.ko", sources.release, &hash[..16]));
+    let cached = !args.rebuild && std::fs::read(&path).is_ok_and(|b| b == built.linked.ko);
+    if !cached {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("creating {}", cache_dir().display()))?;
+        build::write_atomic(&path, &built.linked.ko)?;
+    }
+    eprintln!(
+        "kmlink: module {} ({})",
+        path.display(),
+        if cached { "cached" } else { "built" }
+    );
+
+    let params = CString::new(args.params.join(" ")).context("module parameters contain NUL")?;
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let kmsg = Kmsg::open();
+    match rustix::system::finit_module(&file, &params, 0) {
+        Ok(()) => {
+            println!(
+                "kmlink: loaded into {} ({}); read /proc/kmlink/stats, or run kmlink top",
+                host.release, host.build_string
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errno) => {
+            let lines = relevant(kmsg.new_lines());
+            let policy = LoadPolicy::read(Path::new("/"));
+            bail!("{}", explain_load_error(errno, &policy, &lines))
+        }
+    }
+}
+
+/// Runs `kmlink unload`.
+pub fn run_unload(_args: UnloadArgs) -> Result<ExitCode> {
+    need_root("unload")?;
+    let name = CString::new(NAME).context("module name")?;
+    let kmsg = Kmsg::open();
+    // O_NONBLOCK: fail at once if someone holds /proc/kmlink open.
+    match rustix::system::delete_module(&name, 0o4000) {
+        Ok(()) => {
+            println!("kmlink: unloaded");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errno) => {
+            let why = match errno {
+                Errno::NOENT => "the monitor is not loaded".to_string(),
+                Errno::AGAIN | Errno::BUSY => {
+                    "the monitor is in use (a process holds /proc/kmlink/* open: stop kmlink top/stats/events and retry)".to_string()
+                }
+                Errno::PERM => "permission denied (CAP_SYS_MODULE, or module removal is forbidden by policy)".to_string(),
+                Errno::NOSYS => "this kernel has no module support (or no module unloading: CONFIG_MODULE_UNLOAD off)".to_string(),
+                other => format!("{other}"),
+            };
+            let lines = relevant(kmsg.new_lines());
+            let mut msg = format!(
+                "delete_module({NAME}) failed ({}): {why}",
+                errno_name(errno)
+            );
+            for l in lines {
+                msg.push_str("\n  ");
+                msg.push_str(&l);
+            }
+            if errno == Errno::NOENT {
+                eprintln!("kmlink: {msg}");
+                return Ok(ExitCode::from(1));
+            }
+            bail!("{msg}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explanations_name_the_cause_and_the_next_step() {
+        let none = LoadPolicy::default();
+        let locked = LoadPolicy {
+            lockdown: Some("integrity".into()),
+            secure_boot: Some(true),
+            ..Default::default()
+        };
+        let e = explain_load_error(Errno::PERM, &locked, &[]);
+        assert!(
+            e.contains("EPERM") && e.contains("signed") && e.contains("lockdown=integrity"),
+            "{e}"
+        );
+        assert!(e.contains("Secure Boot"), "{e}");
+        let e = explain_load_error(
+            Errno::KEYREJECTED,
+            &LoadPolicy {
+                sig_enforce: true,
+                ..Default::default()
+            },
+            &[],
+        );
+        assert!(
+            e.contains("EKEYREJECTED") && e.contains("sig_enforce"),
+            "{e}"
+        );
+        let e = explain_load_error(Errno::PERM, &none, &[]);
+        assert!(e.contains("CAP_SYS_MODULE"), "{e}");
+        let disabled = LoadPolicy {
+            modules_disabled: true,
+            ..Default::default()
+        };
+        assert!(explain_load_error(Errno::PERM, &disabled, &[]).contains("modules_disabled"));
+        let e = explain_load_error(
+            Errno::NOEXEC,
+            &none,
+            &["kmlink: version magic '6.1.0-47-amd64 SMP mod_unload ' should be '6.1.0-47-amd64 SMP preempt mod_unload '".into()],
+        );
+        assert!(
+            e.contains("ENOEXEC")
+                && e.contains("vermagic")
+                && e.contains("kernel log:\n  kmlink: version magic"),
+            "{e}"
+        );
+        let e = explain_load_error(
+            Errno::NOEXEC,
+            &none,
+            &[".gnu.linkonce.this_module section size must match the kernel's built struct module size at run time".into()],
+        );
+        assert!(e.contains("struct module size"), "{e}");
+        assert!(explain_load_error(Errno::NOENT, &none, &[]).contains("Unknown symbol"));
+        let e = explain_load_error(
+            Errno::INVAL,
+            &none,
+            &["kmlink: disagrees about version of symbol _printk".into()],
+        );
+        assert!(e.contains("CRCs"), "{e}");
+        assert!(explain_load_error(Errno::EXIST, &none, &[]).contains("kmlink unload"));
+        assert!(explain_load_error(Errno::NOSYS, &none, &[]).contains("CONFIG_MODULES"));
+    }
+
+    #[test]
+    fn policy_reads_lockdown_and_switches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        assert!(!LoadPolicy::read(root).signatures_required());
+        std::fs::create_dir_all(root.join("sys/kernel/security")).expect("mkdir");
+        std::fs::write(
+            root.join("sys/kernel/security/lockdown"),
+            "none [integrity] confidentiality\n",
+        )
+        .expect("write");
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).expect("mkdir");
+        std::fs::write(root.join("proc/sys/kernel/modules_disabled"), "1\n").expect("write");
+        let p = LoadPolicy::read(root);
+        assert_eq!(p.lockdown.as_deref(), Some("integrity"));
+        assert!(p.modules_disabled && p.signatures_required());
+        std::fs::write(
+            root.join("sys/kernel/security/lockdown"),
+            "[none] integrity confidentiality\n",
+        )
+        .expect("write");
+        assert!(!LoadPolicy::read(root).signatures_required());
+    }
+}

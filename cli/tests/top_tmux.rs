@@ -1,0 +1,208 @@
+//! `kmlink top` in a real pseudo-terminal: the binary runs inside a detached
+//! tmux session against a recorded /proc snapshot; keys go in with
+//! `send-keys`, the screen comes back with `capture-pane`.
+//!
+//! Skips (saying so) when tmux is not installed.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../procview/tests/fixtures")
+}
+
+/// A private tmux server, killed on drop (also when a test fails).
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .unwrap()
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "top"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    /// Waits until the screen satisfies `ok`; fails with the last screen.
+    fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The first data row of the table titled `title`.
+fn first_row(screen: &str, title: &str) -> String {
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with(title)).unwrap_or(0);
+    lines.get(at + 2).unwrap_or(&"").to_string()
+}
+
+fn copy_snapshot(from: &str, to: &Path) {
+    for rel in ["kmlink/stats", "kmlink/events", "sys/kernel/osrelease"] {
+        let dst = to.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        // Written then renamed, as a reader would see /proc: whole.
+        let tmp = dst.with_extension("tmp");
+        std::fs::copy(fixtures().join(from).join(rel), &tmp).unwrap();
+        std::fs::rename(&tmp, &dst).unwrap();
+    }
+}
+
+#[test]
+fn top_in_tmux_sorts_filters_pauses_and_quits() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        // Straight to the file descriptor: libtest does not capture it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED top_in_tmux_sorts_filters_pauses_and_quits: tmux is not installed \
+             (apt-get install tmux); kmlink top was not tested in a terminal"
+        );
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("kmlink-top-tmux-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    copy_snapshot("busy-1", &root);
+
+    let tmux = Tmux {
+        socket: format!("kmlink-test-{}", std::process::id()),
+    };
+    let cmd = format!(
+        "{} top -d 0.3 --proc-root {}",
+        env!("CARGO_BIN_EXE_kmlink"),
+        root.display()
+    );
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "110",
+        "-y",
+        "40",
+        &cmd,
+        ";",
+        "set-option",
+        "-t",
+        "top",
+        "remain-on-exit",
+        "on",
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // First frames: totals, the header from the monitor table.
+    let s = tmux.wait("the first frame", |s| s.contains("processes (9)"));
+    assert!(
+        s.contains("6.12.43+deb13-amd64") && s.contains("backend tracepoint"),
+        "{s}"
+    );
+    assert!(
+        first_row(&s, "processes").contains("systemd-journal"),
+        "{s}"
+    );
+    assert!(s.contains("q quit"), "footer: {s}");
+
+    // The monitor moves on: stress-ng allocating hard comes to the top.
+    copy_snapshot("busy-2", &root);
+    let s = tmux.wait("stress-ng on top", |s| {
+        first_row(s, "processes").contains("stress-ng")
+    });
+    assert!(first_row(&s, "processes").contains("98000"), "{s}");
+    assert!(s.contains("ring_full 1532"), "{s}");
+
+    // Sort keys: pid ascending, then allocations in total.
+    tmux.keys(&["i"]);
+    let s = tmux.wait("sort by pid", |s| s.contains("sort pid"));
+    assert!(
+        first_row(&s, "processes")
+            .trim_start()
+            .starts_with("1 systemd"),
+        "{s}"
+    );
+    tmux.keys(&["A"]);
+    let s = tmux.wait("sort by allocs", |s| s.contains("ALLOCS▼"));
+    assert!(
+        first_row(&s, "processes").contains("systemd-journal"),
+        "{s}"
+    );
+
+    // Filter: `/`, text, Enter.
+    tmux.keys(&["/", "f", "i", "n", "d"]);
+    tmux.wait("the filter prompt", |s| s.contains("filter: find_"));
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the filtered tables", |s| s.contains("processes (1 of 10)"));
+    assert!(first_row(&s, "processes").contains("find"), "{s}");
+    assert!(s.contains("caches (0 of 9)"), "{s}");
+    tmux.keys(&["Escape"]);
+    tmux.wait("the filter cleared", |s| s.contains("processes (10)"));
+
+    // Pause and resume.
+    tmux.keys(&["p"]);
+    tmux.wait("PAUSED", |s| s.contains("PAUSED"));
+    tmux.keys(&["Space"]);
+    tmux.wait("resumed", |s| !s.contains("PAUSED"));
+
+    // Quit: the process ends cleanly and leaves the alternate screen.
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    loop {
+        let o = tmux.run(&[
+            "display-message",
+            "-p",
+            "-t",
+            "top",
+            "#{pane_dead} #{pane_dead_status}",
+        ]);
+        let st = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if st.starts_with('1') {
+            assert_eq!(st, "1 0", "kmlink top exit status");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "kmlink top did not quit on q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = tmux.screen();
+    assert!(
+        !s.contains("processes ("),
+        "the alternate screen was left: {s}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

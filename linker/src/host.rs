@@ -1,0 +1,621 @@
+//! Facts read off a running host: its identity, its BTF, its kernel image's
+//! export table, its config — and, for a kernel no database has seen, a
+//! whole [`KernelRecord`] built from them and a donor module, with the
+//! source of every fact in `provenance`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use kmlink_core_module::Manifest;
+use kmlink_donor::btf::Btf;
+use kmlink_donor::config::KernelConfig;
+use kmlink_donor::vmlinux::Vmlinux;
+use kmlink_metadata_db::extract::{self, ALLOC_FUNCTIONS, CONFIG_KEYS};
+use kmlink_metadata_db::record::{
+    Export, Identity, KernelRecord, ModuleConventions, ThisModuleLayout, TpParam, RECORD_SCHEMA,
+};
+use sha2::{Digest, Sha256};
+
+use crate::check::layouts_from_btf;
+use crate::donor::Donor;
+
+/// The running kernel's BTF.
+pub const LIVE_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Why host facts could not be had. Each says what is missing and how to
+/// get it.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A file could not be read.
+    #[error("reading {path}: {source}{hint}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A kernel artifact is malformed.
+    #[error("{what}: {source}")]
+    Donor {
+        /// What was being read.
+        what: String,
+        /// Cause.
+        #[source]
+        source: kmlink_donor::Error,
+    },
+    /// A needed fact is not available on this host.
+    #[error("{what}; {how}")]
+    Missing {
+        /// What is missing.
+        what: String,
+        /// How to get it.
+        how: String,
+    },
+    /// Two host sources disagree.
+    #[error("{0}")]
+    Disagree(String),
+}
+
+fn io(path: &Path, hint: &str) -> impl FnOnce(std::io::Error) -> HostError {
+    let path = path.to_path_buf();
+    let hint = hint.to_string();
+    move |source| HostError::Io { path, source, hint }
+}
+
+/// Who the running kernel is: `uname -r` and `uname -v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// `/proc/sys/kernel/osrelease`.
+    pub release: String,
+    /// `/proc/sys/kernel/version` (the build string, `#1 SMP … (date)`).
+    pub build_string: String,
+}
+
+impl HostIdentity {
+    /// Reads the running kernel's identity under `root` (`/` normally).
+    pub fn read(root: &Path) -> Result<Self, HostError> {
+        let get = |name: &str| -> Result<String, HostError> {
+            let p = root.join("proc/sys/kernel").join(name);
+            std::fs::read_to_string(&p)
+                .map(|s| s.trim_end_matches('\n').to_string())
+                .map_err(io(&p, " (is /proc mounted?)"))
+        };
+        Ok(HostIdentity {
+            release: get("osrelease")?,
+            build_string: get("version")?,
+        })
+    }
+}
+
+/// The running release (`uname -r`), if `/proc` says.
+pub fn running_release() -> Option<String> {
+    HostIdentity::read(Path::new("/")).ok().map(|h| h.release)
+}
+
+/// A kernel's BTF from a file (`/sys/kernel/btf/vmlinux` or `--btf`).
+#[derive(Debug, Clone)]
+pub struct LiveBtf {
+    /// Where it was read.
+    pub path: PathBuf,
+    /// SHA256 (hex) of the file: the record's `btf_sha256` if it is the same build.
+    pub sha256: String,
+    /// The parsed types.
+    pub btf: Btf,
+}
+
+impl LiveBtf {
+    /// Reads a kernel's BTF: a raw BTF file (`/sys/kernel/btf/vmlinux`), a
+    /// vmlinux ELF (its `.BTF`), or a bzImage (the vmlinux inside it).
+    pub fn read(path: &Path) -> Result<Self, HostError> {
+        let data = std::fs::read(path).map_err(io(
+            path,
+            " (the kernel needs CONFIG_DEBUG_INFO_BTF=y for /sys/kernel/btf/vmlinux)",
+        ))?;
+        let donor = |what: &str| {
+            let what = format!("{what} {}", path.display());
+            move |source| HostError::Donor { what, source }
+        };
+        if data.starts_with(b"\x7fELF") {
+            let v = Vmlinux::parse(&data).map_err(donor("vmlinux"))?;
+            let btf = v.btf_section().ok_or_else(|| HostError::Missing {
+                what: format!("{} has no .BTF section", path.display()),
+                how: "the kernel was built without CONFIG_DEBUG_INFO_BTF".into(),
+            })?;
+            return Self::from_bytes(path, btf);
+        }
+        if data.get(0x202..0x206) == Some(b"HdrS".as_slice()) {
+            let elf = kmlink_donor::bzimage::extract_vmlinux(&data).map_err(donor("bzImage"))?;
+            let v = Vmlinux::parse(&elf).map_err(donor("vmlinux in"))?;
+            let btf = v.btf_section().ok_or_else(|| HostError::Missing {
+                what: format!("the vmlinux in {} has no .BTF section", path.display()),
+                how: "the kernel was built without CONFIG_DEBUG_INFO_BTF".into(),
+            })?;
+            return Self::from_bytes(path, btf);
+        }
+        Self::from_bytes(path, &data)
+    }
+
+    /// Parses BTF bytes read from `path`.
+    pub fn from_bytes(path: &Path, data: &[u8]) -> Result<Self, HostError> {
+        let btf = Btf::parse(data).map_err(|source| HostError::Donor {
+            what: path.display().to_string(),
+            source,
+        })?;
+        Ok(LiveBtf {
+            path: path.to_path_buf(),
+            sha256: hex::encode(Sha256::digest(data)),
+            btf,
+        })
+    }
+}
+
+/// The export table (and identity) of a kernel image on the host.
+#[derive(Debug, Clone)]
+pub struct ImageExports {
+    /// The bzImage.
+    pub path: PathBuf,
+    /// Its `uname -v` build string, from `linux_banner`.
+    pub build_string: String,
+    /// Its release, from `linux_banner`.
+    pub release: String,
+    /// SHA256 (hex) of its `.BTF` section (empty if it has none).
+    pub btf_sha256: String,
+    /// Its exports by name.
+    pub exports: BTreeMap<String, kmlink_donor::Export>,
+}
+
+impl ImageExports {
+    /// Decompresses a bzImage and reads its banner, BTF hash and export table.
+    pub fn read(path: &Path) -> Result<Self, HostError> {
+        let bz = std::fs::read(path).map_err(io(path, ""))?;
+        let donor = |what: String| {
+            move |source| HostError::Donor {
+                what: what.clone(),
+                source,
+            }
+        };
+        let elf = kmlink_donor::bzimage::extract_vmlinux(&bz)
+            .map_err(donor(path.display().to_string()))?;
+        let v = Vmlinux::parse(&elf).map_err(donor(format!("vmlinux in {}", path.display())))?;
+        let banner = v
+            .banner()
+            .map_err(donor(format!("linux_banner in {}", path.display())))?;
+        let build_string = extract::build_string(&banner).ok_or_else(|| HostError::Missing {
+            what: format!("no build string in the banner of {}", path.display()),
+            how: "is it a Linux bzImage?".into(),
+        })?;
+        let release = v
+            .release()
+            .map_err(donor(format!("release in {}", path.display())))?;
+        let btf_sha256 = v
+            .btf_section()
+            .map(|b| hex::encode(Sha256::digest(b)))
+            .unwrap_or_default();
+        let exports = v
+            .exports()
+            .map_err(donor(format!("export tables of {}", path.display())))?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        Ok(ImageExports {
+            path: path.to_path_buf(),
+            build_string,
+            release,
+            btf_sha256,
+            exports,
+        })
+    }
+}
+
+/// Where a host keeps the image of `release`.
+pub fn image_candidates(root: &Path, release: &str) -> Vec<PathBuf> {
+    vec![
+        root.join("boot").join(format!("vmlinuz-{release}")),
+        root.join("usr/lib/modules").join(release).join("vmlinuz"),
+        root.join("lib/modules").join(release).join("vmlinuz"),
+    ]
+}
+
+/// The first existing image of `release`.
+pub fn find_image(root: &Path, release: &str) -> Option<PathBuf> {
+    image_candidates(root, release)
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// A kernel config and where it came from.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Its file.
+    pub path: PathBuf,
+    /// The settings.
+    pub config: KernelConfig,
+}
+
+/// The running kernel's config: `/proc/config.gz`, else
+/// `/boot/config-<release>` (or beside the modules), if any.
+pub fn read_config(root: &Path, release: &str) -> Option<HostConfig> {
+    let proc_gz = root.join("proc/config.gz");
+    if let Ok(f) = std::fs::File::open(&proc_gz) {
+        let mut text = String::new();
+        if flate2::read::GzDecoder::new(f)
+            .read_to_string(&mut text)
+            .is_ok()
+        {
+            return Some(HostConfig {
+                path: proc_gz,
+                config: KernelConfig::parse(&text),
+            });
+        }
+    }
+    for p in [
+        root.join("boot").join(format!("config-{release}")),
+        root.join("usr/lib/modules").join(release).join("config"),
+        root.join("lib/modules").join(release).join("config"),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            return Some(HostConfig {
+                path: p,
+                config: KernelConfig::parse(&text),
+            });
+        }
+    }
+    None
+}
+
+/// The flavour part of a release (`6.1.0-47-amd64` → `amd64`).
+fn flavour_of(release: &str) -> String {
+    for f in ["rt-amd64", "cloud-amd64"] {
+        if release.ends_with(&format!("-{f}")) {
+            return f.to_string();
+        }
+    }
+    release.rsplit('-').next().unwrap_or(release).to_string()
+}
+
+/// Everything [`host_record`] builds a record from.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSources<'a> {
+    /// The running kernel.
+    pub identity: &'a HostIdentity,
+    /// Its BTF.
+    pub btf: &'a LiveBtf,
+    /// Its image's export table.
+    pub image: &'a ImageExports,
+    /// A module of it.
+    pub donor: &'a Donor,
+    /// Its config, if found.
+    pub config: Option<&'a HostConfig>,
+}
+
+/// Builds a record for the running kernel from the host alone: CRCs and
+/// exports from its image, layouts and prototypes from its BTF, the
+/// `struct module` layout from BTF checked against the donor, vermagic from
+/// the donor. Refuses when the sources describe different builds.
+pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRecord, HostError> {
+    let release = &s.identity.release;
+    let img = s.image;
+    if img.release != *release || img.build_string != s.identity.build_string {
+        return Err(HostError::Disagree(format!(
+            "{} is {} {:?}, the running kernel is {} {:?}: the image on disk is not the running kernel \
+             (reboot into it, or reinstall the image of the running kernel)",
+            img.path.display(),
+            img.release,
+            img.build_string,
+            release,
+            s.identity.build_string
+        )));
+    }
+    if !img.btf_sha256.is_empty() && img.btf_sha256 != s.btf.sha256 {
+        return Err(HostError::Disagree(format!(
+            "the BTF in {} ({}) differs from {} ({}): the image on disk is not the running kernel",
+            img.path.display(),
+            &img.btf_sha256[..16],
+            s.btf.path.display(),
+            &s.btf.sha256[..16.min(s.btf.sha256.len())]
+        )));
+    }
+    let d = s.donor;
+    let vermagic = d.facts.vermagic.clone().ok_or_else(|| HostError::Missing {
+        what: format!("donor {} has no vermagic", d.path.display()),
+        how: "pass another module of this kernel with --donor".into(),
+    })?;
+    if !vermagic.starts_with(&format!("{release} ")) {
+        return Err(HostError::Disagree(format!(
+            "donor {} is from another kernel: its vermagic is {vermagic:?}, the running kernel is {release}",
+            d.path.display()
+        )));
+    }
+    let mut provenance = BTreeMap::new();
+    let donor_path = d.path.display().to_string();
+
+    // Conventions: the config when there is one, checked against the donor.
+    let donor_versions = d.facts.sections.iter().any(|x| x == "__versions");
+    let donor_returns = d.facts.sections.iter().any(|x| x == ".return_sites");
+    let donor_retpoline = d.facts.modinfo_get("retpoline") == Some("Y");
+    let cfg = s.config.map(|c| &c.config);
+    let enabled = |keys: &[&str]| cfg.is_some_and(|c| keys.iter().any(|k| c.enabled(k)));
+    let modversions = match cfg {
+        Some(c) => {
+            let m = c.enabled("CONFIG_MODVERSIONS");
+            if m != donor_versions {
+                return Err(HostError::Disagree(format!(
+                    "config says MODVERSIONS={m}, donor {donor_path} {} __versions",
+                    if donor_versions { "has" } else { "has no" }
+                )));
+            }
+            m
+        }
+        None => donor_versions,
+    };
+    let conventions = ModuleConventions {
+        modversions,
+        ext_modversions: d.facts.has_ext_versions,
+        return_sites: if cfg.is_some() {
+            enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"])
+        } else {
+            donor_returns
+        },
+        retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]) || donor_retpoline,
+        ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+        stock_modinfo_keys: {
+            let mut k: Vec<String> = d.facts.modinfo.iter().map(|(k, _)| k.clone()).collect();
+            k.sort();
+            k.dedup();
+            k
+        },
+    };
+    provenance.insert(
+        "conventions".to_string(),
+        match s.config {
+            Some(c) => format!("{}, checked against {donor_path}", c.path.display()),
+            None => format!("{donor_path} (no kernel config found)"),
+        },
+    );
+
+    // Exports and CRCs from the image.
+    if modversions && img.exports.values().all(|e| e.crc.is_none()) {
+        return Err(HostError::Missing {
+            what: format!(
+                "the kernel checks symbol versions but {} has no CRC table",
+                img.path.display()
+            ),
+            how: "install the kernel's headers (Module.symvers) or get a record from a kmlink database (kmlink bundle install)".into(),
+        });
+    }
+    let exports: BTreeMap<String, Export> = img
+        .exports
+        .values()
+        .map(|e| {
+            (
+                e.name.clone(),
+                Export {
+                    crc: e.crc,
+                    gpl: e.gpl,
+                    namespace: e.namespace.clone(),
+                    owner: e.owner.clone(),
+                },
+            )
+        })
+        .collect();
+    provenance.insert(
+        "exports".into(),
+        format!("{} __ksymtab/__kcrctab", img.path.display()),
+    );
+    provenance.insert("vermagic".into(), donor_path.clone());
+
+    // struct module: BTF checked against what the donor shows.
+    let (this_module, shown) = this_module_layout(s.btf, d)?;
+    provenance.insert(
+        "this_module".into(),
+        format!(
+            "{}, checked against {donor_path} ({shown})",
+            s.btf.path.display()
+        ),
+    );
+
+    // Layouts, prototypes, functions from BTF.
+    let btf = &s.btf.btf;
+    let layouts = layouts_from_btf(manifest, btf).map_err(|source| HostError::Donor {
+        what: s.btf.path.display().to_string(),
+        source,
+    })?;
+    let mut tracepoints = BTreeMap::new();
+    for tp in manifest.tracepoints() {
+        let params = btf
+            .tracepoint_params(&tp)
+            .map_err(|source| HostError::Donor {
+                what: format!("{} tracepoint {tp}", s.btf.path.display()),
+                source,
+            })?;
+        if let Some(params) = params {
+            tracepoints.insert(
+                tp,
+                params
+                    .into_iter()
+                    .map(|p| TpParam {
+                        name: p.name,
+                        size: p.size,
+                        type_name: p.type_name,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let functions = ALLOC_FUNCTIONS
+        .iter()
+        .filter(|f| btf.has_function(f))
+        .map(|f| f.to_string())
+        .collect();
+    provenance.insert("layouts".into(), s.btf.path.display().to_string());
+    provenance.insert(
+        "identity".into(),
+        format!(
+            "/proc/sys/kernel/{{osrelease,version}}, sha256 of {}",
+            s.btf.path.display()
+        ),
+    );
+
+    let mut config = BTreeMap::new();
+    if let Some(c) = cfg {
+        for key in CONFIG_KEYS {
+            if let Some(v) = c.get(key) {
+                config.insert(key.to_string(), v.to_string());
+            }
+        }
+    }
+
+    Ok(KernelRecord {
+        schema: RECORD_SCHEMA,
+        identity: Identity {
+            release: release.clone(),
+            distro: "host".into(),
+            suite: String::new(),
+            flavour: flavour_of(release),
+            arch: std::env::consts::ARCH.into(),
+            build_string: s.identity.build_string.clone(),
+            btf_sha256: s.btf.sha256.clone(),
+            packages: Vec::new(),
+        },
+        vermagic,
+        conventions,
+        config,
+        exports,
+        this_module,
+        layouts,
+        tracepoints,
+        functions,
+        provenance,
+    })
+}
+
+/// `struct module` from BTF, checked against every fact the donor shows:
+/// its section size always, the `init`/`exit` relocation offsets and the
+/// name offset when it has them (library modules have no init or exit).
+/// Returns the layout and what the donor confirmed.
+pub fn this_module_layout(
+    btf: &LiveBtf,
+    donor: &Donor,
+) -> Result<(ThisModuleLayout, String), HostError> {
+    let b = &btf.btf;
+    let src = btf.path.display().to_string();
+    let missing = |what: &str| HostError::Missing {
+        what: format!("{src}: {what}"),
+        how: "the kernel's BTF lacks struct module; a record from a kmlink database is needed"
+            .into(),
+    };
+    let member = |m: &str| -> Result<u64, HostError> {
+        b.member_offset("module", m)
+            .map_err(|source| HostError::Donor {
+                what: format!("{src} struct module"),
+                source,
+            })?
+            .ok_or_else(|| missing(&format!("struct module has no member {m}")))
+    };
+    let layout = ThisModuleLayout {
+        size: b
+            .struct_size("module")
+            .ok_or_else(|| missing("no struct module"))?,
+        name_offset: member("name")?,
+        name_len: b
+            .member_size("module", "name")
+            .map_err(|source| HostError::Donor {
+                what: format!("{src} struct module"),
+                source,
+            })?
+            .ok_or_else(|| missing("struct module has no member name"))?,
+        init_offset: member("init")?,
+        exit_offset: member("exit")?,
+    };
+    let f = &donor.facts;
+    let dsrc = donor.path.display().to_string();
+    let disagree = |what: String| {
+        HostError::Disagree(format!(
+            "struct module: {what} (the donor or the BTF is not the running kernel's; pick another donor with --donor, or report this kernel)"
+        ))
+    };
+    let mut shown = Vec::new();
+    match f.this_module_size {
+        Some(size) if size == layout.size => shown.push("size"),
+        Some(size) => {
+            return Err(disagree(format!(
+                "sizeof: {src} says {:#x}, {dsrc} section is {size:#x}",
+                layout.size
+            )))
+        }
+        None => return Err(disagree(format!("{dsrc} has no .gnu.linkonce.this_module"))),
+    }
+    for (func, field, want) in [
+        ("init_module", "init", layout.init_offset),
+        ("cleanup_module", "exit", layout.exit_offset),
+    ] {
+        let at: Vec<u64> = f
+            .this_module_relocs
+            .iter()
+            .filter(|(_, s)| s == func)
+            .map(|(o, _)| *o)
+            .collect();
+        match at.as_slice() {
+            [] => {}
+            [o] if *o == want => shown.push(field),
+            _ => {
+                return Err(disagree(format!(
+                    "offset of {field}: {src} says {want:#x}, {dsrc} relocates {func} at {at:#x?}"
+                )))
+            }
+        }
+    }
+    if let Some(n) = f.this_module_name_offset {
+        if n != layout.name_offset {
+            return Err(disagree(format!(
+                "offset of name: {src} says {:#x}, {dsrc} has it at {n:#x}",
+                layout.name_offset
+            )));
+        }
+        shown.push("name");
+    }
+    Ok((layout, format!("donor confirms {}", shown.join(", "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_config_under_a_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).expect("mkdir");
+        std::fs::create_dir_all(root.join("boot")).expect("mkdir");
+        std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-47-amd64\n").expect("w");
+        std::fs::write(
+            root.join("proc/sys/kernel/version"),
+            "#1 SMP PREEMPT_DYNAMIC Debian 6.1.170-3 (2026-05-08)\n",
+        )
+        .expect("w");
+        let h = HostIdentity::read(root).expect("identity");
+        assert_eq!(h.release, "6.1.0-47-amd64");
+        assert_eq!(
+            h.build_string,
+            "#1 SMP PREEMPT_DYNAMIC Debian 6.1.170-3 (2026-05-08)"
+        );
+        assert!(read_config(root, "6.1.0-47-amd64").is_none());
+        std::fs::write(
+            root.join("boot/config-6.1.0-47-amd64"),
+            "CONFIG_MODULES=y\n# CONFIG_MODULE_SIG_FORCE is not set\n",
+        )
+        .expect("w");
+        let c = read_config(root, "6.1.0-47-amd64").expect("config");
+        assert!(c.config.enabled("CONFIG_MODULES"));
+        assert_eq!(c.config.get("CONFIG_MODULE_SIG_FORCE"), Some("n"));
+        assert_eq!(flavour_of("6.1.0-47-rt-amd64"), "rt-amd64");
+        assert_eq!(flavour_of("7.3.4+deb13-amd64"), "amd64");
+        assert!(find_image(root, "6.1.0-47-amd64").is_none());
+        let e = HostIdentity::read(&root.join("nope")).expect_err("missing");
+        assert!(e.to_string().contains("osrelease"), "{e}");
+    }
+}

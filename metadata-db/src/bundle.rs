@@ -1,0 +1,530 @@
+//! Offline bundles: one file carrying records from one store to another.
+//!
+//! ```text
+//! "KMLBNDL1"  u32:header-len  zstd(header JSON)  payload  [signature]
+//! payload   = zstd(record set, the store's own format: crate::image)
+//! signature = "KMLSIG01"  [32]:ed25519 public key  [64]:signature
+//! ```
+//!
+//! The header lists every record's identity and content SHA256 and the
+//! payload's length and SHA256. The signature, when present, signs the
+//! SHA256 of every byte before it. Reading checks, in order: magic, header,
+//! length (truncation), payload hash, signature against the keys the user
+//! trusts, then decodes every record and checks its hash and that the
+//! records are exactly the ones the header lists. Any failure rejects the
+//! whole bundle; [`install`] then stores all records in one atomic write.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use kmlink_core_module::Manifest;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Reader;
+use crate::image::{sha256, Image, ImageError, RecordKey};
+use crate::record::{KernelRecord, RECORD_SCHEMA};
+use crate::store::{DbError, PutReport, Store};
+
+/// Magic bytes of a bundle.
+pub const MAGIC: &[u8; 8] = b"KMLBNDL1";
+/// Magic bytes of the signature block.
+pub const SIG_MAGIC: &[u8; 8] = b"KMLSIG01";
+/// Bundle format version (in the header).
+pub const BUNDLE_FORMAT: u32 = 1;
+const MAX_HEADER: u32 = 16 << 20;
+const MAX_PAYLOAD: u64 = 1 << 30;
+const SECRET_TAG: &str = "kmlink-ed25519-secret-key";
+const PUBLIC_TAG: &str = "kmlink-ed25519-public-key";
+
+/// The bundle built into kmlink: slim records of every kernel a crawl found
+/// (regenerate with `kmlink bundle export --slim -o metadata-db/bundles/default.kmb`).
+pub static DEFAULT_BUNDLE: &[u8] = include_bytes!("../bundles/default.kmb");
+
+/// One record as the header lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleEntry {
+    /// Identity.
+    #[serde(flatten)]
+    pub key: RecordKey,
+    /// SHA256 (hex) of the record's canonical JSON.
+    pub sha256: String,
+}
+
+/// The bundle header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleHeader {
+    /// [`BUNDLE_FORMAT`].
+    pub format: u32,
+    /// [`RECORD_SCHEMA`] of the records.
+    pub record_schema: u32,
+    /// The records are slim (cut for one core).
+    pub slim: bool,
+    /// Fingerprint of the core slim records were cut for.
+    pub core: Option<String>,
+    /// The records.
+    pub records: Vec<BundleEntry>,
+    /// Length of the payload in bytes.
+    pub payload_len: u64,
+    /// SHA256 (hex) of the payload.
+    pub payload_sha256: String,
+}
+
+/// Why a bundle was rejected (always whole) or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Not a bundle at all.
+    #[error("not a kmlink bundle (it starts with {0})")]
+    NotABundle(String),
+    /// The file ends early.
+    #[error("truncated: {0}; nothing was installed — fetch the bundle again")]
+    Truncated(String),
+    /// Bytes changed.
+    #[error("damaged: {0}; nothing was installed — fetch the bundle again")]
+    Damaged(String),
+    /// Another format or schema.
+    #[error("{0}; use a kmlink of the same version as the one that exported it")]
+    Version(String),
+    /// A listed record is absent, or an unlisted one present.
+    #[error("the records do not match the bundle's list: {0}; nothing was installed")]
+    Mismatch(String),
+    /// One record fails its checks.
+    #[error("record #{index}, {key}, is damaged: {what}; nothing was installed")]
+    RecordDamaged {
+        /// Position in the bundle.
+        index: usize,
+        /// Identity as listed.
+        key: Box<RecordKey>,
+        /// What is wrong.
+        what: String,
+    },
+    /// Unsigned, but the user asked for a signature.
+    #[error("the bundle is not signed, but you asked for a signature by {0}; nothing was installed — ask the publisher for a signed bundle, or install without --trust")]
+    Unsigned(String),
+    /// Signed with a key the user does not trust.
+    #[error("the bundle is signed by key {0}, which you have not said you trust; nothing was installed — if you trust that publisher, pass --trust with their public key file")]
+    Untrusted(String),
+    /// The signature does not verify.
+    #[error("the signature by key {0} does not match the bundle's contents (altered after signing); nothing was installed")]
+    BadSignature(String),
+    /// A key file is unusable.
+    #[error("key file {path}: {what}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] Box<DbError>),
+}
+
+/// Which signatures [`read`] accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Public keys the user trusts.
+    pub keys: Vec<VerifyingKey>,
+    /// Reject unsigned bundles.
+    pub require_signature: bool,
+}
+
+impl Trust {
+    /// Trust the keys in these public key files; a signature is then required.
+    pub fn from_files(paths: &[PathBuf]) -> Result<Trust, BundleError> {
+        let keys = paths
+            .iter()
+            .map(|p| read_public_key(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Trust {
+            require_signature: !keys.is_empty(),
+            keys,
+        })
+    }
+}
+
+/// A bundle that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Its header.
+    pub header: BundleHeader,
+    /// Its records, each checked against its hash.
+    pub records: Vec<KernelRecord>,
+    /// Fingerprint of the key that signed it, if signed.
+    pub signer: Option<String>,
+}
+
+/// Short printable fingerprint of a public key (hex of its first 8 bytes).
+pub fn fingerprint(key: &VerifyingKey) -> String {
+    hex::encode(&key.as_bytes()[..8])
+}
+
+/// Makes a bundle of `records`: cut to `slim` = (manifest, core object) if
+/// given, signed with `sign` if given. The output is deterministic.
+pub fn export(
+    records: &[KernelRecord],
+    slim: Option<(&Manifest, &[u8])>,
+    sign: Option<&SigningKey>,
+) -> Result<Vec<u8>, BundleError> {
+    let mut records: Vec<KernelRecord> = match slim {
+        Some((m, core)) => records
+            .iter()
+            .map(|r| crate::slim::slim(r, m, core))
+            .collect(),
+        None => records.to_vec(),
+    };
+    records.sort_by_key(RecordKey::of);
+    let image = Image::rebuild(&records)
+        .map_err(|what| BundleError::Damaged(format!("encoding: {what}")))?;
+    let plain = image.encode();
+    let payload = zstd::bulk::compress(&plain, 19)
+        .map_err(|e| BundleError::Damaged(format!("compressing: {e}")))?;
+    let header = BundleHeader {
+        format: BUNDLE_FORMAT,
+        record_schema: RECORD_SCHEMA,
+        slim: slim.is_some(),
+        core: slim.map(|(m, core)| crate::slim::fingerprint(m, core)),
+        records: image
+            .entries
+            .iter()
+            .map(|e| BundleEntry {
+                key: e.summary.key.clone(),
+                sha256: e.summary.sha256.clone(),
+            })
+            .collect(),
+        payload_len: payload.len() as u64,
+        payload_sha256: hex::encode(sha256(&payload)),
+    };
+    let header_json = serde_json::to_vec(&header)
+        .map_err(|e| BundleError::Damaged(e.to_string()))
+        .and_then(|j| {
+            zstd::bulk::compress(&j, 19)
+                .map_err(|e| BundleError::Damaged(format!("compressing: {e}")))
+        })?;
+    let mut out = Vec::with_capacity(16 + header_json.len() + payload.len() + 104);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header_json);
+    out.extend_from_slice(&payload);
+    if let Some(key) = sign {
+        let digest = sha256(&out);
+        let sig = key.sign(&digest);
+        out.extend_from_slice(SIG_MAGIC);
+        out.extend_from_slice(key.verifying_key().as_bytes());
+        out.extend_from_slice(&sig.to_bytes());
+    }
+    Ok(out)
+}
+
+/// Checks a bundle completely (see the module documentation) and returns
+/// its records. Nothing is written anywhere.
+pub fn read(bytes: &[u8], trust: &Trust) -> Result<Verified, BundleError> {
+    let mut r = Reader::new(bytes, 0);
+    let magic = r
+        .take(8.min(bytes.len()), "magic")
+        .map_err(|e| BundleError::Truncated(e.to_string()))?;
+    if magic != MAGIC {
+        return Err(BundleError::NotABundle(format!("{magic:02x?}")));
+    }
+    let trunc = |e: crate::codec::DecodeError| BundleError::Truncated(e.to_string());
+    let hlen = r.u32_le("header length").map_err(trunc)?;
+    if hlen > MAX_HEADER {
+        return Err(BundleError::Damaged(format!(
+            "header length {hlen} is implausible"
+        )));
+    }
+    let hbytes = r.take(hlen as usize, "header").map_err(trunc)?;
+    let mut hjson = Vec::new();
+    zstd::stream::read::Decoder::new(hbytes)
+        .and_then(|d| d.take(u64::from(MAX_HEADER)).read_to_end(&mut hjson))
+        .map_err(|e| BundleError::Damaged(format!("the header does not decompress ({e})")))?;
+    let header: BundleHeader =
+        serde_json::from_slice(&hjson).map_err(|e| BundleError::Damaged(format!("header: {e}")))?;
+    if header.format != BUNDLE_FORMAT {
+        return Err(BundleError::Version(format!(
+            "bundle format {}, this kmlink reads format {BUNDLE_FORMAT}",
+            header.format
+        )));
+    }
+    if header.record_schema != RECORD_SCHEMA {
+        return Err(BundleError::Version(format!(
+            "records of schema {}, this kmlink reads schema {RECORD_SCHEMA}",
+            header.record_schema
+        )));
+    }
+    if header.payload_len > MAX_PAYLOAD {
+        return Err(BundleError::Damaged(format!(
+            "payload length {} is implausible",
+            header.payload_len
+        )));
+    }
+    let payload = r
+        .take(header.payload_len as usize, "payload")
+        .map_err(trunc)?;
+    let signed_len = r.offset() as usize;
+    let signer = match r.remaining() {
+        0 => None,
+        n if n == 8 + 32 + 64 => {
+            let sig_magic = r.take(8, "signature").map_err(trunc)?;
+            if sig_magic != SIG_MAGIC {
+                return Err(BundleError::Damaged(format!(
+                    "{n} bytes after the payload are not a signature"
+                )));
+            }
+            let pk: [u8; 32] = r.array("public key").map_err(trunc)?;
+            let sig: [u8; 64] = r.array("signature").map_err(trunc)?;
+            Some((pk, sig))
+        }
+        n if n < 8 + 32 + 64 && bytes[signed_len..].starts_with(&SIG_MAGIC[..n.min(8)]) => {
+            return Err(BundleError::Truncated(format!(
+                "the signature block has {n} of its 104 bytes"
+            )));
+        }
+        n => {
+            return Err(BundleError::Damaged(format!(
+                "{n} unexpected bytes after the payload"
+            )))
+        }
+    };
+    let payload_sha = hex::encode(sha256(payload));
+    if payload_sha != header.payload_sha256 {
+        return Err(BundleError::Damaged(format!(
+            "the payload's SHA256 is {payload_sha}, the header says {}",
+            header.payload_sha256
+        )));
+    }
+    let signer = match signer {
+        Some((pk, sig)) => {
+            let key = VerifyingKey::from_bytes(&pk).map_err(|_| {
+                BundleError::Damaged("the signing key is not a valid ed25519 key".into())
+            })?;
+            let fp = fingerprint(&key);
+            if !trust.keys.iter().any(|k| k.as_bytes() == key.as_bytes()) {
+                return Err(BundleError::Untrusted(fp));
+            }
+            let digest = sha256(&bytes[..signed_len]);
+            key.verify(&digest, &Signature::from_bytes(&sig))
+                .map_err(|_| BundleError::BadSignature(fp.clone()))?;
+            Some(fp)
+        }
+        None if trust.require_signature => {
+            let fps: Vec<String> = trust.keys.iter().map(fingerprint).collect();
+            return Err(BundleError::Unsigned(fps.join(", ")));
+        }
+        None => None,
+    };
+    let records = decode_payload(payload, &header)?;
+    Ok(Verified {
+        header,
+        records,
+        signer,
+    })
+}
+
+fn decode_payload(payload: &[u8], header: &BundleHeader) -> Result<Vec<KernelRecord>, BundleError> {
+    let mut plain = Vec::new();
+    zstd::stream::read::Decoder::new(payload)
+        .and_then(|d| d.take(MAX_PAYLOAD).read_to_end(&mut plain))
+        .map_err(|e| BundleError::Damaged(format!("the payload does not decompress ({e})")))?;
+    let image = Image::parse(&plain).map_err(|e| match e {
+        ImageError::Schema { .. } | ImageError::Format { .. } => {
+            BundleError::Version(e.to_string())
+        }
+        e => BundleError::Damaged(format!("record set: {e}")),
+    })?;
+    if !image.checksum_ok {
+        return Err(BundleError::Damaged(
+            "the record set fails its checksum".into(),
+        ));
+    }
+    let listed: Vec<(&RecordKey, &str)> = header
+        .records
+        .iter()
+        .map(|e| (&e.key, e.sha256.as_str()))
+        .collect();
+    let present: Vec<(&RecordKey, &str)> = image
+        .entries
+        .iter()
+        .map(|e| (&e.summary.key, e.summary.sha256.as_str()))
+        .collect();
+    for (key, sha) in &listed {
+        if !present.contains(&(*key, *sha)) {
+            return Err(BundleError::Mismatch(format!(
+                "{key} (SHA256 {sha}) is listed but not in the payload"
+            )));
+        }
+    }
+    for (key, sha) in &present {
+        if !listed.contains(&(*key, *sha)) {
+            return Err(BundleError::Mismatch(format!(
+                "{key} (SHA256 {sha}) is in the payload but not listed"
+            )));
+        }
+    }
+    if listed.len() != present.len() {
+        return Err(BundleError::Mismatch(format!(
+            "{} records listed, {} present",
+            listed.len(),
+            present.len()
+        )));
+    }
+    (0..image.entries.len())
+        .map(|i| {
+            image.decode(i).map_err(|what| BundleError::RecordDamaged {
+                index: i,
+                key: Box::new(image.entries[i].summary.key.clone()),
+                what,
+            })
+        })
+        .collect()
+}
+
+/// Result of [`install`].
+#[derive(Debug, Clone)]
+pub struct InstallReport {
+    /// What the store did with each record.
+    pub put: PutReport,
+    /// The signer, if signed.
+    pub signer: Option<String>,
+    /// Records in the bundle.
+    pub records: usize,
+}
+
+/// Checks a bundle and stores all its records in one atomic write, or
+/// nothing.
+pub fn install(store: &Store, bytes: &[u8], trust: &Trust) -> Result<InstallReport, BundleError> {
+    let v = read(bytes, trust)?;
+    let put = store.put_many(&v.records).map_err(Box::new)?;
+    Ok(InstallReport {
+        put,
+        signer: v.signer,
+        records: v.records.len(),
+    })
+}
+
+/// The records of [`DEFAULT_BUNDLE`] (decoded and checked once).
+pub fn embedded_records() -> Result<Vec<KernelRecord>, String> {
+    static CELL: OnceLock<Result<Vec<KernelRecord>, String>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        if DEFAULT_BUNDLE.is_empty() {
+            return Ok(Vec::new());
+        }
+        read(DEFAULT_BUNDLE, &Trust::default())
+            .map(|v| v.records)
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+}
+
+/// Regenerates the default bundle from `store`: slim records of every stored
+/// kernel, for the current core, unsigned (its integrity is the binary's).
+/// Returns the number of records.
+pub fn write_default(
+    store: &Store,
+    manifest: &Manifest,
+    core: &[u8],
+    out: &Path,
+) -> Result<usize, BundleError> {
+    let records = store.all().map_err(Box::new)?;
+    let bytes = export(&records, Some((manifest, core)), None)?;
+    crate::store::atomic_write(out, &bytes).map_err(Box::new)?;
+    Ok(records.len())
+}
+
+/// Makes a new ed25519 key pair: the secret key in `path` (mode 0600, never
+/// overwritten) and the public key in `path.pub`. Returns the public key.
+pub fn keygen(path: &Path) -> Result<VerifyingKey, BundleError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| BundleError::Key {
+        path: path.to_path_buf(),
+        what: format!("no randomness: {e}"),
+    })?;
+    let key = SigningKey::from_bytes(&seed);
+    let public = key.verifying_key();
+    let pub_path = public_path(path);
+    for p in [path, pub_path.as_path()] {
+        if p.exists() {
+            return Err(BundleError::Key {
+                path: p.to_path_buf(),
+                what: "exists already; not overwriting a key — choose another name".into(),
+            });
+        }
+    }
+    let io = |op: &'static str, p: &Path| {
+        let path = p.to_path_buf();
+        move |source| BundleError::Io { op, path, source }
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("creating", path))?;
+    writeln!(f, "{SECRET_TAG} {}", hex::encode(seed)).map_err(io("writing", path))?;
+    f.sync_all().map_err(io("writing", path))?;
+    std::fs::write(
+        &pub_path,
+        format!("{PUBLIC_TAG} {}\n", hex::encode(public.as_bytes())),
+    )
+    .map_err(io("writing", &pub_path))?;
+    Ok(public)
+}
+
+/// `KEY` → `KEY.pub`.
+pub fn public_path(secret: &Path) -> PathBuf {
+    let mut s = secret.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+fn read_key_file(path: &Path, tag: &str) -> Result<[u8; 32], BundleError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BundleError::Io {
+        op: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |what: String| BundleError::Key {
+        path: path.to_path_buf(),
+        what,
+    };
+    let mut words = text.split_whitespace();
+    let (Some(t), Some(h), None) = (words.next(), words.next(), words.next()) else {
+        return Err(bad(format!("expected one line \"{tag} <64 hex digits>\"")));
+    };
+    if t != tag {
+        return Err(bad(format!(
+            "is a {t:?}, expected a {tag:?} (kmlink bundle keygen makes both)"
+        )));
+    }
+    let bytes = hex::decode(h).map_err(|e| bad(format!("key is not hex: {e}")))?;
+    bytes
+        .try_into()
+        .map_err(|_| bad("key is not 32 bytes".into()))
+}
+
+/// Reads a secret key made by [`keygen`].
+pub fn read_secret_key(path: &Path) -> Result<SigningKey, BundleError> {
+    Ok(SigningKey::from_bytes(&read_key_file(path, SECRET_TAG)?))
+}
+
+/// Reads a public key made by [`keygen`].
+pub fn read_public_key(path: &Path) -> Result<VerifyingKey, BundleError> {
+    VerifyingKey::from_bytes(&read_key_file(path, PUBLIC_TAG)?).map_err(|e| BundleError::Key {
+        path: path.to_path_buf(),
+        what: format!("not a valid ed25519 public key: {e}"),
+    })
+}

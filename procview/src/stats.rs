@@ -1,0 +1,585 @@
+//! `/proc/kmlink/stats`: tables, each starting `# <table>: <col> <col> …`,
+//! rows below, a blank line between tables.
+//!
+//! Parsing is tolerant where the format may grow (unknown tables and columns
+//! are ignored, columns are found by name, every table is optional) and
+//! strict where a line is simply wrong (a field count that does not match its
+//! header, a number that is not one, a row outside any table): those are
+//! errors naming the line.
+
+use std::collections::BTreeMap;
+
+use crate::name::Name;
+use crate::table::{Columns, ParseError, Row};
+
+/// Allocation counters of one row (process or cache), cumulative since the
+/// monitor was loaded or last cleared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Allocations (kmalloc family + kmem_cache family).
+    pub allocs: u64,
+    /// Frees.
+    pub frees: u64,
+    /// Bytes allocated (`bytes_alloc` of the events).
+    pub bytes: u64,
+    /// Bytes still allocated; `None` when the monitor does not track it (`-`).
+    pub outstanding: Option<u64>,
+    /// Bytes requested; `None` when absent.
+    pub bytes_req: Option<u64>,
+}
+
+impl Counters {
+    /// Adds `other` (used when a key appears on two rows).
+    pub fn add(&mut self, other: &Counters) {
+        fn opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+            }
+        }
+        self.allocs = self.allocs.saturating_add(other.allocs);
+        self.frees = self.frees.saturating_add(other.frees);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.outstanding = opt(self.outstanding, other.outstanding);
+        self.bytes_req = opt(self.bytes_req, other.bytes_req);
+    }
+
+    fn from_row(row: &Row<'_>) -> Result<Self, ParseError> {
+        Ok(Counters {
+            allocs: row.num("allocs")?,
+            frees: row.num("frees")?,
+            bytes: row.num("bytes")?,
+            outstanding: row.opt_num("outstanding")?,
+            bytes_req: row.opt_num("bytes_req")?,
+        })
+    }
+}
+
+/// Which process a row counts: the thread group and its comm at the time of
+/// the events (after exec the new comm starts a new row).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcessKey {
+    /// The tgid; `None` on the overflow row (`- (other)`).
+    pub pid: Option<u32>,
+    /// The comm.
+    pub comm: Name,
+}
+
+impl ProcessKey {
+    /// Whether this is the overflow row (events of processes that did not
+    /// fit in the monitor's table).
+    pub fn is_other(&self) -> bool {
+        self.pid.is_none()
+    }
+}
+
+/// One row of the `process` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessRow {
+    /// (pid, comm).
+    pub key: ProcessKey,
+    /// Its counters.
+    pub counts: Counters,
+}
+
+/// Which slab cache a row counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CacheKey {
+    /// `-`: kmalloc events, which carry no cache.
+    Kmalloc,
+    /// `(other)`: the overflow row.
+    Other,
+    /// A named cache.
+    Named(Name),
+}
+
+impl CacheKey {
+    fn parse(field: &str) -> Result<Self, crate::name::BadEscape> {
+        Ok(match field {
+            "-" => CacheKey::Kmalloc,
+            "(other)" => CacheKey::Other,
+            f => CacheKey::Named(Name::unescape(f)?),
+        })
+    }
+
+    /// For people: the cache name, `(kmalloc)` or `(other)`.
+    pub fn display(&self) -> String {
+        match self {
+            CacheKey::Kmalloc => "(kmalloc)".to_string(),
+            CacheKey::Other => "(other)".to_string(),
+            CacheKey::Named(n) => n.display(),
+        }
+    }
+
+    /// As the monitor writes it: `-`, `(other)` or the escaped name.
+    pub fn wire(&self) -> String {
+        match self {
+            CacheKey::Kmalloc => "-".to_string(),
+            CacheKey::Other => "(other)".to_string(),
+            CacheKey::Named(n) => n.wire(),
+        }
+    }
+}
+
+/// One row of the `cache` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRow {
+    /// The cache.
+    pub key: CacheKey,
+    /// Its counters.
+    pub counts: Counters,
+}
+
+/// The `totals` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Events seen (all kinds, including page events).
+    pub events: Option<u64>,
+    /// Allocations.
+    pub allocs: u64,
+    /// Frees.
+    pub frees: u64,
+    /// Bytes allocated.
+    pub bytes: u64,
+    /// Bytes requested.
+    pub bytes_req: Option<u64>,
+}
+
+/// One bucket of the `histogram` table: allocations of at most `le_bytes`
+/// (and more than the previous bucket's bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// Upper bound in bytes, `None` for `+Inf`.
+    pub le_bytes: Option<u64>,
+    /// Allocations in the bucket.
+    pub count: u64,
+}
+
+/// The `monitor` table: facts about the loaded monitor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitorInfo {
+    /// How events are hooked (`tracepoint`, `kprobe`).
+    pub backend: Option<String>,
+    /// Nanoseconds since the monitor was loaded (same clock as event times).
+    pub uptime_ns: Option<u64>,
+    /// Whether recording is paused (`/proc/kmlink/control`).
+    pub paused: Option<bool>,
+    /// The kernel release the monitor was linked for.
+    pub release: Option<String>,
+    /// Capacity of the event ring (`/proc/kmlink/events` holds at most this).
+    pub ring_capacity: Option<u64>,
+    /// Keys this version does not know, as written.
+    pub other: BTreeMap<String, String>,
+}
+
+/// A parsed `/proc/kmlink/stats`. Tables the file lacks are empty or `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Per process, keys unique (duplicate rows summed), in file order.
+    pub processes: Vec<ProcessRow>,
+    /// Per cache, keys unique (duplicate rows summed), in file order.
+    pub caches: Vec<CacheRow>,
+    /// The `totals` table, if present.
+    pub totals: Option<Totals>,
+    /// The `dropped` table (reason → count), if present.
+    pub dropped: Option<BTreeMap<String, u64>>,
+    /// The `histogram` table, if present, in file order.
+    pub histogram: Option<Vec<Bucket>>,
+    /// The `monitor` table, if present.
+    pub monitor: Option<MonitorInfo>,
+}
+
+impl Stats {
+    /// Sum of all dropped counters (0 when the table is absent).
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped
+            .as_ref()
+            .map(|d| d.values().fold(0u64, |a, &b| a.saturating_add(b)))
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Table {
+    Process,
+    Cache,
+    Totals,
+    Dropped,
+    Histogram,
+    Monitor,
+    /// A table this version does not know: rows are skipped.
+    Unknown,
+}
+
+impl Table {
+    fn from_name(name: &str) -> Self {
+        match name {
+            "process" => Table::Process,
+            "cache" => Table::Cache,
+            "totals" => Table::Totals,
+            "dropped" => Table::Dropped,
+            "histogram" => Table::Histogram,
+            "monitor" => Table::Monitor,
+            _ => Table::Unknown,
+        }
+    }
+
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            Table::Process => &["pid", "comm", "allocs", "frees", "bytes"],
+            Table::Cache => &["cache", "allocs", "frees", "bytes"],
+            Table::Totals => &["allocs", "frees", "bytes"],
+            Table::Dropped => &["reason", "count"],
+            Table::Histogram => &["le_bytes", "count"],
+            Table::Monitor => &["key", "value"],
+            Table::Unknown => &[],
+        }
+    }
+}
+
+/// Parses the text of `/proc/kmlink/stats`.
+pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
+    let mut stats = Stats::default();
+    // Summing duplicate keys while keeping file order.
+    let mut proc_at: BTreeMap<ProcessKey, usize> = BTreeMap::new();
+    let mut cache_at: BTreeMap<CacheKey, usize> = BTreeMap::new();
+    let mut current: Option<(Table, Columns)> = None;
+
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let text = raw.trim_end();
+        if text.trim().is_empty() {
+            current = None;
+            continue;
+        }
+        if let Some(rest) = text.strip_prefix('#') {
+            let Some((name, cols)) = rest.split_once(':') else {
+                continue; // a comment
+            };
+            let table = Table::from_name(name.trim());
+            let columns = Columns::new(cols.split_ascii_whitespace());
+            if let Some(missing) = columns.missing(table.required()) {
+                return Err(ParseError {
+                    line,
+                    text: text.to_string(),
+                    reason: format!("the `{}` table has no `{missing}` column", name.trim()),
+                });
+            }
+            match table {
+                Table::Totals => stats.totals = stats.totals.or(Some(Totals::default())),
+                Table::Dropped => stats.dropped = stats.dropped.take().or(Some(BTreeMap::new())),
+                Table::Histogram => stats.histogram = stats.histogram.take().or(Some(Vec::new())),
+                Table::Monitor => {
+                    stats.monitor = stats.monitor.take().or(Some(MonitorInfo::default()))
+                }
+                _ => {}
+            }
+            current = Some((table, columns));
+            continue;
+        }
+        let Some((table, columns)) = &current else {
+            return Err(ParseError {
+                line,
+                text: text.to_string(),
+                reason:
+                    "a row outside any table (expected a `# <table>: <columns>` header before it)"
+                        .to_string(),
+            });
+        };
+        if let Table::Unknown = table {
+            continue;
+        }
+        let row = Row::split(line, text, columns)?;
+        match table {
+            Table::Process => {
+                let pid = match row.field("pid")? {
+                    "-" => None,
+                    f => Some(f.parse::<u32>().map_err(|_| {
+                        row.error(format!("column `pid` is {f:?}, not a process id or `-`"))
+                    })?),
+                };
+                let comm = row.field("comm")?;
+                let comm =
+                    Name::unescape(comm).map_err(|e| row.error(format!("column `comm`: {e}")))?;
+                let key = ProcessKey { pid, comm };
+                let counts = Counters::from_row(&row)?;
+                match proc_at.get(&key) {
+                    Some(&at) => stats.processes[at].counts.add(&counts),
+                    None => {
+                        proc_at.insert(key.clone(), stats.processes.len());
+                        stats.processes.push(ProcessRow { key, counts });
+                    }
+                }
+            }
+            Table::Cache => {
+                let key = CacheKey::parse(row.field("cache")?)
+                    .map_err(|e| row.error(format!("column `cache`: {e}")))?;
+                let counts = Counters::from_row(&row)?;
+                match cache_at.get(&key) {
+                    Some(&at) => stats.caches[at].counts.add(&counts),
+                    None => {
+                        cache_at.insert(key.clone(), stats.caches.len());
+                        stats.caches.push(CacheRow { key, counts });
+                    }
+                }
+            }
+            Table::Totals => {
+                let t = Totals {
+                    events: row.opt_num("events")?,
+                    allocs: row.num("allocs")?,
+                    frees: row.num("frees")?,
+                    bytes: row.num("bytes")?,
+                    bytes_req: row.opt_num("bytes_req")?,
+                };
+                // One row is expected; more are summed like any other table.
+                if let Some(acc) = stats.totals.as_mut() {
+                    acc.events = add_opt(acc.events, t.events);
+                    acc.allocs = acc.allocs.saturating_add(t.allocs);
+                    acc.frees = acc.frees.saturating_add(t.frees);
+                    acc.bytes = acc.bytes.saturating_add(t.bytes);
+                    acc.bytes_req = add_opt(acc.bytes_req, t.bytes_req);
+                }
+            }
+            Table::Dropped => {
+                let reason = row.field("reason")?.to_string();
+                let count = row.num("count")?;
+                if let Some(d) = stats.dropped.as_mut() {
+                    let c = d.entry(reason).or_insert(0);
+                    *c = c.saturating_add(count);
+                }
+            }
+            Table::Histogram => {
+                let le_bytes = match row.field("le_bytes")? {
+                    "+Inf" | "inf" | "+inf" => None,
+                    f => Some(f.parse::<u64>().map_err(|_| {
+                        row.error(format!(
+                            "column `le_bytes` is {f:?}, not a number or `+Inf`"
+                        ))
+                    })?),
+                };
+                let count = row.num("count")?;
+                if let Some(h) = stats.histogram.as_mut() {
+                    h.push(Bucket { le_bytes, count });
+                }
+            }
+            Table::Monitor => {
+                let key = row.field("key")?;
+                let value = row.field("value")?;
+                if let Some(m) = stats.monitor.as_mut() {
+                    match key {
+                        "backend" => m.backend = Some(value.to_string()),
+                        "release" => m.release = Some(value.to_string()),
+                        "uptime_ns" => m.uptime_ns = row.opt_num("value")?,
+                        "ring_capacity" => m.ring_capacity = row.opt_num("value")?,
+                        "paused" => {
+                            m.paused = Some(match value {
+                                "0" => false,
+                                "1" => true,
+                                v => {
+                                    return Err(
+                                        row.error(format!("`paused` is {v:?}, expected 0 or 1"))
+                                    )
+                                }
+                            })
+                        }
+                        _ => {
+                            m.other.insert(key.to_string(), value.to_string());
+                        }
+                    }
+                }
+            }
+            Table::Unknown => {}
+        }
+    }
+    Ok(stats)
+}
+
+fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const TODAY: &str = "\
+# process: pid comm allocs frees bytes outstanding bytes_req
+91 find 20886 10665 24634928 - 24602560
+90 sh 154 57 89080 - 87127
+
+# cache: cache allocs frees bytes outstanding bytes_req
+- 43 28 39024 - 35451
+dentry 3999 0 767808 - 767808
+
+# totals: events allocs frees bytes bytes_req
+42000 21368 10665 24700000 24650000
+
+# dropped: reason count
+process_table_full 0
+cache_table_full 0
+";
+
+    #[test]
+    fn parses_the_current_module_output() {
+        let s = parse_stats(TODAY).unwrap();
+        assert_eq!(s.processes.len(), 2);
+        let find = &s.processes[0];
+        assert_eq!(find.key.pid, Some(91));
+        assert_eq!(find.key.comm, Name::from("find"));
+        assert_eq!(find.counts.allocs, 20886);
+        assert_eq!(find.counts.outstanding, None);
+        assert_eq!(find.counts.bytes_req, Some(24602560));
+        assert_eq!(s.caches[0].key, CacheKey::Kmalloc);
+        assert_eq!(s.caches[1].key, CacheKey::Named(Name::from("dentry")));
+        let t = s.totals.unwrap();
+        assert_eq!(
+            (t.events, t.allocs, t.bytes_req),
+            (Some(42000), 21368, Some(24650000))
+        );
+        assert_eq!(s.dropped.as_ref().unwrap()["process_table_full"], 0);
+        assert_eq!(s.histogram, None);
+        assert_eq!(s.monitor, None);
+    }
+
+    #[test]
+    fn escaped_names_are_unescaped() {
+        let s = parse_stats(
+            "# process: pid comm allocs frees bytes outstanding\n\
+             7 kworker\\x2fu8:1\\x20x 1 0 8 8\n\
+             # cache: cache allocs frees bytes outstanding\n\
+             my\\x5ccache 1 0 8 -\n",
+        )
+        .unwrap();
+        assert_eq!(s.processes[0].key.comm.as_bytes(), b"kworker/u8:1 x");
+        assert_eq!(s.processes[0].counts.outstanding, Some(8));
+        assert_eq!(s.caches[0].key, CacheKey::Named(Name::from("my\\cache")));
+    }
+
+    #[test]
+    fn duplicate_keys_are_summed() {
+        let s = parse_stats(
+            "# process: pid comm allocs frees bytes outstanding bytes_req\n\
+             5 a 1 2 3 4 -\n\
+             6 a 10 0 0 - 7\n\
+             5 a 100 200 300 400 5\n\
+             - (other) 1 1 1 - -\n\
+             - (other) 2 2 2 - -\n\
+             \n\
+             # cache: cache allocs frees bytes outstanding\n\
+             x 1 1 1 -\n\
+             x 1 1 1 -\n",
+        )
+        .unwrap();
+        assert_eq!(s.processes.len(), 3);
+        let a5 = &s.processes[0].counts;
+        assert_eq!((a5.allocs, a5.frees, a5.bytes), (101, 202, 303));
+        assert_eq!(a5.outstanding, Some(404));
+        assert_eq!(a5.bytes_req, Some(5));
+        assert!(s.processes[2].key.is_other());
+        assert_eq!(s.processes[2].counts.allocs, 3);
+        assert_eq!(s.caches.len(), 1);
+        assert_eq!(s.caches[0].counts.allocs, 2);
+    }
+
+    #[test]
+    fn columns_by_name_unknown_tables_and_columns_ignored() {
+        let s = parse_stats(
+            "# future: a b c\n\
+             1 2 3\n\
+             \n\
+             # process: comm new_col frees pid bytes allocs\n\
+             cat zz 2 44 30 3\n\
+             \n\
+             # monitor: key value\n\
+             backend tracepoint\n\
+             uptime_ns 123\n\
+             paused 1\n\
+             release 6.1.0-47-amd64\n\
+             ring_capacity 4096\n\
+             shards 2\n\
+             \n\
+             # histogram: le_bytes count\n\
+             8 3\n\
+             16 0\n\
+             +Inf 1\n",
+        )
+        .unwrap();
+        let p = &s.processes[0];
+        assert_eq!(p.key.pid, Some(44));
+        assert_eq!(
+            (p.counts.allocs, p.counts.frees, p.counts.bytes),
+            (3, 2, 30)
+        );
+        assert_eq!(p.counts.bytes_req, None);
+        let m = s.monitor.unwrap();
+        assert_eq!(m.backend.as_deref(), Some("tracepoint"));
+        assert_eq!(m.uptime_ns, Some(123));
+        assert_eq!(m.paused, Some(true));
+        assert_eq!(m.release.as_deref(), Some("6.1.0-47-amd64"));
+        assert_eq!(m.ring_capacity, Some(4096));
+        assert_eq!(m.other["shards"], "2");
+        let h = s.histogram.unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(
+            h[2],
+            Bucket {
+                le_bytes: None,
+                count: 1
+            }
+        );
+        assert!(s.totals.is_none() && s.dropped.is_none() && s.caches.is_empty());
+    }
+
+    #[test]
+    fn empty_file_is_empty_stats() {
+        assert_eq!(parse_stats("").unwrap(), Stats::default());
+    }
+
+    #[test]
+    fn garbage_lines_are_errors_naming_the_line() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("hello world\n", 1, "outside any table"),
+            (
+                "# process: pid comm allocs frees bytes\n1 a 1 1\n",
+                2,
+                "4 fields where the header has 5",
+            ),
+            (
+                "# process: pid comm allocs frees bytes\n1 a 1 x 1\n",
+                2,
+                "`frees` is \"x\"",
+            ),
+            (
+                "# process: pid comm allocs frees bytes\nabc a 1 1 1\n",
+                2,
+                "`pid` is \"abc\"",
+            ),
+            (
+                "# process: pid comm allocs frees bytes\n1 a\\q 1 1 1\n",
+                2,
+                "bad escape",
+            ),
+            ("# process: pid allocs frees bytes\n", 1, "no `comm` column"),
+            (
+                "# totals: allocs frees bytes\n\n1 2 3\n",
+                3,
+                "outside any table",
+            ),
+            ("# monitor: key value\npaused yes\n", 2, "expected 0 or 1"),
+            ("# histogram: le_bytes count\nbig 1\n", 2, "`le_bytes`"),
+        ];
+        for (text, line, reason) in cases {
+            let err = parse_stats(text).unwrap_err();
+            assert_eq!(err.line, *line, "{text:?}: {err}");
+            assert!(err.to_string().contains(reason), "{text:?}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("line {line}: ")),
+                "{err}"
+            );
+        }
+    }
+}
