@@ -1,6 +1,11 @@
 //! Finding a kernel's packages and unpacking them (through the crawler).
+//!
+//! A release is looked up among the pinned test kernels first (no index
+//! download needed), then in the archives the host's apt sources (or
+//! `--mirror`) name, through the crawler's verified discovery.
 
 use anyhow::{bail, Context, Result};
+use kmlink_crawler::discover::{self, Distro, Origin};
 use kmlink_crawler::{cache::Cache, pinned, sources, Http};
 use kmlink_metadata_db::extract::Artifacts;
 use kmlink_metadata_db::record::PackageRef;
@@ -10,83 +15,79 @@ use crate::FetchOpts;
 /// The pinned test kernels, shipped with the binary.
 const PINNED: &str = include_str!("../../tests/kernels.toml");
 
-/// The flavour part of a Debian or Ubuntu release string.
-pub fn flavour_of(release: &str) -> String {
-    for f in [
-        "rt-amd64",
-        "cloud-amd64",
-        "amd64",
-        "generic",
-        "lowlatency",
-        "aws",
-        "azure",
-        "gcp",
-        "kvm",
-    ] {
-        if release.ends_with(&format!("-{f}")) {
-            return f.to_string();
-        }
-    }
-    release.rsplit('-').next().unwrap_or(release).to_string()
-}
-
 /// The cache the options select.
 pub fn cache(opts: &FetchOpts) -> Cache {
     Cache::new(opts.cache.clone().unwrap_or_else(Cache::default_root))
 }
 
-/// Mirrors: `--mirror` or the host's apt sources.
-pub fn mirrors(opts: &FetchOpts) -> Result<sources::Mirrors> {
+/// Where packages come from: `--mirror` or the host's apt sources.
+pub fn origin(opts: &FetchOpts) -> Result<Origin> {
     if !opts.mirror.is_empty() {
-        return Ok(sources::Mirrors {
+        let mirrors = sources::Mirrors {
             archive: opts.mirror.clone(),
             security: opts.mirror.clone(),
-        });
+        };
+        return Ok(Origin::new(Distro::Debian, mirrors, None));
     }
-    let srcs = sources::host_sources(std::path::Path::new("/"))
+    let origin = Origin::from_host(Distro::Debian, std::path::Path::new("/"))
         .context("reading the host's apt sources")?;
-    let m = sources::debian_mirrors(&srcs);
-    if m.archive.is_empty() {
+    if origin.mirrors.archive.is_empty() {
         bail!("no Debian archive in the host's apt sources; pass --mirror URL");
     }
-    Ok(m)
+    Ok(origin)
 }
 
-/// A fetched and unpacked kernel, with the suite it came from.
+/// A fetched and unpacked kernel, with where it came from.
 pub struct Fetched {
     /// The unpacked tree.
     pub tree: pinned::KernelTree,
     /// Archive suite.
     pub suite: String,
+    /// Distribution.
+    pub distro: String,
+    /// Flavour.
+    pub flavour: String,
 }
 
-/// Fetches and unpacks `release`.
-pub fn materialize(release: &str, opts: &FetchOpts) -> Result<Fetched> {
+/// Finds `release` (pins, then the archives) without downloading packages.
+pub fn locate(release: &str, opts: &FetchOpts) -> Result<(pinned::PinnedKernel, String, String)> {
     let pins = pinned::parse(PINNED).context("parsing the built-in kernel pins")?;
-    let Some(pin) = pins.iter().find(|p| p.release == release) else {
-        let known: Vec<&str> = pins.iter().map(|p| p.release.as_str()).collect();
+    if let Some(pin) = pins.into_iter().find(|p| p.release == release) {
+        let flavour = discover::parse_release(release)
+            .map(|p| p.flavour.to_string())
+            .unwrap_or_default();
+        return Ok((pin, "debian".into(), flavour));
+    }
+    let http = Http::new().context("setting up HTTP")?;
+    let found = discover::find_kernel(&http, &cache(opts), &origin(opts)?, release)
+        .with_context(|| format!("looking for {release} in the archives"))?;
+    let Some((pin, info)) = found else {
         bail!(
-            "kernel {release} is not one this build can fetch by itself (known: {}); \
-             crawler discovery of every archive kernel is tracked separately",
-            known.join(", ")
+            "kernel {release} is in none of the archives' suites; \
+             `kmlink crawler list` shows the kernels there are"
         );
     };
+    Ok((pin, info.distro.as_str().to_string(), info.flavour))
+}
+
+/// Fetches (verified) and unpacks `release`.
+pub fn materialize(release: &str, opts: &FetchOpts) -> Result<Fetched> {
+    let (pin, distro, flavour) = locate(release, opts)?;
     let http = Http::new().context("setting up HTTP")?;
-    let tree = pinned::materialize(&cache(opts), &http, &mirrors(opts)?, pin)
+    let origin = origin(opts)?;
+    let tree = pinned::materialize(&cache(opts), &http, &origin.mirrors, &pin)
         .with_context(|| format!("fetching and unpacking {release}"))?;
-    Ok(Fetched {
-        tree,
-        suite: pin.suite.clone(),
-    })
+    Ok(Fetched { tree, suite: pin.suite.clone(), distro, flavour })
 }
 
 /// What the extractor needs from an unpacked kernel.
-pub fn artifacts(tree: &pinned::KernelTree, suite: &str) -> Artifacts {
+pub fn artifacts(fetched: &Fetched) -> Artifacts {
+    let tree = &fetched.tree;
     Artifacts {
         release: tree.release.clone(),
-        distro: "debian".into(),
-        suite: suite.into(),
-        flavour: flavour_of(&tree.release),
+        distro: fetched.distro.clone(),
+        suite: fetched.suite.clone(),
+        flavour: fetched.flavour.clone(),
         vmlinuz: tree.vmlinuz.clone(),
         config: tree.config.clone(),
         modules_dir: tree.modules_dir.clone(),

@@ -196,7 +196,7 @@ static inline u32 kml_cpu(void)
 #define KML_PROC_ROWS 4096	/* power of two */
 #define KML_CACHE_ROWS 1024	/* power of two; row 0 is "-" */
 #define KML_PROBE_LIMIT 32	/* slots tried before a key goes to (other) */
-#define KML_PTR_PROBE_LIMIT 64
+#define KML_PTR_PROBE_LIMIT 8	/* a lossy cache: misses are counted */
 #define KML_MAX_SHARDS 8	/* counter copies, spread by CPU */
 #define KML_HIST_BUCKETS 20	/* <=8, <=16, ... <=2M, +Inf */
 #define KML_NO_CACHE 0xffffffffu
@@ -580,14 +580,20 @@ struct kml_ctx {
 
 static void kml_ctx_init(struct kml_ctx *c)
 {
+	const volatile u64 *comm;
+	u64 words[2];
 	int i;
 
 	c->task = kml_current();
 	c->cpu = kml_cpu();
 	c->shard = c->cpu % kml.shards;
+	comm = (const volatile u64 *)((const char *)c->task + kml_slot_task_comm);
 	c->tgid = (u32)KML_FIELD(c->task, task_tgid, s32);
+	/* comm may change under us (exec, prctl): two word loads, NUL-capped. */
+	words[0] = comm[0];
+	words[1] = comm[1];
 	for (i = 0; i < KML_COMM_LEN; i++)
-		c->comm[i] = READ_ONCE(((const char *)c->task + kml_slot_task_comm)[i]);
+		c->comm[i] = (char)(words[i / 8] >> (8 * (i % 8)));
 	c->comm[KML_COMM_LEN - 1] = 0;
 	c->prow = kml_proc_row(c->tgid, c->comm);
 }

@@ -156,37 +156,157 @@ pub struct StockModule {
     pub facts: ko::ModuleFacts,
 }
 
+/// Where [`find_stock_module`] looks, in order: every module under
+/// `kernel/lib/` (up to 200), then the first 400 under `kernel/`, each list
+/// in sorted path order — the order of the archive's data member, so the
+/// crawler's targeted extraction (the first few modules of the modules
+/// package, `kmlink_crawler::targeted`) yields exactly what this search
+/// takes.
+pub const STOCK_MODULE_DIRS: &[(&str, usize)] = &[("kernel/lib", 200), ("kernel", 400)];
+
 /// Finds a stock module under `modules_dir` that carries the facts we need
-/// (vermagic, `.gnu.linkonce.this_module` with init and exit relocations).
+/// (vermagic, `.gnu.linkonce.this_module` with init and exit relocations),
+/// searching [`STOCK_MODULE_DIRS`] in order.
 pub fn find_stock_module(release: &str, modules_dir: &Path) -> Result<StockModule, ExtractError> {
-    let mut candidates = Vec::new();
-    collect_modules(&modules_dir.join("kernel/lib"), &mut candidates, 200);
-    if candidates.is_empty() {
-        collect_modules(&modules_dir.join("kernel"), &mut candidates, 400);
-    }
-    candidates.sort();
-    for path in candidates {
-        let Ok(bytes) = ko::load(&path) else { continue };
-        let Ok(facts) = ko::read(&bytes) else {
-            continue;
-        };
-        let has = |f: &str| facts.this_module_relocs.iter().any(|(_, s)| s == f);
-        if facts.vermagic.is_some()
-            && facts.this_module_size.is_some()
-            && has("init_module")
-            && has("cleanup_module")
-        {
-            return Ok(StockModule { path, facts });
+    let mut tried = std::collections::BTreeSet::new();
+    for (dir, limit) in STOCK_MODULE_DIRS {
+        let mut candidates = Vec::new();
+        collect_modules(&modules_dir.join(dir), &mut candidates, *limit);
+        candidates.sort();
+        for path in candidates {
+            if !tried.insert(path.clone()) {
+                continue;
+            }
+            let Ok(bytes) = ko::load(&path) else { continue };
+            let Ok(facts) = ko::read(&bytes) else {
+                continue;
+            };
+            let has = |f: &str| facts.this_module_relocs.iter().any(|(_, s)| s == f);
+            if facts.vermagic.is_some()
+                && facts.this_module_size.is_some()
+                && has("init_module")
+                && has("cleanup_module")
+            {
+                return Ok(StockModule { path, facts });
+            }
         }
     }
     Err(ExtractError::Missing {
         release: release.into(),
         what: format!(
-            "no stock module with init and exit functions under {}",
-            modules_dir.display()
+            "no stock module with init and exit functions under {} ({} modules looked at)",
+            modules_dir.display(),
+            tried.len()
         ),
     })
 }
+
+/// Whether `modules_dir` holds any module at all (`*.ko*` under `kernel/`).
+pub fn has_modules(modules_dir: &Path) -> bool {
+    let mut one = Vec::new();
+    collect_modules(&modules_dir.join("kernel"), &mut one, 1);
+    !one.is_empty()
+}
+
+/// The module loader's own `vermagic` string (`VERMAGIC_STRING`, e.g.
+/// `"6.1.0-47-amd64 SMP preempt mod_unload modversions "`) found in an
+/// uncompressed vmlinux image: a NUL-delimited string that starts with
+/// `"<release> "`, ends with a space and whose words are vermagic words
+/// (`SMP`, `preempt`, `mod_unload`, `modversions`, ...). The image's
+/// `.rodata` is searched when it has one, else all of `image`. Every
+/// matching string must be the same; `None` when there is none.
+pub fn find_vermagic(release: &str, image: &[u8]) -> Result<Option<String>, String> {
+    let hay = object::read::File::parse(image)
+        .ok()
+        .and_then(|f| {
+            use object::{Object, ObjectSection};
+            f.section_by_name(".rodata")
+                .and_then(|s| s.data().ok())
+                .filter(|d| !d.is_empty())
+        })
+        .unwrap_or(image);
+    let mut pat = Vec::with_capacity(release.len() + 2);
+    pat.push(0u8);
+    pat.extend_from_slice(release.as_bytes());
+    pat.push(b' ');
+    let mut found: Option<String> = None;
+    let mut at = 0;
+    while let Some(i) = find_bytes(&hay[at..], &pat) {
+        let start = at + i + 1;
+        at = start;
+        let Some(len) = hay[start..].iter().position(|&b| b == 0) else {
+            break;
+        };
+        let Ok(s) = std::str::from_utf8(&hay[start..start + len]) else {
+            continue;
+        };
+        if !is_vermagic(release, s) {
+            continue;
+        }
+        match &found {
+            Some(f) if f != s => {
+                return Err(format!(
+                    "two different vermagic strings in the image: {f:?} and {s:?}"
+                ))
+            }
+            _ => found = Some(s.to_string()),
+        }
+    }
+    Ok(found)
+}
+
+/// Words `VERMAGIC_STRING` is made of after the release (x86).
+const VERMAGIC_WORDS: &[&str] = &[
+    "SMP",
+    "preempt",
+    "preempt_rt",
+    "preempt_dynamic",
+    "mod_unload",
+    "modversions",
+];
+
+fn is_vermagic(release: &str, s: &str) -> bool {
+    let Some(rest) = s.strip_prefix(release).and_then(|r| r.strip_prefix(' ')) else {
+        return false;
+    };
+    if !rest.ends_with(' ') {
+        return false;
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    // Known words, plus architecture / randstruct words (`RANDSTRUCT_…`,
+    // CPU family names) made of identifier characters; at least one known.
+    !words.is_empty()
+        && words.iter().any(|w| VERMAGIC_WORDS.contains(w))
+        && words.iter().all(|w| {
+            w.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.')
+        })
+        && rest.split(' ').filter(|w| !w.is_empty()).count() == words.len()
+        && !rest.contains("  ")
+}
+
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    let first = needle[0];
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        let j = hay[i..=hay.len() - needle.len()]
+            .iter()
+            .position(|&b| b == first)?;
+        i += j;
+        if &hay[i..i + needle.len()] == needle {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Provenance of `this_module` when the archive has no module of the kernel.
+pub const BTF_ONLY_THIS_MODULE: &str =
+    "BTF only — no stock module in the archive; the linker cross-checks with a donor on the host";
 
 fn collect_modules(dir: &Path, out: &mut Vec<PathBuf>, limit: usize) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -345,65 +465,135 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         }
     }
 
-    // A stock module: vermagic, struct module section, conventions.
-    let stock = find_stock_module(&release, &art.modules_dir)?;
-    let f = &stock.facts;
-    let vermagic = f
-        .vermagic
-        .clone()
-        .ok_or_else(|| missing("stock module has no vermagic".into()))?;
-    if !vermagic.starts_with(&format!("{} ", art.release)) {
-        return Err(ExtractError::Disagree(Box::new(Disagreement {
-            release: release.clone(),
-            what: "vermagic".into(),
-            a_source: "package".into(),
-            a: art.release.clone(),
-            b_source: stock.path.display().to_string(),
-            b: vermagic,
-        })));
-    }
-    provenance.insert("vermagic".into(), stock.path.display().to_string());
-    let stock_modversions = f.sections.iter().any(|s| s == "__versions");
+    // The module loader's own vermagic, from the image.
+    let image_vermagic = find_vermagic(&art.release, &elf).map_err(|e| missing(e))?;
+    let image_crcs = ["__kcrctab", "__kcrctab_gpl"]
+        .iter()
+        .any(|s| vmlinux.section(s).is_some());
     let enabled = |keys: &[&str]| {
         config
             .as_ref()
             .is_some_and(|c| keys.iter().any(|k| c.enabled(k)))
     };
-    let modversions = match &config {
-        Some(c) => c.enabled("CONFIG_MODVERSIONS"),
-        None => stock_modversions,
-    };
-    if modversions != stock_modversions {
-        return Err(ExtractError::Disagree(Box::new(Disagreement {
-            release: release.clone(),
-            what: "symbol versions".into(),
-            a_source: "config".into(),
-            a: format!("MODVERSIONS={modversions}"),
-            b_source: stock.path.display().to_string(),
-            b: format!("__versions present: {stock_modversions}"),
-        })));
-    }
-    let stock_retpoline = f.modinfo.iter().any(|(k, v)| k == "retpoline" && v == "Y");
-    let conventions = ModuleConventions {
-        modversions,
-        ext_modversions: f.has_ext_versions,
-        return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
-        retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]) || stock_retpoline,
-        ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
-        stock_modinfo_keys: {
-            let mut keys: Vec<String> = f.modinfo.iter().map(|(k, _)| k.clone()).collect();
-            keys.sort();
-            keys.dedup();
-            keys
-        },
-    };
 
-    // struct module: BTF and the stock module must agree.
-    let this_module = this_module_layout(&release, &btf, &stock)?;
-    provenance.insert(
-        "this_module".into(),
-        format!("BTF, checked against {}", stock.path.display()),
-    );
+    // A stock module: vermagic, struct module section, conventions. Without
+    // any module (the archive dropped the kernel's modules package), the
+    // image's vermagic and BTF alone.
+    let (vermagic, conventions, this_module) = if has_modules(&art.modules_dir) {
+        let stock = find_stock_module(&release, &art.modules_dir)?;
+        let f = &stock.facts;
+        let vermagic = f
+            .vermagic
+            .clone()
+            .ok_or_else(|| missing("stock module has no vermagic".into()))?;
+        if !vermagic.starts_with(&format!("{} ", art.release)) {
+            return Err(ExtractError::Disagree(Box::new(Disagreement {
+                release: release.clone(),
+                what: "vermagic".into(),
+                a_source: "package".into(),
+                a: art.release.clone(),
+                b_source: stock.path.display().to_string(),
+                b: vermagic,
+            })));
+        }
+        if let Some(img) = &image_vermagic {
+            if *img != vermagic {
+                return Err(ExtractError::Disagree(Box::new(Disagreement {
+                    release: release.clone(),
+                    what: "vermagic".into(),
+                    a_source: "vmlinux .rodata".into(),
+                    a: format!("{img:?}"),
+                    b_source: stock.path.display().to_string(),
+                    b: format!("{vermagic:?}"),
+                })));
+            }
+        }
+        provenance.insert(
+            "vermagic".into(),
+            match &image_vermagic {
+                Some(_) => format!("{}, equal to vmlinux .rodata", stock.path.display()),
+                None => stock.path.display().to_string(),
+            },
+        );
+        let stock_modversions = f.sections.iter().any(|s| s == "__versions");
+        let modversions = match &config {
+            Some(c) => c.enabled("CONFIG_MODVERSIONS"),
+            None => stock_modversions,
+        };
+        if modversions != stock_modversions {
+            return Err(ExtractError::Disagree(Box::new(Disagreement {
+                release: release.clone(),
+                what: "symbol versions".into(),
+                a_source: "config".into(),
+                a: format!("MODVERSIONS={modversions}"),
+                b_source: stock.path.display().to_string(),
+                b: format!("__versions present: {stock_modversions}"),
+            })));
+        }
+        let stock_retpoline = f.modinfo.iter().any(|(k, v)| k == "retpoline" && v == "Y");
+        let conventions = ModuleConventions {
+            modversions,
+            ext_modversions: f.has_ext_versions,
+            return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
+            retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"])
+                || stock_retpoline,
+            ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+            stock_modinfo_keys: {
+                let mut keys: Vec<String> = f.modinfo.iter().map(|(k, _)| k.clone()).collect();
+                keys.sort();
+                keys.dedup();
+                keys
+            },
+        };
+        // struct module: BTF and the stock module must agree.
+        let this_module = this_module_layout(&release, &btf, &stock)?;
+        provenance.insert(
+            "this_module".into(),
+            format!("BTF, checked against {}", stock.path.display()),
+        );
+        (vermagic, conventions, this_module)
+    } else {
+        let vermagic = image_vermagic.clone().ok_or_else(|| {
+            missing(format!(
+                "no module under {} (the archive has no modules package) and no vermagic string in the image",
+                art.modules_dir.display()
+            ))
+        })?;
+        provenance.insert(
+            "vermagic".into(),
+            "vmlinux .rodata (the module loader's own); no stock module in the archive".into(),
+        );
+        let vermagic_modversions = vermagic.split(' ').any(|w| w == "modversions");
+        let (modversions, source) = match &config {
+            Some(c) => (c.enabled("CONFIG_MODVERSIONS"), "config"),
+            None => (image_crcs, "vmlinux __kcrctab sections"),
+        };
+        if modversions != vermagic_modversions {
+            return Err(ExtractError::Disagree(Box::new(Disagreement {
+                release: release.clone(),
+                what: "symbol versions".into(),
+                a_source: source.into(),
+                a: format!("modversions={modversions}"),
+                b_source: "vmlinux vermagic".into(),
+                b: format!("{vermagic:?}"),
+            })));
+        }
+        provenance.insert(
+            "conventions".into(),
+            format!("modversions from {source}; no stock module (no modinfo keys)"),
+        );
+        let conventions = ModuleConventions {
+            modversions,
+            ext_modversions: enabled(&["CONFIG_EXTENDED_MODVERSIONS"]),
+            return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
+            retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]),
+            ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+            stock_modinfo_keys: Vec::new(),
+        };
+        let this_module = btf_module_layout(&release, &btf)?;
+        provenance.insert("this_module".into(), BTF_ONLY_THIS_MODULE.into());
+        (vermagic, conventions, this_module)
+    };
 
     // Layouts, tracepoints, functions the core asks for.
     let (layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
@@ -567,12 +757,8 @@ pub fn rederive(
     Ok(r)
 }
 
-/// `struct module` layout from BTF, cross-checked with a stock module.
-pub fn this_module_layout(
-    release: &str,
-    btf: &Btf,
-    stock: &StockModule,
-) -> Result<ThisModuleLayout, ExtractError> {
+/// `struct module` layout from BTF alone (size; `name`, `init`, `exit`).
+pub fn btf_module_layout(release: &str, btf: &Btf) -> Result<ThisModuleLayout, ExtractError> {
     let missing = |what: &str| ExtractError::Missing {
         release: release.into(),
         what: what.into(),
@@ -604,6 +790,17 @@ pub fn this_module_layout(
         init_offset: off("init")?,
         exit_offset: off("exit")?,
     };
+    Ok(layout)
+}
+
+/// `struct module` layout from BTF, cross-checked with a stock module.
+pub fn this_module_layout(
+    release: &str,
+    btf: &Btf,
+    stock: &StockModule,
+) -> Result<ThisModuleLayout, ExtractError> {
+    let layout = btf_module_layout(release, btf)?;
+    let size = layout.size;
     let f = &stock.facts;
     let src = stock.path.display().to_string();
     let disagree = |what: &str, a: u64, b: String| {

@@ -339,7 +339,7 @@ pub fn gather(args: &BuildArgs, manifest: &Manifest) -> Result<Sources> {
         )
     } else if args.from_packages {
         let fetched = kernels::materialize(&release, &args.fetch)?;
-        let art = kernels::artifacts(&fetched.tree, &fetched.suite);
+        let art = kernels::artifacts(&fetched);
         let r = kmlink_metadata_db::extract::extract(&art, manifest)
             .with_context(|| format!("extracting the facts of {release}"))?;
         (r, format!("extracted from the {} packages", fetched.suite))

@@ -149,7 +149,7 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             let store = open_store(&args.db)?;
             let manifest = Manifest::core().context("reading the embedded core's manifest")?;
             let fetched = kernels::materialize(&release, &fetch)?;
-            let art = kernels::artifacts(&fetched.tree, &fetched.suite);
+            let art = kernels::artifacts(&fetched);
             let start = std::time::Instant::now();
             let x = extract::extract_full(&art, &manifest)
                 .with_context(|| format!("extracting the facts of {release}"))?;

@@ -29,7 +29,7 @@ pub fn extract(
     dest: &Path,
     select: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Vec<PathBuf>> {
-    extract_inner(deb, dest, select, None)
+    extract_inner(deb, dest, select, &mut |_| false)
 }
 
 /// Extract exactly the entries whose normalised paths are in `paths` (with
@@ -42,19 +42,37 @@ pub fn extract_paths(deb: &Path, dest: &Path, paths: &[&str]) -> Result<Vec<Path
     wanted.sort_unstable();
     wanted.dedup();
     let n = wanted.len();
+    let mut count = 0usize;
     extract_inner(
         deb,
         dest,
         &mut |p| wanted.binary_search(&p).is_ok(),
-        Some(n),
+        &mut |_| {
+            count += 1;
+            count >= n
+        },
     )
+}
+
+/// [`extract`] that stops reading the package as soon as `done` (called
+/// with the normalised path of each entry written) answers `true`: the rest
+/// of the data member is neither decompressed nor read. For selections
+/// that are not a fixed list of paths, such as "the config and the first
+/// few modules under `kernel/lib/`".
+pub fn extract_until(
+    deb: &Path,
+    dest: &Path,
+    select: &mut dyn FnMut(&str) -> bool,
+    done: &mut dyn FnMut(&str) -> bool,
+) -> Result<Vec<PathBuf>> {
+    extract_inner(deb, dest, select, done)
 }
 
 fn extract_inner(
     deb: &Path,
     dest: &Path,
     select: &mut dyn FnMut(&str) -> bool,
-    stop_after: Option<usize>,
+    done: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let mut seen_data = None::<String>;
@@ -71,10 +89,11 @@ fn extract_inner(
         }
         seen_data = Some(name.to_owned());
         let stream = ar::decoder(deb, name, reader)?;
-        tar::unpack(deb, name, stream, dest, select, &mut written, stop_after)?;
-        Ok(match stop_after {
-            Some(n) if written.len() >= n => ar::Next::Stop,
-            _ => ar::Next::Continue,
+        let stopped = tar::unpack(deb, name, stream, dest, select, &mut written, done)?;
+        Ok(if stopped {
+            ar::Next::Stop
+        } else {
+            ar::Next::Continue
         })
     })?;
     if seen_data.is_none() {

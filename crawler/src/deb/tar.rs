@@ -59,7 +59,9 @@ impl Ctx<'_> {
 }
 
 /// Unpack the selected regular files and symlinks of a tar stream under
-/// `dest`, appending the written paths to `written`.
+/// `dest`, appending the written paths to `written`. After each written
+/// entry `stop` is called with its normalised path; when it answers `true`
+/// the rest of the stream is not read and `Ok(true)` is returned.
 pub(crate) fn unpack(
     deb: &Path,
     member: &str,
@@ -67,8 +69,8 @@ pub(crate) fn unpack(
     dest: &Path,
     select: &mut dyn FnMut(&str) -> bool,
     written: &mut Vec<PathBuf>,
-    stop_after: Option<usize>,
-) -> Result<()> {
+    stop: &mut dyn FnMut(&str) -> bool,
+) -> Result<bool> {
     let cx = Ctx { deb, member };
     let mut archive = ::tar::Archive::new(stream);
     let entries = archive
@@ -140,11 +142,11 @@ pub(crate) fn unpack(
                 .map_err(|e| cx.err(Some(&raw), format!("chmod {}: {e}", target.display())))?;
         }
         written.push(target);
-        if stop_after.is_some_and(|n| written.len() >= n) {
-            break;
+        if stop(&rel) {
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Creates parent directories under the destination, refusing to go
