@@ -77,7 +77,12 @@ pub fn materialize(release: &str, opts: &FetchOpts) -> Result<Fetched> {
     let origin = origin(opts)?;
     let tree = pinned::materialize(&cache(opts), &http, &origin.mirrors, &pin)
         .with_context(|| format!("fetching and unpacking {release}"))?;
-    Ok(Fetched { tree, suite: pin.suite.clone(), distro, flavour })
+    Ok(Fetched {
+        tree,
+        suite: pin.suite.clone(),
+        distro,
+        flavour,
+    })
 }
 
 /// What the extractor needs from an unpacked kernel.
