@@ -156,13 +156,13 @@ pub struct StockModule {
     pub facts: ko::ModuleFacts,
 }
 
-/// Where [`find_stock_module`] looks, in order: every module under
-/// `kernel/lib/` (up to 200), then the first 400 under `kernel/`, each list
-/// in sorted path order — the order of the archive's data member, so the
-/// crawler's targeted extraction (the first few modules of the modules
-/// package, `kmlink_crawler::targeted`) yields exactly what this search
-/// takes.
-pub const STOCK_MODULE_DIRS: &[(&str, usize)] = &[("kernel/lib", 200), ("kernel", 400)];
+/// Where [`find_stock_module`] looks: the first 400 modules under
+/// `kernel/`, in sorted path order — the order of the packages' data
+/// members, so the crawler's targeted extraction (the first few modules of
+/// the modules package, `kmlink_crawler::targeted`) holds exactly the
+/// modules this search tries first, and a full tree and a targeted one give
+/// the same stock module.
+pub const STOCK_MODULE_DIRS: &[(&str, usize)] = &[("kernel", 400)];
 
 /// Finds a stock module under `modules_dir` that carries the facts we need
 /// (vermagic, `.gnu.linkonce.this_module` with init and exit relocations),
@@ -466,7 +466,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     }
 
     // The module loader's own vermagic, from the image.
-    let image_vermagic = find_vermagic(&art.release, &elf).map_err(|e| missing(e))?;
+    let image_vermagic = find_vermagic(&art.release, &elf).map_err(&missing)?;
     let image_crcs = ["__kcrctab", "__kcrctab_gpl"]
         .iter()
         .any(|s| vmlinux.section(s).is_some());
@@ -508,11 +508,21 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 })));
             }
         }
+        // Named relative to the modules directory, so that records do not
+        // depend on where the kernel was unpacked.
+        let label = format!(
+            "<modules>/{}",
+            stock
+                .path
+                .strip_prefix(&art.modules_dir)
+                .unwrap_or(&stock.path)
+                .display()
+        );
         provenance.insert(
             "vermagic".into(),
             match &image_vermagic {
-                Some(_) => format!("{}, equal to vmlinux .rodata", stock.path.display()),
-                None => stock.path.display().to_string(),
+                Some(_) => format!("{label}, equal to vmlinux .rodata"),
+                None => label.clone(),
             },
         );
         let stock_modversions = f.sections.iter().any(|s| s == "__versions");
@@ -549,7 +559,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         let this_module = this_module_layout(&release, &btf, &stock)?;
         provenance.insert(
             "this_module".into(),
-            format!("BTF, checked against {}", stock.path.display()),
+            format!("BTF, checked against {label}"),
         );
         (vermagic, conventions, this_module)
     } else {
