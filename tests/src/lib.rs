@@ -127,6 +127,45 @@ pub fn stock_module(tree: &pinned::KernelTree) -> Result<(String, Vec<u8>)> {
     )
 }
 
+/// Every file under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The first stock module under `modules_dir/kernel/lib` whose
+/// `.gnu.linkonce.this_module` carries both init and exit relocations:
+/// (path, module name, decompressed bytes).
+pub fn module_with_init_exit(modules_dir: &Path) -> Option<(PathBuf, String, Vec<u8>)> {
+    files_under(&modules_dir.join("kernel/lib"))
+        .into_iter()
+        .find_map(|p| {
+            let bytes = kmlink_donor::ko::load(&p).ok()?;
+            let facts = kmlink_donor::ko::read(&bytes).ok()?;
+            let has = |s: &str| facts.this_module_relocs.iter().any(|(_, n)| n == s);
+            (has("init_module") && has("cleanup_module"))
+                .then(|| (p.clone(), facts.name.unwrap_or_default(), bytes))
+        })
+}
+
+/// Builds one of `tests/workloads/*.c` as a static binary into `dir`.
+pub fn build_workload(name: &str, dir: &Path) -> Result<PathBuf> {
+    let out = dir.join(name);
+    let src = workspace().join(format!("tests/workloads/{name}.c"));
+    let status = Command::new("gcc")
+        .args(["-O2", "-static", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .context("running gcc (apt-get install gcc libc6-dev)")?;
+    if !status.success() {
+        bail!("building {}", src.display());
+    }
+    Ok(out)
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;

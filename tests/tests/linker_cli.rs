@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kmlink_tests::{kernel, kmlink, workspace};
+use kmlink_tests::{kernel, kmlink, module_with_init_exit, workspace};
 
 const R61: &str = "6.1.0-47-amd64";
 const R612: &str = "6.12.107+deb13-amd64";
@@ -23,36 +23,9 @@ fn fixture(release: &str) -> PathBuf {
 /// A stock module of the kernel with init and exit functions.
 fn stock_donor(release: &str) -> PathBuf {
     let tree = kernel(release).expect("pinned kernel");
-    let mut found = Vec::new();
-    walk(&tree.modules_dir.join("kernel/lib"), &mut found);
-    found.sort();
-    for p in found {
-        let Ok(bytes) = kmlink_donor::ko::load(&p) else {
-            continue;
-        };
-        let Ok(f) = kmlink_donor::ko::read(&bytes) else {
-            continue;
-        };
-        let has = |s: &str| f.this_module_relocs.iter().any(|(_, n)| n == s);
-        if has("init_module") && has("cleanup_module") {
-            return p;
-        }
-    }
-    panic!("{release}: no stock module with init and exit");
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
+    module_with_init_exit(&tree.modules_dir)
+        .map(|(p, _, _)| p)
+        .unwrap_or_else(|| panic!("{release}: no stock module with init and exit"))
 }
 
 struct Run {

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kmlink_tests::{kernel, kmlink, kmlink_bin};
+use kmlink_tests::{files_under, kernel, kmlink, kmlink_bin};
 use kmlink_vm::{GuestFile, Source, VmSpec};
 
 /// TAINT_OOT_MODULE | TAINT_UNSIGNED_MODULE.
@@ -60,10 +60,9 @@ fn resize(json: &str, to: u64) -> (String, u64) {
 
 fn modules_of(tree_modules: &Path, max: usize) -> Vec<(PathBuf, String)> {
     // A few small stock modules, kept at their path below the modules dir.
-    let mut all = Vec::new();
-    walk(&tree_modules.join("kernel/lib"), &mut all);
-    all.sort();
-    all.into_iter()
+    files_under(&tree_modules.join("kernel/lib"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".ko"))
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() < 64 * 1024))
         .take(max)
         .map(|p| {
@@ -75,20 +74,6 @@ fn modules_of(tree_modules: &Path, max: usize) -> Vec<(PathBuf, String)> {
             (p, rel)
         })
         .collect()
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else if p.to_string_lossy().contains(".ko") {
-            out.push(p);
-        }
-    }
 }
 
 /// What the kernel does with a module whose struct module is 64 bytes too big.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kmlink_donor::{btf::Btf, bzimage, config::KernelConfig, ko, symvers, vmlinux::Vmlinux};
-use kmlink_tests::{kernel, pinned_releases, stock_module};
+use kmlink_tests::{kernel, module_with_init_exit, pinned_releases};
 
 fn tool(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
@@ -170,8 +170,8 @@ fn check_kernel(release: &str) {
     }
 
     // A stock module with init and exit functions, against readelf.
-    let (name, bytes) = module_with_init_exit(&tree.modules_dir)
-        .unwrap_or_else(|| stock_module(&tree).expect("stock module"));
+    let (_, name, bytes) =
+        module_with_init_exit(&tree.modules_dir).expect("a stock module with init and exit");
     let ko_path = dir.path().join("stock.ko");
     std::fs::write(&ko_path, &bytes).expect("write ko");
     let facts = ko::read(&bytes).expect("module parses");
@@ -267,28 +267,6 @@ fn check_kernel(release: &str) {
         "{release}: {} exports, {compared} BTF members vs bpftool, {name}: this_module {size} bytes, relocs {seen:x?}",
         exports.len()
     );
-}
-
-/// The first module under kernel/lib whose this_module has init and exit.
-fn module_with_init_exit(modules_dir: &Path) -> Option<(String, Vec<u8>)> {
-    let mut stack = vec![modules_dir.join("kernel/lib")];
-    let mut files = Vec::new();
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files.into_iter().find_map(|p| {
-        let bytes = ko::load(&p).ok()?;
-        let facts = ko::read(&bytes).ok()?;
-        (facts.this_module_relocs.len() == 2).then(|| (facts.name.unwrap_or_default(), bytes))
-    })
 }
 
 #[test]

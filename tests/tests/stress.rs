@@ -12,23 +12,10 @@
 
 use std::time::Duration;
 
-use kmlink_tests::{kernel, kmlink_ok, pinned_releases, workspace};
+use kmlink_tests::{build_workload, kernel, kmlink_ok, pinned_releases};
 use kmlink_vm::{GuestFile, Source, VmSpec};
 
 const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
-
-fn build_threads(dir: &std::path::Path) -> std::path::PathBuf {
-    let out = dir.join("threads");
-    let src = workspace().join("tests/workloads/threads.c");
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-static", "-pthread", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("gcc runs (apt-get install gcc libc6-dev)");
-    assert!(status.success(), "building {}", src.display());
-    out
-}
 
 fn script(cycles: u32) -> String {
     format!(
@@ -90,7 +77,7 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
         ko.to_str().expect("utf8"),
     ])
     .expect("build");
-    let threads = build_threads(dir.path());
+    let threads = build_workload("threads", dir.path()).expect("threads workload");
 
     let mut spec = VmSpec::new(&tree.vmlinuz, script(cycles));
     spec.memory_mb = 1024;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use kmlink_tests::{kernel, kmlink_bin, kmlink_ok, pinned_releases, workspace};
+use kmlink_tests::{build_workload, kernel, kmlink_bin, kmlink_ok, pinned_releases, workspace};
 use kmlink_vm::{GuestFile, Source, VmSpec};
 
 /// The 6.12 kernel the issue names, or the first pinned one.
@@ -44,14 +44,7 @@ fn top_shows_the_allocating_process_first_and_stats_json_validates() {
         .status()
         .expect("objcopy (binutils)");
     assert!(status.success());
-    let bench = dir.path().join("allocbench");
-    let status = std::process::Command::new("gcc")
-        .args(["-O2", "-static", "-o"])
-        .arg(&bench)
-        .arg(workspace().join("tests/workloads/allocbench.c"))
-        .status()
-        .expect("gcc");
-    assert!(status.success());
+    let bench = build_workload("allocbench", dir.path()).expect("allocbench workload");
 
     let script = r#"
 insmod /kmlink.ko || exit 20
