@@ -162,7 +162,7 @@ KML_SLOT(mpf_order, "tparg mm_page_free.order:4");
 
 KML_OPTION(ring_events, 4096);	/* events kept per ring (power of two) */
 KML_OPTION(ring_mem_mb, 16);	/* cap on all rings together */
-KML_OPTION(ptr_slots, 65536);	/* outstanding-object table (power of two) */
+KML_OPTION(ptr_slots, 131072);	/* outstanding-object table (power of two) */
 KML_OPTION(max_rings, 64);	/* rings (and counter shards) at most */
 KML_OPTION(events_mask, 0x3f);	/* bit per event type, KML_EV_* - 1 */
 KML_OPTION(page_size, 4096);
@@ -196,7 +196,7 @@ static inline u32 kml_cpu(void)
 #define KML_PROC_ROWS 4096	/* power of two */
 #define KML_CACHE_ROWS 1024	/* power of two; row 0 is "-" */
 #define KML_PROBE_LIMIT 32	/* slots tried before a key goes to (other) */
-#define KML_PTR_PROBE_LIMIT 8	/* a lossy cache: misses are counted */
+#define KML_PTR_PROBE_LIMIT 16	/* a bounded lossy cache: misses are counted */
 #define KML_MAX_SHARDS 8	/* counter copies, spread by CPU */
 #define KML_HIST_BUCKETS 20	/* <=8, <=16, ... <=2M, +Inf */
 #define KML_NO_CACHE 0xffffffffu

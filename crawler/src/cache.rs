@@ -106,6 +106,22 @@ impl Cache {
         })
     }
 
+    /// Remove the cached file of `entry` (and its verification marker), if
+    /// there. Returns the bytes freed.
+    pub fn remove(&self, entry: &PackageEntry) -> Result<u64> {
+        entry.validate()?;
+        let path = self.deb_path(entry);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        for p in [ok_marker(&path), path] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", &p, e)),
+            }
+        }
+        Ok(size)
+    }
+
     /// The path of the verified cached file of `entry`, if it is there (a
     /// corrupt copy is removed and `None` returned). No network.
     pub fn cached(&self, entry: &PackageEntry) -> Result<Option<PathBuf>> {

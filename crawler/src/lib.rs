@@ -16,6 +16,9 @@
 //! - [`pinned`]: the pinned test kernels of `tests/kernels.toml` (and every
 //!   discovered kernel: same type), fetched and unpacked into
 //!   `<root>/kernels/<release>/`;
+//! - [`targeted`]: what `kmlink crawler refresh` fetches: the kernel's
+//!   packages, of which only vmlinuz, config, `Module.symvers` and a few
+//!   stock modules are unpacked into a temporary directory;
 //! - [`ingest`]: local `.deb` files put into the cache, so kernels can be
 //!   unpacked without network.
 //!
@@ -37,6 +40,7 @@ pub mod ingest;
 pub mod pinned;
 pub mod release;
 pub mod sources;
+pub mod targeted;
 pub mod version;
 
 pub use error::Error;

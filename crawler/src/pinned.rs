@@ -211,7 +211,7 @@ pub fn materialize_with(
 
 /// Fetch every package, up to `jobs` at a time; the paths come back in the
 /// order of `packages`. The first error (in package order) is returned.
-fn fetch_all(
+pub(crate) fn fetch_all(
     cache: &Cache,
     http: &Http,
     bases: &[String],
@@ -443,7 +443,7 @@ fn first_existing(cands: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
 }
 
 /// Locate the pieces of an unpacked tree.
-fn locate(root: &Path, rel: &str, packages: &[PackageEntry]) -> Result<KernelTree> {
+pub(crate) fn locate(root: &Path, rel: &str, packages: &[PackageEntry]) -> Result<KernelTree> {
     let mods = [
         root.join("lib/modules").join(rel),
         root.join("usr/lib/modules").join(rel),

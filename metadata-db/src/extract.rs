@@ -281,7 +281,6 @@ fn is_vermagic(release: &str, s: &str) -> bool {
             w.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.')
         })
-        && rest.split(' ').filter(|w| !w.is_empty()).count() == words.len()
         && !rest.contains("  ")
 }
 
@@ -303,6 +302,10 @@ fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
     }
     None
 }
+
+/// Provenance of the conventions when the archive has neither a module nor
+/// the config of the kernel.
+pub const IMAGE_ONLY_CONVENTIONS: &str = "no config and no stock module in the archive: modversions from vmlinux __kcrctab sections (checked against vermagic), return_sites from the export __x86_return_thunk, retpoline from the export __x86_indirect_thunk_rax, ibt from BTF function ibt_save; no modinfo keys";
 
 /// Provenance of `this_module` when the archive has no module of the kernel.
 pub const BTF_ONLY_THIS_MODULE: &str =
@@ -588,17 +591,30 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 b: format!("{vermagic:?}"),
             })));
         }
-        provenance.insert(
-            "conventions".into(),
-            format!("modversions from {source}; no stock module (no modinfo keys)"),
-        );
-        let conventions = ModuleConventions {
-            modversions,
-            ext_modversions: enabled(&["CONFIG_EXTENDED_MODVERSIONS"]),
-            return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
-            retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]),
-            ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
-            stock_modinfo_keys: Vec::new(),
+        let conventions = if config.is_some() {
+            provenance.insert(
+                "conventions".into(),
+                format!("config; modversions from {source}; no stock module (no modinfo keys)"),
+            );
+            ModuleConventions {
+                modversions,
+                ext_modversions: enabled(&["CONFIG_EXTENDED_MODVERSIONS"]),
+                return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
+                retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]),
+                ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+                stock_modinfo_keys: Vec::new(),
+            }
+        } else {
+            // Neither config nor module: what the image itself shows.
+            provenance.insert("conventions".into(), IMAGE_ONLY_CONVENTIONS.into());
+            ModuleConventions {
+                modversions,
+                ext_modversions: false,
+                return_sites: exports.contains_key("__x86_return_thunk"),
+                retpoline: exports.contains_key("__x86_indirect_thunk_rax"),
+                ibt: btf.has_function("ibt_save"),
+                stock_modinfo_keys: Vec::new(),
+            }
         };
         let this_module = btf_module_layout(&release, &btf)?;
         provenance.insert("this_module".into(), BTF_ONLY_THIS_MODULE.into());
@@ -864,6 +880,7 @@ pub fn this_module_layout(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -875,5 +892,47 @@ mod tests {
             Some("#1 SMP PREEMPT_DYNAMIC Debian 6.1.170-3 (2026-05-08)")
         );
         assert_eq!(build_string("Linux version x"), None);
+    }
+
+    #[test]
+    fn vermagic_in_a_synthetic_blob() {
+        let rel = "6.1.0-47-amd64";
+        let want = "6.1.0-47-amd64 SMP preempt mod_unload modversions ";
+        let mut blob = b"\x7fELF-not-really\0Linux version 6.1.0-47-amd64 (gcc) #1 SMP\0".to_vec();
+        // Near misses: another release, no trailing space, odd words,
+        // a longer release with the same prefix.
+        blob.extend_from_slice(b"6.1.0-47-amd64 SMP preempt mod_unload\0");
+        blob.extend_from_slice(b"6.1.0-47-amd64 is not a vermagic \0");
+        blob.extend_from_slice(b"6.1.0-47-amd64-x SMP mod_unload \0");
+        blob.extend_from_slice(b"6.1.0-48-amd64 SMP mod_unload \0");
+        blob.extend_from_slice(want.as_bytes());
+        blob.push(0);
+        blob.extend_from_slice(b"tail\0");
+        assert_eq!(find_vermagic(rel, &blob).unwrap().as_deref(), Some(want));
+        // Twice the same: fine; two different: refused.
+        let mut twice = blob.clone();
+        twice.extend_from_slice(want.as_bytes());
+        twice.push(0);
+        assert_eq!(find_vermagic(rel, &twice).unwrap().as_deref(), Some(want));
+        let mut two = blob.clone();
+        two.extend_from_slice(b"6.1.0-47-amd64 SMP preempt_rt mod_unload \0");
+        let e = find_vermagic(rel, &two).unwrap_err();
+        assert!(e.contains("two different vermagic"), "{e}");
+        // 7.x: no modversions.
+        let seven = b"\0x\x007.3.4+deb13-amd64 SMP preempt mod_unload \0";
+        assert_eq!(
+            find_vermagic("7.3.4+deb13-amd64", seven)
+                .unwrap()
+                .as_deref(),
+            Some("7.3.4+deb13-amd64 SMP preempt mod_unload ")
+        );
+        // None at all; and a string at the very start (no NUL before it)
+        // is not taken.
+        assert_eq!(find_vermagic(rel, b"\0nothing here\0").unwrap(), None);
+        assert_eq!(find_vermagic(rel, want.as_bytes()).unwrap(), None);
+        assert_eq!(
+            find_vermagic(rel, b"\x006.1.0-47-amd64 SMP ").unwrap(),
+            None
+        );
     }
 }

@@ -5,7 +5,10 @@
 //! run or touches the store.
 //!
 //! How artifacts are obtained is the caller's business (a closure), so this
-//! crate does not depend on the crawler.
+//! crate does not depend on the crawler. The closure may return anything
+//! [`Staged`] — e.g. a temporary directory holding the kernel's files —
+//! which is dropped as soon as the kernel is extracted (or has failed), so
+//! its files can be cleaned up one kernel at a time.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Mutex};
@@ -17,6 +20,19 @@ use crate::extract::{extract_full, Artifacts};
 use crate::image::RecordKey;
 use crate::record::PackageRef;
 use crate::store::Store;
+
+/// What a candidate's closure returns: the artifacts, and whatever owns
+/// them (dropped right after extraction).
+pub trait Staged: Send {
+    /// Where the kernel's files are.
+    fn artifacts(&self) -> &Artifacts;
+}
+
+impl Staged for Artifacts {
+    fn artifacts(&self) -> &Artifacts {
+        self
+    }
+}
 
 /// One kernel to refresh.
 pub struct Candidate<F> {
@@ -40,6 +56,8 @@ pub enum Outcome {
         key: RecordKey,
         /// Fetch + extraction time.
         took: Duration,
+        /// Extraction time alone (reading the artifacts into a record).
+        extracting: Duration,
     },
     /// Stored already: not fetched (same packages) or extracted to an
     /// identical record.
@@ -106,18 +124,24 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// [`refresh_with`] without progress reports.
-pub fn refresh<I, F>(store: &Store, kernels: I, manifest: &Manifest, jobs: usize) -> RefreshReport
+pub fn refresh<I, F, S>(
+    store: &Store,
+    kernels: I,
+    manifest: &Manifest,
+    jobs: usize,
+) -> RefreshReport
 where
     I: IntoIterator<Item = Candidate<F>>,
     I::IntoIter: Send,
-    F: FnOnce() -> Result<Artifacts, String> + Send,
+    F: FnOnce() -> Result<S, String> + Send,
+    S: Staged,
 {
     refresh_with(store, kernels, manifest, jobs, &|_| {})
 }
 
 /// Refreshes the store from `kernels` on `jobs` threads, calling `progress`
 /// with each outcome as it happens.
-pub fn refresh_with<I, F>(
+pub fn refresh_with<I, F, S>(
     store: &Store,
     kernels: I,
     manifest: &Manifest,
@@ -127,10 +151,12 @@ pub fn refresh_with<I, F>(
 where
     I: IntoIterator<Item = Candidate<F>>,
     I::IntoIter: Send,
-    F: FnOnce() -> Result<Artifacts, String> + Send,
+    F: FnOnce() -> Result<S, String> + Send,
+    S: Staged,
 {
     let queue = Mutex::new(kernels.into_iter());
-    let (tx, rx) = mpsc::channel::<Result<(crate::extract::Extracted, Duration), Outcome>>();
+    type Done = (crate::extract::Extracted, Duration, Duration);
+    let (tx, rx) = mpsc::channel::<Result<Done, Outcome>>();
     let mut report = RefreshReport::default();
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
@@ -155,14 +181,20 @@ where
                 }
                 let start = Instant::now();
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    let art = (c.artifacts)()?;
+                    let staged = (c.artifacts)()?;
+                    let t = Instant::now();
+                    let art = staged.artifacts();
                     if art.release != release {
                         log::warn!("{release}: the artifacts are of {}", art.release);
                     }
-                    extract_full(&art, manifest).map_err(|e| e.to_string())
+                    let x = extract_full(art, manifest).map_err(|e| e.to_string());
+                    let extracting = t.elapsed();
+                    // Cleans up (temporary files) before the next kernel.
+                    drop(staged);
+                    x.map(|x| (x, extracting))
                 }));
                 let msg = match result {
-                    Ok(Ok(x)) => Ok((x, start.elapsed())),
+                    Ok(Ok((x, extracting))) => Ok((x, start.elapsed(), extracting)),
                     Ok(Err(error)) => Err(Outcome::Failed { release, error }),
                     Err(p) => Err(Outcome::Failed {
                         release,
@@ -178,7 +210,7 @@ where
         for msg in rx {
             let outcome = match msg {
                 Err(o) => o,
-                Ok((x, took)) => {
+                Ok((x, took, extracting)) => {
                     let key = RecordKey::of(&x.record);
                     let release = key.release.clone();
                     match store
@@ -188,7 +220,11 @@ where
                         Ok(put) if put.added.is_empty() && put.replaced.is_empty() => {
                             Outcome::Unchanged { release }
                         }
-                        Ok(_) => Outcome::Stored { key, took },
+                        Ok(_) => Outcome::Stored {
+                            key,
+                            took,
+                            extracting,
+                        },
                         Err(e) => Outcome::Failed {
                             release,
                             error: format!("storing: {e}"),

@@ -295,3 +295,33 @@ fn embedded_bundle_reads() {
         assert!(found.contains(r));
     }
 }
+
+/// The checked-in default bundle is the crawl of the whole Debian archive:
+/// every amd64 flavour, the kernels without a modules package, ≤ 2 KiB per
+/// kernel, each record serving the current core; served from an empty
+/// store for a kernel whose packages nobody has.
+#[test]
+fn embedded_bundle_covers_the_archive() {
+    let recs = Store::embedded().expect("embedded bundle decodes");
+    assert!(recs.len() >= 200, "{} records", recs.len());
+    let size = kmlink_metadata_db::bundle::DEFAULT_BUNDLE.len();
+    assert!(size / recs.len() <= 2048, "{size} B for {}", recs.len());
+    let manifest = Manifest::core().expect("manifest");
+    for f in ["amd64", "cloud-amd64", "rt-amd64"] {
+        assert!(
+            recs.iter().filter(|r| r.identity.flavour == f).count() >= 60,
+            "{f}"
+        );
+    }
+    for r in &recs {
+        slim::covers(r, &manifest, CORE_OBJECT)
+            .unwrap_or_else(|e| panic!("{}: {e}", r.identity.release));
+        assert!(r.vermagic.starts_with(&format!("{} ", r.identity.release)));
+    }
+    let (_d, s) = empty_store();
+    for rel in ["6.1.0-55-cloud-amd64", "7.0.4+deb13-rt-amd64"] {
+        let (found, src) = s.get_or_embedded(rel).expect("get");
+        assert_eq!(src, kmlink_metadata_db::RecordSource::Embedded, "{rel}");
+        assert_eq!(found.len(), 1, "{rel}");
+    }
+}

@@ -428,3 +428,201 @@ fn refresh_real_kernels_and_default_bundle() {
         }
     }
 }
+
+/// The module loader's vermagic string found in each image equals its stock
+/// module's vermagic byte for byte.
+#[test]
+#[ignore = "needs the pinned kernels (downloads ~300 MB if not cached)"]
+fn vermagic_in_image_equals_stock_module() {
+    for art in all_kernels() {
+        let bz = std::fs::read(&art.vmlinuz).expect("vmlinuz");
+        let elf = kmlink_donor::bzimage::extract_vmlinux(&bz).expect("vmlinux");
+        let found = extract::find_vermagic(&art.release, &elf)
+            .expect("one vermagic")
+            .expect("a vermagic in the image");
+        let stock = extract::find_stock_module(&art.release, &art.modules_dir).expect("stock");
+        let want = stock.facts.vermagic.clone().expect("stock vermagic");
+        eprintln!("{}: {found:?}", art.release);
+        assert_eq!(found.as_bytes(), want.as_bytes(), "{}", art.release);
+    }
+}
+
+/// Staged by the crawler's targeted fetch (from the cached packages).
+struct Targeted {
+    art: Artifacts,
+    _files: kmlink_crawler::targeted::Staged,
+}
+
+impl kmlink_metadata_db::refresh::Staged for Targeted {
+    fn artifacts(&self) -> &Artifacts {
+        &self.art
+    }
+}
+
+/// The pinned kernel `release` fetched by `targeted::fetch` (packages taken
+/// from the cache; downloaded, and kept, if absent) into `staging`, with
+/// the identity of `full`.
+fn targeted(full: &Artifacts, staging: &Path) -> Targeted {
+    use kmlink_crawler::targeted;
+    let pins = pinned::load(&workspace().join("tests/kernels.toml")).expect("pins");
+    let pin = pins
+        .iter()
+        .find(|p| p.release == full.release)
+        .expect("pinned");
+    let srcs = sources::host_sources(Path::new("/")).expect("apt sources");
+    let mirrors = sources::debian_mirrors(&srcs);
+    let http = Http::new().expect("http");
+    let opts = targeted::Options {
+        jobs: 2,
+        keep_debs: true,
+        staging: Some(staging.to_path_buf()),
+    };
+    let staged =
+        targeted::fetch(&Cache::new(cache_root()), &http, &mirrors, pin, &opts).expect("targeted");
+    let t = &staged.tree;
+    assert!(
+        staged.files <= targeted::STOCK_MODULES + 6,
+        "{}: {} files unpacked",
+        full.release,
+        staged.files
+    );
+    let art = Artifacts {
+        vmlinuz: t.vmlinuz.clone(),
+        config: t.config.clone(),
+        modules_dir: t.modules_dir.clone(),
+        symvers: t.symvers.clone(),
+        ..full.clone()
+    };
+    assert_eq!(
+        art.config.is_some(),
+        full.config.is_some(),
+        "{}",
+        full.release
+    );
+    assert_eq!(
+        art.symvers.is_some(),
+        full.symvers.is_some(),
+        "{}",
+        full.release
+    );
+    Targeted {
+        art,
+        _files: staged,
+    }
+}
+
+/// The targeted selection (vmlinuz, config, Module.symvers, the first few
+/// modules) gives exactly the record of the full tree; without any module
+/// (the archive lost the modules package) the image and BTF alone give the
+/// same facts, with provenance saying so; and dropping the staged files
+/// removes them.
+#[test]
+#[ignore = "needs the pinned kernels (downloads ~300 MB if not cached)"]
+fn targeted_extraction_matches_full_tree_and_btf_only() {
+    let manifest = Manifest::core().expect("manifest");
+    let staging = tempfile::tempdir().expect("tempdir");
+    for name in PINNED {
+        let full = pinned_artifacts(name);
+        let want = extract::extract(&full, &manifest).expect("full tree");
+        let t = targeted(&full, staging.path());
+        let got = extract::extract(&t.art, &manifest).expect("targeted");
+        assert_eq!(got, want, "{name}: targeted record differs");
+
+        // No modules at all: vermagic from the image, struct module from BTF.
+        // (7.x keeps vmlinuz and config beside `kernel/`: only that goes.)
+        let mods = t.art.modules_dir.join("kernel");
+        std::fs::remove_dir_all(&mods).expect("rm modules");
+        let bare = extract::extract(&t.art, &manifest).expect("BTF only");
+        assert_eq!(bare.vermagic, want.vermagic, "{name}");
+        assert_eq!(bare.this_module, want.this_module, "{name}");
+        assert_eq!(bare.exports, want.exports, "{name}");
+        assert_eq!(bare.layouts, want.layouts, "{name}");
+        assert_eq!(
+            bare.conventions.modversions, want.conventions.modversions,
+            "{name}"
+        );
+        assert_eq!(
+            bare.provenance.get("this_module").map(String::as_str),
+            Some(extract::BTF_ONLY_THIS_MODULE),
+            "{name}"
+        );
+        assert!(
+            bare.provenance["vermagic"].contains("no stock module"),
+            "{name}"
+        );
+        // Without config either: modversions from the image's CRC tables.
+        let mut no_cfg = t.art.clone();
+        no_cfg.config = None;
+        let bare2 = extract::extract(&no_cfg, &manifest).expect("no config");
+        let c = |r: &KernelRecord| {
+            let c = &r.conventions;
+            (c.modversions, c.return_sites, c.retpoline, c.ibt)
+        };
+        assert_eq!(c(&bare2), c(&want), "{name}: conventions from the image");
+        assert_eq!(c(&bare), c(&want), "{name}: conventions from the config");
+        assert_eq!(
+            bare2.provenance.get("conventions").map(String::as_str),
+            Some(extract::IMAGE_ONLY_CONVENTIONS)
+        );
+        let root = t._files.tree.root.clone();
+        drop(t);
+        assert!(!root.exists(), "{name}: staging left behind");
+    }
+    assert_eq!(std::fs::read_dir(staging.path()).expect("ls").count(), 0);
+}
+
+/// `refresh` over kernels staged by the crawler's targeted fetch (offline
+/// when their packages are cached): all stored, staging emptied, and a
+/// second run skips them before fetching.
+#[test]
+#[ignore = "needs the pinned kernels (downloads ~300 MB if not cached)"]
+fn refresh_through_targeted_fetch() {
+    use kmlink_metadata_db::refresh::{self, Candidate, Outcome};
+    let manifest = Manifest::core().expect("manifest");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staging = dir.path().join("staging");
+    let store = Store::open(dir.path().join("records.db")).expect("open");
+    let fulls: Vec<Artifacts> = PINNED.iter().map(|r| pinned_artifacts(r)).collect();
+    type Job<'a> = Box<dyn FnOnce() -> Result<Targeted, String> + Send + 'a>;
+    let candidates: Vec<Candidate<Job>> = fulls
+        .iter()
+        .map(|f| {
+            let staging = &staging;
+            Candidate {
+                release: f.release.clone(),
+                packages: f.packages.clone(),
+                artifacts: Box::new(move || Ok(targeted(f, staging))) as Job,
+            }
+        })
+        .collect();
+    let report = refresh::refresh(&store, candidates, &manifest, 2);
+    assert_eq!(report.stored(), fulls.len(), "{:?}", report.outcomes);
+    assert!(report.outcomes.iter().all(|o| match o {
+        Outcome::Stored {
+            took, extracting, ..
+        } => extracting <= took,
+        _ => false,
+    }));
+    assert_eq!(std::fs::read_dir(&staging).expect("ls").count(), 0);
+    for f in &fulls {
+        let recs = store.get(&f.release).expect("get");
+        assert_eq!(recs.len(), 1);
+        assert!(store
+            .btf(&recs[0].identity.btf_sha256)
+            .expect("btf")
+            .is_some());
+    }
+    type Never = Box<dyn FnOnce() -> Result<Artifacts, String> + Send>;
+    let again: Vec<Candidate<Never>> = fulls
+        .iter()
+        .map(|f| Candidate {
+            release: f.release.clone(),
+            packages: f.packages.clone(),
+            artifacts: Box::new(|| Err("must not be fetched".to_string())) as Never,
+        })
+        .collect();
+    assert_eq!(
+        refresh::refresh(&store, again, &manifest, 2).unchanged(),
+        fulls.len()
+    );
+}

@@ -170,11 +170,13 @@ fn check_kernel(release: &str) {
     );
     let (_, dropped) = t.get("dropped").expect("dropped table");
     for row in dropped {
-        // ring_overwritten and frees of objects allocated before load are
-        // expected; nothing else may be lost.
+        // ring_overwritten, frees of objects allocated before load, and
+        // outstanding-table misses (a bounded lossy cache: they only make
+        // `outstanding` approximate) are expected; no counted event may be
+        // lost.
         if !matches!(
             row[0].as_str(),
-            "ring_overwritten" | "unknown_frees" | "stale_ptrs"
+            "ring_overwritten" | "unknown_frees" | "stale_ptrs" | "ptr_table_full"
         ) {
             assert_eq!(row[1], "0", "{release}: monitor dropped: {row:?}");
         }

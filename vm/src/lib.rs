@@ -277,12 +277,22 @@ pub struct VmResult {
     pub accel: Accel,
     /// What QEMU wrote on its stderr.
     pub qemu_stderr: String,
+    /// Whether /init started (its first marker was seen).
+    pub reached_init: bool,
+    /// Kernel logs of earlier boots of this run that died before /init
+    /// and were retried (see [`MAX_BOOT_RETRIES`]).
+    pub failed_boots: Vec<String>,
 }
 
 impl VmResult {
     /// Taint flags the script added (`after & !before`), if both are known.
     pub fn taint_added(&self) -> Option<u64> {
         Some(self.taint_after? & !self.taint_before?)
+    }
+
+    /// The guest crashed or hung before /init ran: the test never started.
+    pub fn failed_before_init(&self) -> bool {
+        !self.reached_init && (!self.problems.is_empty() || self.timed_out)
     }
 
     /// `Ok(())` if no problems were found, the VM did not time out and the
@@ -419,6 +429,35 @@ fn build_initramfs(spec: &VmSpec, busybox: &Path, path: &Path) -> Result<(), Err
 /// busybox or kernel, I/O); guest failures are in the returned
 /// [`VmResult`].
 pub fn run(spec: &VmSpec) -> Result<VmResult, Error> {
+    let mut failed_boots = Vec::new();
+    loop {
+        let mut result = run_once(spec)?;
+        if !result.failed_before_init() || failed_boots.len() >= MAX_BOOT_RETRIES {
+            result.failed_boots = failed_boots;
+            return Ok(result);
+        }
+        // The guest died before /init ran: nothing of the test (no module,
+        // no script) was involved. Seen with SMP guests under TCG, whose
+        // cross-modifying code races the kernel's own boot-time text
+        // patching (int3 in patched code). Say so loudly, boot again.
+        let first = result
+            .problems
+            .first()
+            .map(|p| p.line.clone())
+            .unwrap_or_else(|| "no output".into());
+        eprintln!(
+            "kmlink-vm: WARNING: {} failed before /init ({first}); booting again",
+            spec.kernel.display()
+        );
+        log::warn!("{} failed before /init: {first}", spec.kernel.display());
+        failed_boots.push(result.dmesg);
+    }
+}
+
+/// Boots that fail before /init are retried this many times.
+pub const MAX_BOOT_RETRIES: usize = 2;
+
+fn run_once(spec: &VmSpec) -> Result<VmResult, Error> {
     let qemu = find_qemu()?;
     let busybox = find_busybox()?;
     if !spec.kernel.is_file() {
@@ -475,6 +514,8 @@ pub fn run(spec: &VmSpec) -> Result<VmResult, Error> {
         accel: if kvm { Accel::Kvm } else { Accel::Tcg },
         qemu_stderr: outcome.stderr,
         serial,
+        reached_init: outcome.boot_at.is_some(),
+        failed_boots: Vec::new(),
     })
 }
 
@@ -540,7 +581,30 @@ mod tests {
             timed_out,
             accel: Accel::Tcg,
             qemu_stderr: String::new(),
+            reached_init: true,
+            failed_boots: Vec::new(),
         }
+    }
+
+    #[test]
+    fn only_deaths_before_init_are_retried() {
+        let mut r = result_with("", false);
+        assert!(!r.failed_before_init(), "clean and booted");
+        r.reached_init = false;
+        assert!(
+            !r.failed_before_init(),
+            "no problem, no timeout: nothing to retry"
+        );
+        r.problems.push(Problem {
+            kind: ProblemKind::Oops,
+            line: "Oops: int3".into(),
+        });
+        assert!(r.failed_before_init());
+        r.reached_init = true;
+        assert!(
+            !r.failed_before_init(),
+            "a problem after /init is the test's own"
+        );
     }
 
     #[test]

@@ -111,6 +111,67 @@ pub enum CrawlerCommand {
     ///   kmlink crawler ingest *.deb && kmlink crawler fetch 6.1.0-47-amd64
     #[command(verbatim_doc_comment)]
     Ingest(IngestArgs),
+    /// Fill the record store from every kernel in the archives: discover,
+    /// skip kernels already stored from the same packages, download the
+    /// others (verified), unpack only what extraction needs (vmlinuz,
+    /// config, Module.symvers, a few stock modules) into a temporary
+    /// directory, extract the record for the current core, store it with
+    /// its compressed BTF, then remove the temporary files and the
+    /// downloaded packages.
+    ///
+    /// A kernel that fails is reported and skipped. Progress goes to
+    /// stderr, the summary to stdout; the exit status is non-zero only when
+    /// kernels failed and none could be stored.
+    ///
+    /// Examples:
+    ///   kmlink crawler refresh --distro debian --jobs 2
+    ///   kmlink crawler refresh --suite trixie-backports --release '7.*' --flavour amd64
+    ///   kmlink crawler refresh --release '6.1.0-4?-amd64' --keep-debs --report out.json
+    #[command(verbatim_doc_comment)]
+    Refresh(RefreshArgs),
+}
+
+/// Arguments of `kmlink crawler refresh`.
+#[derive(Args, Debug)]
+pub struct RefreshArgs {
+    /// Suites to read (repeatable); default: all of the distribution's.
+    #[arg(long = "suite", value_name = "SUITE")]
+    pub suites: Vec<String>,
+    /// Only releases matching this glob (`*`, `?`; repeatable).
+    #[arg(long = "release", value_name = "GLOB")]
+    pub releases: Vec<String>,
+    /// Only this flavour (`amd64`, `cloud-amd64`, `rt-amd64`...).
+    #[arg(long)]
+    pub flavour: Option<String>,
+    /// Kernels processed at a time (each also downloads its packages in
+    /// parallel).
+    #[arg(long, short, default_value_t = 2)]
+    pub jobs: usize,
+    /// The record store (default: $KMLINK_DB, else
+    /// ~/.local/share/kmlink/records.db).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Keep the downloaded packages in the cache (default: each kernel's
+    /// are removed once it is extracted; packages cached before are kept).
+    #[arg(long)]
+    pub keep_debs: bool,
+    /// Do not start a kernel when less than this many GiB are free where
+    /// the cache is.
+    #[arg(long, default_value_t = 15, value_name = "GIB")]
+    pub min_free: u64,
+    /// Also write a JSON report (one entry per kernel: outcome, reason,
+    /// bytes downloaded, times).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Only list what would be fetched.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Extract kernels again even when a record made from the same
+    /// packages is stored (it is replaced), e.g. after an extractor fix.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub source: SourceOpts,
 }
 
 /// Arguments of `kmlink crawler list`.
@@ -168,6 +229,7 @@ pub fn run(args: CrawlerArgs) -> Result<ExitCode> {
         CrawlerCommand::List(a) => list(a),
         CrawlerCommand::Fetch(a) => fetch(a),
         CrawlerCommand::Ingest(a) => ingest_cmd(a),
+        CrawlerCommand::Refresh(a) => refresh_cmd(a),
     }
 }
 
@@ -412,4 +474,327 @@ fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `*` and `?` glob match of a whole string.
+fn glob_match(pat: &str, s: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Free bytes on the file system holding `path` (or its nearest existing
+/// ancestor).
+fn free_bytes(path: &Path) -> Option<u64> {
+    let mut p = path;
+    loop {
+        if p.exists() {
+            let st = rustix::fs::statvfs(p).ok()?;
+            return Some(st.f_bavail.saturating_mul(st.f_frsize));
+        }
+        p = p.parent()?;
+    }
+}
+
+/// Per-kernel facts gathered while refreshing (for `--report`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct KernelRun {
+    release: String,
+    suite: String,
+    flavour: String,
+    version: String,
+    layout: String,
+    packages: Vec<String>,
+    missing: Vec<String>,
+    download_size: u64,
+    outcome: String,
+    reason: Option<String>,
+    downloaded: u64,
+    fetch_s: f64,
+    unpack_s: f64,
+    extract_s: f64,
+    files: usize,
+    vermagic_source: Option<String>,
+    this_module: Option<String>,
+}
+
+/// A staged kernel as the metadata store's refresh sees it.
+struct StagedKernel {
+    art: kmlink_metadata_db::extract::Artifacts,
+    _files: kmlink_crawler::targeted::Staged,
+}
+
+impl kmlink_metadata_db::refresh::Staged for StagedKernel {
+    fn artifacts(&self) -> &kmlink_metadata_db::extract::Artifacts {
+        &self.art
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
+    use kmlink_crawler::targeted;
+    use kmlink_metadata_db::refresh::{self, Candidate, Outcome};
+    use kmlink_metadata_db::Store;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let start = Instant::now();
+    let origin = a.source.origin()?;
+    let cache = a.source.cache();
+    let http = Http::new().context("setting up HTTP")?;
+    let d = discover::discover(&http, Some(&cache), &origin, &a.suites);
+    for (suite, e) in &d.errors {
+        eprintln!("kmlink: suite {suite} skipped: {e}");
+    }
+    let mut kernels = discover::merge(d.kernels);
+    if !a.releases.is_empty() {
+        kernels.retain(|k| a.releases.iter().any(|g| glob_match(g, &k.1.release)));
+    }
+    if let Some(f) = &a.flavour {
+        kernels.retain(|k| &k.1.flavour == f);
+    }
+    if kernels.is_empty() {
+        eprintln!("kmlink: no kernel matches");
+        return Ok(ExitCode::from(1));
+    }
+    let db = a.db.clone().unwrap_or_else(Store::default_path);
+    let store =
+        Store::open(&db).with_context(|| format!("opening the record store {}", db.display()))?;
+    let manifest = kmlink_core_module::Manifest::core().context("the core's manifest")?;
+    let total = kernels.len();
+    let total_size: u64 = kernels.iter().map(|k| k.1.download_size).sum();
+    eprintln!(
+        "kmlink: {total} kernels ({:.1} GiB of packages before skipping stored ones); store {}",
+        mib(total_size) / 1024.0,
+        db.display()
+    );
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        print_table(&mut out, &kernels)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mirrors = Mirrors {
+        archive: origin.mirrors.archive.clone(),
+        security: origin.mirrors.security.clone(),
+    };
+    let runs: Arc<Mutex<BTreeMap<String, KernelRun>>> = Arc::default();
+    for (p, i) in &kernels {
+        runs.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            i.release.clone(),
+            KernelRun {
+                release: i.release.clone(),
+                suite: i.suite.clone(),
+                flavour: i.flavour.clone(),
+                version: i.version.clone(),
+                layout: format!("{:?}", i.layout).to_lowercase(),
+                packages: p.packages.iter().map(|e| e.package.clone()).collect(),
+                missing: i.missing.clone(),
+                download_size: i.download_size,
+                ..KernelRun::default()
+            },
+        );
+    }
+    let opts = targeted::Options {
+        jobs: 2,
+        keep_debs: a.keep_debs,
+        staging: None,
+    };
+    let min_free = a.min_free.saturating_mul(1 << 30);
+    type Job<'a> = Box<dyn FnOnce() -> Result<StagedKernel, String> + Send + 'a>;
+    let candidates: Vec<Candidate<Job>> = kernels
+        .iter()
+        .map(|(pin, info)| {
+            let (cache, http, mirrors, opts, runs) = (&cache, &http, &mirrors, &opts, &runs);
+            let job: Job = Box::new(move || {
+                if let Some(free) = free_bytes(&cache.root) {
+                    if free < min_free {
+                        return Err(format!(
+                            "not started: only {:.1} GiB free under {} (--min-free {} GiB)",
+                            mib(free) / 1024.0,
+                            cache.root.display(),
+                            min_free >> 30
+                        ));
+                    }
+                }
+                eprintln!(
+                    "kmlink: {}: fetching {} package(s), {:.0} MiB ({} {})",
+                    info.release,
+                    pin.packages.len(),
+                    mib(info.download_size),
+                    info.suite,
+                    info.version
+                );
+                let staged =
+                    targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| e.to_string())?;
+                if let Some(r) = runs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&info.release)
+                {
+                    r.downloaded = staged.downloaded;
+                    r.fetch_s = staged.fetching.as_secs_f64();
+                    r.unpack_s = staged.unpacking.as_secs_f64();
+                    r.files = staged.files;
+                }
+                let tree = &staged.tree;
+                let art = kmlink_metadata_db::extract::Artifacts {
+                    release: tree.release.clone(),
+                    distro: info.distro.as_str().to_string(),
+                    suite: info.suite.clone(),
+                    flavour: info.flavour.clone(),
+                    vmlinuz: tree.vmlinuz.clone(),
+                    config: tree.config.clone(),
+                    modules_dir: tree.modules_dir.clone(),
+                    symvers: tree.symvers.clone(),
+                    packages: refs(&pin.packages),
+                };
+                Ok(StagedKernel {
+                    art,
+                    _files: staged,
+                })
+            });
+            Candidate {
+                release: info.release.clone(),
+                // No packages: never skipped before fetching.
+                packages: if a.force {
+                    Vec::new()
+                } else {
+                    refs(&pin.packages)
+                },
+                artifacts: job,
+            }
+        })
+        .collect();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |o: &Outcome| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
+        let line = match o {
+            Outcome::Stored {
+                key,
+                took,
+                extracting,
+            } => {
+                let r = runs.get_mut(&key.release);
+                let dl = r.as_ref().map_or(0, |r| r.downloaded);
+                if let Some(r) = r {
+                    r.outcome = "stored".into();
+                    r.extract_s = extracting.as_secs_f64();
+                }
+                format!(
+                    "stored {} ({:.0} MiB downloaded, {:.1} s in all, extraction {:.1} s)",
+                    key.release,
+                    mib(dl),
+                    took.as_secs_f64(),
+                    extracting.as_secs_f64()
+                )
+            }
+            Outcome::Unchanged { release } => {
+                if let Some(r) = runs.get_mut(release) {
+                    r.outcome = "already stored".into();
+                }
+                format!("{release}: already stored")
+            }
+            Outcome::Failed { release, error } => {
+                if let Some(r) = runs.get_mut(release) {
+                    r.outcome = "failed".into();
+                    r.reason = Some(error.clone());
+                }
+                format!("FAILED {release}: {error}")
+            }
+        };
+        eprintln!("kmlink: [{n}/{total}] {line}");
+    };
+    let report = refresh::refresh_with(&store, candidates, &manifest, a.jobs, &progress);
+    // Provenance of the records, for the report.
+    let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for r in runs.values_mut() {
+        if let Ok(recs) = store.get(&r.release) {
+            if let Some(rec) = recs.first() {
+                r.vermagic_source = rec.provenance.get("vermagic").cloned();
+                r.this_module = rec.provenance.get("this_module").cloned();
+                if r.outcome.is_empty() {
+                    r.outcome = "already stored".into();
+                }
+            }
+        }
+    }
+    if let Some(path) = &a.report {
+        let v: Vec<&KernelRun> = runs.values().collect();
+        std::fs::write(path, serde_json::to_vec_pretty(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let downloaded: u64 = runs.values().map(|r| r.downloaded).sum();
+    let failed = report.failed();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} kernels: {} stored, {} already stored, {} failed; {:.1} GiB downloaded in {:.0} s",
+        total,
+        report.stored(),
+        report.unchanged(),
+        failed.len(),
+        mib(downloaded) / 1024.0,
+        start.elapsed().as_secs_f64()
+    )?;
+    for (rel, why) in &failed {
+        writeln!(out, "  failed {rel}: {why}")?;
+    }
+    if !d.errors.is_empty() {
+        writeln!(out, "  {} suite(s) could not be read", d.errors.len())?;
+    }
+    Ok(if report.stored() == 0 && !failed.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+use kmlink_metadata_db::record::PackageRef;
+
+fn refs(packages: &[kmlink_crawler::index::PackageEntry]) -> Vec<PackageRef> {
+    packages
+        .iter()
+        .map(|p| PackageRef {
+            name: p.package.clone(),
+            version: p.version.clone(),
+            sha256: p.sha256.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "6.1.0-47-amd64"));
+        assert!(glob_match("6.1.0-4?-amd64", "6.1.0-47-amd64"));
+        assert!(!glob_match("6.1.0-4?-amd64", "6.1.0-47-cloud-amd64"));
+        assert!(glob_match("7.*", "7.3.4+deb13-rt-amd64"));
+        assert!(glob_match("*-rt-amd64", "7.3.4+deb13-rt-amd64"));
+        assert!(!glob_match("7.*", "6.12.107+deb13-amd64"));
+        assert!(glob_match("6.*.*-amd64", "6.12.107+deb13-amd64"));
+    }
 }
