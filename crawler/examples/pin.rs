@@ -50,6 +50,16 @@ const PINS: &[(&str, &str, &str, &[&str])] = &[
             "linux-headers-7.3.4+deb13-amd64",
         ],
     ),
+    (
+        // PREEMPT_RT: the monitor must stay correct with preemptible probes.
+        "6.12.107+deb13-rt-amd64",
+        "trixie",
+        "archive",
+        &[
+            "linux-image-6.12.107+deb13-rt-amd64-unsigned",
+            "linux-headers-6.12.107+deb13-rt-amd64",
+        ],
+    ),
 ];
 
 fn mirrors() -> Result<Mirrors, String> {
