@@ -476,27 +476,9 @@ fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
     })
 }
 
-/// `*` and `?` glob match of a whole string.
+/// `*` and `?` glob match of a whole string (the store's own matcher).
 fn glob_match(pat: &str, s: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
+    kmlink_metadata_db::codec::glob_match(pat, s)
 }
 
 /// Free bytes on the file system holding `path` (or its nearest existing
