@@ -85,6 +85,16 @@ pub fn materialize(release: &str, opts: &FetchOpts) -> Result<Fetched> {
     })
 }
 
+/// Fetches (verified) only what booting `release` needs and returns its
+/// image; with `evict`, packages downloaded for it leave the cache again.
+pub fn boot_image(release: &str, opts: &FetchOpts, evict: bool) -> Result<std::path::PathBuf> {
+    let (pin, _, _) = locate(release, opts)?;
+    let http = Http::new().context("setting up HTTP")?;
+    let origin = origin(opts)?;
+    pinned::boot_image(&cache(opts), &http, &origin.mirrors, &pin, evict)
+        .with_context(|| format!("fetching the image of {release}"))
+}
+
 /// What the extractor needs from an unpacked kernel.
 pub fn artifacts(fetched: &Fetched) -> Artifacts {
     let tree = &fetched.tree;

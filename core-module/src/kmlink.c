@@ -100,6 +100,19 @@ extern unsigned int kml_nr_cpu_ids;
 KML_IMPORT(kml_ktime_ns, "ktime_get_mono_fast_ns");
 extern u64 kml_ktime_ns(void);
 
+/* The kprobe backend's API: weak, so a kernel without kprobes still links
+ * (the backend then refuses to start). */
+KML_WEAK(kml_register_kprobe, "register_kprobe");
+extern int kml_register_kprobe(void *kp) __attribute__((weak));
+KML_WEAK(kml_unregister_kprobe, "unregister_kprobe");
+extern void kml_unregister_kprobe(void *kp) __attribute__((weak));
+KML_WEAK(kml_register_kretprobe, "register_kretprobe");
+extern int kml_register_kretprobe(void *rp) __attribute__((weak));
+KML_WEAK(kml_unregister_kretprobe, "unregister_kretprobe");
+extern void kml_unregister_kretprobe(void *rp) __attribute__((weak));
+KML_WEAK(kml_ksize, "ksize");
+extern size_t kml_ksize(const void *obj) __attribute__((weak));
+
 /* ---- layout table: filled by the linker for the target kernel ----------- */
 
 KML_SLOT(task_tgid, "offsetof task_struct.tgid");	/* pid_t tgid */
@@ -122,6 +135,28 @@ KML_SLOT(seq_ops_start, "offsetof seq_operations.start");
 KML_SLOT(seq_ops_stop, "offsetof seq_operations.stop");
 KML_SLOT(seq_ops_next, "offsetof seq_operations.next");
 KML_SLOT(seq_ops_show, "offsetof seq_operations.show");
+
+/* The kprobe backend: struct kprobe / kretprobe are filled field by field. */
+KML_SLOT(kprobe_size, "sizeof kprobe");
+KML_SLOT(kprobe_symbol_name, "offsetof kprobe.symbol_name");
+KML_SLOT(kprobe_pre_handler, "offsetof kprobe.pre_handler");
+KML_SLOT(kprobe_nmissed, "offsetof kprobe.nmissed");	/* unsigned long */
+KML_SLOT(kretprobe_size, "sizeof kretprobe");
+KML_SLOT(kretprobe_kp, "offsetof kretprobe.kp");
+KML_SLOT(kretprobe_handler, "offsetof kretprobe.handler");
+KML_SLOT(kretprobe_entry_handler, "offsetof kretprobe.entry_handler");
+KML_SLOT(kretprobe_maxactive, "offsetof kretprobe.maxactive");	/* int */
+KML_SLOT(kretprobe_nmissed, "offsetof kretprobe.nmissed");	/* int */
+KML_SLOT(kretprobe_data_size, "offsetof kretprobe.data_size");	/* size_t */
+KML_SLOT(kri_data, "offsetof kretprobe_instance.data");
+KML_SLOT(regs_di, "offsetof pt_regs.di");
+KML_SLOT(regs_si, "offsetof pt_regs.si");
+KML_SLOT(regs_dx, "offsetof pt_regs.dx");
+KML_SLOT(regs_cx, "offsetof pt_regs.cx");
+KML_SLOT(regs_r8, "offsetof pt_regs.r8");
+KML_SLOT(regs_r9, "offsetof pt_regs.r9");
+KML_SLOT(regs_ax, "offsetof pt_regs.ax");
+KML_SLOT(regs_sp, "offsetof pt_regs.sp");
 
 /* Per-CPU variables: the slot holds the variable's per-CPU address. */
 KML_SLOT(pcpu_current_task, "percpu current_task|pcpu_hot.current_task");
@@ -158,7 +193,83 @@ KML_MANIFEST("probe mm_page_free 2");
 KML_SLOT(mpf_page, "tparg mm_page_free.page:8");
 KML_SLOT(mpf_order, "tparg mm_page_free.order:4");
 
+/*
+ * kprobe backend targets, under each kernel's names. `fn?` slots hold the
+ * 1-based index of the first candidate the kernel has (0: none); `fnarg`
+ * slots the register position (1-6) of an argument of that same candidate,
+ * from the kernel's BTF prototype (6.12 inserted a bucket argument into
+ * __kmalloc_node_noprof, for one). The candidate lists are used at run time
+ * too, to name the probed symbol.
+ */
+#define KP_KMALLOC "__kmalloc_noprof|__kmalloc"
+KML_SLOT(kp_kmalloc, "fn? " KP_KMALLOC);
+KML_SLOT(kp_kmalloc_size, "fnarg " KP_KMALLOC ".size:8");
+KML_SLOT(kp_kmalloc_gfp, "fnarg " KP_KMALLOC ".flags|gfpflags:4");
+#define KP_KMALLOC_NODE "__kmalloc_node_noprof|__kmalloc_node"
+KML_SLOT(kp_kmalloc_node, "fn? " KP_KMALLOC_NODE);
+KML_SLOT(kp_kmalloc_node_size, "fnarg " KP_KMALLOC_NODE ".size:8");
+KML_SLOT(kp_kmalloc_node_gfp, "fnarg " KP_KMALLOC_NODE ".flags|gfpflags:4");
+#define KP_KMALLOC_CALLER "__kmalloc_node_track_caller_noprof|__kmalloc_node_track_caller"
+KML_SLOT(kp_kmalloc_caller, "fn? " KP_KMALLOC_CALLER);
+KML_SLOT(kp_kmalloc_caller_size, "fnarg " KP_KMALLOC_CALLER ".size:8");
+KML_SLOT(kp_kmalloc_caller_gfp, "fnarg " KP_KMALLOC_CALLER ".flags|gfpflags:4");
+KML_SLOT(kp_kmalloc_caller_caller, "fnarg? " KP_KMALLOC_CALLER ".caller:8");
+#define KP_KMALLOC_LARGE "__kmalloc_large_noprof|kmalloc_large_noprof|kmalloc_large"
+KML_SLOT(kp_kmalloc_large, "fn? " KP_KMALLOC_LARGE);
+KML_SLOT(kp_kmalloc_large_size, "fnarg " KP_KMALLOC_LARGE ".size:8");
+KML_SLOT(kp_kmalloc_large_gfp, "fnarg " KP_KMALLOC_LARGE ".flags|gfpflags:4");
+#define KP_KMALLOC_LARGE_NODE "__kmalloc_large_node_noprof|kmalloc_large_node_noprof|kmalloc_large_node"
+KML_SLOT(kp_kmalloc_large_node, "fn? " KP_KMALLOC_LARGE_NODE);
+KML_SLOT(kp_kmalloc_large_node_size, "fnarg " KP_KMALLOC_LARGE_NODE ".size:8");
+KML_SLOT(kp_kmalloc_large_node_gfp, "fnarg " KP_KMALLOC_LARGE_NODE ".flags|gfpflags:4");
+/* The constant-size fast path: kmalloc(N) with N known at compile time. */
+#define KP_KMALLOC_CACHE "__kmalloc_cache_noprof|kmalloc_trace_noprof|kmalloc_trace"
+KML_SLOT(kp_kmalloc_cache, "fn? " KP_KMALLOC_CACHE);
+KML_SLOT(kp_kmalloc_cache_s, "fnarg " KP_KMALLOC_CACHE ".s:8");
+KML_SLOT(kp_kmalloc_cache_size, "fnarg " KP_KMALLOC_CACHE ".size:8");
+KML_SLOT(kp_kmalloc_cache_gfp, "fnarg " KP_KMALLOC_CACHE ".flags|gfpflags:4");
+#define KP_KMALLOC_CACHE_NODE "__kmalloc_cache_node_noprof|kmalloc_node_trace_noprof|kmalloc_node_trace"
+KML_SLOT(kp_kmalloc_cache_node, "fn? " KP_KMALLOC_CACHE_NODE);
+KML_SLOT(kp_kmalloc_cache_node_s, "fnarg " KP_KMALLOC_CACHE_NODE ".s:8");
+KML_SLOT(kp_kmalloc_cache_node_size, "fnarg " KP_KMALLOC_CACHE_NODE ".size:8");
+KML_SLOT(kp_kmalloc_cache_node_gfp, "fnarg " KP_KMALLOC_CACHE_NODE ".flags|gfpflags:4");
+#define KP_KCA "kmem_cache_alloc_noprof|kmem_cache_alloc"
+KML_SLOT(kp_kca, "fn? " KP_KCA);
+KML_SLOT(kp_kca_s, "fnarg " KP_KCA ".s|cachep:8");
+KML_SLOT(kp_kca_gfp, "fnarg " KP_KCA ".flags|gfpflags:4");
+#define KP_KCA_LRU "kmem_cache_alloc_lru_noprof|kmem_cache_alloc_lru"
+KML_SLOT(kp_kca_lru, "fn? " KP_KCA_LRU);
+KML_SLOT(kp_kca_lru_s, "fnarg " KP_KCA_LRU ".s|cachep:8");
+KML_SLOT(kp_kca_lru_gfp, "fnarg " KP_KCA_LRU ".flags|gfpflags:4");
+#define KP_KCA_NODE "kmem_cache_alloc_node_noprof|kmem_cache_alloc_node"
+KML_SLOT(kp_kca_node, "fn? " KP_KCA_NODE);
+KML_SLOT(kp_kca_node_s, "fnarg " KP_KCA_NODE ".s|cachep:8");
+KML_SLOT(kp_kca_node_gfp, "fnarg " KP_KCA_NODE ".flags|gfpflags:4");
+#define KP_KFREE "kfree"
+KML_SLOT(kp_kfree, "fn? " KP_KFREE);
+KML_SLOT(kp_kfree_ptr, "fnarg " KP_KFREE ".object|objp|x:8");
+#define KP_KCF "kmem_cache_free"
+KML_SLOT(kp_kcf, "fn? " KP_KCF);
+KML_SLOT(kp_kcf_s, "fnarg " KP_KCF ".s|cachep:8");
+KML_SLOT(kp_kcf_ptr, "fnarg " KP_KCF ".x|objp:8");
+/* The page allocator: the innermost entry every allocation passes. */
+#define KP_PAGES "__alloc_frozen_pages_noprof|__alloc_pages_noprof|__alloc_pages"
+KML_SLOT(kp_pages, "fn? " KP_PAGES);
+KML_SLOT(kp_pages_gfp, "fnarg " KP_PAGES ".gfp|gfp_mask:4");
+KML_SLOT(kp_pages_order, "fnarg " KP_PAGES ".order:4");
+#define KP_PAGES_FREE "free_frozen_pages|free_unref_page"
+KML_SLOT(kp_pages_free, "fn? " KP_PAGES_FREE);
+KML_SLOT(kp_pages_free_page, "fnarg " KP_PAGES_FREE ".page:8");
+KML_SLOT(kp_pages_free_order, "fnarg " KP_PAGES_FREE ".order:4");
+#define KP_PAGES_FREE_OK "__free_pages_ok"
+KML_SLOT(kp_pages_free_ok, "fn? " KP_PAGES_FREE_OK);
+KML_SLOT(kp_pages_free_ok_page, "fnarg " KP_PAGES_FREE_OK ".page:8");
+KML_SLOT(kp_pages_free_ok_order, "fnarg " KP_PAGES_FREE_OK ".order:4");
+
 /* ---- link-time options -------------------------------------------------- */
+
+KML_OPTION(backend, 0);		/* 0: kmem tracepoints, 1: kprobes */
+KML_OPTION(kp_maxactive, 256);	/* kretprobe instances per allocation hook */
 
 KML_OPTION(ring_events, 4096);	/* events kept per ring (power of two) */
 KML_OPTION(ring_mem_mb, 16);	/* cap on all rings together */
@@ -807,6 +918,348 @@ static void kml_find_tracepoint(void *tp, void *priv)
 		kml.tp[KML_EV_PAGE_FREE] = tp;
 }
 
+/* ---- the kprobe backend --------------------------------------------------- */
+
+/*
+ * Allocation functions get a kretprobe: the entry handler saves the
+ * arguments (and the caller) in the instance's data, the return handler
+ * sees the result. Free functions get a plain kprobe. Handlers run with
+ * preemption disabled; they share the recording path with the tracepoint
+ * probes, so the same bounded, lock-free rules hold.
+ */
+#define KML_KP_WORDS 96		/* room for struct kretprobe (checked at init) */
+#define KML_KP_SYM_LEN 48
+
+enum kml_hook_kind { KML_HK_ALLOC, KML_HK_FREE, KML_HK_PAGES, KML_HK_PAGES_FREE };
+
+struct kml_hook {
+	const char *cands;		/* the manifest's candidate list */
+	const volatile u64 *fn;		/* chosen candidate, 1-based; 0: none */
+	const volatile u64 *a_size;	/* argument positions (0: absent) */
+	const volatile u64 *a_cache;
+	const volatile u64 *a_gfp;
+	const volatile u64 *a_ptr;
+	const volatile u64 *a_order;
+	const volatile u64 *a_caller;
+	u8 kind;			/* enum kml_hook_kind */
+	u8 type;			/* KML_EV_* */
+	u8 pcp_only;			/* count only orders the per-CPU lists take */
+	u8 registered;
+	char sym[KML_KP_SYM_LEN];
+	u64 probe[KML_KP_WORDS];	/* struct kprobe or struct kretprobe */
+};
+
+/* What an entry handler hands to the return handler. */
+struct kml_kp_data {
+	u64 size;
+	u64 cache;
+	u64 call_site;
+	u32 gfp;
+	u32 order;
+};
+
+#define KML_HOOK(c, f, sz, ca, g, p, o, cl, k, t)                            \
+	{ .cands = c, .fn = &kml_slot_##f, .a_size = sz, .a_cache = ca,       \
+	  .a_gfp = g, .a_ptr = p, .a_order = o, .a_caller = cl, .kind = k,     \
+	  .type = t }
+#define S(x) (&kml_slot_##x)
+
+static struct kml_hook kml_hooks[] = {
+	KML_HOOK(KP_KMALLOC, kp_kmalloc, S(kp_kmalloc_size), NULL,
+		 S(kp_kmalloc_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_NODE, kp_kmalloc_node, S(kp_kmalloc_node_size), NULL,
+		 S(kp_kmalloc_node_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_CALLER, kp_kmalloc_caller, S(kp_kmalloc_caller_size), NULL,
+		 S(kp_kmalloc_caller_gfp), NULL, NULL, S(kp_kmalloc_caller_caller),
+		 KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_LARGE, kp_kmalloc_large, S(kp_kmalloc_large_size), NULL,
+		 S(kp_kmalloc_large_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_LARGE_NODE, kp_kmalloc_large_node,
+		 S(kp_kmalloc_large_node_size), NULL, S(kp_kmalloc_large_node_gfp),
+		 NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_CACHE, kp_kmalloc_cache, S(kp_kmalloc_cache_size),
+		 S(kp_kmalloc_cache_s), S(kp_kmalloc_cache_gfp), NULL, NULL, NULL,
+		 KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_CACHE_NODE, kp_kmalloc_cache_node,
+		 S(kp_kmalloc_cache_node_size), S(kp_kmalloc_cache_node_s),
+		 S(kp_kmalloc_cache_node_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
+		 KML_EV_KMALLOC),
+	KML_HOOK(KP_KCA, kp_kca, NULL, S(kp_kca_s), S(kp_kca_gfp), NULL, NULL, NULL,
+		 KML_HK_ALLOC, KML_EV_KMEM_CACHE_ALLOC),
+	KML_HOOK(KP_KCA_LRU, kp_kca_lru, NULL, S(kp_kca_lru_s), S(kp_kca_lru_gfp),
+		 NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMEM_CACHE_ALLOC),
+	KML_HOOK(KP_KCA_NODE, kp_kca_node, NULL, S(kp_kca_node_s),
+		 S(kp_kca_node_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
+		 KML_EV_KMEM_CACHE_ALLOC),
+	KML_HOOK(KP_KFREE, kp_kfree, NULL, NULL, NULL, S(kp_kfree_ptr), NULL, NULL,
+		 KML_HK_FREE, KML_EV_KFREE),
+	KML_HOOK(KP_KCF, kp_kcf, NULL, S(kp_kcf_s), NULL, S(kp_kcf_ptr), NULL, NULL,
+		 KML_HK_FREE, KML_EV_KMEM_CACHE_FREE),
+	KML_HOOK(KP_PAGES, kp_pages, NULL, NULL, S(kp_pages_gfp), NULL,
+		 S(kp_pages_order), NULL, KML_HK_PAGES, KML_EV_PAGE_ALLOC),
+	KML_HOOK(KP_PAGES_FREE, kp_pages_free, NULL, NULL, NULL,
+		 S(kp_pages_free_page), S(kp_pages_free_order), NULL,
+		 KML_HK_PAGES_FREE, KML_EV_PAGE_FREE),
+	KML_HOOK(KP_PAGES_FREE_OK, kp_pages_free_ok, NULL, NULL, NULL,
+		 S(kp_pages_free_ok_page), S(kp_pages_free_ok_order), NULL,
+		 KML_HK_PAGES_FREE, KML_EV_PAGE_FREE),
+};
+
+#undef S
+
+/* Argument `pos` (1-6, x86-64 integer registers) of the probed function. */
+static u64 kml_reg_arg(const void *regs, u64 pos)
+{
+	u64 off;
+
+	switch (pos) {
+	case 1: off = kml_slot_regs_di; break;
+	case 2: off = kml_slot_regs_si; break;
+	case 3: off = kml_slot_regs_dx; break;
+	case 4: off = kml_slot_regs_cx; break;
+	case 5: off = kml_slot_regs_r8; break;
+	case 6: off = kml_slot_regs_r9; break;
+	default: return 0;
+	}
+	return *(const u64 *)((const char *)regs + off);
+}
+
+static u64 kml_hook_arg(const void *regs, const volatile u64 *slot)
+{
+	return slot ? kml_reg_arg(regs, *slot) : 0;
+}
+
+/* At function entry the stack pointer addresses the return address. */
+static u64 kml_entry_caller(const void *regs)
+{
+	return **(const u64 *const *)((const char *)regs + kml_slot_regs_sp);
+}
+
+static int kml_kp_entry(struct kml_hook *h, void *ri, void *regs)
+{
+	struct kml_kp_data *d = (void *)((char *)ri + kml_slot_kri_data);
+
+	if (!kml_active())
+		return 1;	/* no return handler for this call */
+	d->size = kml_hook_arg(regs, h->a_size);
+	d->cache = kml_hook_arg(regs, h->a_cache);
+	d->gfp = (u32)kml_hook_arg(regs, h->a_gfp);
+	d->order = (u32)kml_hook_arg(regs, h->a_order);
+	d->call_site = h->a_caller && *h->a_caller ? kml_hook_arg(regs, h->a_caller)
+						   : kml_entry_caller(regs);
+	return 0;
+}
+
+static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
+{
+	const struct kml_kp_data *d = (const void *)((char *)ri + kml_slot_kri_data);
+	u64 ret = *(const u64 *)((const char *)regs + kml_slot_regs_ax);
+	const void *cache = (const void *)d->cache;
+	u64 req = d->size, alloc = d->size;
+
+	if (!kml_active())
+		return 0;
+	if (h->kind == KML_HK_PAGES) {
+		if (ret)
+			kml_on_page(true, ret, d->order, d->gfp);
+		return 0;
+	}
+	if (cache) {
+		alloc = KML_FIELD(cache, cache_size, u32);
+		if (h->type == KML_EV_KMEM_CACHE_ALLOC)
+			req = KML_FIELD(cache, cache_object_size, u32);
+	} else if (ret > 16 && kml_ksize) {
+		alloc = kml_ksize((const void *)ret);
+	}
+	/* kmalloc events carry no cache (as the tracepoint's): report "-". */
+	kml_on_alloc(h->type, h->type == KML_EV_KMALLOC ? NULL : cache,
+		     d->call_site, ret, req, alloc, d->gfp);
+	return 0;
+}
+
+static int kml_kp_pre(struct kml_hook *h, void *regs)
+{
+	u64 ptr = kml_hook_arg(regs, h->a_ptr);
+
+	if (!kml_active() || !ptr)
+		return 0;
+	if (h->kind == KML_HK_PAGES_FREE) {
+		u32 order = (u32)kml_hook_arg(regs, h->a_order);
+
+		/* free_unref_page() hands orders the per-CPU lists do not
+		 * take on to __free_pages_ok(), which is probed too. */
+		if (h->pcp_only && order > 3 && order != 9)
+			return 0;
+		kml_on_page(false, ptr, order, 0);
+		return 0;
+	}
+	kml_on_free(h->type, (const void *)kml_hook_arg(regs, h->a_cache),
+		    kml_entry_caller(regs), ptr);
+	return 0;
+}
+
+/* One set of handlers per hook: the kernel passes no cookie we could use. */
+#define KML_KP_HANDLERS(n)                                                     \
+	static int kml_kp_entry_##n(void *ri, void *regs)                      \
+	{                                                                      \
+		return kml_kp_entry(&kml_hooks[n], ri, regs);                  \
+	}                                                                      \
+	static int kml_kp_return_##n(void *ri, void *regs)                     \
+	{                                                                      \
+		return kml_kp_return(&kml_hooks[n], ri, regs);                 \
+	}                                                                      \
+	static int kml_kp_pre_##n(void *kp, void *regs)                        \
+	{                                                                      \
+		return kml_kp_pre(&kml_hooks[n], regs);                        \
+	}
+
+KML_KP_HANDLERS(0) KML_KP_HANDLERS(1) KML_KP_HANDLERS(2) KML_KP_HANDLERS(3)
+KML_KP_HANDLERS(4) KML_KP_HANDLERS(5) KML_KP_HANDLERS(6) KML_KP_HANDLERS(7)
+KML_KP_HANDLERS(8) KML_KP_HANDLERS(9) KML_KP_HANDLERS(10) KML_KP_HANDLERS(11)
+KML_KP_HANDLERS(12) KML_KP_HANDLERS(13) KML_KP_HANDLERS(14)
+
+#define KML_KP_FNS(n) { kml_kp_entry_##n, kml_kp_return_##n, kml_kp_pre_##n }
+
+static int (*const kml_kp_fns[][3])(void *, void *) = {
+	KML_KP_FNS(0), KML_KP_FNS(1), KML_KP_FNS(2), KML_KP_FNS(3),
+	KML_KP_FNS(4), KML_KP_FNS(5), KML_KP_FNS(6), KML_KP_FNS(7),
+	KML_KP_FNS(8), KML_KP_FNS(9), KML_KP_FNS(10), KML_KP_FNS(11),
+	KML_KP_FNS(12), KML_KP_FNS(13), KML_KP_FNS(14),
+};
+
+_Static_assert(ARRAY_SIZE(kml_kp_fns) == ARRAY_SIZE(kml_hooks),
+	       "one handler set per hook");
+
+/* Copy candidate `idx` (1-based) of "a|b|c" into h->sym. */
+static bool kml_pick_symbol(struct kml_hook *h, u64 idx)
+{
+	const char *p = h->cands;
+	u64 i = 1;
+	int n = 0;
+
+	while (*p && i < idx) {
+		if (*p++ == '|')
+			i++;
+	}
+	if (i != idx || !*p)
+		return false;
+	while (p[n] && p[n] != '|' && n < KML_KP_SYM_LEN - 1) {
+		h->sym[n] = p[n];
+		n++;
+	}
+	h->sym[n] = 0;
+	return n > 0;
+}
+
+static void *kml_field_ptr(u64 *base, u64 off)
+{
+	return (char *)base + off;
+}
+
+static void kml_kprobes_unregister(void)
+{
+	u32 i;
+
+	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
+		struct kml_hook *h = &kml_hooks[i];
+
+		if (!h->registered)
+			continue;
+		if (h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES)
+			kml_unregister_kretprobe(h->probe);
+		else
+			kml_unregister_kprobe(h->probe);
+		h->registered = 0;
+	}
+}
+
+static u64 kml_kprobes_missed(void)
+{
+	u64 n = 0;
+	u32 i;
+
+	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
+		struct kml_hook *h = &kml_hooks[i];
+		u64 *kp = h->probe;
+
+		if (!h->registered)
+			continue;
+		if (h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES) {
+			n += (u32)READ_ONCE(*(s32 *)kml_field_ptr(kp, kml_slot_kretprobe_nmissed));
+			kp = kml_field_ptr(kp, kml_slot_kretprobe_kp);
+		}
+		n += READ_ONCE(*(u64 *)kml_field_ptr(kp, kml_slot_kprobe_nmissed));
+	}
+	return n;
+}
+
+static u32 kml_kprobes_registered(void)
+{
+	u32 i, n = 0;
+
+	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++)
+		n += kml_hooks[i].registered;
+	return n;
+}
+
+static int kml_kprobes_register(void)
+{
+	u32 i, n = 0;
+	int err;
+
+	if (!kml_register_kprobe || !kml_unregister_kprobe ||
+	    !kml_register_kretprobe || !kml_unregister_kretprobe) {
+		kml_printk("\0013kmlink: this kernel exports no kprobe API; build with --backend tracepoint\n");
+		return -38; /* -ENOSYS */
+	}
+	if (kml_slot_kretprobe_size > sizeof(kml_hooks[0].probe) ||
+	    kml_slot_kprobe_size > sizeof(kml_hooks[0].probe)) {
+		kml_printk("\0013kmlink: struct kretprobe (%llu) larger than expected\n",
+			   (u64)kml_slot_kretprobe_size);
+		return -22; /* -EINVAL */
+	}
+	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
+		struct kml_hook *h = &kml_hooks[i];
+		u64 *kp = h->probe;
+		bool ret = h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES;
+
+		if (!(kml_opt_events_mask & (1u << (h->type - 1))) || !*h->fn)
+			continue;
+		if (!kml_pick_symbol(h, *h->fn))
+			continue;
+		h->pcp_only = kml_streq(h->sym, "free_unref_page");
+		kml_memzero(h->probe, sizeof(h->probe));
+		if (ret) {
+			*(void **)kml_field_ptr(h->probe, kml_slot_kretprobe_entry_handler) =
+				(void *)kml_kp_fns[i][0];
+			*(void **)kml_field_ptr(h->probe, kml_slot_kretprobe_handler) =
+				(void *)kml_kp_fns[i][1];
+			*(s32 *)kml_field_ptr(h->probe, kml_slot_kretprobe_maxactive) =
+				(s32)kml_opt_kp_maxactive;
+			*(u64 *)kml_field_ptr(h->probe, kml_slot_kretprobe_data_size) =
+				sizeof(struct kml_kp_data);
+			kp = kml_field_ptr(h->probe, kml_slot_kretprobe_kp);
+		} else {
+			*(void **)kml_field_ptr(kp, kml_slot_kprobe_pre_handler) =
+				(void *)kml_kp_fns[i][2];
+		}
+		*(const char **)kml_field_ptr(kp, kml_slot_kprobe_symbol_name) = h->sym;
+		err = ret ? kml_register_kretprobe(h->probe) : kml_register_kprobe(h->probe);
+		if (err) {
+			kml_printk("\0014kmlink: kprobe on %s: register failed (%d); not monitored\n",
+				   h->sym, err);
+			continue;
+		}
+		h->registered = 1;
+		n++;
+	}
+	if (!n) {
+		kml_printk("\0013kmlink: no allocator function could be probed\n");
+		return -2; /* -ENOENT */
+	}
+	return 0;
+}
+
 /* ---- output helpers ------------------------------------------------------ */
 
 /* Escape a name for a whitespace-separated field: bytes outside 0x21..0x7e
@@ -969,9 +1422,14 @@ static int kml_stats_show(void *m, void *v)
 	for (i = KML_T_OTHER_PROC; i < KML_T_NR; i++)
 		kml_seq_printf(m, "%s %llu\n", kml_total_names[i], kml_total(i));
 	kml_seq_printf(m, "ring_overwritten %llu\n", kml_ring_overwritten());
+	if (kml_opt_backend == 1)
+		kml_seq_printf(m, "kprobe_missed %llu\n", kml_kprobes_missed());
 
 	kml_seq_printf(m, "\n# monitor: key value\n");
-	kml_seq_printf(m, "backend tracepoint\n");
+	if (kml_opt_backend == 1)
+		kml_seq_printf(m, "backend kprobe\nkprobes %u\n", kml_kprobes_registered());
+	else
+		kml_seq_printf(m, "backend tracepoint\n");
 	kml_seq_printf(m, "uptime_ns %llu\n", kml_ktime_ns() - kml.loaded_ns);
 	kml_seq_printf(m, "paused %u\n", READ_ONCE(kml.paused));
 	kml_seq_printf(m, "generation %llu\n", READ_ONCE(kml.generation));
@@ -1305,6 +1763,8 @@ static void kml_unregister_all(void)
 		if (kml.registered & (1u << i))
 			kml_tracepoint_probe_unregister(kml.tp[i], kml_probes[i], NULL);
 	}
+	/* unregister_k(ret)probe() waits for running handlers itself. */
+	kml_kprobes_unregister();
 	if (kml.registered)
 		kml_sync_probes();
 	kml.registered = 0;
@@ -1367,6 +1827,15 @@ int init_module(void)
 		goto err_proc;
 	}
 
+	if (kml_opt_backend == 1) {
+		err = kml_kprobes_register();
+		if (err)
+			goto err_hooks;
+		kml_printk("\0016kmlink: monitoring %u allocator functions with kprobes (%u rings of %llu events, %u shards, %llu pointer slots)\n",
+			   kml_kprobes_registered(), kml.nrings, kml.ring_cap,
+			   kml.shards, kml.ptr_mask + 1);
+		return 0;
+	}
 	kml.tp[KML_EV_KMALLOC] = kml_tp_kmalloc;
 	kml.tp[KML_EV_KMEM_CACHE_ALLOC] = kml_tp_kmem_cache_alloc;
 	kml.tp[KML_EV_KFREE] = kml_tp_kfree;

@@ -21,6 +21,15 @@
  *                                   tracepoint's probe arguments (after the
  *                                   data pointer); 0 when optional and absent
  *        tparg? …                   optional form of the above
+ *        fn <f>[|<f>…]              1-based index of the first candidate
+ *                                   function the kernel has (BTF FUNC)
+ *        fn? …                      optional form: 0 when it has none
+ *        fnarg <f>[|<f>…].<p>[|<p>…]:<size>
+ *                                   register position (1-6) of the first
+ *                                   named parameter of the function `fn`
+ *                                   would choose, checked to be <size>
+ *                                   bytes; 0 when no candidate exists
+ *        fnarg? …                   also 0 when the parameter is absent
  *   probe <tracepoint> <arity>      the core's probe for it takes <arity>
  *                                   arguments after the data pointer
  *   option <sym> <default>          a u64 in .kmlink.options the linker may

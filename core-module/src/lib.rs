@@ -103,6 +103,30 @@ pub enum SlotKind {
         /// Whether the parameter may be absent.
         optional: bool,
     },
+    /// `fn CAND|…` (or `fn? …`): 1-based index of the first candidate
+    /// function the kernel has (BTF `FUNC`), 0 when optional and none is
+    /// there. Used to pick a kprobe target under each kernel's name.
+    Function {
+        /// Candidate function names, preferred first.
+        candidates: Vec<String>,
+        /// Whether the kernel may have none of them.
+        optional: bool,
+    },
+    /// `fnarg CAND|….PARAM|…:SIZE` (or `fnarg? …`): 1-based register
+    /// position of the first named parameter the chosen function (the first
+    /// candidate the kernel has, as for `fn`) takes, checked to be SIZE
+    /// bytes; 0 when optional and absent, or when no candidate exists.
+    FnArg {
+        /// Candidate function names, preferred first (same list as the
+        /// matching `fn` slot).
+        functions: Vec<String>,
+        /// Parameter names, preferred first.
+        params: Vec<String>,
+        /// Size in bytes the core reads.
+        size: u64,
+        /// Whether the parameter may be absent.
+        optional: bool,
+    },
 }
 
 impl SlotKind {
@@ -227,9 +251,26 @@ impl Manifest {
             if let Some(k) = slot.kind.layout_key() {
                 keys.push(k);
             }
-            if let SlotKind::Percpu { candidates } = &slot.kind {
-                keys.extend(candidates.iter().filter_map(PercpuRef::offset_key));
-                keys.extend(candidates.iter().map(|c| format!("percpu:{}", c.var)));
+            match &slot.kind {
+                SlotKind::Percpu { candidates } => {
+                    keys.extend(candidates.iter().filter_map(PercpuRef::offset_key));
+                    keys.extend(candidates.iter().map(|c| format!("percpu:{}", c.var)));
+                }
+                SlotKind::Function { candidates, .. } => {
+                    keys.extend(candidates.iter().map(|f| function_key(f)));
+                }
+                SlotKind::FnArg {
+                    functions, params, ..
+                } => {
+                    for f in functions {
+                        keys.push(function_key(f));
+                        for p in params {
+                            keys.push(fnarg_key(f, p));
+                            keys.push(fnarg_size_key(f, p));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         keys.sort();
@@ -249,6 +290,22 @@ impl Manifest {
         tps.dedup();
         tps
     }
+}
+
+/// Layout key recording that the kernel has function `f` (value: its
+/// parameter count).
+pub fn function_key(f: &str) -> String {
+    format!("fn:{f}")
+}
+
+/// Layout key of parameter `p` of function `f`: its 1-based position.
+pub fn fnarg_key(f: &str, p: &str) -> String {
+    format!("fnarg:{f}.{p}")
+}
+
+/// Layout key of parameter `p` of function `f`: its size in bytes.
+pub fn fnarg_size_key(f: &str, p: &str) -> String {
+    format!("fnargsize:{f}.{p}")
 }
 
 fn parse_u64(text: &str) -> Option<u64> {
@@ -300,6 +357,36 @@ fn parse_slot(kind: &str, spec: &str) -> Result<SlotKind, String> {
                 optional: kind == "tparg?",
             }
         }
+        "fn" | "fn?" => {
+            let candidates: Vec<String> = spec.split('|').map(str::to_string).collect();
+            if candidates.iter().any(|c| c.is_empty() || c.contains('.')) {
+                return Err(format!("expected FUNC|FUNC…, got {spec:?}"));
+            }
+            SlotKind::Function {
+                candidates,
+                optional: kind == "fn?",
+            }
+        }
+        "fnarg" | "fnarg?" => {
+            let (fp, size) = spec.split_once(':').ok_or("expected FUNC|….PARAM|…:SIZE")?;
+            let (funcs, params) = split_member(fp)?;
+            let size = size.parse().map_err(|_| format!("bad size {size:?}"))?;
+            let functions: Vec<String> = funcs.split('|').map(str::to_string).collect();
+            let params: Vec<String> = params.split('|').map(str::to_string).collect();
+            if functions
+                .iter()
+                .chain(&params)
+                .any(|n| n.is_empty() || n.contains('.'))
+            {
+                return Err(format!("expected FUNC|….PARAM|…:SIZE, got {spec:?}"));
+            }
+            SlotKind::FnArg {
+                functions,
+                params,
+                size,
+                optional: kind == "fnarg?",
+            }
+        }
         other => return Err(format!("unknown slot kind {other:?}")),
     })
 }
@@ -340,5 +427,53 @@ mod tests {
         assert!(m.add("slot x tparg kmalloc.ptr").is_err());
         assert!(m.add("frobnicate").is_err());
         assert!(m.add("probe kmalloc six").is_err());
+        assert!(m.add("slot x fn a||b").is_err());
+        assert!(m.add("slot x fn a.b").is_err());
+        assert!(m.add("slot x fnarg a|b.size").is_err());
+        assert!(m.add("slot x fnarg a|b:8").is_err());
+        assert!(m.add("slot x fnarg a|b.:8").is_err());
+    }
+
+    #[test]
+    fn function_slots_parse_and_name_their_layout_keys() {
+        let mut m = Manifest::default();
+        m.add("slot s fn? f|g").expect("fn");
+        m.add("slot t fnarg f|g.flags|gfpflags:4").expect("fnarg");
+        assert_eq!(
+            m.slots[0].kind,
+            SlotKind::Function {
+                candidates: vec!["f".into(), "g".into()],
+                optional: true
+            }
+        );
+        assert_eq!(
+            m.slots[1].kind,
+            SlotKind::FnArg {
+                functions: vec!["f".into(), "g".into()],
+                params: vec!["flags".into(), "gfpflags".into()],
+                size: 4,
+                optional: false
+            }
+        );
+        let keys = m.layout_keys();
+        for k in [
+            "fn:f",
+            "fn:g",
+            "fnarg:f.flags",
+            "fnarg:g.gfpflags",
+            "fnargsize:f.gfpflags",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k} in {keys:?}");
+        }
+        // The embedded core declares the backend option and its hooks.
+        let core = Manifest::core().expect("core");
+        assert!(core
+            .options
+            .iter()
+            .any(|o| o.name == "backend" && o.default == 0));
+        assert!(core
+            .slots
+            .iter()
+            .any(|s| matches!(&s.kind, SlotKind::Function { candidates, .. } if candidates.contains(&"kfree".to_string()))));
     }
 }

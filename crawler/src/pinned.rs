@@ -553,6 +553,121 @@ fn unpack(
     locate(&dest, rel, packages)
 }
 
+/// Where a boot image lives inside a kernel's packages.
+fn image_paths(rel: &str) -> [String; 3] {
+    [
+        format!("boot/vmlinuz-{rel}"),
+        format!("usr/lib/modules/{rel}/vmlinuz"),
+        format!("lib/modules/{rel}/vmlinuz"),
+    ]
+}
+
+/// Fetch (verified) only the package carrying `kernel`'s image and unpack
+/// only `vmlinuz` into `<cache>/boot/<release>/vmlinuz`: what a VM boot
+/// needs, at a fraction of a full tree's disk (the matrix over the whole
+/// archive keeps 225 of these). An up-to-date full tree
+/// (`<cache>/kernels/<release>`) is used as it is.
+///
+/// With `evict`, a package this call downloaded is removed from the cache
+/// again once the image is out. The image is written beside its final path
+/// and renamed into place with a marker naming the package's SHA256, so an
+/// interrupted run leaves nothing a later run would trust.
+pub fn boot_image(
+    cache: &Cache,
+    http: &Http,
+    mirrors: &Mirrors,
+    kernel: &PinnedKernel,
+    evict: bool,
+) -> Result<PathBuf> {
+    check_kernel(kernel)?;
+    let rel = &kernel.release;
+    let full = cache.root.join("kernels").join(rel);
+    if std::fs::read_to_string(full.join(MARKER)).ok().as_deref()
+        == Some(marker_text(&kernel.packages).as_str())
+    {
+        return Ok(locate(&full, rel, &kernel.packages)?.vmlinuz);
+    }
+    let boot = cache.root.join("boot");
+    let dest = boot.join(rel);
+    let image = dest.join("vmlinuz");
+    // Packages that can carry the image, most likely first.
+    let mut cands: Vec<&PackageEntry> = kernel.packages.iter().collect();
+    cands.sort_by_key(|p| {
+        if p.package.starts_with("linux-binary-") {
+            0
+        } else if p.package.starts_with("linux-image-") {
+            1
+        } else {
+            2
+        }
+    });
+    for p in &cands {
+        if std::fs::read_to_string(dest.join(MARKER)).ok().as_deref()
+            == Some(marker_text(std::slice::from_ref(*p)).as_str())
+            && image.is_file()
+        {
+            return Ok(image);
+        }
+    }
+    std::fs::create_dir_all(&boot).map_err(|e| Error::io("creating", &boot, e))?;
+    let bases = mirrors.for_kind(&kernel.archive).unwrap_or(&[]);
+    let wanted = image_paths(rel);
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    for p in cands {
+        let was_cached = cache.cached(p)?.is_some();
+        let deb_path = cache
+            .fetch(http, bases, p)
+            .map_err(|e| e.context(format!("kernel {rel}")))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{rel}."))
+            .suffix(".tmp")
+            .tempdir_in(&boot)
+            .map_err(|e| Error::io("creating a temporary directory in", &boot, e))?;
+        // Only one of the candidate paths exists: stop at the first.
+        let out = deb::extract_until(
+            &deb_path,
+            tmp.path(),
+            &mut |path| wanted.contains(&path),
+            &mut |_| true,
+        )
+        .map_err(|e| e.context(format!("extracting {}", p.label())));
+        if evict && !was_cached {
+            cache.remove(p)?;
+        }
+        let Some(found) = out?.into_iter().next() else {
+            continue;
+        };
+        let staged = tmp.path().join("vmlinuz");
+        std::fs::rename(&found, &staged).map_err(|e| Error::io("moving", &found, e))?;
+        let marker = tmp.path().join(MARKER);
+        std::fs::write(&marker, marker_text(std::slice::from_ref(p)))
+            .map_err(|e| Error::io("writing", &marker, e))?;
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| Error::io("removing", &dest, e))?;
+        }
+        let tmp_path = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp_path, &dest) {
+            let _ = std::fs::remove_dir_all(&tmp_path);
+            if !image.is_file() {
+                return Err(Error::io("renaming into place", &dest, e));
+            }
+        }
+        return Ok(image);
+    }
+    Err(Error::Kernel {
+        release: rel.clone(),
+        msg: format!(
+            "none of its packages ({}) carries a kernel image",
+            kernel
+                .packages
+                .iter()
+                .map(|p| p.package.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -346,3 +346,52 @@ fn checked_in_pins_load() {
         );
     }
 }
+
+#[test]
+fn boot_image_fetches_only_the_image_and_can_evict_the_package() {
+    let (rel, debs) = kernel_debs(5, "boot me");
+    let srv = start(routes(&debs));
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::new(d.path().to_owned());
+    let mirrors = Mirrors::explicit(&srv.base, None);
+    let p = pinned::boot_image(&cache, &http(), &mirrors, &pin(&rel, &debs), true).unwrap();
+    assert_eq!(p, d.path().join("boot").join(&rel).join("vmlinuz"));
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "boot me");
+    // Only the image package was downloaded, and evicted again.
+    assert_eq!(srv.hits(), 1);
+    assert!(cache.cached(&debs[0].0).unwrap().is_none());
+    assert!(!d.path().join("kernels").exists(), "no full tree");
+    // Reused without any download.
+    let p2 = pinned::boot_image(&cache, &http(), &mirrors, &pin(&rel, &debs), true).unwrap();
+    assert_eq!(p2, p);
+    assert_eq!(srv.hits(), 1);
+    // Without eviction the verified package stays in the cache.
+    let (rel6, debs6) = kernel_debs(6, "keep");
+    let srv6 = start(routes(&debs6));
+    let mirrors6 = Mirrors::explicit(&srv6.base, None);
+    pinned::boot_image(&cache, &http(), &mirrors6, &pin(&rel6, &debs6), false).unwrap();
+    assert!(cache.cached(&debs6[0].0).unwrap().is_some());
+}
+
+#[test]
+fn boot_image_without_an_image_is_an_error_naming_the_packages() {
+    let (rel, debs) = kernel_debs(7, "x");
+    let srv = start(routes(&debs));
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::new(d.path().to_owned());
+    let e = pinned::boot_image(
+        &cache,
+        &http(),
+        &Mirrors::explicit(&srv.base, None),
+        &pin(&rel, &debs[1..]),
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&rel) && e.contains("linux-headers-9.9.0-7-amd64") && e.contains("kernel image"),
+        "{e}"
+    );
+    // Nothing half-written is left where a later run would look.
+    assert!(!d.path().join("boot").join(&rel).exists());
+}

@@ -844,6 +844,46 @@ impl Btf {
             .any(|(_, t)| matches!(t.kind, Kind::Func { .. }))
     }
 
+    /// Parameters of the `BTF_KIND_FUNC` `name` (names from its prototype,
+    /// sizes and types resolved), or `Ok(None)` if there is no such
+    /// function. Several FUNCs of one name (static functions in different
+    /// files) must agree, else the prototype is ambiguous and an error.
+    pub fn function_params(&self, name: &str) -> Result<Option<Vec<TpParam>>, Error> {
+        let mut found: Option<Vec<TpParam>> = None;
+        for (_, t) in self.named(name) {
+            let Kind::Func { proto, .. } = t.kind else {
+                continue;
+            };
+            let bad = |what: String| Error::BtfQuery {
+                item: name.to_owned(),
+                what,
+            };
+            let Some(Kind::FuncProto { params, .. }) = self.get(proto).map(|p| &p.kind) else {
+                return Err(bad("FUNC does not point to a FUNC_PROTO".into()));
+            };
+            let mut out = Vec::new();
+            for p in self.params(params) {
+                if p.ty.0 == 0 {
+                    return Err(bad("variadic prototype".into()));
+                }
+                out.push(TpParam {
+                    name: self.str_at(p.name).to_owned(),
+                    size: self.type_size(p.ty)?,
+                    type_name: self.type_name(p.ty)?,
+                });
+            }
+            match &found {
+                Some(prev) if *prev != out => {
+                    return Err(bad(
+                        "several FUNCs of this name with different prototypes".into()
+                    ))
+                }
+                _ => found = Some(out),
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether `name` is a variable in the `.data..percpu` DATASEC.
     pub fn is_percpu_var(&self, name: &str) -> bool {
         self.named(".data..percpu").any(|(_, t)| match &t.kind {

@@ -878,23 +878,7 @@ pub fn layouts_from_btf(
     manifest: &Manifest,
     btf: &Btf,
 ) -> Result<BTreeMap<String, u64>, kmlink_donor::Error> {
-    let mut out = BTreeMap::new();
-    for key in manifest.layout_keys() {
-        let value = if let Some(spec) = key.strip_prefix("offsetof:") {
-            let (s, m) = spec.split_once('.').unwrap_or((spec, ""));
-            btf.member_offset(s, m)?
-        } else if let Some(s) = key.strip_prefix("sizeof:") {
-            btf.struct_size(s)
-        } else if let Some(v) = key.strip_prefix("percpu:") {
-            btf.is_percpu_var(v).then_some(0)
-        } else {
-            None
-        };
-        if let Some(v) = value {
-            out.insert(key, v);
-        }
-    }
-    Ok(out)
+    kmlink_metadata_db::extract::btf_layouts(btf, manifest)
 }
 
 fn layouts(f: &Facts<'_>) -> Check {

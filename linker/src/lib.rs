@@ -27,7 +27,7 @@ use object::build::elf::{Builder, Relocation, SectionData, SectionId, SymbolId};
 use object::build::{ByteString, Bytes};
 use object::elf;
 
-use kmlink_core_module::{Manifest, LAYOUT_SECTION, MANIFEST_SECTION};
+use kmlink_core_module::{Manifest, LAYOUT_SECTION, MANIFEST_SECTION, OPTIONS_SECTION};
 use kmlink_metadata_db::record::KernelRecord;
 
 pub use plan::{Binding, Plan, SlotValue};
@@ -85,6 +85,16 @@ pub enum LinkError {
         /// What does not fit.
         reason: String,
     },
+    /// A kprobe target or its argument does not fit the core.
+    #[error("{release}: function {function}: {reason}")]
+    FunctionMismatch {
+        /// Kernel release.
+        release: String,
+        /// Function (or candidate list).
+        function: String,
+        /// What does not fit.
+        reason: String,
+    },
     /// The kernel uses symbol versions but the record has no CRC for a symbol.
     #[error("{release}: no CRC for {symbol}, yet the kernel checks symbol versions (stock modules carry __versions); the record is incomplete")]
     MissingCrc {
@@ -134,6 +144,8 @@ pub struct LinkReport {
     pub retpoline_sites: usize,
     /// The `.modinfo` strings.
     pub modinfo: Vec<String>,
+    /// Every option's value in this module (set or default).
+    pub options: BTreeMap<String, u64>,
 }
 
 /// A linked module.
@@ -166,7 +178,20 @@ pub struct Refused {
 /// runs every check on the facts and the result; only a module whose checks
 /// all pass is returned.
 pub fn build(core: &[u8], facts: &check::Facts<'_>) -> Result<Built, Refused> {
-    let linked = link(core, facts.manifest, facts.record);
+    build_with(core, facts, &Options::new())
+}
+
+/// Link-time option values by name (the manifest's `option kml_opt_NAME`
+/// entries, without the prefix); options not named keep the core's default.
+pub type Options = BTreeMap<String, u64>;
+
+/// [`build`] with option values set for this module.
+pub fn build_with(
+    core: &[u8],
+    facts: &check::Facts<'_>,
+    options: &Options,
+) -> Result<Built, Refused> {
+    let linked = link_with(core, facts.manifest, facts.record, options);
     let verdict = check::verify(facts, &linked);
     match linked {
         Ok(linked) if verdict.ok() => Ok(Built { verdict, linked }),
@@ -190,7 +215,30 @@ pub fn content_hash(core: &[u8], record: &KernelRecord) -> String {
 /// This is the bare linker: it checks the record against itself only. Use
 /// [`build`] to also check it against the other sources of truth.
 pub fn link(core: &[u8], manifest: &Manifest, record: &KernelRecord) -> Result<Linked, LinkError> {
+    link_with(core, manifest, record, &Options::new())
+}
+
+/// [`link`] with option values set (see [`Options`]); an option the
+/// manifest does not declare is an error.
+pub fn link_with(
+    core: &[u8],
+    manifest: &Manifest,
+    record: &KernelRecord,
+    options: &Options,
+) -> Result<Linked, LinkError> {
     let release = record.identity.release.clone();
+    for name in options.keys() {
+        if !manifest.options.iter().any(|o| &o.name == name) {
+            let known: Vec<&str> = manifest.options.iter().map(|o| o.name.as_str()).collect();
+            return Err(LinkError::Inconsistent {
+                release,
+                what: format!(
+                    "option {name} is not one the core declares ({})",
+                    known.join(", ")
+                ),
+            });
+        }
+    }
     let plan = Plan::resolve(manifest, record)?;
     check_this_module(record)?;
     if record.vermagic.trim().is_empty() {
@@ -234,8 +282,17 @@ pub fn link(core: &[u8], manifest: &Manifest, record: &KernelRecord) -> Result<L
         report.bindings.push(binding.clone());
     }
 
-    // Layout table.
+    // Layout table and options.
     fill_layout(&mut b, &plan, symtab, &release)?;
+    fill_options(&mut b, manifest, options, &release)?;
+    report.options = manifest
+        .options
+        .iter()
+        .map(|o| {
+            let v = options.get(&o.name).copied().unwrap_or(o.default);
+            (o.name.clone(), v)
+        })
+        .collect();
 
     // Every remaining undefined symbol must be a kernel export.
     let undefined = undefined_symbols(&b);
@@ -503,6 +560,54 @@ fn fill_layout(
                 },
             );
         }
+    }
+    Ok(())
+}
+
+/// Writes the values of the options named in `options` into
+/// `.kmlink.options` (each an 8-byte object `kml_opt_NAME`).
+fn fill_options(
+    b: &mut Builder<'_>,
+    manifest: &Manifest,
+    options: &Options,
+    release: &str,
+) -> Result<(), LinkError> {
+    let bad = |what: String| LinkError::Inconsistent {
+        release: release.into(),
+        what,
+    };
+    for spec in &manifest.options {
+        let Some(value) = options.get(&spec.name) else {
+            continue;
+        };
+        let section = section_by_name(b, OPTIONS_SECTION)
+            .ok_or_else(|| bad(format!("core object has no {OPTIONS_SECTION}")))?;
+        let id = symbol_by_name(b, &spec.symbol).ok_or_else(|| {
+            bad(format!(
+                "manifest names option {}, which the object does not define",
+                spec.symbol
+            ))
+        })?;
+        let sym = b.symbols.get(id);
+        if sym.section != Some(section) || sym.st_size != 8 {
+            return Err(bad(format!(
+                "option {} is not an 8-byte object in {OPTIONS_SECTION}",
+                spec.symbol
+            )));
+        }
+        let off = sym.st_value;
+        let bytes = section_bytes_mut(b, section)
+            .ok_or_else(|| bad(format!("{OPTIONS_SECTION} has no data")))?;
+        let range = usize::try_from(off)
+            .ok()
+            .and_then(|o| bytes.get_mut(o..o + 8))
+            .ok_or_else(|| {
+                bad(format!(
+                    "option {} lies outside {OPTIONS_SECTION}",
+                    spec.symbol
+                ))
+            })?;
+        range.copy_from_slice(&value.to_le_bytes());
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kmlink_core_module::{Manifest, SlotKind};
+use kmlink_core_module::{fnarg_key, fnarg_size_key, function_key, Manifest, SlotKind};
 use kmlink_metadata_db::record::KernelRecord;
 
 use crate::LinkError;
@@ -205,5 +205,76 @@ fn resolve_slot(
             }
             Ok(SlotValue::Const(position))
         }
+        SlotKind::Function {
+            candidates,
+            optional,
+        } => match chosen_function(record, candidates) {
+            Some(i) => Ok(SlotValue::Const(i as u64 + 1)),
+            None if *optional => Ok(SlotValue::Const(0)),
+            None => Err(LinkError::FunctionMismatch {
+                release: release.clone(),
+                function: candidates.join(" or "),
+                reason: format!("the kernel has none of them (needed by {symbol})"),
+            }),
+        },
+        SlotKind::FnArg {
+            functions,
+            params,
+            size,
+            optional,
+        } => {
+            let Some(i) = chosen_function(record, functions) else {
+                return Ok(SlotValue::Const(0));
+            };
+            let f = &functions[i];
+            let found = params.iter().find_map(|p| {
+                record
+                    .layouts
+                    .get(&fnarg_key(f, p))
+                    .map(|pos| (p, *pos, record.layouts.get(&fnarg_size_key(f, p))))
+            });
+            let Some((p, pos, psize)) = found else {
+                if *optional {
+                    return Ok(SlotValue::Const(0));
+                }
+                return Err(LinkError::FunctionMismatch {
+                    release: release.clone(),
+                    function: f.clone(),
+                    reason: format!(
+                        "no parameter named {} (needed by {symbol})",
+                        params.join(" or ")
+                    ),
+                });
+            };
+            if psize != Some(size) {
+                return Err(LinkError::FunctionMismatch {
+                    release: release.clone(),
+                    function: f.clone(),
+                    reason: format!(
+                        "parameter {p} is {} bytes, the core reads {size}",
+                        psize.map_or("of unknown size".to_string(), |s| s.to_string())
+                    ),
+                });
+            }
+            // x86-64 passes the first six integer arguments in registers;
+            // the core reads only those.
+            if !(1..=6).contains(&pos) {
+                return Err(LinkError::FunctionMismatch {
+                    release: release.clone(),
+                    function: f.clone(),
+                    reason: format!(
+                        "parameter {p} is argument {pos}, not one of the six passed in registers"
+                    ),
+                });
+            }
+            Ok(SlotValue::Const(pos))
+        }
     }
+}
+
+/// Index of the first candidate function the record says the kernel has.
+fn chosen_function(record: &KernelRecord, candidates: &[String]) -> Option<usize> {
+    candidates
+        .iter()
+        .position(|f| record.layouts.contains_key(&function_key(f)))
 }

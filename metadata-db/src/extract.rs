@@ -653,6 +653,53 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     })
 }
 
+/// The layout facts the core `manifest` asks for (`manifest.layout_keys()`),
+/// read from `btf`: `offsetof:`/`sizeof:` (struct layouts), `percpu:`
+/// (per-CPU variables), `fn:` (functions, value = parameter count),
+/// `fnarg:`/`fnargsize:` (a function parameter's 1-based position / size).
+/// A fact the kernel does not have is absent from the map. The record
+/// extractor and the linker's check against live BTF both use this, so
+/// they cannot read BTF differently.
+pub fn btf_layouts(
+    btf: &Btf,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, u64>, kmlink_donor::Error> {
+    let mut layouts = BTreeMap::new();
+    for key in manifest.layout_keys() {
+        let value = if let Some(spec) = key.strip_prefix("offsetof:") {
+            let (s, m) = spec.split_once('.').unwrap_or((spec, ""));
+            btf.member_offset(s, m)?
+        } else if let Some(s) = key.strip_prefix("sizeof:") {
+            btf.struct_size(s)
+        } else if let Some(v) = key.strip_prefix("percpu:") {
+            btf.is_percpu_var(v).then_some(0)
+        } else if let Some(f) = key.strip_prefix("fn:") {
+            btf.function_params(f)?.map(|p| p.len() as u64)
+        } else if let Some((f, p, want_size)) = key
+            .strip_prefix("fnarg:")
+            .map(|fp| (fp, false))
+            .or_else(|| key.strip_prefix("fnargsize:").map(|fp| (fp, true)))
+            .and_then(|(fp, sz)| fp.split_once('.').map(|(f, p)| (f, p, sz)))
+        {
+            btf.function_params(f)?.and_then(|params| {
+                params.iter().position(|q| q.name == p).map(|i| {
+                    if want_size {
+                        params[i].size
+                    } else {
+                        i as u64 + 1
+                    }
+                })
+            })
+        } else {
+            None
+        };
+        if let Some(v) = value {
+            layouts.insert(key, v);
+        }
+    }
+    Ok(layouts)
+}
+
 /// Layouts, tracepoint prototypes and allocator functions the core
 /// `manifest` asks for, from BTF.
 #[allow(clippy::type_complexity)]
@@ -676,23 +723,7 @@ fn btf_facts(
             source,
         }
     };
-    let mut layouts = BTreeMap::new();
-    for key in manifest.layout_keys() {
-        let value = if let Some(spec) = key.strip_prefix("offsetof:") {
-            let (s, m) = spec.split_once('.').unwrap_or((spec, ""));
-            btf.member_offset(s, m)
-                .map_err(donor(format!("BTF offsetof({s}, {m})")))?
-        } else if let Some(s) = key.strip_prefix("sizeof:") {
-            btf.struct_size(s)
-        } else if let Some(v) = key.strip_prefix("percpu:") {
-            btf.is_percpu_var(v).then_some(0)
-        } else {
-            None
-        };
-        if let Some(v) = value {
-            layouts.insert(key, v);
-        }
-    }
+    let layouts = btf_layouts(btf, manifest).map_err(donor("BTF layout facts".into()))?;
     let mut tracepoints = BTreeMap::new();
     for tp in manifest.tracepoints() {
         if let Some(params) = btf

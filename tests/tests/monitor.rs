@@ -94,15 +94,43 @@ fn tables(stats: &str) -> BTreeMap<String, (Vec<String>, Vec<Vec<String>>)> {
     out
 }
 
-fn check_kernel(release: &str) {
+/// Which hook the module under test uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Tracepoint,
+    Kprobe,
+}
+
+/// How far the kprobe backend's counts may be from the tracepoints' (see
+/// docs/core-module.md, "kprobe backend accuracy"). A kprobe that fires
+/// while another kprobe handler runs on the same CPU (an interrupt's
+/// softirq freeing RCU-deferred objects, for one) is not delivered: the
+/// kernel counts it in the probe's `nmissed`, which the monitor reports as
+/// `kprobe_missed`. Every difference must be covered by that count, plus
+/// 1% for paths that reach a tracepoint without passing a probed entry
+/// point.
+fn within(backend: Backend, monitor: u64, trace: u64, missed: u64) -> bool {
+    match backend {
+        Backend::Tracepoint => monitor == trace,
+        Backend::Kprobe => monitor.abs_diff(trace) <= missed + trace.div_ceil(100),
+    }
+}
+
+fn check_kernel(release: &str, backend: Backend) {
     let tree = kernel(release).expect("pinned kernel");
     let dir = tempfile::tempdir().expect("tempdir");
     let ko = dir.path().join("kmlink.ko");
+    let backend_arg = match backend {
+        Backend::Tracepoint => "tracepoint",
+        Backend::Kprobe => "kprobe",
+    };
     kmlink_ok(&[
         "build",
         "--kernel",
         release,
         "--from-packages",
+        "--backend",
+        backend_arg,
         "-o",
         ko.to_str().expect("utf8"),
     ])
@@ -174,10 +202,11 @@ fn check_kernel(release: &str) {
         // outstanding-table misses (a bounded lossy cache: they only make
         // `outstanding` approximate) are expected; no counted event may be
         // lost.
-        if !matches!(
+        let expected = matches!(
             row[0].as_str(),
             "ring_overwritten" | "unknown_frees" | "stale_ptrs" | "ptr_table_full"
-        ) {
+        ) || (backend == Backend::Kprobe && row[0] == "kprobe_missed");
+        if !expected {
             assert_eq!(row[1], "0", "{release}: monitor dropped: {row:?}");
         }
     }
@@ -195,7 +224,7 @@ fn check_kernel(release: &str) {
     let (monitor, frees, pages) = (sum("allocs"), sum("frees"), sum("page_allocs"));
     let comms: Vec<&str> = mine.iter().map(|r| r[1].as_str()).collect();
     eprintln!(
-        "{release}: pid {pid} ({comms:?}): allocations monitor {monitor} = tracefs {trace_km} kmalloc + {trace_kca} kmem_cache_alloc; \
+        "{release} [{backend_arg}]: pid {pid} ({comms:?}): allocations monitor {monitor} = tracefs {trace_km} kmalloc + {trace_kca} kmem_cache_alloc; \
          frees monitor {frees} tracefs {trace_frees}; page allocations monitor {pages} tracefs {trace_pages}"
     );
     assert!(
@@ -206,18 +235,26 @@ fn check_kernel(release: &str) {
         trace_km + trace_kca > 100,
         "{release}: the workload must allocate"
     );
-    assert_eq!(
-        monitor,
-        trace_km + trace_kca,
-        "{release}: allocations disagree with tracefs\n{stats}"
-    );
-    assert_eq!(
-        frees, trace_frees,
-        "{release}: frees disagree with tracefs kfree + kmem_cache_free"
-    );
-    assert_eq!(
-        pages, trace_pages,
-        "{release}: page allocations disagree with tracefs mm_page_alloc"
+    let missed: u64 = dropped
+        .iter()
+        .find(|r| r[0] == "kprobe_missed")
+        .map_or(0, |r| r[1].parse().expect("number"));
+    if backend == Backend::Kprobe {
+        eprintln!("{release} [{backend_arg}]: kprobe_missed {missed}");
+    }
+    let agree = |what: &str, m: u64, t: u64| {
+        assert!(
+            within(backend, m, t, missed),
+            "{release} [{backend_arg}]: {what}: monitor {m}, tracefs {t}, kprobe_missed {missed}\n{stats}"
+        );
+    };
+    agree("allocations", monitor, trace_km + trace_kca);
+    agree("frees (kfree + kmem_cache_free)", frees, trace_frees);
+    agree("page allocations (mm_page_alloc)", pages, trace_pages);
+    let backend_line = format!("backend {backend_arg}");
+    assert!(
+        stats.lines().any(|l| l.trim() == backend_line),
+        "{release}: stats must say {backend_line}"
     );
     assert!(pages > 0, "{release}: the workload must allocate pages");
     assert!(t
@@ -293,9 +330,19 @@ fn section<'a>(output: &'a str, name: &str) -> &'a str {
 #[test]
 #[ignore = "boots real kernels in QEMU"]
 fn monitor_counts_match_kmem_tracepoints_on_every_pinned_kernel() {
+    every_pinned_kernel(Backend::Tracepoint);
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn kprobe_backend_counts_track_kmem_tracepoints_on_every_pinned_kernel() {
+    every_pinned_kernel(Backend::Kprobe);
+}
+
+fn every_pinned_kernel(backend: Backend) {
     let mut failures = Vec::new();
     for release in pinned_releases().expect("pins") {
-        if let Err(e) = std::panic::catch_unwind(|| check_kernel(&release)) {
+        if let Err(e) = std::panic::catch_unwind(|| check_kernel(&release, backend)) {
             let msg = e
                 .downcast_ref::<String>()
                 .cloned()

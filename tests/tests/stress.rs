@@ -6,8 +6,9 @@
 //! unload, unreclaimable slab over the second half of the cycles, and /proc/vmallocinfo must name no allocation
 //! made by the module once it is gone.
 //!
-//! `KMLINK_STRESS_CYCLES` (default 20; the full stress run uses 200) and
-//! `KMLINK_STRESS_KERNEL` (default: the first pinned kernel).
+//! `KMLINK_STRESS_CYCLES` (default 20; the full stress run uses 200),
+//! `KMLINK_STRESS_KERNEL` (default: the first pinned kernel) and
+//! `KMLINK_STRESS_BACKEND` (`tracepoint`, the default, or `kprobe`).
 //! Boots a real kernel: `cargo test -p kmlink-tests --test stress -- --ignored`.
 
 use std::time::Duration;
@@ -68,11 +69,15 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
     let tree = kernel(&release).expect("kernel");
     let dir = tempfile::tempdir().expect("tempdir");
     let ko = dir.path().join("kmlink.ko");
+    let backend =
+        std::env::var("KMLINK_STRESS_BACKEND").unwrap_or_else(|_| "tracepoint".to_string());
     kmlink_ok(&[
         "build",
         "--kernel",
         &release,
         "--from-packages",
+        "--backend",
+        &backend,
         "-o",
         ko.to_str().expect("utf8"),
     ])

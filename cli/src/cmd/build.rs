@@ -23,8 +23,40 @@ pub enum Backend {
     /// The kmem tracepoints (the embedded core's backend).
     #[default]
     Tracepoint,
-    /// kprobes on the allocator entry points (not in this core).
+    /// kprobes and kretprobes on the allocator functions, under each
+    /// kernel's names.
     Kprobe,
+}
+
+impl Backend {
+    /// The core's `backend` option value.
+    pub fn option_value(self) -> u64 {
+        match self {
+            Backend::Tracepoint => 0,
+            Backend::Kprobe => 1,
+        }
+    }
+}
+
+/// Link-time options from `--backend` and `--set NAME=VALUE`.
+pub fn link_options(backend: Backend, sets: &[String]) -> Result<kmlink_linker::Options> {
+    let mut options = kmlink_linker::Options::new();
+    options.insert("backend".into(), backend.option_value());
+    for set in sets {
+        let Some((name, value)) = set.split_once('=') else {
+            bail!("--set {set:?}: expected NAME=VALUE");
+        };
+        let value = match value.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => value.parse(),
+        }
+        .with_context(|| format!("--set {set:?}: the value is not a number"))?;
+        if name == "backend" {
+            bail!("--set backend=…: use --backend tracepoint|kprobe");
+        }
+        options.insert(name.to_string(), value);
+    }
+    Ok(options)
 }
 
 /// Arguments of `kmlink build`.
@@ -66,6 +98,11 @@ pub struct BuildArgs {
     /// Kernel hook of the monitor.
     #[arg(long, value_enum, default_value_t = Backend::Tracepoint)]
     pub backend: Backend,
+    /// Set a link-time option of the core, NAME=VALUE (repeatable):
+    /// ring_events, ring_mem_mb, ptr_slots, max_rings, events_mask,
+    /// kp_maxactive.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
     /// Output module path (default: kmlink-<release>.ko).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -99,6 +136,7 @@ impl BuildArgs {
             donor: None,
             btf: None,
             backend: Backend::Tracepoint,
+            set: Vec::new(),
             output: None,
             check: false,
             dump: false,
@@ -409,9 +447,7 @@ pub fn print_provenance(s: &Sources) {
 
 /// Runs `kmlink build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
-    if args.backend == Backend::Kprobe {
-        bail!("the embedded core has only the tracepoint backend (--backend tracepoint)");
-    }
+    let options = link_options(args.backend, &args.set)?;
     let manifest = Manifest::core().context("reading the embedded core's manifest")?;
     let sources = gather(&args, &manifest)?;
     for line in sources.describe() {
@@ -426,7 +462,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         eprintln!("kmlink: record written to {}", path.display());
     }
     let facts = sources.facts(&manifest);
-    let built = kmlink_linker::build(CORE_OBJECT, &facts);
+    let built = kmlink_linker::build_with(CORE_OBJECT, &facts, &options);
     let (verdict, ko): (&Verdict, Option<Vec<u8>>) = match &built {
         Ok(b) => (&b.verdict, Some(b.linked.ko.clone())),
         Err(r) => (&r.verdict, None),
@@ -443,7 +479,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 "kmlink: WARNING: --unchecked-for-tests: writing a module the checks REFUSED; \
                  it exists to show what the kernel does with it. Never load it on a real system."
             );
-            kmlink_linker::link(CORE_OBJECT, &manifest, &sources.record)
+            kmlink_linker::link_with(CORE_OBJECT, &manifest, &sources.record, &options)
                 .with_context(|| format!("linking for {}", sources.release))?
                 .ko
         }

@@ -35,6 +35,10 @@ pub struct VmArgs {
     /// Print the whole serial console, not just the command's output.
     #[arg(long)]
     pub serial: bool,
+    /// Remove packages downloaded for the boot image from the cache again
+    /// (for runs over many kernels).
+    #[arg(long)]
+    pub evict_packages: bool,
     #[command(flatten)]
     pub fetch: FetchOpts,
     /// Command to run in the guest (busybox sh).
@@ -57,7 +61,7 @@ pub fn sh_quote(word: &str) -> String {
 
 /// Runs `kmlink vm`.
 pub fn run(args: VmArgs) -> Result<ExitCode> {
-    let fetched = kernels::materialize(&args.kernel, &args.fetch)?;
+    let vmlinuz = kernels::boot_image(&args.kernel, &args.fetch, args.evict_packages)?;
     let mut files = Vec::new();
     let mut script = String::new();
     let mut module_name = None;
@@ -111,7 +115,7 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
     }
     script.push_str("exit $rc\n");
 
-    let mut spec = VmSpec::new(&fetched.tree.vmlinuz, script);
+    let mut spec = VmSpec::new(&vmlinuz, script);
     spec.files = files;
     spec.timeout = Duration::from_secs(args.timeout);
     spec.memory_mb = args.memory;
