@@ -77,7 +77,21 @@ impl Launch<'_> {
             "none".into(),
             "-no-reboot".into(),
             "-accel".into(),
-            if self.kvm { "kvm" } else { "tcg" }.into(),
+            // Multi-threaded TCG does not order another vCPU's view of
+            // code being rewritten (the kernel's text_poke_bp: int3, body,
+            // first byte, with IPIs in between) the way hardware does:
+            // ftrace/kprobe/static-key patching under -smp 2 then executes
+            // torn instructions (stray int3, calls to 0). One TCG thread
+            // runs the vCPUs in turn: still SMP to the guest (IPIs,
+            // preemption, migration), with coherent code patching.
+            if self.kvm {
+                "kvm"
+            } else if self.smp > 1 {
+                "tcg,thread=single"
+            } else {
+                "tcg"
+            }
+            .into(),
             "-cpu".into(),
             "max".into(),
             "-m".into(),
