@@ -53,7 +53,8 @@ pub enum DbCommand {
         /// Also print this export's CRC, GPL flag, namespace and owner (repeatable).
         #[arg(long, value_name = "SYMBOL")]
         export: Vec<String>,
-        /// Fall back to the records built into kmlink.
+        /// Accepted for compatibility: `show` always falls back to the
+        /// records built into kmlink when the store has none.
         #[arg(long)]
         embedded: bool,
     },
@@ -266,16 +267,12 @@ fn show(
     embedded: bool,
 ) -> Result<ExitCode> {
     let store = open_store(db)?;
-    let (records, source) = if embedded {
-        store.get_or_embedded(release)?
-    } else {
-        (store.get(release)?, kmlink_metadata_db::RecordSource::Store)
-    };
+    let _ = embedded;
+    let (records, source) = store.get_or_embedded(release)?;
     if records.is_empty() {
         bail!(
-            "no record of {release} in {}{}; add it with `kmlink db add --from-packages {release}` or `kmlink bundle install FILE`, or see `kmlink db list`",
+            "no record of {release} in {} nor built in; add it with `kmlink db add --from-packages {release}` or `kmlink bundle install FILE`, or see `kmlink db list`",
             store.path().display(),
-            if embedded { " nor built in" } else { "" }
         );
     }
     if json {
