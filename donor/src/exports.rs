@@ -52,7 +52,7 @@ fn entry_size(t: &Table<'_>) -> Result<u64, Error> {
         .or(t.flags.map(|f| f.len() as u64));
     let size = match count {
         Some(0) if t.size == 0 => 12,
-        Some(n) if n > 0 && t.size % n == 0 && matches!(t.size / n, 8 | 12) => t.size / n,
+        Some(n) if n > 0 && t.size.is_multiple_of(n) && matches!(t.size / n, 8 | 12) => t.size / n,
         Some(n) => {
             return Err(Error::section(
                 t.name,
@@ -63,8 +63,8 @@ fn entry_size(t: &Table<'_>) -> Result<u64, Error> {
                 ),
             ))
         }
-        None if t.size % 12 == 0 => 12,
-        None if t.size % 8 == 0 => 8,
+        None if t.size.is_multiple_of(12) => 12,
+        None if t.size.is_multiple_of(8) => 8,
         None => {
             return Err(Error::section(
                 t.name,

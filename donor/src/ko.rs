@@ -306,7 +306,7 @@ fn module_crcs(ko: &Ko<'_>, name: &str, data: &[u8]) -> Result<Vec<u32>, Error> 
 
 /// Parse `__versions` (`struct modversion_info` array).
 pub fn read_versions(data: &[u8]) -> Result<Vec<(String, u32)>, Error> {
-    if data.len() % MODVERSION_INFO_SIZE != 0 {
+    if !data.len().is_multiple_of(MODVERSION_INFO_SIZE) {
         return Err(Error::section(
             "__versions",
             0,
@@ -337,7 +337,7 @@ pub fn read_versions(data: &[u8]) -> Result<Vec<(String, u32)>, Error> {
 /// Parse extended modversions: `__version_ext_crcs` (u32 each) parallel to
 /// the NUL-separated `__version_ext_names`.
 pub fn read_ext_versions(crcs: &[u8], names: &[u8]) -> Result<Vec<(String, u32)>, Error> {
-    if crcs.len() % 4 != 0 {
+    if !crcs.len().is_multiple_of(4) {
         return Err(Error::section(
             "__version_ext_crcs",
             0,

@@ -221,7 +221,7 @@ pub(crate) mod tests {
         let mut shstr = vec![0u8];
         let mut hdrs = Vec::new();
         for (name, addr, data) in sections {
-            while out.len() % 8 != 0 {
+            while !out.len().is_multiple_of(8) {
                 out.push(0);
             }
             let name_off = shstr.len() as u32;
@@ -241,7 +241,7 @@ pub(crate) mod tests {
         shstr.extend_from_slice(b".shstrtab\0");
         hdrs.push((name_off, 3, 0, 0, out.len() as u64, shstr.len() as u64));
         out.extend_from_slice(&shstr);
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let shoff = out.len() as u64;
