@@ -516,7 +516,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 }
 
 /// Writes a file through a temporary beside it, so no half-written output
-/// is ever left under the final name.
+/// is ever visible under the final name while the system runs. No `fsync`:
+/// what is written here (a module, a record as JSON) is rebuilt
+/// byte-identically on demand; after a power loss the file may be missing
+/// or short, and `kmlink load` compares its cached module with a fresh build
+/// before inserting it. The record store's own writes do `fsync`.
 pub fn write_atomic(path: &std::path::Path, data: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -530,7 +534,7 @@ pub fn write_atomic(path: &std::path::Path, data: &[u8]) -> Result<()> {
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        drop(f);
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
