@@ -535,7 +535,10 @@ fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
     let versioned = f.record.conventions.modversions;
     let sources = vec![Source::new(
         record_source(f.record, "exports"),
-        format!("{} exports", f.record.exports.len()),
+        match f.record.provenance.get(kmlink_metadata_db::slim::SLIM_KEY) {
+            Some(core) => format!("{} exports (those {core} may bind)", f.record.exports.len()),
+            None => format!("{} exports", f.record.exports.len()),
+        },
     )];
     let mut detail = format!(
         "{} imports bound, every one exported{}",

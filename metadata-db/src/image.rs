@@ -3,13 +3,27 @@
 //! plus one compressed blob per kernel.
 //!
 //! ```text
-//! file   = "KMLINKDB" u32:format u32:schema strings pools records sha256(all before)
+//! file   = "KMLINKDB" u32:format u32:schema strings pools records sha256(all before)     format 1
+//! file   = "KMLINKDB" u32:format u32:schema strings pools records
+//!          projections directory tail sha256(all before)                               format 2
 //! strings = n { bytes }                       every name, key and value, once
 //! pools  = n { Δname-id  n{u32 crc}  n{attr} }   distinct export values per symbol name
 //! attr   = u8:flags(1 gpl, 2 ns) [ns-id] owner-id
 //! records = n { release build btf distro suite flavour n:exports u8:flags [32]:sha256 bytes:blob }
 //! blob   = zstd( n:exports  runs{gap len}  n×crc-code  n×attr-code  value )
+//! projections = concatenated projection bytes (see below)
+//! directory = n { release build btf u8:has [ str:core varint:off varint:len [32]:sha256 ] }
+//! tail   = u64:projections-offset u64:directory-offset u64:directory-len [32]:sha256(directory)
 //! ```
+//!
+//! Format 2 (the store's) adds, per record, a *projection*: the record with
+//! only the exports the embedded core may bind (see [`crate::slim`]), as
+//! zstd-compressed JSON, checked by its own SHA256. The fixed-size tail
+//! locates a small directory (keys and projection locations, checked by its
+//! own SHA256), so `kmlink build` reads the header, the tail, the directory
+//! and one projection, never the whole file ([`lookup_projected`]). Any
+//! mismatch there sends the caller back to the full parse, which finds and
+//! names the damage as before. Bundles stay format 1.
 //!
 //! An export costs its record a position in a run-length coded set of name
 //! ids and two small pool indices (0 = no CRC): a CRC value any other stored
@@ -31,8 +45,15 @@ use crate::record::{content_hash, Export, KernelRecord, RECORD_SCHEMA};
 
 /// Magic bytes of a store file.
 pub const MAGIC: &[u8; 8] = b"KMLINKDB";
-/// Version of the container format (independent of [`RECORD_SCHEMA`]).
-pub const STORE_FORMAT: u32 = 1;
+/// Version of the container format (independent of [`RECORD_SCHEMA`])
+/// written to stores: format 1 plus projections and a directory.
+pub const STORE_FORMAT: u32 = 2;
+/// Version of the container format written to bundles (no projections).
+pub const BUNDLE_IMAGE_FORMAT: u32 = 1;
+/// Bytes of the format 2 tail (before the trailing checksum).
+const TAIL: usize = 8 + 8 + 8 + 32;
+/// Upper bound of one decompressed projection.
+const MAX_PROJECTION: usize = 16 << 20;
 /// Byte offset of the record schema (u32 LE) in an encoded image.
 pub const RECORD_SCHEMA_OFFSET: usize = 12;
 /// Upper bound of one decompressed record blob.
@@ -127,6 +148,58 @@ struct Attr {
     owner: u32,
 }
 
+/// A record cut to what one core may use, stored beside the full record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    /// `core <fingerprint>` of the core it was cut for.
+    pub core: String,
+    /// zstd-compressed canonical JSON of the projected record.
+    pub data: Vec<u8>,
+    /// SHA256 of `data`.
+    pub sha256: [u8; 32],
+}
+
+impl Projection {
+    /// The projection of `record` for the core built into this binary, if
+    /// that core's manifest is readable and the record can serve it.
+    pub fn of(record: &KernelRecord) -> Option<Projection> {
+        let (core, projected) = crate::slim::project_for_builtin_core(record)?;
+        let json = serde_json::to_vec(&projected).ok()?;
+        let data = zstd::bulk::compress(&json, 3).ok()?;
+        Some(Projection {
+            core,
+            sha256: sha256(&data),
+            data,
+        })
+    }
+
+    /// Checks and decodes the projected record; the error says what is wrong.
+    pub fn decode(&self, key: &RecordKey) -> Result<KernelRecord, String> {
+        decode_projection(&self.data, &self.sha256, key)
+    }
+}
+
+fn decode_projection(
+    data: &[u8],
+    expected: &[u8; 32],
+    key: &RecordKey,
+) -> Result<KernelRecord, String> {
+    if sha256(data) != *expected {
+        return Err("its projection fails its SHA256".into());
+    }
+    let json = zstd::bulk::decompress(data, MAX_PROJECTION)
+        .map_err(|e| format!("its projection does not decompress ({e})"))?;
+    let record: KernelRecord = serde_json::from_slice(&json)
+        .map_err(|e| format!("its projection does not decode ({e})"))?;
+    if RecordKey::of(&record) != *key {
+        return Err(format!(
+            "its projection is of {}, the index says {key}",
+            RecordKey::of(&record)
+        ));
+    }
+    Ok(record)
+}
+
 /// One stored record.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -136,6 +209,8 @@ pub struct Entry {
     pub hash: [u8; 32],
     /// The compressed blob.
     pub blob: Vec<u8>,
+    /// The record cut for the built-in core (format 2 only).
+    pub projection: Option<Projection>,
 }
 
 /// Why a header or structure is unusable (before any record is looked at).
@@ -175,6 +250,8 @@ pub struct Image {
     pub entries: Vec<Entry>,
     /// Whether the trailing checksum matched when read (true when built in memory).
     pub checksum_ok: bool,
+    /// Container format it was read in ([`STORE_FORMAT`] when built in memory).
+    pub format: u32,
 }
 
 /// Byte counts of an encoded image, for benchmarks.
@@ -201,6 +278,7 @@ impl Image {
     pub fn new() -> Self {
         Image {
             checksum_ok: true,
+            format: STORE_FORMAT,
             ..Default::default()
         }
     }
@@ -230,6 +308,7 @@ impl Image {
             summary,
             hash,
             blob,
+            projection: Projection::of(record),
         });
         Ok(self.entries.len() - 1)
     }
@@ -242,6 +321,7 @@ impl Image {
             summary: RecordSummary::of(record, &hash, blob.len() as u64),
             hash,
             blob,
+            projection: Projection::of(record),
         };
         Ok(())
     }
@@ -503,8 +583,23 @@ impl Image {
         Ok(record)
     }
 
-    /// Serialises the image.
+    /// Serialises the image in format 1 (bundles: no projections).
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&BUNDLE_IMAGE_FORMAT.to_le_bytes());
+        out.extend_from_slice(&RECORD_SCHEMA.to_le_bytes());
+        self.encode_strings(&mut out);
+        self.encode_pools(&mut out);
+        self.encode_entries(&mut out);
+        let sum = sha256(&out);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    /// Serialises the image in format 2 (stores): format 1's sections, then
+    /// the projections, the directory and the tail locating it.
+    pub fn encode_store(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&STORE_FORMAT.to_le_bytes());
@@ -512,6 +607,32 @@ impl Image {
         self.encode_strings(&mut out);
         self.encode_pools(&mut out);
         self.encode_entries(&mut out);
+        let projections_at = out.len() as u64;
+        let mut dir = Vec::new();
+        put_varint(&mut dir, self.entries.len() as u64);
+        for e in &self.entries {
+            let k = &e.summary.key;
+            put_bytes(&mut dir, k.release.as_bytes());
+            put_bytes(&mut dir, k.build_string.as_bytes());
+            put_bytes(&mut dir, k.btf_sha256.as_bytes());
+            match &e.projection {
+                None => dir.push(0),
+                Some(p) => {
+                    dir.push(1);
+                    put_bytes(&mut dir, p.core.as_bytes());
+                    put_varint(&mut dir, out.len() as u64);
+                    put_varint(&mut dir, p.data.len() as u64);
+                    dir.extend_from_slice(&p.sha256);
+                    out.extend_from_slice(&p.data);
+                }
+            }
+        }
+        let dir_at = out.len() as u64;
+        out.extend_from_slice(&dir);
+        out.extend_from_slice(&projections_at.to_le_bytes());
+        out.extend_from_slice(&dir_at.to_le_bytes());
+        out.extend_from_slice(&(dir.len() as u64).to_le_bytes());
+        out.extend_from_slice(&sha256(&dir));
         let sum = sha256(&out);
         out.extend_from_slice(&sum);
         out
@@ -566,18 +687,16 @@ impl Image {
         }
     }
 
-    /// Parses an encoded image. Structural damage is an error; damage inside
-    /// a record is found by [`Image::decode`]. A trailing checksum mismatch
-    /// is recorded in [`Image::checksum_ok`], not an error, so intact
-    /// records stay readable and damaged ones are named.
-    pub fn parse(data: &[u8]) -> Result<Image, ImageError> {
+    /// Checks the 16-byte header (magic, container format, record schema)
+    /// and returns the container format (1 or 2).
+    pub fn check_header(data: &[u8]) -> Result<u32, ImageError> {
         let mut r = Reader::new(data, 0);
         let magic = r.take(8.min(data.len()), "magic")?;
         if magic != MAGIC {
             return Err(ImageError::Magic(format!("{:02x?}", magic)));
         }
         let format = r.u32_le("format")?;
-        if format != STORE_FORMAT {
+        if format != STORE_FORMAT && format != BUNDLE_IMAGE_FORMAT {
             return Err(ImageError::Format {
                 found: format,
                 expected: STORE_FORMAT,
@@ -590,14 +709,37 @@ impl Image {
                 expected: RECORD_SCHEMA,
             });
         }
+        Ok(format)
+    }
+
+    /// Parses an encoded image. Structural damage is an error; damage inside
+    /// a record is found by [`Image::decode`]. A trailing checksum mismatch
+    /// is recorded in [`Image::checksum_ok`], not an error, so intact
+    /// records stay readable and damaged ones are named. A damaged format 2
+    /// directory only loses the projections (they are derived data).
+    pub fn parse(data: &[u8]) -> Result<Image, ImageError> {
+        let format = Self::check_header(data)?;
         if data.len() < 16 + 32 {
-            return Err(r.err("truncated: no checksum").into());
+            return Err(Reader::new(data, 0).err("truncated: no checksum").into());
         }
         let body = &data[..data.len() - 32];
         let checksum_ok = sha256(body) == data[data.len() - 32..];
-        let mut r = Reader::new(&body[16..], 16);
+        let (records_end, dir) = if format == STORE_FORMAT {
+            let t = Tail::read(body).map_err(ImageError::Decode)?;
+            let dir_bytes = &body[t.dir_at..t.dir_at + t.dir_len];
+            let dir = if sha256(dir_bytes) == t.dir_sha256 {
+                parse_directory(dir_bytes, t.dir_at as u64).ok()
+            } else {
+                None
+            };
+            (t.projections_at, dir.map(|d| (d, t.dir_at)))
+        } else {
+            (body.len(), None)
+        };
+        let mut r = Reader::new(&body[16..records_end], 16);
         let mut image = Image {
             checksum_ok,
+            format,
             ..Default::default()
         };
         let n = r.count("string count")?;
@@ -660,6 +802,7 @@ impl Image {
             let hash: [u8; 32] = r.array("record hash")?;
             let blob = r.bytes("record blob")?.to_vec();
             image.entries.push(Entry {
+                projection: None,
                 summary: RecordSummary {
                     key,
                     distro,
@@ -676,6 +819,22 @@ impl Image {
             });
         }
         r.finish("record set")?;
+        // Projections are derived data: one whose directory entry disagrees
+        // with the index or points outside its area is dropped (the next
+        // write recomputes it), never an error.
+        if let Some((dir, dir_at)) = dir.filter(|(d, _)| d.len() == image.entries.len()) {
+            for (e, d) in image.entries.iter_mut().zip(dir) {
+                e.projection = d
+                    .projection
+                    .filter(|p| d.key == e.summary.key && p.at >= records_end)
+                    .filter(|p| p.at.checked_add(p.len).is_some_and(|end| end <= dir_at))
+                    .map(|p| Projection {
+                        core: p.core,
+                        data: body[p.at..p.at + p.len].to_vec(),
+                        sha256: p.sha256,
+                    });
+            }
+        }
         Ok(image)
     }
 
@@ -706,4 +865,190 @@ impl Image {
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(data).into()
+}
+
+/// The format 2 tail, read from the end of a body (a file without its
+/// trailing checksum).
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    projections_at: usize,
+    dir_at: usize,
+    dir_len: usize,
+    dir_sha256: [u8; 32],
+}
+
+impl Tail {
+    /// Reads and bounds-checks the tail at the end of `body`; does not check
+    /// the directory's hash.
+    fn read(body: &[u8]) -> Result<Tail, DecodeError> {
+        let at = body.len().checked_sub(TAIL).filter(|&a| a >= 16);
+        let Some(at) = at else {
+            return Err(DecodeError {
+                what: "truncated: no directory tail".into(),
+                offset: 0,
+            });
+        };
+        Tail::parse(&body[at..], at)
+    }
+
+    /// Parses the `TAIL` bytes found at offset `at` (the end of the
+    /// directory must be `at`).
+    fn parse(bytes: &[u8], at: usize) -> Result<Tail, DecodeError> {
+        let mut r = Reader::new(bytes, at as u64);
+        let mut word =
+            |what: &str| -> Result<u64, DecodeError> { Ok(u64::from_le_bytes(r.array(what)?)) };
+        let projections_at = word("projections offset")?;
+        let dir_at = word("directory offset")?;
+        let dir_len = word("directory length")?;
+        let dir_sha256 = r.array("directory hash")?;
+        let fits = projections_at >= 16
+            && projections_at <= dir_at
+            && dir_at.checked_add(dir_len) == Some(at as u64);
+        if !fits {
+            return Err(DecodeError {
+                what: format!(
+                    "directory tail out of bounds (projections {projections_at:#x}, directory {dir_at:#x}+{dir_len:#x}, tail {at:#x})"
+                ),
+                offset: at as u64,
+            });
+        }
+        Ok(Tail {
+            projections_at: projections_at as usize,
+            dir_at: dir_at as usize,
+            dir_len: dir_len as usize,
+            dir_sha256,
+        })
+    }
+}
+
+/// One directory entry.
+#[derive(Debug, Clone)]
+struct DirEntry {
+    key: RecordKey,
+    projection: Option<DirProjection>,
+}
+
+#[derive(Debug, Clone)]
+struct DirProjection {
+    core: String,
+    at: usize,
+    len: usize,
+    sha256: [u8; 32],
+}
+
+fn parse_directory(dir: &[u8], base: u64) -> Result<Vec<DirEntry>, DecodeError> {
+    let mut r = Reader::new(dir, base);
+    let n = r.count("directory entries")?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut text = || r.str("directory key").map(str::to_owned);
+        let key = RecordKey {
+            release: text()?,
+            build_string: text()?,
+            btf_sha256: text()?,
+        };
+        let projection = match r.u8("projection flag")? {
+            0 => None,
+            1 => {
+                let core = r.str("projection core")?.to_owned();
+                let at = r.varint_max(u64::from(u32::MAX) << 8, "projection offset")? as usize;
+                let len = r.varint_max(u64::from(u32::MAX), "projection length")? as usize;
+                let sha256 = r.array("projection hash")?;
+                Some(DirProjection {
+                    core,
+                    at,
+                    len,
+                    sha256,
+                })
+            }
+            f => return Err(r.err(format!("projection flag {f}"))),
+        };
+        out.push(DirEntry { key, projection });
+    }
+    r.finish("directory")?;
+    Ok(out)
+}
+
+/// Why [`lookup_projected`] found no answer (the caller falls back to the
+/// full parse, which names any damage).
+#[derive(Debug)]
+pub enum Lookup {
+    /// Every build of the release, from its projection.
+    Found(Vec<KernelRecord>),
+    /// The directory says no record has this release.
+    Absent,
+    /// No fast answer: format 1, a record without a projection for this
+    /// core, or something failed a check (the reason, for the log).
+    Fallback(String),
+}
+
+/// Reads the projections of every stored build of `release` cut for `core`
+/// from an open store file of `len` bytes, touching only its header, tail,
+/// directory and those projections. A header error is returned as is; any
+/// other problem is a [`Lookup::Fallback`].
+pub fn lookup_projected(
+    file: &std::fs::File,
+    len: u64,
+    release: &str,
+    core: &str,
+) -> Result<Lookup, ImageError> {
+    use std::os::unix::fs::FileExt;
+    let read_at = |at: u64, n: usize| -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, at)
+            .map_err(|e| format!("reading {n} bytes at {at:#x}: {e}"))?;
+        Ok(buf)
+    };
+    let mut header = vec![0u8; 16.min(len as usize)];
+    file.read_exact_at(&mut header, 0).map_err(|e| {
+        ImageError::Decode(DecodeError {
+            what: format!("reading the header: {e}"),
+            offset: 0,
+        })
+    })?;
+    if Image::check_header(&header)? != STORE_FORMAT {
+        return Ok(Lookup::Fallback("container format 1".into()));
+    }
+    let fallback = |what: String| Ok(Lookup::Fallback(what));
+    let Some(tail_at) = len.checked_sub((TAIL + 32) as u64).filter(|&a| a >= 16) else {
+        return fallback("too short for a directory".into());
+    };
+    let tail = match read_at(tail_at, TAIL)
+        .and_then(|b| Tail::parse(&b, tail_at as usize).map_err(|e| e.to_string()))
+    {
+        Ok(t) => t,
+        Err(e) => return fallback(e),
+    };
+    let dir_bytes = match read_at(tail.dir_at as u64, tail.dir_len) {
+        Ok(b) => b,
+        Err(e) => return fallback(e),
+    };
+    if sha256(&dir_bytes) != tail.dir_sha256 {
+        return fallback("the directory fails its SHA256".into());
+    }
+    let dir = match parse_directory(&dir_bytes, tail.dir_at as u64) {
+        Ok(d) => d,
+        Err(e) => return fallback(e.to_string()),
+    };
+    let mut found = Vec::new();
+    for d in dir.iter().filter(|d| d.key.release == release) {
+        let Some(p) = d.projection.as_ref().filter(|p| p.core == core) else {
+            return fallback(format!("{} has no projection for {core}", d.key));
+        };
+        if p.at < tail.projections_at || p.at.checked_add(p.len).is_none_or(|end| end > tail.dir_at)
+        {
+            return fallback(format!("{}: projection out of bounds", d.key));
+        }
+        let record = read_at(p.at as u64, p.len)
+            .and_then(|data| decode_projection(&data, &p.sha256, &d.key));
+        match record {
+            Ok(r) => found.push(r),
+            Err(e) => return fallback(format!("{}: {e}", d.key)),
+        }
+    }
+    if found.is_empty() {
+        return Ok(Lookup::Absent);
+    }
+    found.sort_by(|a, b| RecordKey::of(a).cmp(&RecordKey::of(b)));
+    Ok(Lookup::Found(found))
 }

@@ -142,3 +142,48 @@ pub fn covers(
         ))
     }
 }
+
+/// The built-in core's manifest, its wanted exports and its key
+/// (`core <fingerprint>`), computed once per process; `None` if its
+/// manifest is unreadable (a build problem, reported where it is used).
+fn builtin_core() -> Option<&'static (Manifest, BTreeSet<String>, String)> {
+    static CORE: std::sync::OnceLock<Option<(Manifest, BTreeSet<String>, String)>> =
+        std::sync::OnceLock::new();
+    CORE.get_or_init(|| {
+        let manifest = Manifest::core().ok()?;
+        let object = kmlink_core_module::CORE_OBJECT;
+        let wanted = wanted_exports(&manifest, object);
+        let key = format!("core {}", fingerprint(&manifest, object));
+        Some((manifest, wanted, key))
+    })
+    .as_ref()
+}
+
+/// The built-in core's manifest, read once per process (`None` if it is
+/// unreadable: call [`Manifest::core`] for the error).
+pub fn builtin_manifest() -> Option<&'static Manifest> {
+    builtin_core().map(|(manifest, _, _)| manifest)
+}
+
+/// `core <fingerprint>` of the core built into this binary: the key of the
+/// projections a store keeps for it.
+pub fn builtin_core_key() -> Option<&'static str> {
+    builtin_core().map(|(_, _, key)| key.as_str())
+}
+
+/// The projection of `record` for the core built into this binary, with
+/// that core's key: the record with only the exports the core may bind
+/// (everything else, provenance included, as it is), marked slim for that
+/// core so it never passes for a full record. A slim record serves as its
+/// own projection when it was cut for this core; one cut for another core
+/// has none.
+pub fn project_for_builtin_core(record: &KernelRecord) -> Option<(String, KernelRecord)> {
+    let (_, wanted, key) = builtin_core()?;
+    if let Some(cut_for) = record.provenance.get(SLIM_KEY) {
+        return (cut_for == key).then(|| (key.clone(), record.clone()));
+    }
+    let mut r = record.clone();
+    r.exports.retain(|name, _| keep_export(wanted, name));
+    r.provenance.insert(SLIM_KEY.to_string(), key.clone());
+    Some((key.clone(), r))
+}

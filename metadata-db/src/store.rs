@@ -194,8 +194,20 @@ impl Store {
                 Ok(false)
             })?;
         }
-        store.image()?;
+        store.check_header()?;
         Ok(store)
+    }
+
+    /// Checks the file's header (magic, container format, record schema)
+    /// without reading the rest: structural damage is found at first use.
+    fn check_header(&self) -> Result<(), DbError> {
+        use std::io::Read;
+        let mut header = Vec::with_capacity(16);
+        std::fs::File::open(&self.path)
+            .and_then(|f| f.take(16).read_to_end(&mut header))
+            .map_err(io("reading", &self.path))?;
+        Image::check_header(&header).map_err(|e| image_error(&self.path, e))?;
+        Ok(())
     }
 
     /// The store file.
@@ -311,6 +323,16 @@ impl Store {
         Ok(report)
     }
 
+    /// Rewrites a format 1 store in the current format, and gives every
+    /// record lacking one its projection for the built-in core (what
+    /// [`Store::get_projected`] reads); any store write does the same.
+    /// Returns whether the file was rewritten.
+    pub fn upgrade(&self) -> Result<bool, DbError> {
+        let before = self.stamp()?;
+        self.write_locked(|_| Ok(false))?;
+        Ok(self.stamp()? != before)
+    }
+
     /// Takes the write lock, re-reads the file, lets `change` modify the
     /// image, and writes it back atomically if `change` says it changed.
     fn write_locked(
@@ -346,12 +368,72 @@ impl Store {
             Image::new()
         };
         let fresh = !self.path.exists();
-        if change(&mut image)? || fresh {
-            atomic_write(&self.path, &image.encode())?;
+        let upgrade = image.format != crate::image::STORE_FORMAT;
+        let changed = change(&mut image)?;
+        let projected = self.fill_projections(&mut image);
+        if changed || fresh || upgrade || projected {
+            atomic_write(&self.path, &image.encode_store())?;
         }
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
         drop(lock); // releases the flock
         Ok(())
+    }
+
+    /// Gives every record lacking one a projection for the built-in core
+    /// (records stored by a format 1 store or by a kmlink with another
+    /// core). Returns whether any was added.
+    fn fill_projections(&self, image: &mut Image) -> bool {
+        let Some(core) = crate::slim::builtin_core_key() else {
+            return false;
+        };
+        let mut added = false;
+        for i in 0..image.entries.len() {
+            if image.entries[i]
+                .projection
+                .as_ref()
+                .is_some_and(|p| p.core == core)
+            {
+                continue;
+            }
+            let projection = image
+                .decode(i)
+                .ok()
+                .and_then(|r| crate::image::Projection::of(&r));
+            if projection.is_some() {
+                image.entries[i].projection = projection;
+                added = true;
+            }
+        }
+        added
+    }
+
+    /// The stored builds of `release` as projected for the core built into
+    /// this binary (only the exports it may bind; see
+    /// [`crate::slim::project_for_builtin_core`]), read without parsing the
+    /// whole store: its header, directory and those projections only, each
+    /// checked by its SHA256. `None` when there is no such fast answer (no
+    /// build of `release`, a record without a projection for this core, a
+    /// format 1 store, or anything failing a check): use [`Store::get`],
+    /// which reads everything and names any damage.
+    pub fn get_projected(&self, release: &str) -> Result<Option<Vec<KernelRecord>>, DbError> {
+        let Some(core) = crate::slim::builtin_core_key() else {
+            return Ok(None);
+        };
+        let file = std::fs::File::open(&self.path).map_err(io("reading", &self.path))?;
+        let len = file.metadata().map_err(io("reading", &self.path))?.len();
+        match crate::image::lookup_projected(&file, len, release, core)
+            .map_err(|e| image_error(&self.path, e))?
+        {
+            crate::image::Lookup::Found(records) => Ok(Some(records)),
+            crate::image::Lookup::Absent => Ok(None),
+            crate::image::Lookup::Fallback(why) => {
+                log::info!(
+                    "{}: reading the whole store: {why} (`kmlink db verify --repair` adds missing projections)",
+                    self.path.display()
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn remove_stale_temporaries(&self, dir: &Path) {
@@ -445,11 +527,14 @@ impl Store {
             ..Default::default()
         };
         for i in 0..image.entries.len() {
-            match image.decode(i) {
-                Ok(_) => report.ok += 1,
-                Err(what) => report
-                    .damaged
-                    .push((i, image.entries[i].summary.key.clone(), what)),
+            let entry = &image.entries[i];
+            let checked = image.decode(i).and_then(|_| match &entry.projection {
+                Some(p) => p.decode(&entry.summary.key).map(|_| ()),
+                None => Ok(()),
+            });
+            match checked {
+                Ok(()) => report.ok += 1,
+                Err(what) => report.damaged.push((i, entry.summary.key.clone(), what)),
             }
         }
         let btf_dir = self.btf_dir();
@@ -519,7 +604,7 @@ impl Store {
                 what: "the file changed while it was being repaired; run the repair again".into(),
             });
         }
-        atomic_write(&self.path, &image.encode())?;
+        atomic_write(&self.path, &image.encode_store())?;
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
         drop(lock);
         Ok(dropped)

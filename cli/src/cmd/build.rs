@@ -309,6 +309,14 @@ fn host_record(
 
 /// Gathers every source of truth for `args`' target kernel.
 pub fn gather(args: &BuildArgs, manifest: &Manifest) -> Result<Sources> {
+    gather_with(args, manifest, false)
+}
+
+/// [`gather`]; with `projected`, a stored record may be read as its
+/// projection for the built-in core (only the exports that core may bind,
+/// everything else as stored), which links the same module and feeds the
+/// same checks, but is not the whole record (not for `--save-record`).
+fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result<Sources> {
     let running = HostIdentity::read(Path::new("/")).ok();
     let release = match (&args.kernel, &running) {
         (Some(k), _) => k.clone(),
@@ -386,9 +394,16 @@ pub fn gather(args: &BuildArgs, manifest: &Manifest) -> Result<Sources> {
             None
         } else {
             let store = open_store(args.db.as_deref())?;
-            let (records, source) = store
-                .get_or_embedded(&release)
-                .with_context(|| format!("looking up {release} in {}", store.path().display()))?;
+            let lookup = || format!("looking up {release} in {}", store.path().display());
+            let fast = if projected {
+                store.get_projected(&release).with_context(lookup)?
+            } else {
+                None
+            };
+            let (records, source) = match fast {
+                Some(records) => (records, RecordSource::Store),
+                None => store.get_or_embedded(&release).with_context(lookup)?,
+            };
             pick_build(records, &release, btf.as_ref())?.map(|r| {
                 let from = match source {
                     RecordSource::Store => format!("store {}", store.path().display()),
@@ -448,8 +463,15 @@ pub fn print_provenance(s: &Sources) {
 /// Runs `kmlink build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let options = link_options(args.backend, &args.set)?;
-    let manifest = Manifest::core().context("reading the embedded core's manifest")?;
-    let sources = gather(&args, &manifest)?;
+    let owned;
+    let manifest = match kmlink_metadata_db::slim::builtin_manifest() {
+        Some(m) => m,
+        None => {
+            owned = Manifest::core().context("reading the embedded core's manifest")?;
+            &owned
+        }
+    };
+    let sources = gather_with(&args, manifest, args.save_record.is_none())?;
     for line in sources.describe() {
         eprintln!("kmlink: {line}");
     }
@@ -461,7 +483,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         )?;
         eprintln!("kmlink: record written to {}", path.display());
     }
-    let facts = sources.facts(&manifest);
+    let facts = sources.facts(manifest);
     let built = kmlink_linker::build_with(CORE_OBJECT, &facts, &options);
     let (verdict, ko): (&Verdict, Option<Vec<u8>>) = match &built {
         Ok(b) => (&b.verdict, Some(b.linked.ko.clone())),
@@ -479,7 +501,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 "kmlink: WARNING: --unchecked-for-tests: writing a module the checks REFUSED; \
                  it exists to show what the kernel does with it. Never load it on a real system."
             );
-            kmlink_linker::link_with(CORE_OBJECT, &manifest, &sources.record, &options)
+            kmlink_linker::link_with(CORE_OBJECT, manifest, &sources.record, &options)
                 .with_context(|| format!("linking for {}", sources.release))?
                 .ko
         }
@@ -530,7 +552,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 }
 
 /// Writes a file through a temporary beside it, so no half-written output
-/// is ever left under the final name.
+/// is ever visible under the final name while the system runs. No `fsync`:
+/// what is written here (a module, a record as JSON) is rebuilt
+/// byte-identically on demand; after a power loss the file may be missing
+/// or short, and `kmlink load` compares its cached module with a fresh build
+/// before inserting it. The record store's own writes do `fsync`.
 pub fn write_atomic(path: &std::path::Path, data: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -544,7 +570,7 @@ pub fn write_atomic(path: &std::path::Path, data: &[u8]) -> Result<()> {
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        drop(f);
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

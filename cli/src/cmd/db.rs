@@ -64,7 +64,9 @@ pub enum DbCommand {
     ///   kmlink db verify
     ///   kmlink db verify --repair
     Verify {
-        /// Drop damaged records (then add them again).
+        /// Drop damaged records (then add them again); on an intact store,
+        /// rewrite it in the current format with every record projected for
+        /// this kmlink's core (what a fast `kmlink build` reads).
         #[arg(long)]
         repair: bool,
         /// JSON output.
@@ -410,6 +412,16 @@ fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
         }
     }
     if report.is_clean() {
+        if repair
+            && store
+                .upgrade()
+                .with_context(|| format!("upgrading {}", store.path().display()))?
+        {
+            println!(
+                "upgraded     {}: current format, every record projected for this kmlink's core",
+                store.path().display()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if repair {
