@@ -11,13 +11,12 @@ use kmlink_core_module::Manifest;
 use kmlink_donor::btf::Btf;
 use kmlink_donor::config::KernelConfig;
 use kmlink_donor::vmlinux::Vmlinux;
-use kmlink_metadata_db::extract::{self, ALLOC_FUNCTIONS, CONFIG_KEYS};
+use kmlink_metadata_db::extract::{self, CONFIG_KEYS};
 use kmlink_metadata_db::record::{
-    Export, Identity, KernelRecord, ModuleConventions, ThisModuleLayout, TpParam, RECORD_SCHEMA,
+    Export, Identity, KernelRecord, ModuleConventions, ThisModuleLayout, RECORD_SCHEMA,
 };
 use sha2::{Digest, Sha256};
 
-use crate::check::layouts_from_btf;
 use crate::donor::Donor;
 
 /// The running kernel's BTF.
@@ -58,6 +57,9 @@ pub enum HostError {
     /// Two host sources disagree.
     #[error("{0}")]
     Disagree(String),
+    /// Reading facts out of the live BTF failed.
+    #[error("{0}")]
+    Extract(String),
 }
 
 fn io(path: &Path, hint: &str) -> impl FnOnce(std::io::Error) -> HostError {
@@ -418,39 +420,11 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
         ),
     );
 
-    // Layouts, prototypes, functions from BTF.
-    let btf = &s.btf.btf;
-    let layouts = layouts_from_btf(manifest, btf).map_err(|source| HostError::Donor {
-        what: s.btf.path.display().to_string(),
-        source,
-    })?;
-    let mut tracepoints = BTreeMap::new();
-    for tp in manifest.tracepoints() {
-        let params = btf
-            .tracepoint_params(&tp)
-            .map_err(|source| HostError::Donor {
-                what: format!("{} tracepoint {tp}", s.btf.path.display()),
-                source,
-            })?;
-        if let Some(params) = params {
-            tracepoints.insert(
-                tp,
-                params
-                    .into_iter()
-                    .map(|p| TpParam {
-                        name: p.name,
-                        size: p.size,
-                        type_name: p.type_name,
-                    })
-                    .collect(),
-            );
-        }
-    }
-    let functions = ALLOC_FUNCTIONS
-        .iter()
-        .filter(|f| btf.has_function(f))
-        .map(|f| f.to_string())
-        .collect();
+    // Layouts, prototypes, functions from BTF, read as the record
+    // extractor reads them.
+    let (layouts, tracepoints, functions) =
+        kmlink_metadata_db::extract::btf_facts(&s.identity.release, &s.btf.btf, manifest)
+            .map_err(|e| HostError::Extract(format!("{}: {e}", s.btf.path.display())))?;
     provenance.insert("layouts".into(), s.btf.path.display().to_string());
     provenance.insert(
         "identity".into(),

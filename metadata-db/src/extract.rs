@@ -701,9 +701,10 @@ pub fn btf_layouts(
 }
 
 /// Layouts, tracepoint prototypes and allocator functions the core
-/// `manifest` asks for, from BTF.
+/// `manifest` asks for, from BTF (the package extractor, `rederive` and the
+/// linker's host facts all read them here).
 #[allow(clippy::type_complexity)]
-fn btf_facts(
+pub fn btf_facts(
     release: &str,
     btf: &Btf,
     manifest: &Manifest,
