@@ -198,6 +198,10 @@ kmlink doctor | grep monitor
 kmlink unload || exit 33
 [ -e /proc/kmlink ] && exit 34
 kmlink unload; echo "@@UNLOAD-AGAIN rc=$?"
+kmlink load --from-host --backend kprobe || { echo "@@KPROBE-LOAD-FAILED rc=$?"; exit 35; }
+grep -q '^backend kprobe' /proc/kmlink/stats || exit 36
+ls /root/.cache/kmlink/modules/ | wc -l | sed 's/^/@@CACHED /'
+kmlink unload || exit 37
 exit 0
 "#;
 
@@ -299,6 +303,11 @@ fn load_in_guest(release: &str) {
         r.output
     );
     assert!(r.output.contains("not loaded"), "{release}\n{}", r.output);
+    assert!(
+        r.output.contains("@@CACHED 2"),
+        "{release}: the kprobe build is cached beside the tracepoint one\n{}",
+        r.output
+    );
     assert_eq!(
         r.taint_added(),
         Some(TAINT_O_E),

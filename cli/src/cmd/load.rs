@@ -37,6 +37,12 @@ pub struct LoadArgs {
     /// BTF to cross-check layouts against (default /sys/kernel/btf/vmlinux).
     #[arg(long)]
     pub btf: Option<PathBuf>,
+    /// Kernel hook of the monitor (as for `kmlink build`).
+    #[arg(long, value_enum, default_value_t = build::Backend::Tracepoint)]
+    pub backend: build::Backend,
+    /// Set a link-time option of the core, NAME=VALUE (as for `kmlink build`).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
     /// Link again even if a cached module exists.
     #[arg(long)]
     pub rebuild: bool,
@@ -333,7 +339,8 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     }
     build::print_provenance(&sources);
     let facts = sources.facts(&manifest);
-    let built = match kmlink_linker::build(CORE_OBJECT, &facts) {
+    let options = build::link_options(args.backend, &args.set)?;
+    let built = match kmlink_linker::build_with(CORE_OBJECT, &facts, &options) {
         Ok(b) => b,
         Err(refused) => {
             eprintln!("{}", refused.verdict);
@@ -345,7 +352,11 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     };
     eprintln!("{}", built.verdict);
 
-    let hash = kmlink_linker::content_hash(CORE_OBJECT, &sources.record);
+    // Named by what it is made of: the core, the record and the options.
+    let mut hash = kmlink_linker::content_hash(CORE_OBJECT, &sources.record);
+    for (name, value) in &built.linked.report.options {
+        hash = sha256_hex(format!("{hash} {name}={value}").as_bytes());
+    }
     let path = cache_dir().join(format!("kmlink-{}-{}.ko", sources.release, &hash[..16]));
     let cached = !args.rebuild && std::fs::read(&path).is_ok_and(|b| b == built.linked.ko);
     if !cached {
@@ -415,6 +426,11 @@ pub fn run_unload(_args: UnloadArgs) -> Result<ExitCode> {
             bail!("{msg}")
         }
     }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 #[cfg(test)]
