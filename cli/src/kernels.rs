@@ -27,10 +27,13 @@ pub fn origin(opts: &FetchOpts) -> Result<Origin> {
             archive: opts.mirror.clone(),
             security: opts.mirror.clone(),
         };
-        return Ok(Origin::new(Distro::Debian, mirrors, None));
+        let mut origin = Origin::new(Distro::Debian, mirrors, None);
+        origin.allow_expired = opts.allow_expired;
+        return Ok(origin);
     }
-    let origin = Origin::from_host(Distro::Debian, std::path::Path::new("/"))
+    let mut origin = Origin::from_host(Distro::Debian, std::path::Path::new("/"))
         .context("reading the host's apt sources")?;
+    origin.allow_expired = opts.allow_expired;
     if origin.mirrors.archive.is_empty() {
         bail!("no Debian archive in the host's apt sources; pass --mirror URL");
     }

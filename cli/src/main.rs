@@ -29,6 +29,10 @@ pub struct FetchOpts {
     /// Archive mirror base URL (repeatable); default: the host's apt sources.
     #[arg(long)]
     pub mirror: Vec<String>,
+    /// Use suites whose signed Release has expired (Valid-Until passed: a
+    /// stale or replayed mirror); refused by default, as apt does.
+    #[arg(long, env = "KMLINK_ALLOW_EXPIRED")]
+    pub allow_expired: bool,
 }
 
 #[derive(Subcommand)]

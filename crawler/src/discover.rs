@@ -548,6 +548,9 @@ pub struct Origin {
     pub keyrings: BTreeMap<String, PathBuf>,
     /// Keyring for base URIs not in [`Self::keyrings`].
     pub default_keyring: PathBuf,
+    /// Use a suite whose signed `Valid-Until` has passed (a stale or
+    /// replayed mirror), with a warning; refused by default, as apt does.
+    pub allow_expired: bool,
 }
 
 impl Origin {
@@ -559,6 +562,7 @@ impl Origin {
             mirrors,
             keyrings: BTreeMap::new(),
             default_keyring: keyring.unwrap_or_else(|| PathBuf::from(distro.default_keyring())),
+            allow_expired: false,
         }
     }
 
@@ -678,7 +682,7 @@ fn scan_suite_with(
     for base in &bases {
         let r = (|| {
             let keyring = keyrings.get(origin.keyring_for(base))?;
-            let release = index::fetch_release(http, base, suite, keyring)?;
+            let release = index::fetch_release(http, base, suite, keyring, origin.allow_expired)?;
             let mut entries = Vec::new();
             for (i, component) in origin.distro.components().iter().enumerate() {
                 match index::fetch_verified_packages(

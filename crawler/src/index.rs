@@ -217,14 +217,17 @@ const MAX_INRELEASE: u64 = 64 << 20;
 
 /// Fetch `dists/<suite>/InRelease` from `base_uri`, verify its OpenPGP
 /// signature against `keyring` and parse the signed text. A bad signature is
-/// [`Error::Signature`]; nothing of the file is used then. An expired
-/// `Valid-Until` is logged as a warning (stale mirrors are common; the
-/// signature still binds every index hash).
+/// [`Error::Signature`]; nothing of the file is used then. A `Valid-Until`
+/// in the past is [`Error::Release`], as apt refuses it: a mirror (or an
+/// attacker replaying old signed metadata) could otherwise hold back
+/// kernels. With `allow_expired` it is only a warning (the signature still
+/// binds every index hash).
 pub fn fetch_release(
     http: &Http,
     base_uri: &str,
     suite: &str,
     keyring: &Keyring,
+    allow_expired: bool,
 ) -> Result<Release> {
     let url = join_url(base_uri, &format!("dists/{suite}/InRelease"));
     let body = retrying(http, &url, |u| http.get_bytes(u, MAX_INRELEASE))?;
@@ -248,10 +251,17 @@ pub fn fetch_release(
         });
     }
     if release.expired_at(crate::release::now()) {
-        log::warn!(
-            "{url}: signed metadata expired (Valid-Until: {}); the mirror is stale",
-            release.valid_until.as_deref().unwrap_or("?")
-        );
+        let until = release.valid_until.as_deref().unwrap_or("?");
+        if !allow_expired {
+            return Err(Error::Release {
+                what: url,
+                msg: format!(
+                    "signed metadata expired (Valid-Until: {until}): a stale or replayed mirror; \
+                     refused as apt refuses it (--allow-expired uses it anyway)"
+                ),
+            });
+        }
+        log::warn!("{url}: signed metadata expired (Valid-Until: {until}); used because of --allow-expired");
     }
     Ok(release)
 }

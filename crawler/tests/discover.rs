@@ -439,6 +439,17 @@ fn suite_routes(
     component_pkgs: &[(&str, &[Pkg])],
     by_hash: bool,
 ) -> Vec<(String, Vec<common::Reply>)> {
+    suite_routes_until(key, suite, component_pkgs, by_hash, None)
+}
+
+/// [`suite_routes`] whose InRelease carries `Valid-Until: valid_until`.
+fn suite_routes_until(
+    key: &pgp::composed::SignedSecretKey,
+    suite: &str,
+    component_pkgs: &[(&str, &[Pkg])],
+    by_hash: bool,
+    valid_until: Option<&str>,
+) -> Vec<(String, Vec<common::Reply>)> {
     let mut routes = Vec::new();
     let mut sums = String::new();
     for (component, pkgs) in component_pkgs {
@@ -467,7 +478,8 @@ fn suite_routes(
         }
     }
     let release = format!(
-        "Origin: Test\nLabel: Test\nSuite: {suite}\nCodename: {suite}\nDate: Sat, 21 Nov 2026 00:00:00 UTC\nAcquire-By-Hash: {}\nArchitectures: amd64\nComponents: main\nSHA256:\n{sums}",
+        "Origin: Test\nLabel: Test\nSuite: {suite}\nCodename: {suite}\nDate: Sat, 21 Nov 2026 00:00:00 UTC\n{}Acquire-By-Hash: {}\nArchitectures: amd64\nComponents: main\nSHA256:\n{sums}",
+        valid_until.map_or(String::new(), |v| format!("Valid-Until: {v}\n")),
         if by_hash { "yes" } else { "no" }
     );
     routes.push((
@@ -750,4 +762,40 @@ fn inrelease_of_another_suite_is_refused() {
     let o = origin(Distro::Debian, &server.base, &keyring);
     let e = discover::scan_suite(&http(), None, &o, "fixture").unwrap_err();
     assert!(e.to_string().contains("not fixture"), "{e}");
+}
+
+#[test]
+fn an_expired_suite_is_refused_unless_allowed() {
+    let (key, public) = test_key("Test Archive <archive@example.invalid>");
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.gpg");
+    std::fs::write(&keyring, &public).unwrap();
+    let main = debian_6_12();
+    // Signed, but valid only until a date long past (a replayed InRelease).
+    let mut routes = suite_routes_until(
+        &key,
+        "sid",
+        &[("main", &main)],
+        true,
+        Some("Fri, 06 Nov 2020 08:08:01 UTC"),
+    );
+    routes.extend(suite_routes(&key, "trixie", &[("main", &main)], true));
+    let server = serve(routes);
+    let mut o = origin(Distro::Debian, &server.base, &keyring);
+    let http = http();
+    let d = discover::discover(&http, None, &o, &["sid".into(), "trixie".into()]);
+    assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+    let (suite, e) = &d.errors[0];
+    let msg = e.to_string();
+    assert!(
+        suite == "sid" && msg.contains("expired") && msg.contains("Valid-Until: Fri, 06 Nov 2020"),
+        "{suite}: {msg}"
+    );
+    assert!(d.kernels.iter().all(|(_, i)| i.suite == "trixie"));
+    assert!(!d.kernels.is_empty());
+
+    o.allow_expired = true;
+    let d = discover::discover(&http, None, &o, &["sid".into(), "trixie".into()]);
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    assert!(d.kernels.iter().any(|(_, i)| i.suite == "sid"));
 }

@@ -144,6 +144,7 @@ impl BuildArgs {
             fetch: FetchOpts {
                 cache: None,
                 mirror: Vec::new(),
+                allow_expired: false,
             },
         }
     }

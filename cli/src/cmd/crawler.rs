@@ -40,6 +40,10 @@ pub struct SourceOpts {
     /// Cache directory (packages, verified indexes, unpacked kernels).
     #[arg(long, env = "KMLINK_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Use suites whose signed Release has expired (Valid-Until passed: a
+    /// stale or replayed mirror); refused by default, as apt does.
+    #[arg(long, env = "KMLINK_ALLOW_EXPIRED")]
+    pub allow_expired: bool,
 }
 
 fn parse_distro(s: &str) -> Result<Distro, String> {
@@ -55,6 +59,7 @@ impl SourceOpts {
         let srcs =
             sources::host_sources(Path::new("/")).context("reading the host's apt sources")?;
         let mut o = Origin::from_sources(self.distro, &srcs);
+        o.allow_expired = self.allow_expired;
         if !self.mirror.is_empty() {
             o.mirrors.archive = trimmed(&self.mirror);
         }
