@@ -930,7 +930,16 @@ static void kml_find_tracepoint(void *tp, void *priv)
 #define KML_KP_WORDS 96		/* room for struct kretprobe (checked at init) */
 #define KML_KP_SYM_LEN 48
 
-enum kml_hook_kind { KML_HK_ALLOC, KML_HK_FREE, KML_HK_PAGES, KML_HK_PAGES_FREE };
+/* KML_HK_PAGES_FREE_PCP: the per-CPU-list free path (free_unref_page,
+ * free_frozen_pages), which hands orders those lists do not take on to
+ * __free_pages_ok(), itself probed as KML_HK_PAGES_FREE. */
+enum kml_hook_kind {
+	KML_HK_ALLOC,
+	KML_HK_FREE,
+	KML_HK_PAGES,
+	KML_HK_PAGES_FREE,
+	KML_HK_PAGES_FREE_PCP,
+};
 
 struct kml_hook {
 	const char *cands;		/* the manifest's candidate list */
@@ -943,7 +952,6 @@ struct kml_hook {
 	const volatile u64 *a_caller;
 	u8 kind;			/* enum kml_hook_kind */
 	u8 type;			/* KML_EV_* */
-	u8 pcp_only;			/* count only orders the per-CPU lists take */
 	u8 registered;
 	char sym[KML_KP_SYM_LEN];
 	u64 probe[KML_KP_WORDS];	/* struct kprobe or struct kretprobe */
@@ -999,13 +1007,19 @@ static struct kml_hook kml_hooks[] = {
 		 S(kp_pages_order), NULL, KML_HK_PAGES, KML_EV_PAGE_ALLOC),
 	KML_HOOK(KP_PAGES_FREE, kp_pages_free, NULL, NULL, NULL,
 		 S(kp_pages_free_page), S(kp_pages_free_order), NULL,
-		 KML_HK_PAGES_FREE, KML_EV_PAGE_FREE),
+		 KML_HK_PAGES_FREE_PCP, KML_EV_PAGE_FREE),
 	KML_HOOK(KP_PAGES_FREE_OK, kp_pages_free_ok, NULL, NULL, NULL,
 		 S(kp_pages_free_ok_page), S(kp_pages_free_ok_order), NULL,
 		 KML_HK_PAGES_FREE, KML_EV_PAGE_FREE),
 };
 
 #undef S
+
+/* Allocation hooks need the result: a kretprobe. Free hooks: a kprobe. */
+static bool kml_hook_returns(const struct kml_hook *h)
+{
+	return h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES;
+}
 
 /* Argument `pos` (1-6, x86-64 integer registers) of the probed function. */
 static u64 kml_reg_arg(const void *regs, u64 pos)
@@ -1083,12 +1097,12 @@ static int kml_kp_pre(struct kml_hook *h, void *regs)
 
 	if (!kml_active() || !ptr)
 		return 0;
-	if (h->kind == KML_HK_PAGES_FREE) {
+	if (h->kind == KML_HK_PAGES_FREE || h->kind == KML_HK_PAGES_FREE_PCP) {
 		u32 order = (u32)kml_hook_arg(regs, h->a_order);
 
-		/* free_unref_page() hands orders the per-CPU lists do not
-		 * take on to __free_pages_ok(), which is probed too. */
-		if (h->pcp_only && order > 3 && order != 9)
+		/* Counted where __free_pages_ok() sees it (pcp_allowed_order():
+		 * up to PAGE_ALLOC_COSTLY_ORDER, and the THP order). */
+		if (h->kind == KML_HK_PAGES_FREE_PCP && order > 3 && order != 9)
 			return 0;
 		kml_on_page(false, ptr, order, 0);
 		return 0;
@@ -1165,7 +1179,7 @@ static void kml_kprobes_unregister(void)
 
 		if (!h->registered)
 			continue;
-		if (h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES)
+		if (kml_hook_returns(h))
 			kml_unregister_kretprobe(h->probe);
 		else
 			kml_unregister_kprobe(h->probe);
@@ -1184,7 +1198,7 @@ static u64 kml_kprobes_missed(void)
 
 		if (!h->registered)
 			continue;
-		if (h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES) {
+		if (kml_hook_returns(h)) {
 			n += (u32)READ_ONCE(*(s32 *)kml_field_ptr(kp, kml_slot_kretprobe_nmissed));
 			kp = kml_field_ptr(kp, kml_slot_kretprobe_kp);
 		}
@@ -1221,13 +1235,12 @@ static int kml_kprobes_register(void)
 	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
 		struct kml_hook *h = &kml_hooks[i];
 		u64 *kp = h->probe;
-		bool ret = h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES;
+		bool ret = kml_hook_returns(h);
 
 		if (!(kml_opt_events_mask & (1u << (h->type - 1))) || !*h->fn)
 			continue;
 		if (!kml_pick_symbol(h, *h->fn))
 			continue;
-		h->pcp_only = kml_streq(h->sym, "free_unref_page");
 		kml_memzero(h->probe, sizeof(h->probe));
 		if (ret) {
 			*(void **)kml_field_ptr(h->probe, kml_slot_kretprobe_entry_handler) =

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kmlink_core_module::Manifest;
-use kmlink_donor::btf::Btf;
 use kmlink_metadata_db::record::KernelRecord;
 
 use crate::donor::Donor;
@@ -875,15 +874,6 @@ fn this_module(f: &Facts<'_>) -> Check {
     Check::pass(NAME, detail, sources)
 }
 
-/// The layout facts and tracepoint prototypes the core needs, read from BTF
-/// the way the record extractor reads them.
-pub fn layouts_from_btf(
-    manifest: &Manifest,
-    btf: &Btf,
-) -> Result<BTreeMap<String, u64>, kmlink_donor::Error> {
-    kmlink_metadata_db::extract::btf_layouts(btf, manifest)
-}
-
 fn layouts(f: &Facts<'_>) -> Check {
     const NAME: &str = "layouts";
     let Some(b) = f.btf else {
@@ -896,7 +886,7 @@ fn layouts(f: &Facts<'_>) -> Check {
         );
     };
     let bsrc = format!("BTF {}", b.path.display());
-    let live = match layouts_from_btf(f.manifest, &b.btf) {
+    let live = match kmlink_metadata_db::extract::btf_layouts(&b.btf, f.manifest) {
         Ok(l) => l,
         Err(e) => {
             return Check::fail(

@@ -664,8 +664,12 @@ pub fn btf_layouts(
     btf: &Btf,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, u64>, kmlink_donor::Error> {
+    // A function's prototype serves several keys (`fn:`, `fnarg:`,
+    // `fnargsize:` per parameter): look each up in BTF once.
+    let mut protos: BTreeMap<&str, Option<Vec<kmlink_donor::btf::TpParam>>> = BTreeMap::new();
+    let keys = manifest.layout_keys();
     let mut layouts = BTreeMap::new();
-    for key in manifest.layout_keys() {
+    for key in &keys {
         let value = if let Some(spec) = key.strip_prefix("offsetof:") {
             let (s, m) = spec.split_once('.').unwrap_or((spec, ""));
             btf.member_offset(s, m)?
@@ -673,31 +677,46 @@ pub fn btf_layouts(
             btf.struct_size(s)
         } else if let Some(v) = key.strip_prefix("percpu:") {
             btf.is_percpu_var(v).then_some(0)
-        } else if let Some(f) = key.strip_prefix("fn:") {
-            btf.function_params(f)?.map(|p| p.len() as u64)
-        } else if let Some((f, p, want_size)) = key
-            .strip_prefix("fnarg:")
-            .map(|fp| (fp, false))
-            .or_else(|| key.strip_prefix("fnargsize:").map(|fp| (fp, true)))
-            .and_then(|(fp, sz)| fp.split_once('.').map(|(f, p)| (f, p, sz)))
-        {
-            btf.function_params(f)?.and_then(|params| {
-                params.iter().position(|q| q.name == p).map(|i| {
-                    if want_size {
-                        params[i].size
-                    } else {
-                        i as u64 + 1
-                    }
-                })
-            })
+        } else if let Some((f, param)) = function_key_parts(key) {
+            if !protos.contains_key(f) {
+                protos.insert(f, btf.function_params(f)?);
+            }
+            let params = protos.get(f).and_then(Option::as_ref);
+            match param {
+                None => params.map(|p| p.len() as u64),
+                Some((p, want_size)) => params.and_then(|params| {
+                    params.iter().position(|q| q.name == p).map(|i| {
+                        if want_size {
+                            params[i].size
+                        } else {
+                            i as u64 + 1
+                        }
+                    })
+                }),
+            }
         } else {
             None
         };
         if let Some(v) = value {
-            layouts.insert(key, v);
+            layouts.insert(key.clone(), v);
         }
     }
     Ok(layouts)
+}
+
+/// Splits a function layout key: `fn:F` → (F, None); `fnarg:F.P` →
+/// (F, Some((P, false))); `fnargsize:F.P` → (F, Some((P, true))).
+#[allow(clippy::type_complexity)]
+fn function_key_parts(key: &str) -> Option<(&str, Option<(&str, bool)>)> {
+    if let Some(f) = key.strip_prefix("fn:") {
+        return Some((f, None));
+    }
+    let (fp, want_size) = match key.strip_prefix("fnarg:") {
+        Some(fp) => (fp, false),
+        None => (key.strip_prefix("fnargsize:")?, true),
+    };
+    let (f, p) = fp.split_once('.')?;
+    Some((f, Some((p, want_size))))
 }
 
 /// Layouts, tracepoint prototypes and allocator functions the core

@@ -245,14 +245,20 @@ struct Row<'a> {
     packages: &'a [kmlink_crawler::index::PackageEntry],
 }
 
+/// Discovers the kernels of `suites`, saying which suites were skipped.
+fn scan(http: &Http, cache: &Cache, origin: &Origin, suites: &[String]) -> discover::Discovery {
+    let d = discover::discover(http, Some(cache), origin, suites);
+    for (suite, e) in &d.errors {
+        eprintln!("kmlink: suite {suite} skipped: {e}");
+    }
+    d
+}
+
 fn list(a: ListArgs) -> Result<ExitCode> {
     let origin = a.source.origin()?;
     let cache = a.source.cache();
     let http = Http::new().context("setting up HTTP")?;
-    let d = discover::discover(&http, Some(&cache), &origin, &a.suites);
-    for (suite, e) in &d.errors {
-        eprintln!("kmlink: suite {suite} skipped: {e}");
-    }
+    let d = scan(&http, &cache, &origin, &a.suites);
     let per_suite = d.kernels.len();
     let mut kernels = if a.per_suite {
         d.kernels
@@ -549,10 +555,7 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     let origin = a.source.origin()?;
     let cache = a.source.cache();
     let http = Http::new().context("setting up HTTP")?;
-    let d = discover::discover(&http, Some(&cache), &origin, &a.suites);
-    for (suite, e) in &d.errors {
-        eprintln!("kmlink: suite {suite} skipped: {e}");
-    }
+    let d = scan(&http, &cache, &origin, &a.suites);
     let mut kernels = discover::merge(d.kernels);
     if !a.releases.is_empty() {
         kernels.retain(|k| a.releases.iter().any(|g| glob_match(g, &k.1.release)));

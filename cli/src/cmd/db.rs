@@ -145,8 +145,8 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             release,
             json,
             export,
-            embedded,
-        } => show(&args.db, &release, json, &export, embedded),
+            embedded: _,
+        } => show(&args.db, &release, json, &export),
         DbCommand::Verify { repair, json } => verify(&args.db, repair, json),
         DbCommand::Add { release, fetch, .. } => {
             let store = open_store(&args.db)?;
@@ -261,15 +261,8 @@ fn print_list(list: &[RecordSummary]) {
     }
 }
 
-fn show(
-    db: &Option<PathBuf>,
-    release: &str,
-    json: bool,
-    exports: &[String],
-    embedded: bool,
-) -> Result<ExitCode> {
+fn show(db: &Option<PathBuf>, release: &str, json: bool, exports: &[String]) -> Result<ExitCode> {
     let store = open_store(db)?;
-    let _ = embedded;
     let (records, source) = store.get_or_embedded(release)?;
     if records.is_empty() {
         bail!(

@@ -352,11 +352,8 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     };
     eprintln!("{}", built.verdict);
 
-    // Named by what it is made of: the core, the record and the options.
-    let mut hash = kmlink_linker::content_hash(CORE_OBJECT, &sources.record);
-    for (name, value) in &built.linked.report.options {
-        hash = sha256_hex(format!("{hash} {name}={value}").as_bytes());
-    }
+    // Named by its own bytes: every input (core, record, options) is in them.
+    let hash = sha256_hex(&built.linked.ko);
     let path = cache_dir().join(format!("kmlink-{}-{}.ko", sources.release, &hash[..16]));
     let cached = !args.rebuild && std::fs::read(&path).is_ok_and(|b| b == built.linked.ko);
     if !cached {
