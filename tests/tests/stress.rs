@@ -2,8 +2,8 @@
 //! every /proc/kmlink file, and repeated load/unload cycles. Passes only
 //! with nothing wrong in dmesg, a taint difference of exactly O|E, and no
 //! kernel memory left behind by the module: VmallocUsed (the module
-//! allocates with vzalloc only) before the first load and after the last
-//! unload, unreclaimable slab over the second half of the cycles, and /proc/vmallocinfo must name no allocation
+//! allocates with vzalloc only) and unreclaimable slab over the second half
+//! of the cycles, and /proc/vmallocinfo must name no allocation
 //! made by the module once it is gone.
 //!
 //! `KMLINK_STRESS_CYCLES` (default 20; the full stress run uses 200),
@@ -128,7 +128,7 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
         w.parse().expect("number")
     };
     assert_eq!(num("cycles=", 0), i64::from(cycles));
-    let (vm_before, vm_after) = (num("before=", 0), num("after=", 0));
+    let (vm_mid, vm_after) = (num("mid=", 0), num("after=", 0));
     let (slab_mid, slab_after) = (num("mid=", 1), num("after=", 1));
     assert_eq!(
         num("vmalloc_entries_left=", 0),
@@ -136,10 +136,15 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
         "{release}: vmalloc allocations of the module survive unload"
     );
     // One cycle's tables are several MiB of vmalloc: a leak per cycle would
-    // show as cycles x MiB. Allow only noise.
+    // show as cycles x MiB. Compare the second half of the cycles: the
+    // kernel keeps caches that fill once (7.x's execmem keeps the 2 MiB
+    // executable granules kprobe slots and trampolines come from: +2 MiB on
+    // 7.3.4 over the first cycles, flat after). What the module itself
+    // allocated is checked exactly above.
     assert!(
-        vm_after - vm_before < 1024,
-        "{release}: VmallocUsed grew {vm_before} -> {vm_after} kB"
+        vm_after - vm_mid < 1024,
+        "{release}: VmallocUsed grew {vm_mid} -> {vm_after} kB over the last {} cycles",
+        cycles - cycles / 2
     );
     // Unreclaimable slab warms up once (1000 threads fill task and stack
     // caches); a leak keeps growing: compare the second half of the cycles.
