@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use object::{Object, ObjectSection};
 
+pub mod needs;
+
 /// The relocatable object compiled from `src/kmlink.c`.
 pub const CORE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kmlink-core.o"));
 

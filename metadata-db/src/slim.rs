@@ -11,68 +11,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kmlink_core_module::{Manifest, SlotKind};
-use object::{Object, ObjectSymbol};
-use sha2::{Digest, Sha256};
+use kmlink_core_module::Manifest;
 
 use crate::record::KernelRecord;
 
 /// Provenance key marking a slim record; its value names the core.
 pub const SLIM_KEY: &str = "slim";
 
-/// Exports kept in every slim record whatever the core references.
-const ALWAYS: &[&str] = &["module_layout", "__x86_return_thunk"];
-/// Prefixes of exports kept in every slim record.
-const ALWAYS_PREFIX: &[&str] = &["__x86_indirect_thunk_", "__x86_indirect_call_thunk_"];
+pub use kmlink_core_module::needs::{fingerprint, wanted_exports};
 
-/// The kernel exports a core may bind to.
-pub fn wanted_exports(manifest: &Manifest, core_object: &[u8]) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = ALWAYS.iter().map(|s| s.to_string()).collect();
-    let abstract_syms: BTreeSet<&str> =
-        manifest.imports.iter().map(|i| i.symbol.as_str()).collect();
-    for import in &manifest.imports {
-        out.extend(import.candidates.iter().cloned());
-    }
-    for slot in &manifest.slots {
-        if let SlotKind::Percpu { candidates } = &slot.kind {
-            out.extend(candidates.iter().map(|c| c.var.clone()));
-        }
-    }
-    if let Ok(file) = object::File::parse(core_object) {
-        for sym in file.symbols() {
-            if sym.is_undefined() {
-                if let Ok(name) = sym.name() {
-                    if !name.is_empty() && !abstract_syms.contains(name) {
-                        out.insert(name.to_string());
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A short fingerprint of what a core asks of a kernel (exports, layout
-/// keys, tracepoints).
-pub fn fingerprint(manifest: &Manifest, core_object: &[u8]) -> String {
-    let mut h = Sha256::new();
-    for e in wanted_exports(manifest, core_object) {
-        h.update(b"e:");
-        h.update(e.as_bytes());
-        h.update(b"\n");
-    }
-    for k in manifest.layout_keys() {
-        h.update(b"l:");
-        h.update(k.as_bytes());
-        h.update(b"\n");
-    }
-    for t in manifest.tracepoints() {
-        h.update(b"t:");
-        h.update(t.as_bytes());
-        h.update(b"\n");
-    }
-    hex::encode(&h.finalize()[..8])
-}
+// The built-in core's key and wanted exports, computed by build.rs from the
+// same embedded object (`BUILTIN_CORE_KEY`, `BUILTIN_WANTED`, sorted).
+include!(concat!(env!("OUT_DIR"), "/builtin_core.rs"));
 
 /// Whether `record` is slim.
 pub fn is_slim(record: &KernelRecord) -> bool {
@@ -80,7 +30,7 @@ pub fn is_slim(record: &KernelRecord) -> bool {
 }
 
 fn keep_export(wanted: &BTreeSet<String>, name: &str) -> bool {
-    wanted.contains(name) || ALWAYS_PREFIX.iter().any(|p| name.starts_with(p))
+    kmlink_core_module::needs::may_bind(|n| wanted.contains(n), name)
 }
 
 /// The slim form of `record` for this core.
@@ -143,32 +93,23 @@ pub fn covers(
     }
 }
 
-/// The built-in core's manifest, its wanted exports and its key
-/// (`core <fingerprint>`), computed once per process; `None` if its
-/// manifest is unreadable (a build problem, reported where it is used).
-fn builtin_core() -> Option<&'static (Manifest, BTreeSet<String>, String)> {
-    static CORE: std::sync::OnceLock<Option<(Manifest, BTreeSet<String>, String)>> =
-        std::sync::OnceLock::new();
-    CORE.get_or_init(|| {
-        let manifest = Manifest::core().ok()?;
-        let object = kmlink_core_module::CORE_OBJECT;
-        let wanted = wanted_exports(&manifest, object);
-        let key = format!("core {}", fingerprint(&manifest, object));
-        Some((manifest, wanted, key))
-    })
-    .as_ref()
-}
-
 /// The built-in core's manifest, read once per process (`None` if it is
 /// unreadable: call [`Manifest::core`] for the error).
 pub fn builtin_manifest() -> Option<&'static Manifest> {
-    builtin_core().map(|(manifest, _, _)| manifest)
+    static MANIFEST: std::sync::OnceLock<Option<Manifest>> = std::sync::OnceLock::new();
+    MANIFEST.get_or_init(|| Manifest::core().ok()).as_ref()
 }
 
 /// `core <fingerprint>` of the core built into this binary: the key of the
-/// projections a store keeps for it.
-pub fn builtin_core_key() -> Option<&'static str> {
-    builtin_core().map(|(_, _, key)| key.as_str())
+/// projections a store keeps for it. Computed at compile time (build.rs
+/// reads the same embedded object; a test checks it against a run-time
+/// computation), so `kmlink build` does not re-derive it on every run.
+pub fn builtin_core_key() -> &'static str {
+    BUILTIN_CORE_KEY
+}
+
+fn builtin_may_bind(name: &str) -> bool {
+    kmlink_core_module::needs::may_bind(|n| BUILTIN_WANTED.binary_search(&n).is_ok(), name)
 }
 
 /// The projection of `record` for the core built into this binary, with
@@ -178,12 +119,38 @@ pub fn builtin_core_key() -> Option<&'static str> {
 /// own projection when it was cut for this core; one cut for another core
 /// has none.
 pub fn project_for_builtin_core(record: &KernelRecord) -> Option<(String, KernelRecord)> {
-    let (_, wanted, key) = builtin_core()?;
+    let key = BUILTIN_CORE_KEY.to_string();
     if let Some(cut_for) = record.provenance.get(SLIM_KEY) {
-        return (cut_for == key).then(|| (key.clone(), record.clone()));
+        return (*cut_for == key).then(|| (key, record.clone()));
     }
     let mut r = record.clone();
-    r.exports.retain(|name, _| keep_export(wanted, name));
+    r.exports.retain(|name, _| builtin_may_bind(name));
     r.provenance.insert(SLIM_KEY.to_string(), key.clone());
-    Some((key.clone(), r))
+    Some((key, r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmlink_core_module::CORE_OBJECT;
+
+    #[test]
+    fn compile_time_key_and_wanted_exports_match_a_run_time_derivation() {
+        let manifest = Manifest::core().expect("the embedded manifest reads");
+        let wanted = wanted_exports(&manifest, CORE_OBJECT);
+        assert_eq!(
+            builtin_core_key(),
+            format!("core {}", fingerprint(&manifest, CORE_OBJECT))
+        );
+        let listed: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        assert_eq!(BUILTIN_WANTED, listed.as_slice());
+        assert!(
+            BUILTIN_WANTED.windows(2).all(|w| w[0] < w[1]),
+            "sorted for binary search"
+        );
+        assert!(builtin_may_bind("__x86_indirect_thunk_rax"));
+        assert!(BUILTIN_WANTED.iter().all(|n| builtin_may_bind(n)));
+        assert!(builtin_may_bind("module_layout"));
+        assert!(!builtin_may_bind("not_a_symbol_the_core_uses"));
+    }
 }

@@ -383,9 +383,7 @@ impl Store {
     /// (records stored by a format 1 store or by a kmlink with another
     /// core). Returns whether any was added.
     fn fill_projections(&self, image: &mut Image) -> bool {
-        let Some(core) = crate::slim::builtin_core_key() else {
-            return false;
-        };
+        let core = crate::slim::builtin_core_key();
         let mut added = false;
         for i in 0..image.entries.len() {
             if image.entries[i]
@@ -416,9 +414,7 @@ impl Store {
     /// format 1 store, or anything failing a check): use [`Store::get`],
     /// which reads everything and names any damage.
     pub fn get_projected(&self, release: &str) -> Result<Option<Vec<KernelRecord>>, DbError> {
-        let Some(core) = crate::slim::builtin_core_key() else {
-            return Ok(None);
-        };
+        let core = crate::slim::builtin_core_key();
         let file = std::fs::File::open(&self.path).map_err(io("reading", &self.path))?;
         let len = file.metadata().map_err(io("reading", &self.path))?.len();
         match crate::image::lookup_projected(&file, len, release, core)

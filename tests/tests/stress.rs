@@ -40,12 +40,18 @@ while [ $i -lt {cycles} ]; do
   fi
   rmmod kmlink || {{ echo "rmmod failed at cycle $i"; exit 35; }}
   i=$((i + 1))
-  if [ $i = $(({cycles} / 2)) ]; then echo 3 > /proc/sys/vm/drop_caches; mid=$(meminfo); fi
+  if [ $i = $(({cycles} / 2)) ]; then
+    echo 3 > /proc/sys/vm/drop_caches; mid=$(meminfo); cp /proc/slabinfo /tmp/slab.mid
+  fi
 done
 kill $reader; wait $reader 2>/dev/null
 echo 3 > /proc/sys/vm/drop_caches
 after=$(meminfo)
 left=$(grep -c 'kml_' /proc/vmallocinfo)
+# Which slab caches grew over the second half (kB, objects x size), largest
+# first: where a leak would be, or which kernel cache is warming up.
+awk 'FNR == 1 {{ f++ }} /^#|^slabinfo/ {{ next }} {{ kb = $3 * $4 / 1024; if (f == 1) m[$1] = kb; else if (kb - m[$1] >= 16) printf "@@SLABGROWTH %s %d kB\n", $1, kb - m[$1] }}' \
+  /tmp/slab.mid /proc/slabinfo | sort -t' ' -k3 -rn | head -8
 echo "@@STRESS cycles=$i before=$before mid=$mid after=$after vmalloc_entries_left=$left"
 exit 0
 "#
@@ -117,6 +123,9 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
         "{release}: {line} (duration {:.1}s)",
         r.duration.as_secs_f64()
     );
+    for growth in r.output.lines().filter(|l| l.starts_with("@@SLABGROWTH")) {
+        eprintln!("{release}: {growth}");
+    }
     let words: Vec<&str> = line.split_whitespace().collect();
     let num = |key: &str, off: usize| -> i64 {
         let i = words.iter().position(|w| w.starts_with(key)).expect(key);

@@ -447,17 +447,50 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     })
 }
 
-/// Prints where each fact of a host-made record came from, and how to keep it.
-pub fn print_provenance(s: &Sources) {
+/// Where each fact of a host-made record came from, and how to keep it
+/// (nothing for a stored record), one line each.
+pub fn provenance(s: &Sources) -> Vec<String> {
     if !s.from_host {
-        return;
+        return Vec::new();
     }
-    eprintln!(
+    let mut out = vec![format!(
         "kmlink: {}: no stored record; built from this host:",
         s.release
+    )];
+    out.extend(
+        s.record
+            .provenance
+            .iter()
+            .map(|(fact, from)| format!("  {fact:<12} ← {from}")),
     );
-    for (fact, from) in &s.record.provenance {
-        eprintln!("  {fact:<12} ← {from}");
+    out
+}
+
+/// Messages for stderr, written in one `write` when dropped (on success
+/// and on every early return alike): stderr is unbuffered, and a verdict
+/// printed piece by piece cost `kmlink build` over a hundred system calls.
+#[derive(Default)]
+pub struct Said(String);
+
+impl Said {
+    /// Adds one line.
+    pub fn line(&mut self, line: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        let _ = writeln!(self.0, "{line}");
+    }
+
+    /// Writes what was said so far.
+    pub fn flush(&mut self) {
+        if !self.0.is_empty() {
+            let _ = std::io::stderr().write_all(self.0.as_bytes());
+            self.0.clear();
+        }
+    }
+}
+
+impl Drop for Said {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -472,17 +505,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             &owned
         }
     };
+    let mut said = Said::default();
     let sources = gather_with(&args, manifest, args.save_record.is_none())?;
     for line in sources.describe() {
-        eprintln!("kmlink: {line}");
+        said.line(format_args!("kmlink: {line}"));
     }
-    print_provenance(&sources);
+    for line in provenance(&sources) {
+        said.line(line);
+    }
     if let Some(path) = &args.save_record {
         write_atomic(
             path,
             serde_json::to_string_pretty(&sources.record)?.as_bytes(),
         )?;
-        eprintln!("kmlink: record written to {}", path.display());
+        said.line(format_args!("kmlink: record written to {}", path.display()));
     }
     let facts = sources.facts(manifest);
     let built = kmlink_linker::build_with(CORE_OBJECT, &facts, &options);
@@ -491,27 +527,28 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Err(r) => (&r.verdict, None),
     };
     if args.check {
+        said.flush();
         println!("{verdict}");
     } else {
-        eprintln!("{verdict}");
+        said.line(verdict);
     }
     let ko = match ko {
         Some(ko) => ko,
         None if args.unchecked_for_tests && !args.check => {
-            eprintln!(
+            said.line(
                 "kmlink: WARNING: --unchecked-for-tests: writing a module the checks REFUSED; \
-                 it exists to show what the kernel does with it. Never load it on a real system."
+                 it exists to show what the kernel does with it. Never load it on a real system.",
             );
             kmlink_linker::link_with(CORE_OBJECT, manifest, &sources.record, &options)
                 .with_context(|| format!("linking for {}", sources.release))?
                 .ko
         }
         None => {
-            eprintln!(
+            said.line(format_args!(
                 "kmlink: refused: no module written for {}. Fix what the ✗ lines name; \
                  kmlink never writes or loads a module its checks refuse.",
                 sources.release
-            );
+            ));
             return Ok(ExitCode::from(1));
         }
     };
@@ -521,19 +558,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             store
                 .put(&sources.record)
                 .with_context(|| format!("storing the record in {}", store.path().display()))?;
-            eprintln!(
+            said.line(format_args!(
                 "kmlink: record of {} stored in {}",
                 sources.release,
                 store.path().display()
-            );
+            ));
         } else {
-            eprintln!(
+            said.line(format_args!(
                 "kmlink: to keep these facts: kmlink build --kernel {} --from-host --store \
                  (or --save-record FILE)",
                 sources.release
-            );
+            ));
         }
     }
+    said.flush();
     if args.dump {
         print!(
             "{}",

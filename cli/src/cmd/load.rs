@@ -337,7 +337,9 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     for line in sources.describe() {
         eprintln!("kmlink: {line}");
     }
-    build::print_provenance(&sources);
+    for line in build::provenance(&sources) {
+        eprintln!("{line}");
+    }
     let facts = sources.facts(&manifest);
     let options = build::link_options(args.backend, &args.set)?;
     let built = match kmlink_linker::build_with(CORE_OBJECT, &facts, &options) {
