@@ -341,19 +341,7 @@ impl Store {
     ) -> Result<(), DbError> {
         let dir = self.dir();
         let lock_path = append(&self.path, ".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("creating", &lock_path))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-            DbError::Io {
-                op: "locking",
-                path: lock_path.clone(),
-                source: e.into(),
-            }
-        })?;
+        let lock = lock_exclusive(&lock_path)?;
         self.remove_stale_temporaries(&dir);
         let mut image = if self.path.exists() {
             let bytes = std::fs::read(&self.path).map_err(io("reading", &self.path))?;
@@ -580,19 +568,7 @@ impl Store {
             ),
             what,
         })?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("creating", &lock_path))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-            DbError::Io {
-                op: "locking",
-                path: lock_path.clone(),
-                source: e.into(),
-            }
-        })?;
+        let lock = lock_exclusive(&lock_path)?;
         let now = std::fs::read(&self.path).map_err(io("reading", &self.path))?;
         if now != bytes {
             return Err(DbError::Damaged {
@@ -751,4 +727,23 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<(), DbError> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(io("writing", path))
+}
+
+/// Opens (creating) `lock_path` and takes an exclusive `flock` on it; the
+/// lock lasts as long as the returned file.
+fn lock_exclusive(lock_path: &Path) -> Result<std::fs::File, DbError> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(io("creating", lock_path))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        DbError::Io {
+            op: "locking",
+            path: lock_path.to_path_buf(),
+            source: e.into(),
+        }
+    })?;
+    Ok(lock)
 }
