@@ -12,7 +12,7 @@ fn main() {
     let manifest = Manifest::core()
         .unwrap_or_else(|e| panic!("the embedded core's manifest is unreadable: {e}"));
     let wanted = needs::wanted_exports(&manifest, CORE_OBJECT);
-    let key = format!("core {}", needs::fingerprint_of(&manifest, &wanted));
+    let key = needs::core_key(&manifest, &wanted);
     let names: String = wanted.iter().map(|n| format!("    {n:?},\n")).collect();
     let out = format!(
         "/// `core <fingerprint>` of the embedded core.\n\

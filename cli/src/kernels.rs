@@ -22,21 +22,21 @@ pub fn cache(opts: &FetchOpts) -> Cache {
 
 /// Where packages come from: `--mirror` or the host's apt sources.
 pub fn origin(opts: &FetchOpts) -> Result<Origin> {
-    if !opts.mirror.is_empty() {
+    let mut origin = if opts.mirror.is_empty() {
+        let origin = Origin::from_host(Distro::Debian, std::path::Path::new("/"))
+            .context("reading the host's apt sources")?;
+        if origin.mirrors.archive.is_empty() {
+            bail!("no Debian archive in the host's apt sources; pass --mirror URL");
+        }
+        origin
+    } else {
         let mirrors = sources::Mirrors {
             archive: opts.mirror.clone(),
             security: opts.mirror.clone(),
         };
-        let mut origin = Origin::new(Distro::Debian, mirrors, None);
-        origin.allow_expired = opts.allow_expired;
-        return Ok(origin);
-    }
-    let mut origin = Origin::from_host(Distro::Debian, std::path::Path::new("/"))
-        .context("reading the host's apt sources")?;
+        Origin::new(Distro::Debian, mirrors, None)
+    };
     origin.allow_expired = opts.allow_expired;
-    if origin.mirrors.archive.is_empty() {
-        bail!("no Debian archive in the host's apt sources; pass --mirror URL");
-    }
     Ok(origin)
 }
 

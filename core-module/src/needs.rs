@@ -53,6 +53,11 @@ pub fn may_bind(wanted: impl Fn(&str) -> bool, name: &str) -> bool {
     wanted(name) || ALWAYS_PREFIX.iter().any(|p| name.starts_with(p))
 }
 
+/// The key records cut for a core carry: `core <fingerprint>`.
+pub fn core_key(manifest: &Manifest, wanted: &BTreeSet<String>) -> String {
+    format!("core {}", fingerprint_of(manifest, wanted))
+}
+
 /// A short fingerprint (16 hex digits) of what a core asks of a kernel.
 pub fn fingerprint(manifest: &Manifest, core_object: &[u8]) -> String {
     fingerprint_of(manifest, &wanted_exports(manifest, core_object))

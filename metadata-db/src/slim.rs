@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kmlink_core_module::needs::core_key;
 use kmlink_core_module::Manifest;
 
 use crate::record::KernelRecord;
@@ -42,10 +43,7 @@ pub fn slim(record: &KernelRecord, manifest: &Manifest, core_object: &[u8]) -> K
     r.exports.retain(|name, _| keep_export(&wanted, name));
     r.layouts.retain(|k, _| layout_keys.contains(k));
     r.tracepoints.retain(|k, _| tracepoints.contains(k));
-    r.provenance = BTreeMap::from([(
-        SLIM_KEY.to_string(),
-        format!("core {}", fingerprint(manifest, core_object)),
-    )]);
+    r.provenance = BTreeMap::from([(SLIM_KEY.to_string(), core_key(manifest, &wanted))]);
     r
 }
 
@@ -61,10 +59,10 @@ pub fn covers(
     let Some(cut_for) = record.provenance.get(SLIM_KEY) else {
         return Ok(());
     };
-    if *cut_for == format!("core {}", fingerprint(manifest, core_object)) {
+    let wanted = wanted_exports(manifest, core_object);
+    if *cut_for == core_key(manifest, &wanted) {
         return Ok(());
     }
-    let wanted = wanted_exports(manifest, core_object);
     let missing: Vec<String> = wanted
         .iter()
         .filter(|e| !record.exports.contains_key(*e))
@@ -142,6 +140,7 @@ mod tests {
             builtin_core_key(),
             format!("core {}", fingerprint(&manifest, CORE_OBJECT))
         );
+        assert_eq!(builtin_core_key(), core_key(&manifest, &wanted));
         let listed: Vec<&str> = wanted.iter().map(String::as_str).collect();
         assert_eq!(BUILTIN_WANTED, listed.as_slice());
         assert!(

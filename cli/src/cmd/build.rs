@@ -470,17 +470,17 @@ pub fn provenance(s: &Sources) -> Vec<String> {
 /// and on every early return alike): stderr is unbuffered, and a verdict
 /// printed piece by piece cost `kmlink build` over a hundred system calls.
 #[derive(Default)]
-pub struct Said(String);
+struct Said(String);
 
 impl Said {
     /// Adds one line.
-    pub fn line(&mut self, line: impl std::fmt::Display) {
+    fn line(&mut self, line: impl std::fmt::Display) {
         use std::fmt::Write as _;
         let _ = writeln!(self.0, "{line}");
     }
 
     /// Writes what was said so far.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if !self.0.is_empty() {
             let _ = std::io::stderr().write_all(self.0.as_bytes());
             self.0.clear();
