@@ -499,6 +499,23 @@ fn serve(routes: Vec<(String, Vec<common::Reply>)>) -> Server {
     )
 }
 
+/// A signing key for `uid`, and its public key written as `name` in a new
+/// temporary directory (kept alive by the returned handle).
+fn keyring_in_tempdir(
+    uid: &str,
+    name: &str,
+) -> (
+    pgp::composed::SignedSecretKey,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let (key, public) = test_key(uid);
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join(name);
+    std::fs::write(&keyring, &public).unwrap();
+    (key, dir, keyring)
+}
+
 fn origin(distro: Distro, base: &str, keyring: &std::path::Path) -> Origin {
     Origin::new(
         distro,
@@ -509,10 +526,8 @@ fn origin(distro: Distro, base: &str, keyring: &std::path::Path) -> Origin {
 
 #[test]
 fn discovers_verifies_and_materializes_every_layout() {
-    let (key, public) = test_key("Test Archive <archive@example.invalid>");
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring.gpg");
-    std::fs::write(&keyring, &public).unwrap();
+    let (key, dir, keyring) =
+        keyring_in_tempdir("Test Archive <archive@example.invalid>", "keyring.gpg");
 
     let mut main = debian_6_1();
     main.extend(debian_6_12());
@@ -694,10 +709,7 @@ fn bad_signature_stops_the_source() {
 
 #[test]
 fn tampered_inrelease_is_refused() {
-    let (key, public) = test_key("Real <real@example.invalid>");
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("k.gpg");
-    std::fs::write(&keyring, &public).unwrap();
+    let (key, _dir, keyring) = keyring_in_tempdir("Real <real@example.invalid>", "k.gpg");
     let mut routes = suite_routes(&key, "fixture", &[("main", &debian_6_16())], true);
     for (path, replies) in &mut routes {
         if path.ends_with("InRelease") {
@@ -724,10 +736,7 @@ fn tampered_inrelease_is_refused() {
 
 #[test]
 fn wrong_index_hash_stops_the_source() {
-    let (key, public) = test_key("Real <real@example.invalid>");
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("k.gpg");
-    std::fs::write(&keyring, &public).unwrap();
+    let (key, _dir, keyring) = keyring_in_tempdir("Real <real@example.invalid>", "k.gpg");
     let mut routes = suite_routes(&key, "fixture", &[("main", &debian_6_16())], false);
     for (path, replies) in &mut routes {
         if path.ends_with("Packages.xz") {
@@ -750,10 +759,7 @@ fn wrong_index_hash_stops_the_source() {
 
 #[test]
 fn inrelease_of_another_suite_is_refused() {
-    let (key, public) = test_key("Real <real@example.invalid>");
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("k.gpg");
-    std::fs::write(&keyring, &public).unwrap();
+    let (key, _dir, keyring) = keyring_in_tempdir("Real <real@example.invalid>", "k.gpg");
     let mut routes = suite_routes(&key, "oldsuite", &[("main", &debian_6_16())], false);
     for (path, _) in &mut routes {
         *path = path.replace("dists/oldsuite/", "dists/fixture/");
@@ -766,10 +772,8 @@ fn inrelease_of_another_suite_is_refused() {
 
 #[test]
 fn an_expired_suite_is_refused_unless_allowed() {
-    let (key, public) = test_key("Test Archive <archive@example.invalid>");
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = dir.path().join("keyring.gpg");
-    std::fs::write(&keyring, &public).unwrap();
+    let (key, _dir, keyring) =
+        keyring_in_tempdir("Test Archive <archive@example.invalid>", "keyring.gpg");
     let main = debian_6_12();
     // Signed, but valid only until a date long past (a replayed InRelease).
     let mut routes = suite_routes_until(
