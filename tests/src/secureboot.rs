@@ -234,9 +234,13 @@ pub fn sign_with_sign_file(key: &Path, cert: &Path, module: &Path, out: &Path) -
     Ok(())
 }
 
-/// The signed kernel images pinned in `tests/kernels-secureboot.toml`.
+/// The signed kernel images pinned in `tests/kernels-secureboot.toml`
+/// (`$KMLINK_SECUREBOOT_PINS` names another file of the same format, e.g.
+/// every signed image in the archive: scripts/matrix-secureboot).
 pub fn pinned_signed() -> Result<Vec<pinned::PinnedKernel>> {
-    let path = workspace().join("tests/kernels-secureboot.toml");
+    let path = std::env::var_os("KMLINK_SECUREBOOT_PINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("tests/kernels-secureboot.toml"));
     pinned::load(&path).with_context(|| format!("loading {}", path.display()))
 }
 
