@@ -399,11 +399,20 @@ fn confidentiality_boot(release: &str, setup: &Setup) {
     );
     // libbpf probes for bpf_probe_read_kernel first; under lockdown that
     // probe fails too, so it rewrites the call to the older bpf_probe_read
-    // (helper 4), which lockdown withholds as well. Either way the
-    // verifier refuses an unknown helper.
+    // (helper 4), which lockdown withholds as well. The verifier then
+    // refuses the helper: "unknown func bpf_probe_read#4" (6.1), "program
+    // of this type cannot use helper bpf_probe_read#4" (6.12 on).
+    let refusal = read_log.lines().find(|l| {
+        l.contains("bpf_probe_read")
+            && (l.contains("unknown func") || l.contains("cannot use helper"))
+    });
     assert!(
-        read_log.contains("unknown func bpf_probe_read"),
+        refusal.is_some(),
         "{release}: the verifier refuses the withheld helper\n{read_log}"
+    );
+    eprintln!(
+        "{release} [confidentiality]: verifier: {}",
+        refusal.unwrap_or_default()
     );
     // Not the bpf() syscall as a whole: the trivial program loads.
     assert_eq!(rc(out, "BPF-noop"), 0, "{release}\n{noop_log}");
