@@ -268,6 +268,7 @@ fn integrity_boot(release: &str, setup: &Setup) {
         stranger_lines[0].trim(),
         mok[0].trim()
     );
+    eprintln!("@@SB-PART {release} integrity ok");
     // Last, as it needs the newest CLI: `kmlink load` without a key is
     // refused before anything is inserted, and says why.
     let load_out = section(out, "KMLINK-LOAD-OUT");
@@ -282,6 +283,7 @@ fn integrity_boot(release: &str, setup: &Setup) {
         "{release}\n{load_out}"
     );
     assert!(!out.contains("@@LEFT-LOADED"), "{release}\n{out}");
+    eprintln!("@@SB-PART {release} kmlink-load ok");
 }
 
 const CONFIDENTIALITY_SCRIPT: &str = r#"
@@ -421,6 +423,7 @@ fn confidentiality_boot(release: &str, setup: &Setup) {
         "{release}: lockdown's own message\n{}",
         r.dmesg
     );
+    eprintln!("@@SB-PART {release} confidentiality ok");
 }
 
 fn which(name: &str) -> Option<PathBuf> {
