@@ -440,6 +440,12 @@ pub fn subject_name(cert: &Certificate) -> String {
     subject.to_string()
 }
 
+/// The certificate as DER.
+pub fn certificate_der(cert: &Certificate) -> Result<Vec<u8>> {
+    cert.to_der()
+        .map_err(crate::error::der_err("encoding the certificate"))
+}
+
 /// SHA-256 of the certificate's DER: names a signer in caches and status.
 pub fn fingerprint(cert: &Certificate) -> Result<String> {
     use sha2_11::Digest;
@@ -447,4 +453,52 @@ pub fn fingerprint(cert: &Certificate) -> Result<String> {
         .to_der()
         .map_err(crate::error::der_err("encoding the certificate"))?;
     Ok(hex::encode(sha2_11::Sha256::digest(&der)))
+}
+
+/// The description the kernel gives this certificate's key in its
+/// keyrings (as `/proc/keys` lists it): the subject as the kernel's X.509
+/// parser shortens it (the common name; "O: CN" when the organisation is
+/// not a prefix of the common name; the organisation or e-mail address
+/// when there is no common name), `": "`, then the subject key identifier
+/// in hex, or the serial number's bytes when the certificate has none.
+pub fn kernel_key_description(cert: &Certificate) -> String {
+    let tbs = cert.tbs_certificate();
+    let (mut cn, mut o, mut email) = (None, None, None);
+    for rdn in tbs.subject().iter_rdn() {
+        for atv in rdn.iter() {
+            let text = der::asn1::Utf8StringRef::try_from(&atv.value)
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| {
+                    der::asn1::PrintableStringRef::try_from(&atv.value)
+                        .map(|s| s.as_str().to_string())
+                })
+                .or_else(|_| {
+                    der::asn1::Ia5StringRef::try_from(&atv.value).map(|s| s.as_str().to_string())
+                })
+                .ok();
+            if atv.oid == rfc4519::COMMON_NAME {
+                cn = text;
+            } else if atv.oid == rfc4519::O {
+                o = text;
+            } else if atv.oid == der::oid::db::rfc3280::EMAIL_ADDRESS {
+                email = text;
+            }
+        }
+    }
+    let subject = match (cn, o) {
+        (Some(cn), Some(o)) => {
+            let shares_prefix = cn.starts_with(&o)
+                || (cn.len() >= 7 && o.len() >= 7 && cn.as_bytes()[..7] == o.as_bytes()[..7]);
+            if shares_prefix {
+                cn
+            } else {
+                format!("{o}: {cn}")
+            }
+        }
+        (Some(cn), None) => cn,
+        (None, Some(o)) => o,
+        (None, None) => email.unwrap_or_default(),
+    };
+    let id = subject_key_id(cert).unwrap_or_else(|| tbs.serial_number().as_bytes().to_vec());
+    format!("{subject}: {}", hex::encode(id))
 }

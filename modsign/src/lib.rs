@@ -38,7 +38,7 @@ pub mod pkcs7;
 use std::path::Path;
 use std::time::SystemTime;
 
-use x509_cert::Certificate;
+pub use x509_cert::Certificate;
 
 pub use error::{Error, Result};
 pub use key::{PrivateKey, PublicKey};
@@ -251,7 +251,7 @@ pub fn verify(module: &[u8], cert: &Certificate, cert_name: &str) -> Result<Sign
     let public = PublicKey::of(cert, cert_name)?;
     if public.sig_algo() != p.algo {
         return Err(fail(format!(
-            "a {:?} signature for a {:?} key",
+            "a {} signature for a {} key",
             p.algo,
             public.sig_algo()
         )));

@@ -90,6 +90,15 @@ pub enum SigAlgo {
     Ecdsa,
 }
 
+impl std::fmt::Display for SigAlgo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SigAlgo::Rsa => "RSA",
+            SigAlgo::Ecdsa => "ECDSA",
+        })
+    }
+}
+
 /// What a module's PKCS#7 says about its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
