@@ -42,6 +42,7 @@ enum Command {
     /// Examples:
     ///   kmlink build --kernel 6.1.0-47-amd64 --from-packages -o kmlink.ko
     ///   kmlink build --kernel 6.12.107+deb13-amd64 --from-packages --check
+    ///   kmlink build --kernel 6.1.0-47-amd64 --sign-key mok.key --sign-cert mok.der -o kmlink.ko
     Build(cmd::build::BuildArgs),
     /// Boot a kernel in QEMU (optionally with a module inserted) and run a command in it.
     ///
@@ -67,6 +68,23 @@ enum Command {
     Events(cmd::events::EventsArgs),
     /// Explain whether and why this host can load the monitor.
     Doctor(cmd::doctor::DoctorArgs),
+    /// Sign a module file, attach a signature made elsewhere, or show a
+    /// module's signature.
+    ///
+    /// Examples:
+    ///   kmlink sign kmlink.ko --sign-key /var/lib/kmlink/keys/kmlink-signing.key --sign-cert /var/lib/kmlink/keys/kmlink-signing.der
+    ///   kmlink sign kmlink.ko --emit-digest kmlink.ko.sha256
+    ///   kmlink sign kmlink.ko --attach-signature kmlink.ko.sig --sign-cert mok.der
+    ///   kmlink sign --show kmlink.ko --sign-cert mok.der
+    Sign(cmd::sign::SignArgs),
+    /// The module signing key: generate it, enrol it as a Machine Owner
+    /// Key, and ask whether the running kernel trusts it.
+    ///
+    /// Examples:
+    ///   kmlink key generate
+    ///   kmlink key enroll
+    ///   kmlink key status
+    Key(cmd::key::KeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +108,8 @@ fn main() -> ExitCode {
         Command::Stats(args) => cmd::stats::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Sign(args) => cmd::sign::run(args),
+        Command::Key(args) => cmd::key::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,7 @@ pub mod donor;
 pub mod dump;
 pub mod host;
 mod plan;
+pub mod security;
 
 use std::collections::BTreeMap;
 

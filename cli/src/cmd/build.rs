@@ -113,6 +113,8 @@ pub struct BuildArgs {
     /// modinfo, versions) to stdout.
     #[arg(long)]
     pub dump: bool,
+    #[command(flatten)]
+    pub sign: super::sign::SignOpts,
     /// Tests only: write the module even when the checks refuse it, to show
     /// in a VM what the kernel would do with it. kmlink never loads such a
     /// module itself.
@@ -141,6 +143,10 @@ impl BuildArgs {
             check: false,
             dump: false,
             unchecked_for_tests: false,
+            sign: super::sign::SignOpts {
+                sign_hash: "sha256".into(),
+                ..Default::default()
+            },
             fetch: FetchOpts {
                 cache: None,
                 mirror: Vec::new(),
@@ -497,6 +503,8 @@ impl Drop for Said {
 /// Runs `kmlink build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let options = link_options(args.backend, &args.set)?;
+    // Every signing input is checked before anything is linked or written.
+    let signer = args.sign.prepare()?;
     let owned;
     let manifest = match kmlink_metadata_db::slim::builtin_manifest() {
         Some(m) => m,
@@ -580,6 +588,10 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     }
     if args.check {
         return Ok(ExitCode::SUCCESS);
+    }
+    let (ko, signed) = args.sign.apply(signer.as_ref(), ko)?;
+    if let Some(line) = signed {
+        eprintln!("kmlink: {line}");
     }
     let out = args
         .output

@@ -13,6 +13,7 @@ use kmlink_linker::host::{self, HostIdentity};
 
 use super::build::{self, BuildArgs};
 use super::load::{is_loaded, LoadPolicy};
+use kmlink_linker::security::{self, Trust};
 
 /// Arguments of `kmlink doctor`.
 #[derive(Args, Debug)]
@@ -190,55 +191,30 @@ pub fn host_lines(root: &Path, euid_root: bool) -> (Option<HostIdentity>, Vec<Li
     } else if root.join("proc/sys/kernel/modules_disabled").exists() {
         out.push(line(Mark::Ok, "modules_disabled", "0", None));
     }
-    match policy.lockdown.as_deref() {
-        Some("none") | None => out.push(line(
-            Mark::Ok,
-            "lockdown",
-            policy.lockdown.clone().unwrap_or_else(|| {
-                "not active (no /sys/kernel/security/lockdown)".to_string()
-            }),
-            None,
-        )),
-        Some(mode) => out.push(line(
-            Mark::Blocks,
-            "lockdown",
-            format!("{mode}: only signed modules load"),
-            Some("boot with Secure Boot off (lockdown follows it on Debian), or sign the module with an enrolled MOK".into()),
-        )),
-    }
+    out.push(line(
+        Mark::Ok,
+        "lockdown",
+        match policy.lockdown.as_deref() {
+            Some("none") => "none".to_string(),
+            Some(mode) => format!("{mode}: only signed modules load"),
+            None => "not active (no /sys/kernel/security/lockdown)".to_string(),
+        },
+        None,
+    ));
+    out.push(line(
+        Mark::Note,
+        "secure boot",
+        match policy.secure_boot {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "unknown (no EFI variables: legacy boot, or efivarfs not mounted)",
+        },
+        None,
+    ));
     let sig_force = cfg
         .as_ref()
         .is_some_and(|(_, c)| c.enabled("CONFIG_MODULE_SIG_FORCE"));
-    let sb = policy.secure_boot;
-    if policy.sig_enforce || sig_force {
-        out.push(line(
-            Mark::Blocks,
-            "signatures",
-            format!(
-                "enforced ({}); kmlink's module is unsigned",
-                if sig_force {
-                    "CONFIG_MODULE_SIG_FORCE=y"
-                } else {
-                    "module.sig_enforce=Y"
-                }
-            ),
-            Some("boot without module.sig_enforce=1, or sign the module with a key the kernel trusts".into()),
-        ));
-    } else {
-        out.push(line(
-            Mark::Ok,
-            "signatures",
-            format!(
-                "not enforced (Secure Boot {}); an unsigned module loads and taints the kernel O|E",
-                match sb {
-                    Some(true) => "on",
-                    Some(false) => "off",
-                    None => "unknown: no EFI variables",
-                }
-            ),
-            None,
-        ));
-    }
+    out.push(signing_line(root, &policy, sig_force));
     out.push(if euid_root {
         line(Mark::Ok, "root", "running as root", None)
     } else {
@@ -261,6 +237,92 @@ pub fn host_lines(root: &Path, euid_root: bool) -> (Option<HostIdentity>, Vec<Li
         None,
     ));
     (identity, out)
+}
+
+/// Whether modules must be signed, with which key kmlink signs, and
+/// whether the kernel trusts it.
+fn signing_line(root: &Path, policy: &LoadPolicy, sig_force: bool) -> Line {
+    let required = policy.signatures_required() || sig_force;
+    let why = if sig_force && !policy.signatures_required() {
+        "CONFIG_MODULE_SIG_FORCE=y".to_string()
+    } else {
+        policy.reason()
+    };
+    let enrol = "sudo kmlink key generate && sudo kmlink key enroll; reboot and confirm the key \
+                 in MokManager; then sudo kmlink load signs with it"
+        .to_string();
+    // Tests pass a fake root: kmlink's key directory is then inside it.
+    let dir = if root == Path::new("/") {
+        kmlink_modsign::keys::key_dir()
+    } else {
+        root.join("var/lib/kmlink/keys")
+    };
+    let pair = kmlink_modsign::keys::find(root, &dir);
+    let Some(pair) = pair else {
+        return if required {
+            line(
+                Mark::Blocks,
+                "signatures",
+                format!("required ({why}); no signing key (kmlink's, DKMS's or shim-signed's)"),
+                Some(enrol),
+            )
+        } else {
+            line(
+                Mark::Ok,
+                "signatures",
+                "not required; an unsigned module loads and taints the kernel O|E",
+                None,
+            )
+        };
+    };
+    let key = format!("{} ({})", pair.key.display(), pair.origin.describe());
+    let cert = match kmlink_modsign::key::read_certificate(&pair.cert) {
+        Ok(c) => c,
+        Err(e) => {
+            return line(
+                if required { Mark::Blocks } else { Mark::Note },
+                "signatures",
+                format!("signing key {key}: its certificate is unusable: {e}"),
+                Some(enrol),
+            )
+        }
+    };
+    let desc = kmlink_modsign::key::kernel_key_description(&cert);
+    match (security::trust(root, &desc), required) {
+        (Trust::Trusted, _) => line(
+            Mark::Ok,
+            "signatures",
+            format!(
+                "{}; kmlink signs with {key}, which the kernel trusts",
+                if required { format!("required ({why})") } else { "not required".into() }
+            ),
+            None,
+        ),
+        (Trust::NotTrusted, true) => line(
+            Mark::Blocks,
+            "signatures",
+            format!("required ({why}); the kernel does not hold kmlink's signing key {key} (\"{desc}\")"),
+            Some(format!(
+                "sudo kmlink key enroll --cert {}; reboot and confirm it in MokManager",
+                pair.cert.display()
+            )),
+        ),
+        (Trust::NotTrusted, false) => line(
+            Mark::Note,
+            "signatures",
+            format!("not required; kmlink signs with {key}, which the kernel does not hold (taint E)"),
+            None,
+        ),
+        (Trust::Unknown(e), _) => line(
+            Mark::Note,
+            "signatures",
+            format!(
+                "{}; kmlink signs with {key}; whether the kernel trusts it is unknown: {e}",
+                if required { format!("required ({why})") } else { "not required".into() }
+            ),
+            None,
+        ),
+    }
 }
 
 /// Runs `kmlink doctor`.
@@ -425,18 +487,61 @@ mod tests {
             "{}",
             text.join("\n")
         );
-        // Lockdown on: blocked, with the fix.
+        // Lockdown on, no key: blocked, with the next step.
         std::fs::write(
             root.join("sys/kernel/security/lockdown"),
             "none [integrity] confidentiality\n",
         )
         .expect("w");
-        let (_, lines) = host_lines(root, true);
-        let l = lines
-            .iter()
-            .find(|l| l.subject == "lockdown")
-            .expect("lockdown");
-        assert_eq!(l.mark, Mark::Blocks);
-        assert!(l.fix.as_deref().unwrap_or("").contains("Secure Boot"));
+        let signatures = |root: &Path| {
+            host_lines(root, true)
+                .1
+                .into_iter()
+                .find(|l| l.subject == "signatures")
+                .expect("signatures line")
+        };
+        let l = signatures(root);
+        assert_eq!(l.mark, Mark::Blocks, "{l}");
+        assert!(l.found.contains("lockdown=integrity"), "{l}");
+        assert!(
+            l.fix
+                .as_deref()
+                .unwrap_or("")
+                .contains("kmlink key generate"),
+            "{l}"
+        );
+        // DKMS's MOK, not held by the kernel: blocked, enrol it.
+        let g = kmlink_modsign::generate::generate(
+            kmlink_modsign::generate::KeyKind::P256,
+            "DKMS module signing key",
+            30,
+            std::time::SystemTime::now(),
+        )
+        .expect("key");
+        std::fs::create_dir_all(root.join("var/lib/dkms")).expect("mkdir");
+        std::fs::write(root.join("var/lib/dkms/mok.key"), &g.key_pem).expect("w");
+        std::fs::write(root.join("var/lib/dkms/mok.pub"), &g.cert_der).expect("w");
+        let desc = kmlink_modsign::key::kernel_key_description(&g.cert);
+        std::fs::write(
+            root.join("proc/keys"),
+            "0b5e7f3a I------     1 perm 1f0b0000     0     0 asymmetric Debian Secure Boot CA: 6ccece7e: X509.rsa 6ccece7e []\n",
+        )
+        .expect("w");
+        let l = signatures(root);
+        assert_eq!(l.mark, Mark::Blocks, "{l}");
+        assert!(
+            l.found.contains("DKMS")
+                && l.fix.as_deref().unwrap_or("").contains("kmlink key enroll"),
+            "{l}"
+        );
+        // Enrolled: fine.
+        std::fs::write(
+            root.join("proc/keys"),
+            format!("2c3d4e5f I------     1 perm 1f0b0000     0     0 asymmetric {desc}: X509.ecdsa 00112233 []\n"),
+        )
+        .expect("w");
+        let l = signatures(root);
+        assert_eq!(l.mark, Mark::Ok, "{l}");
+        assert!(l.found.contains("which the kernel trusts"), "{l}");
     }
 }

@@ -46,6 +46,8 @@ pub struct LoadArgs {
     /// Link again even if a cached module exists.
     #[arg(long)]
     pub rebuild: bool,
+    #[command(flatten)]
+    pub sign: super::sign::SignOpts,
     /// Module parameters (`name=value` …).
     #[arg(last = true)]
     pub params: Vec<String>,
@@ -131,56 +133,7 @@ impl Kmsg {
     }
 }
 
-/// What the system says about module loading, for explanations.
-#[derive(Debug, Default, Clone)]
-pub struct LoadPolicy {
-    /// `/proc/sys/kernel/modules_disabled` is 1.
-    pub modules_disabled: bool,
-    /// The active lockdown mode (`none`, `integrity`, `confidentiality`).
-    pub lockdown: Option<String>,
-    /// `/sys/module/module/parameters/sig_enforce` is Y.
-    pub sig_enforce: bool,
-    /// UEFI Secure Boot is on.
-    pub secure_boot: Option<bool>,
-}
-
-impl LoadPolicy {
-    /// Reads it under `root` (`/` normally).
-    pub fn read(root: &Path) -> Self {
-        let text = |p: &str| std::fs::read_to_string(root.join(p)).ok();
-        let lockdown = text("sys/kernel/security/lockdown").and_then(|t| {
-            t.split_whitespace()
-                .find(|w| w.starts_with('['))
-                .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
-        });
-        LoadPolicy {
-            modules_disabled: text("proc/sys/kernel/modules_disabled")
-                .is_some_and(|t| t.trim() == "1"),
-            lockdown,
-            sig_enforce: text("sys/module/module/parameters/sig_enforce")
-                .is_some_and(|t| t.trim() == "Y"),
-            secure_boot: secure_boot(root),
-        }
-    }
-
-    /// Whether unsigned modules are refused.
-    pub fn signatures_required(&self) -> bool {
-        self.sig_enforce || self.lockdown.as_deref().is_some_and(|l| l != "none")
-    }
-}
-
-/// UEFI Secure Boot state from efivarfs, if readable.
-pub fn secure_boot(root: &Path) -> Option<bool> {
-    let dir = root.join("sys/firmware/efi/efivars");
-    let rd = std::fs::read_dir(dir).ok()?;
-    for e in rd.flatten() {
-        if e.file_name().to_string_lossy().starts_with("SecureBoot-") {
-            let data = std::fs::read(e.path()).ok()?;
-            return data.get(4).map(|b| *b == 1);
-        }
-    }
-    None
-}
+pub use kmlink_linker::security::LoadPolicy;
 
 /// Explains a failed finit_module in words: what the errno means here,
 /// with the kernel's log lines about it.
@@ -194,10 +147,11 @@ pub fn explain_load_error(errno: Errno, policy: &LoadPolicy, dmesg: &[String]) -
                 .to_string()
         }
         Errno::PERM | Errno::KEYREJECTED | Errno::NOKEY if policy.signatures_required() => format!(
-            "the kernel accepts only signed modules ({}), and kmlink's module is unsigned. \
-             Either disable Secure Boot / boot without module.sig_enforce, or sign the module with a key \
-             the kernel trusts (enrol a MOK with mokutil, then sign with the kernel's sign-file)",
-            policy_reason(policy)
+            "the kernel accepts only signed modules ({}), and refused this one's signature \
+             (unsigned, or signed by a key it does not hold). Make and enrol a key: \
+             kmlink key generate, kmlink key enroll, reboot and confirm it in MokManager; \
+             then kmlink load signs with it (kmlink key status tells whether the kernel trusts it)",
+            policy.reason()
         ),
         Errno::KEYREJECTED | Errno::NOKEY => {
             "the module's signature was rejected or no key is known: the kernel requires signed modules"
@@ -251,20 +205,6 @@ pub fn explain_load_error(errno: Errno, policy: &LoadPolicy, dmesg: &[String]) -
         }
     }
     why
-}
-
-fn policy_reason(p: &LoadPolicy) -> String {
-    let mut r = Vec::new();
-    if let Some(l) = p.lockdown.as_deref().filter(|l| *l != "none") {
-        r.push(format!("lockdown={l}"));
-    }
-    if p.sig_enforce {
-        r.push("module.sig_enforce=Y".to_string());
-    }
-    if p.secure_boot == Some(true) {
-        r.push("Secure Boot on".to_string());
-    }
-    r.join(", ")
 }
 
 fn errno_name(e: Errno) -> &'static str {
@@ -324,6 +264,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     if is_loaded(Path::new("/")) {
         bail!("the monitor is already loaded (kmlink in /proc/modules); `kmlink unload` first");
     }
+    let signer = signing_for_load(&args.sign)?;
     let manifest = Manifest::core().context("reading the embedded core's manifest")?;
     let bargs = BuildArgs {
         db: args.db.clone(),
@@ -354,14 +295,19 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     };
     eprintln!("{}", built.verdict);
 
-    // Named by its own bytes: every input (core, record, options) is in them.
-    let hash = sha256_hex(&built.linked.ko);
+    let (ko, signed) = args.sign.apply(signer.as_ref(), built.linked.ko.clone())?;
+    if let Some(line) = signed {
+        eprintln!("kmlink: {line}");
+    }
+    // Named by its own bytes: every input (core, record, options, signer)
+    // is in them.
+    let hash = sha256_hex(&ko);
     let path = cache_dir().join(format!("kmlink-{}-{}.ko", sources.release, &hash[..16]));
-    let cached = !args.rebuild && std::fs::read(&path).is_ok_and(|b| b == built.linked.ko);
+    let cached = !args.rebuild && std::fs::read(&path).is_ok_and(|b| b == ko);
     if !cached {
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
             .with_context(|| format!("creating {}", cache_dir().display()))?;
-        build::write_atomic(&path, &built.linked.ko)?;
+        build::write_atomic(&path, &ko)?;
     }
     eprintln!(
         "kmlink: module {} ({})",
@@ -386,6 +332,72 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
             bail!("{}", explain_load_error(errno, &policy, &lines))
         }
     }
+}
+
+/// The signer `kmlink load` uses, decided before anything is linked:
+/// the configured key (or kmlink's, DKMS's or shim-signed's) when there is
+/// one; when the kernel accepts only signed modules, a refusal with the
+/// next step if there is no key or the kernel does not hold it.
+fn signing_for_load(opts: &super::sign::SignOpts) -> Result<Option<kmlink_modsign::Signer>> {
+    use kmlink_linker::security::{self, Trust};
+    if opts.emit_digest.is_some() || opts.attach_signature.is_some() {
+        bail!(
+            "kmlink load signs with a key on this host; to sign elsewhere, build with \
+             kmlink build --emit-digest / --attach-signature and insert the result"
+        );
+    }
+    opts.hash()?;
+    let root = Path::new("/");
+    let policy = LoadPolicy::read(root);
+    let pair = super::sign::configured_pair(opts);
+    let Some(pair) = pair else {
+        if policy.signatures_required() {
+            let dir = kmlink_modsign::keys::key_dir();
+            let looked: Vec<String> = kmlink_modsign::keys::candidates(root, &dir)
+                .iter()
+                .map(|p| p.key.display().to_string())
+                .collect();
+            bail!(
+                "this kernel accepts only signed modules ({}), and no signing key is configured \
+                 (looked at {}; --sign-key/--sign-cert or KMLINK_SIGN_KEY/KMLINK_SIGN_CERT name one). \
+                 Nothing was inserted. Next: sudo kmlink key generate && sudo kmlink key enroll, \
+                 reboot and confirm the key in MokManager, then sudo kmlink load",
+                policy.reason(),
+                looked.join(", ")
+            );
+        }
+        return Ok(None);
+    };
+    let signer = super::sign::open_signer(&pair.key, &pair.cert)?;
+    let desc = kmlink_modsign::key::kernel_key_description(signer.certificate());
+    match security::trust(root, &desc) {
+        Trust::Trusted => eprintln!(
+            "kmlink: signing with {} ({}), which the kernel trusts",
+            pair.key.display(),
+            pair.origin.describe()
+        ),
+        Trust::NotTrusted if policy.signatures_required() => bail!(
+            "this kernel accepts only signed modules ({}), and it does not hold the signing key \
+             {} ({}; \"{desc}\"): a module signed with it would be refused. Nothing was inserted. \
+             Next: sudo kmlink key enroll --cert {}, reboot and confirm the key in MokManager",
+            policy.reason(),
+            pair.key.display(),
+            pair.origin.describe(),
+            pair.cert.display()
+        ),
+        Trust::NotTrusted => eprintln!(
+            "kmlink: signing with {} ({}); the kernel does not hold that key, so the module \
+             loads as if unsigned (taint E)",
+            pair.key.display(),
+            pair.origin.describe()
+        ),
+        Trust::Unknown(why) => eprintln!(
+            "kmlink: signing with {} ({}); whether the kernel trusts it is unknown: {why}",
+            pair.key.display(),
+            pair.origin.describe()
+        ),
+    }
+    Ok(Some(signer))
 }
 
 /// Runs `kmlink unload`.
@@ -495,29 +507,5 @@ mod tests {
         assert!(e.contains("CRCs"), "{e}");
         assert!(explain_load_error(Errno::EXIST, &none, &[]).contains("kmlink unload"));
         assert!(explain_load_error(Errno::NOSYS, &none, &[]).contains("CONFIG_MODULES"));
-    }
-
-    #[test]
-    fn policy_reads_lockdown_and_switches() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        assert!(!LoadPolicy::read(root).signatures_required());
-        std::fs::create_dir_all(root.join("sys/kernel/security")).expect("mkdir");
-        std::fs::write(
-            root.join("sys/kernel/security/lockdown"),
-            "none [integrity] confidentiality\n",
-        )
-        .expect("write");
-        std::fs::create_dir_all(root.join("proc/sys/kernel")).expect("mkdir");
-        std::fs::write(root.join("proc/sys/kernel/modules_disabled"), "1\n").expect("write");
-        let p = LoadPolicy::read(root);
-        assert_eq!(p.lockdown.as_deref(), Some("integrity"));
-        assert!(p.modules_disabled && p.signatures_required());
-        std::fs::write(
-            root.join("sys/kernel/security/lockdown"),
-            "[none] integrity confidentiality\n",
-        )
-        .expect("write");
-        assert!(!LoadPolicy::read(root).signatures_required());
     }
 }
