@@ -7,10 +7,11 @@
 //! - Debian's **signed** kernel images, pinned with their SHA-256 in
 //!   `tests/kernels-secureboot.toml` (`cargo run -p kmlink-crawler --example
 //!   pin -- --secureboot`), verified like the other pinned packages;
-//! - the reference signer `sign-file` from `linux-kbuild-6.1`;
-//! - a test key pair (`openssl`) and a variable store with that key enrolled
-//!   as a Machine Owner Key (`virt-fw-vars` from the `virt-firmware` PyPI
-//!   package), so shim trusts it without an interactive MokManager.
+//! - the reference signer `sign-file` from `linux-kbuild-6.1` (a
+//!   cross-check of kmlink's own signer);
+//! - a variable store with a test certificate enrolled as a Machine Owner
+//!   Key (`virt-fw-vars` from the `virt-firmware` PyPI package), so shim
+//!   trusts it without an interactive MokManager.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -191,36 +192,6 @@ pub fn sign_file() -> Result<PathBuf> {
         Ok(())
     })?;
     Ok(dir.join("root").join(PATH))
-}
-
-/// A self-signed RSA-2048 code-signing certificate and its key, made with
-/// the `openssl` CLI: (key PEM, certificate PEM, certificate DER).
-pub fn test_key(dir: &Path, cn: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    need("openssl", "apt-get install openssl")?;
-    let slug: String = cn
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let key = dir.join(format!("{slug}.key"));
-    let pem = dir.join(format!("{slug}.pem"));
-    let der = dir.join(format!("{slug}.der"));
-    run(Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
-        ])
-        .args(["-subj", &format!("/CN={cn}/")])
-        .args(["-addext", "extendedKeyUsage=codeSigning"])
-        .args(["-addext", "keyUsage=digitalSignature"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&pem))?;
-    run(Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(&pem)
-        .arg("-out")
-        .arg(&der))?;
-    Ok((key, pem, der))
 }
 
 /// Signs `module` into `out` with `sign-file sha256 KEY CERT`.

@@ -9,10 +9,13 @@
 //!    on; the unsigned module is refused (EKEYREJECTED, "Loading of
 //!    unsigned module is rejected"); `kmlink load` without a key refuses
 //!    before inserting and says why; a module signed with a key that is not
-//!    enrolled is refused ("unavailable key"); the module signed with the
-//!    enrolled key loads and counts the workload's allocations, frees and
-//!    pages exactly as the kernel's kmem tracepoints do; it unloads
-//!    cleanly; taint gains exactly O, no E.
+//!    enrolled is refused ("unavailable key"); the module kmlink signed
+//!    (`kmlink build --sign-key/--sign-cert`, key from `kmlink key
+//!    generate`, byte-identical to Debian's `sign-file`) with the enrolled
+//!    key loads and counts the workload's allocations, frees and pages
+//!    exactly as the kernel's kmem tracepoints do; it unloads cleanly;
+//!    `kmlink load` with the enrolled key configured signs and loads; taint
+//!    gains exactly O, no E.
 //! 2. `lockdown=confidentiality`: tracefs is closed, yet the signed module
 //!    loads with both backends (tracepoint, kprobe) and counts the
 //!    workload; in the same boot `bpftool prog load` of a kprobe program
@@ -44,23 +47,39 @@ const EKEYREJECTED: i32 = 129;
 struct Setup {
     dir: tempfile::TempDir,
     firmware: SecureBoot,
-    /// Enrolled as a MOK: (key, certificate PEM).
+    /// Enrolled as a MOK: (key PEM, certificate DER), from `kmlink key generate`.
     mok: (PathBuf, PathBuf),
     /// Never enrolled.
     stranger: (PathBuf, PathBuf),
 }
 
+/// `kmlink key generate --dir DIR --name NAME`: (key, certificate).
+fn generate_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let out = kmlink_ok(&["key", "generate", "--dir", s(dir), "--name", name])
+        .unwrap_or_else(|e| panic!("kmlink key generate: {e}"));
+    let path = |label: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|r| r.split_whitespace().next())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("no {label:?} in:\n{out}"))
+    };
+    let (key, cert) = (path("key:"), path("certificate:"));
+    assert!(key.is_file() && cert.is_file(), "{out}");
+    (key, cert)
+}
+
 fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = sb::firmware().expect("Secure Boot firmware from Debian packages");
-    let (mok_key, mok_pem, mok_der) = sb::test_key(dir.path(), "kmlink test MOK").expect("key");
-    let (st_key, st_pem, _) = sb::test_key(dir.path(), "kmlink stranger").expect("key");
-    let firmware = sb::with_mok(&base, &mok_der, dir.path()).expect("MOK enrolment");
+    let mok = generate_key(&dir.path().join("mok"), "kmlink test MOK");
+    let stranger = generate_key(&dir.path().join("stranger"), "kmlink stranger");
+    let firmware = sb::with_mok(&base, &mok.1, dir.path()).expect("MOK enrolment");
     Setup {
         dir,
         firmware,
-        mok: (mok_key, mok_pem),
-        stranger: (st_key, st_pem),
+        mok,
+        stranger,
     }
 }
 
@@ -68,9 +87,10 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// `kmlink build --from-packages` for `release` into `out` (unsigned).
-fn build(release: &str, backend: Backend, out: &Path) {
-    kmlink_ok(&[
+/// `kmlink build --from-packages` for `release` into `out`, signed with
+/// `key` (`--sign-key`/`--sign-cert`) if given.
+fn build(release: &str, backend: Backend, key: Option<&(PathBuf, PathBuf)>, out: &Path) {
+    let mut args = vec![
         "build",
         "--kernel",
         release,
@@ -79,13 +99,28 @@ fn build(release: &str, backend: Backend, out: &Path) {
         backend.arg(),
         "-o",
         s(out),
-    ])
-    .unwrap_or_else(|e| panic!("{release}: {e}"));
+    ];
+    if let Some((k, c)) = key {
+        args.extend(["--sign-key", s(k), "--sign-cert", s(c)]);
+    }
+    kmlink_ok(&args).unwrap_or_else(|e| panic!("{release}: {e}"));
 }
 
-/// `input` signed with `key` into `out`.
-fn sign(key: &(PathBuf, PathBuf), input: &Path, out: &Path) {
-    sb::sign_with_sign_file(&key.0, &key.1, input, out).expect("sign-file");
+/// The kernel's own signer agrees: `sign-file sha256` over the unsigned
+/// module with the same key gives kmlink's signed module byte for byte.
+fn cross_check_with_sign_file(key: &(PathBuf, PathBuf), unsigned: &Path, signed: &Path) {
+    let reference = unsigned.with_extension("sign-file.ko");
+    sb::sign_with_sign_file(&key.0, &key.1, unsigned, &reference).expect("sign-file");
+    let (a, b) = (
+        std::fs::read(signed).expect("read"),
+        std::fs::read(&reference).expect("read"),
+    );
+    assert!(
+        a == b,
+        "kmlink's signature differs from sign-file's ({} vs {} bytes)",
+        a.len(),
+        b.len()
+    );
 }
 
 fn spec(release: &str, setup: &Setup, script: &str) -> VmSpec {
@@ -203,21 +238,34 @@ echo "@@KMLINK-LOAD-OUT-BEGIN"; cat /tmp/load.out; echo "@@KMLINK-LOAD-OUT-END"
 grep -q '^kmlink ' /proc/modules && echo "@@LEFT-LOADED yes"
 echo "@@TAINT-AFTER-REFUSALS before=$t0 after=$(cat /proc/sys/kernel/tainted)"
 sh /monitor.sh; echo "@@MONITOR rc=$?"
+KMLINK_SIGN_KEY=/keys/mok.key KMLINK_SIGN_CERT=/keys/mok.der kmlink load --from-host > /tmp/load2.out 2>&1
+echo "@@KMLINK-SIGNED-LOAD rc=$?"
+echo "@@KMLINK-SIGNED-LOAD-OUT-BEGIN"; cat /tmp/load2.out; echo "@@KMLINK-SIGNED-LOAD-OUT-END"
+grep -q '^kmlink ' /proc/modules && echo "@@SIGNED-LOADED yes"
+kmlink unload; echo "@@KMLINK-UNLOAD rc=$?"
 "#;
 
 fn integrity_boot(release: &str, setup: &Setup) {
     let d = setup.dir.path();
     let unsigned = d.join("kmlink.ko");
-    build(release, Backend::Tracepoint, &unsigned);
+    build(release, Backend::Tracepoint, None, &unsigned);
     let (signed, stranger) = (d.join("signed.ko"), d.join("stranger.ko"));
-    sign(&setup.mok, &unsigned, &signed);
-    sign(&setup.stranger, &unsigned, &stranger);
+    build(release, Backend::Tracepoint, Some(&setup.mok), &signed);
+    build(
+        release,
+        Backend::Tracepoint,
+        Some(&setup.stranger),
+        &stranger,
+    );
+    cross_check_with_sign_file(&setup.mok, &unsigned, &signed);
     let mut spec = spec(release, setup, INTEGRITY_SCRIPT);
     spec.files = vec![
         module("/unsigned.ko", &unsigned),
         module("/stranger.ko", &stranger),
         module("/signed.ko", &signed),
         GuestFile::bytes("/monitor.sh", monitor::script("/signed.ko"), 0o755),
+        module("/keys/mok.key", &setup.mok.0),
+        module("/keys/mok.der", &setup.mok.1),
     ];
     spec.files.extend(host_facts(release));
     spec.include_host_binary = Some(guest_kmlink(d));
@@ -284,6 +332,14 @@ fn integrity_boot(release: &str, setup: &Setup) {
     );
     assert!(!out.contains("@@LEFT-LOADED"), "{release}\n{out}");
     eprintln!("@@SB-PART {release} kmlink-load ok");
+
+    // With the enrolled key configured, `kmlink load` signs and loads.
+    let signed_out = section(out, "KMLINK-SIGNED-LOAD-OUT");
+    eprintln!("{release}: kmlink load with the enrolled key:\n{signed_out}");
+    assert_eq!(rc(out, "KMLINK-SIGNED-LOAD"), 0, "{release}\n{signed_out}");
+    assert!(out.contains("@@SIGNED-LOADED yes"), "{release}\n{out}");
+    assert_eq!(rc(out, "KMLINK-UNLOAD"), 0, "{release}\n{out}");
+    eprintln!("@@SB-PART {release} kmlink-load-signed ok");
 }
 
 const CONFIDENTIALITY_SCRIPT: &str = r#"
@@ -314,10 +370,8 @@ fn confidentiality_boot(release: &str, setup: &Setup) {
     let mut spec = spec(release, setup, CONFIDENTIALITY_SCRIPT);
     spec.extra_append.push("lockdown=confidentiality".into());
     for backend in [Backend::Tracepoint, Backend::Kprobe] {
-        let unsigned = d.join(format!("unsigned-{}.ko", backend.arg()));
         let signed = d.join(format!("kmlink-{}.ko", backend.arg()));
-        build(release, backend, &unsigned);
-        sign(&setup.mok, &unsigned, &signed);
+        build(release, backend, Some(&setup.mok), &signed);
         spec.files
             .push(module(&format!("/kmlink-{}.ko", backend.arg()), &signed));
     }
