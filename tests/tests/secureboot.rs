@@ -174,23 +174,20 @@ fn dmesg_lines<'a>(r: &'a VmResult, needle: &str) -> Vec<&'a str> {
 /// config at their Debian paths, a few stock modules where the distribution
 /// puts them (as load_vm.rs does).
 fn host_facts(release: &str) -> Vec<GuestFile> {
-    let Ok(tree) = kernel(release) else {
-        // Not a pinned test kernel (scripts/matrix-secureboot): the signed
-        // image is all the guest gets.
-        let vmlinuz = sb::signed_vmlinuz(release).expect("signed kernel image");
-        return vec![module(&format!("/boot/vmlinuz-{release}"), &vmlinuz)];
+    let (vmlinuz, config, modules_dir) = match kernel(release) {
+        Ok(t) => (t.vmlinuz, t.config, t.modules_dir),
+        // Not a pinned test kernel (scripts/matrix-secureboot): the tree
+        // `kmlink build --from-packages` unpacked into the cache.
+        Err(_) => unpacked_tree(release)
+            .unwrap_or_else(|| panic!("{release}: no unpacked kernel tree in the cache")),
     };
-    let root = if tree
-        .modules_dir
-        .to_string_lossy()
-        .contains("/usr/lib/modules/")
-    {
+    let root = if modules_dir.to_string_lossy().contains("/usr/lib/modules/") {
         format!("/usr/lib/modules/{release}")
     } else {
         format!("/lib/modules/{release}")
     };
-    let mut files = vec![module(&format!("/boot/vmlinuz-{release}"), &tree.vmlinuz)];
-    if let Some(c) = &tree.config {
+    let mut files = vec![module(&format!("/boot/vmlinuz-{release}"), &vmlinuz)];
+    if let Some(c) = &config {
         files.push(module(&format!("/boot/config-{release}"), c));
     }
     let complete = |p: &Path| {
@@ -199,7 +196,7 @@ fn host_facts(release: &str) -> Vec<GuestFile> {
             .and_then(|b| kmlink_donor::ko::read(&b).ok())
             .is_some_and(|f| f.this_module_relocs.len() >= 2)
     };
-    let small: Vec<PathBuf> = files_under(&tree.modules_dir.join("kernel/lib"))
+    let small: Vec<PathBuf> = files_under(&modules_dir.join("kernel/lib"))
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".ko"))
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() < 64 * 1024))
@@ -208,13 +205,33 @@ fn host_facts(release: &str) -> Vec<GuestFile> {
     let (full, lib): (Vec<_>, Vec<_>) = small.into_iter().partition(|p| complete(p));
     for p in full.into_iter().take(3).chain(lib.into_iter().take(3)) {
         let rel = p
-            .strip_prefix(&tree.modules_dir)
+            .strip_prefix(&modules_dir)
             .expect("below")
             .to_string_lossy()
             .into_owned();
         files.push(module(&format!("{root}/{rel}"), &p));
     }
     files
+}
+
+/// `<cache>/kernels/<release>/` as `kmlink build --from-packages` left it:
+/// (vmlinuz, config, modules directory).
+fn unpacked_tree(release: &str) -> Option<(PathBuf, Option<PathBuf>, PathBuf)> {
+    let root = sb::cache_root().join("kernels").join(release);
+    let first = |c: &[String]| c.iter().map(|p| root.join(p)).find(|p| p.exists());
+    let vmlinuz = first(&[
+        format!("boot/vmlinuz-{release}"),
+        format!("usr/lib/modules/{release}/vmlinuz"),
+    ])?;
+    let config = first(&[
+        format!("boot/config-{release}"),
+        format!("usr/lib/modules/{release}/config"),
+    ]);
+    let modules = first(&[
+        format!("usr/lib/modules/{release}/kernel"),
+        format!("lib/modules/{release}/kernel"),
+    ])?;
+    Some((vmlinuz, config, modules.parent()?.to_path_buf()))
 }
 
 /// A stripped copy of the kmlink binary (the debug build is large).

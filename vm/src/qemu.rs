@@ -292,3 +292,76 @@ pub(crate) fn use_kvm(accel: Accel, probe: impl FnOnce() -> bool) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(firmware: Option<&Firmware>) -> Vec<String> {
+        Launch {
+            qemu: Path::new("qemu"),
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            firmware,
+            kmsg_log: None,
+            append: "console=ttyS0 quiet".into(),
+            memory_mb: 512,
+            smp: 2,
+            kvm: false,
+            timeout: Duration::from_secs(1),
+            echo: false,
+        }
+        .args()
+    }
+
+    fn has_pair(args: &[String], a: &str, b: &str) -> bool {
+        args.windows(2).any(|w| w[0] == a && w[1] == b)
+    }
+
+    #[test]
+    fn direct_boot_passes_kernel_initrd_and_command_line() {
+        let a = launch(None);
+        assert!(has_pair(&a, "-kernel", "/k"));
+        assert!(has_pair(&a, "-initrd", "/i"));
+        assert!(has_pair(&a, "-append", "console=ttyS0 quiet"));
+        assert!(!a.iter().any(|x| x.contains("pflash")));
+    }
+
+    #[test]
+    fn secure_boot_boots_firmware_from_the_esp() {
+        let fw = Firmware {
+            code: "/fw/CODE.fd".into(),
+            vars: "/run/VARS.fd".into(),
+            esp: "/run/esp.img".into(),
+        };
+        let a = launch(Some(&fw));
+        assert!(has_pair(&a, "-machine", "q35,smm=on"));
+        assert!(has_pair(
+            &a,
+            "-global",
+            "driver=cfi.pflash01,property=secure,value=on"
+        ));
+        assert!(has_pair(
+            &a,
+            "-drive",
+            "if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd"
+        ));
+        assert!(has_pair(
+            &a,
+            "-drive",
+            "if=pflash,format=raw,unit=1,file=/run/VARS.fd"
+        ));
+        assert!(has_pair(
+            &a,
+            "-drive",
+            "if=virtio,format=raw,file=/run/esp.img"
+        ));
+        // The kernel, initramfs and command line travel on the ESP.
+        for flag in ["-kernel", "-initrd", "-append"] {
+            assert!(!a.iter().any(|x| x == flag), "{flag} in {a:?}");
+        }
+        // Console capture and the single TCG thread are unchanged.
+        assert!(has_pair(&a, "-serial", "stdio"));
+        assert!(has_pair(&a, "-accel", "tcg,thread=single"));
+    }
+}
