@@ -85,6 +85,30 @@ enum Command {
     ///   kmlink key enroll
     ///   kmlink key status
     Key(cmd::key::KeyArgs),
+    /// Whether the monitor is loaded, from which module file, built from
+    /// what and signed by whom; the prebuilt modules kept for each kernel.
+    ///
+    /// Examples:
+    ///   kmlink status
+    Status(cmd::system::StatusArgs),
+    /// Kernel package hooks (run by /etc/kernel/postinst.d and postrm.d):
+    /// link, check and sign the monitor for a kernel being installed; drop
+    /// it when the kernel is removed. Never fails the package transaction.
+    ///
+    /// Examples:
+    ///   kmlink hook postinst 6.12.57+deb13-amd64
+    ///   kmlink hook postrm 6.1.0-47-amd64
+    Hook(cmd::system::HookArgs),
+    /// kmlink.service: load the monitor at boot (the prebuilt module when
+    /// its inputs are unchanged, no relinking), unload it at stop.
+    ///
+    /// Examples:
+    ///   kmlink service start
+    ///   kmlink service stop
+    Service(cmd::system::ServiceArgs),
+    /// Packaging: write man pages or shell completions.
+    #[command(hide = true)]
+    Generate(cmd::system::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +134,12 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Key(args) => cmd::key::run(args),
+        Command::Status(args) => cmd::system::run_status(args),
+        Command::Hook(args) => cmd::system::run_hook(args),
+        Command::Service(args) => cmd::system::run_service(args),
+        Command::Generate(args) => {
+            cmd::system::run_generate(args, <Cli as clap::CommandFactory>::command())
+        }
     };
     match result {
         Ok(code) => code,
