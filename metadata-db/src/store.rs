@@ -25,7 +25,7 @@ pub const DB_ENV: &str = "KMLINK_DB";
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -82,6 +82,15 @@ pub enum DbError {
     Encode {
         /// The record.
         key: Box<RecordKey>,
+        /// What went wrong.
+        what: String,
+    },
+    /// The intact records could not be written into a new store image (a
+    /// bug, as for [`DbError::Encode`]).
+    #[error("{path}: cannot rewrite the store from its intact records: {what}")]
+    Rebuild {
+        /// The file.
+        path: PathBuf,
         /// What went wrong.
         what: String,
     },
@@ -464,7 +473,7 @@ impl Store {
                     if named {
                         return Err(err);
                     }
-                    log::warn!("{err}");
+                    log::warn!("{}", kmlink_errors::Chain(&err));
                     damaged.get_or_insert(err);
                 }
             }
@@ -535,7 +544,9 @@ impl Store {
                 };
                 report.blobs += 1;
                 if let Err(e) = self.btf(sha) {
-                    report.damaged_blobs.push((path.clone(), e.to_string()));
+                    report
+                        .damaged_blobs
+                        .push((path.clone(), kmlink_errors::chain(&e)));
                 }
             }
         }
@@ -556,16 +567,8 @@ impl Store {
                 Err(_) => dropped.push(old.entries[i].summary.key.clone()),
             }
         }
-        let image = Image::rebuild(&good).map_err(|what| DbError::Encode {
-            key: Box::new(
-                good.first()
-                    .map(RecordKey::of)
-                    .unwrap_or_else(|| RecordKey {
-                        release: "-".into(),
-                        build_string: String::new(),
-                        btf_sha256: String::new(),
-                    }),
-            ),
+        let image = Image::rebuild(&good).map_err(|what| DbError::Rebuild {
+            path: self.path.clone(),
             what,
         })?;
         let lock = lock_exclusive(&lock_path)?;
@@ -642,7 +645,7 @@ impl Store {
     /// Every record of the bundle built into this binary
     /// (`metadata-db/bundles/default.kmb`), checked.
     pub fn embedded() -> Result<Vec<KernelRecord>, DbError> {
-        crate::bundle::embedded_records().map_err(|e| DbError::Embedded(e.to_string()))
+        crate::bundle::embedded_records().map_err(DbError::Embedded)
     }
 
     /// The stored builds of `release`; if none, those of the embedded bundle.

@@ -16,7 +16,10 @@ pub(crate) fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, Error> {
         .arg(binary)
         .env("LC_ALL", "C")
         .output()
-        .map_err(|e| Error::HostBinary(format!("running ldd {}: {e}", binary.display())))?;
+        .map_err(|source| Error::Io {
+            context: format!("running ldd {}", binary.display()),
+            source,
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let all = format!("{stdout}{stderr}");

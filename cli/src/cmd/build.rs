@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use kmlink_core_module::{Manifest, CORE_OBJECT};
+use kmlink_errors::{chain, Chain};
 use kmlink_linker::check::{Facts, Verdict};
 use kmlink_linker::donor::{Donor, DonorSearch};
 use kmlink_linker::host::{self, HostIdentity, ImageExports, LiveBtf};
@@ -331,13 +332,11 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     let mut notes = Vec::new();
 
     let btf = match &args.btf {
-        Some(p) => {
-            Some(LiveBtf::read(p).with_context(|| format!("reading --btf {}", p.display()))?)
-        }
+        Some(p) => Some(LiveBtf::read(p).context("--btf")?),
         None if is_running => match LiveBtf::read(Path::new(host::LIVE_BTF)) {
             Ok(b) => Some(b),
             Err(e) => {
-                notes.push(format!("no live BTF: {e}"));
+                notes.push(format!("no live BTF: {}", Chain(&e)));
                 None
             }
         },
@@ -348,7 +347,7 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
             Some(p) => match ImageExports::read(&p) {
                 Ok(i) => Some(i),
                 Err(e) => {
-                    notes.push(format!("image {} unreadable: {e}", p.display()));
+                    notes.push(format!("image {} unreadable: {}", p.display(), Chain(&e)));
                     None
                 }
             },
@@ -364,14 +363,12 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     };
     let mut donor_error = None;
     let donor = match &args.donor {
-        Some(p) => {
-            Some(Donor::open(p).with_context(|| format!("reading --donor {}", p.display()))?)
-        }
+        Some(p) => Some(Donor::open(p).context("--donor")?),
         None if is_running => match DonorSearch::for_host(Path::new("/"), &release).find(None) {
             Ok(d) => Some(d),
             Err(e) => {
-                notes.push(format!("no donor: {e}"));
-                donor_error = Some(e.to_string());
+                notes.push(format!("no donor: {}", Chain(&e)));
+                donor_error = Some(chain(&e));
                 None
             }
         },

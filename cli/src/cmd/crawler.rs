@@ -12,6 +12,7 @@ use kmlink_crawler::discover::{self, Distro, KernelInfo, Origin};
 use kmlink_crawler::pinned::{self, PinnedKernel};
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::{ingest, Http};
+use kmlink_errors::{chain, Chain};
 
 /// Arguments of `kmlink crawler`.
 #[derive(Args, Debug)]
@@ -249,7 +250,7 @@ struct Row<'a> {
 fn scan(http: &Http, cache: &Cache, origin: &Origin, suites: &[String]) -> discover::Discovery {
     let d = discover::discover(http, Some(cache), origin, suites);
     for (suite, e) in &d.errors {
-        eprintln!("kmlink: suite {suite} skipped: {e}");
+        eprintln!("kmlink: suite {suite} skipped: {}", Chain(e));
     }
     d
 }
@@ -425,7 +426,7 @@ fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
         match ingest::ingest(&cache, f) {
             Ok(i) => done.push(i),
             Err(e) => {
-                eprintln!("kmlink: {e}");
+                eprintln!("kmlink: {}", Chain(&e));
                 failed += 1;
             }
         }
@@ -635,7 +636,7 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                     info.version
                 );
                 let staged =
-                    targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| e.to_string())?;
+                    targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| chain(&e))?;
                 if let Some(r) = runs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmlink_core_module::Manifest;
+use kmlink_errors::Chain;
 use kmlink_metadata_db::record::KernelRecord;
 use kmlink_metadata_db::{codec::glob_match, extract, slim, RecordSummary, Store};
 
@@ -465,7 +466,7 @@ fn rederive(db: &Option<PathBuf>, glob: Option<&str>) -> Result<ExitCode> {
         match extract::rederive(&record, &btf, &manifest) {
             Ok(r) => out.push(r),
             Err(e) => {
-                eprintln!("kmlink: {}: {e}", s.key);
+                eprintln!("kmlink: {}: {}", s.key, Chain(&e));
                 failed += 1;
             }
         }

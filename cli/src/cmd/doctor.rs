@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use kmlink_core_module::{Manifest, CORE_OBJECT};
 use kmlink_donor::config::KernelConfig;
+use kmlink_errors::{chain, Chain};
 use kmlink_linker::donor::DonorSearch;
 use kmlink_linker::host::{self, HostIdentity};
 
@@ -93,7 +94,7 @@ pub fn host_lines(root: &Path, euid_root: bool) -> (Option<HostIdentity>, Vec<Li
             out.push(line(
                 Mark::Blocks,
                 "kernel",
-                format!("unknown: {e}"),
+                format!("unknown: {}", Chain(&e)),
                 Some("mount /proc".into()),
             ));
             None
@@ -312,12 +313,12 @@ fn fact_lines(args: &DoctorArgs, h: &HostIdentity) -> Vec<Line> {
     }
     match DonorSearch::for_host(Path::new("/"), release).find(None) {
         Ok(d) => out.push(line(Mark::Ok, "donor", d.describe(), None)),
-        Err(e) => out.push(line(Mark::Note, "donor", e.to_string(), None)),
+        Err(e) => out.push(line(Mark::Note, "donor", chain(&e), None)),
     }
     let manifest = match Manifest::core() {
         Ok(m) => m,
         Err(e) => {
-            out.push(line(Mark::Blocks, "core", e.to_string(), None));
+            out.push(line(Mark::Blocks, "core", chain(&e), None));
             return out;
         }
     };
