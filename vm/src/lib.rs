@@ -683,8 +683,9 @@ mod tests {
 
     #[test]
     fn initramfs_contains_spec_files() {
-        let Ok(bb) = find_busybox() else {
-            return;
+        let bb = match find_busybox() {
+            Ok(bb) => bb,
+            Err(e) => return kmlink_testkit::missing(&format!("a static busybox: {e}")),
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spec = VmSpec::new("/k", "echo hi");
