@@ -44,7 +44,7 @@ pub enum DbError {
         what: String,
     },
     /// Written by a kmlink with another container format or record schema.
-    #[error("{path}: {what}; use the kmlink that wrote it (it can `kmlink bundle export` the records), or move the file away and refill the store (`kmlink bundle install FILE`, `kmlink db add --from-packages RELEASE`, `kmlink crawler refresh`)")]
+    #[error("{path}: {what}; use the kmlink that wrote it (it can `kmlink bundle export` the records), or move the file away and refill the store (`kmlink bundle install FILE`, `kmlink db add RELEASE`, `kmlink crawler refresh`)")]
     Version {
         /// The file.
         path: PathBuf,
@@ -60,7 +60,7 @@ pub enum DbError {
         what: String,
     },
     /// One record fails its checks.
-    #[error("{path}: record #{index}, {key}, is damaged: {what}. Run `kmlink db verify --repair` to drop damaged records, then add it again (`kmlink db add --from-packages {release}` or `kmlink bundle install FILE`)", release = key.release)]
+    #[error("{path}: record #{index}, {key}, is damaged: {what}. Run `kmlink db verify --repair` to drop damaged records, then add it again (`kmlink db add {release}` or `kmlink bundle install FILE`)", release = key.release)]
     RecordDamaged {
         /// The file.
         path: PathBuf,

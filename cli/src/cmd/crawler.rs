@@ -283,10 +283,6 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     } else {
         print_table(&mut out, &kernels)?;
     }
-    let mut by_suite: std::collections::BTreeMap<&str, usize> = Default::default();
-    for (_, i) in &kernels {
-        *by_suite.entry(i.suite.as_str()).or_default() += 1;
-    }
     eprintln!(
         "{} kernels ({} suite entries before merging; {} suite(s) failed)",
         kernels.len(),

@@ -46,9 +46,6 @@ pub struct LoadArgs {
     /// Link again even if a cached module exists.
     #[arg(long)]
     pub rebuild: bool,
-    /// Module parameters (`name=value` …).
-    #[arg(last = true)]
-    pub params: Vec<String>,
 }
 
 /// Arguments of `kmlink unload`.
@@ -369,10 +366,11 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
         if cached { "cached" } else { "built" }
     );
 
-    let params = CString::new(args.params.join(" ")).context("module parameters contain NUL")?;
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let kmsg = Kmsg::open();
-    match rustix::system::finit_module(&file, &params, 0) {
+    // No module parameters: the monitor declares none (its settings are
+    // link-time options, --set NAME=VALUE).
+    match rustix::system::finit_module(&file, c"", 0) {
         Ok(()) => {
             println!(
                 "kmlink: loaded into {} ({}); read /proc/kmlink/stats, or run kmlink top",
