@@ -42,22 +42,49 @@ enum Command {
     /// Examples:
     ///   kmlink build --kernel 6.1.0-47-amd64 --from-packages -o kmlink.ko
     ///   kmlink build --kernel 6.12.107+deb13-amd64 --from-packages --check
+    #[command(verbatim_doc_comment)]
     Build(cmd::build::BuildArgs),
     /// Boot a kernel in QEMU (optionally with a module inserted) and run a command in it.
     ///
     /// Examples:
     ///   kmlink vm --kernel 6.1.0-47-amd64 -- cat /proc/version
     ///   kmlink vm --kernel 6.1.0-47-amd64 --module kmlink.ko -- cat /proc/kmlink/stats
+    #[command(verbatim_doc_comment)]
     Vm(cmd::vm::VmArgs),
     /// Discover, fetch and unpack kernel packages from Debian and Ubuntu archives.
+    ///
+    /// Examples:
+    ///   kmlink crawler list --distro debian
+    ///   kmlink crawler refresh --release '6.1.0-4?-amd64'
+    #[command(verbatim_doc_comment)]
     Crawler(cmd::crawler::CrawlerArgs),
     /// Inspect and verify the kernel record store.
+    ///
+    /// Examples:
+    ///   kmlink db list
+    ///   kmlink db verify
+    #[command(verbatim_doc_comment)]
     Db(cmd::db::DbArgs),
     /// Export or install a verified single-file bundle of kernel records.
+    ///
+    /// Examples:
+    ///   kmlink bundle export -o kernels.kmb
+    ///   kmlink bundle install kernels.kmb
+    #[command(verbatim_doc_comment)]
     Bundle(cmd::bundle::BundleArgs),
     /// Build the monitor for the running kernel (cached) and insert it.
+    ///
+    /// Examples:
+    ///   kmlink load                          # as root, as every load and unload
+    ///   kmlink load --backend kprobe
+    ///   kmlink load --from-host --rebuild
+    #[command(verbatim_doc_comment)]
     Load(cmd::load::LoadArgs),
     /// Remove the monitor from the running kernel.
+    ///
+    /// Examples:
+    ///   kmlink unload                        # as root
+    #[command(verbatim_doc_comment)]
     Unload(cmd::load::UnloadArgs),
     /// Live terminal view of the monitor: per process and per cache.
     Top(cmd::top::TopArgs),
@@ -66,6 +93,11 @@ enum Command {
     /// The monitor's recent events, scriptable (text or JSON).
     Events(cmd::events::EventsArgs),
     /// Explain whether and why this host can load the monitor.
+    ///
+    /// Examples:
+    ///   kmlink doctor
+    ///   kmlink doctor --db ~/records.db
+    #[command(verbatim_doc_comment)]
     Doctor(cmd::doctor::DoctorArgs),
 }
 

@@ -31,6 +31,7 @@ pub enum BundleCommand {
     ///   kmlink bundle export -o kernels.kmb
     ///   kmlink bundle export -o bookworm.kmb --release '6.1.0-*' --slim --sign-key publisher.key
     ///   kmlink bundle export --slim -o metadata-db/bundles/default.kmb   (the built-in bundle)
+    #[command(verbatim_doc_comment)]
     Export {
         /// Output file.
         #[arg(short, long, value_name = "FILE")]
@@ -50,6 +51,7 @@ pub enum BundleCommand {
     /// Examples:
     ///   kmlink bundle install kernels.kmb
     ///   kmlink bundle install bookworm.kmb --trust publisher.key.pub
+    #[command(verbatim_doc_comment)]
     Install {
         /// The bundle.
         file: PathBuf,
@@ -63,6 +65,7 @@ pub enum BundleCommand {
     ///
     /// Examples:
     ///   kmlink bundle keygen -o ~/.config/kmlink/publisher.key
+    #[command(verbatim_doc_comment)]
     Keygen {
         /// Secret key file (the public key goes to FILE.pub).
         #[arg(short, long, value_name = "FILE")]
