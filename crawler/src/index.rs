@@ -394,13 +394,10 @@ fn read_verified(path: &std::path::Path, file: &IndexFile) -> Option<Vec<u8>> {
 }
 
 fn store(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().suffix(".part").tempfile_in(dir)?;
-    tmp.write_all(body)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    kmlink_fsio::write_file(path, body, kmlink_fsio::Durability::Visible)
 }
 
 /// Run `f(url)` up to `http.tries()` times with backoff; 404 is not retried.

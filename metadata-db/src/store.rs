@@ -8,9 +8,7 @@
 //! new one, never a mix, and a crash leaves at most a stale temporary, which
 //! readers ignore and the next writer removes. Readers take no lock.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -172,8 +170,6 @@ pub struct Store {
     path: PathBuf,
     cache: Mutex<Option<Cached>>,
 }
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     /// `$KMLINK_DB`, else `~/.local/share/kmlink/records.db`.
@@ -430,14 +426,7 @@ impl Store {
     }
 
     fn remove_stale_temporaries(&self, dir: &Path) {
-        let Some(name) = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-        else {
-            return;
-        };
-        let prefix = format!(".{name}.tmp-");
+        let prefix = kmlink_fsio::temporary_prefix(&self.path);
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -700,36 +689,12 @@ fn image_error(path: &Path, e: ImageError) -> DbError {
     }
 }
 
-/// Writes `data` to `path` through a temporary in the same directory:
-/// create, write, `fsync`, rename over `path`, `fsync` the directory.
+/// Writes `data` to `path` durably: through an exclusively created
+/// temporary beside it, `fsync`ed, renamed over `path`, the directory
+/// `fsync`ed ([`kmlink_fsio::write_file`]).
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<(), DbError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io("writing", path))
+    kmlink_fsio::write_file(path, data, kmlink_fsio::Durability::Durable)
+        .map_err(io("writing", path))
 }
 
 /// Opens (creating) `lock_path` and takes an exclusive `flock` on it; the

@@ -33,7 +33,7 @@ pub enum BundleCommand {
     ///   kmlink bundle export --slim -o metadata-db/bundles/default.kmb   (the built-in bundle)
     #[command(verbatim_doc_comment)]
     Export {
-        /// Output file.
+        /// Output file (`-`: stdout).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
         /// Only releases matching this glob (repeatable).
@@ -112,8 +112,8 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
                 slim.then_some((&manifest, CORE_OBJECT)),
                 key.as_ref(),
             )?;
-            kmlink_metadata_db::store::atomic_write(&output, &bytes)?;
-            println!(
+            super::build::write_output(&output, &bytes)?;
+            let summary = format!(
                 "{}: {} records, {} bytes ({} per kernel){}{}",
                 output.display(),
                 records.len(),
@@ -123,6 +123,12 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
                 key.map(|k| format!(", signed by {}", bundle::fingerprint(&k.verifying_key())))
                     .unwrap_or_default()
             );
+            // With `-o -` the bundle is stdout: the summary goes beside it.
+            if kmlink_fsio::is_stdout(&output) {
+                eprintln!("{summary}");
+            } else {
+                println!("{summary}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         BundleCommand::Install { file, trust } => {

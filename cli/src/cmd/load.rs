@@ -358,7 +358,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     if !cached {
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
             .with_context(|| format!("creating {}", cache_dir().display()))?;
-        build::write_atomic(&path, &built.linked.ko)?;
+        build::write_output(&path, &built.linked.ko)?;
     }
     eprintln!(
         "kmlink: module {} ({})",
