@@ -1601,7 +1601,7 @@ static int kml_events_open(void *inode, void *file)
 	int err;
 
 	if (!snap)
-		return -12; /* -ENOMEM */
+		return -KML_ENOMEM;
 	err = kml_seq_open(file, kml_events_seq_ops);
 	if (err) {
 		kml_vfree(snap);
@@ -1630,7 +1630,7 @@ static int kml_clear(void)
 	u32 r;
 
 	if (!kml_cmpxchg32(&kml.clearing, 0, 1))
-		return -16; /* -EBUSY: another clear is running */
+		return -KML_EBUSY; /* another clear is running */
 	was_paused = READ_ONCE(kml.paused);
 
 	/* Quiesce the probes, then reset everything they write. */
@@ -1664,7 +1664,7 @@ static ssize_t kml_control_write(void *file, const char *ubuf, size_t len,
 	size_t n = len < sizeof(cmd) - 1 ? len : sizeof(cmd) - 1;
 
 	if (kml_copy_from_user(cmd, ubuf, n))
-		return -14; /* -EFAULT */
+		return -KML_EFAULT;
 	cmd[n] = 0;
 	while (n && (cmd[n - 1] == '\n' || cmd[n - 1] == ' '))
 		cmd[--n] = 0;
@@ -1678,7 +1678,7 @@ static ssize_t kml_control_write(void *file, const char *ubuf, size_t len,
 	else if (kml_streq(cmd, "resume"))
 		WRITE_ONCE(kml.paused, 0);
 	else
-		return -22; /* -EINVAL */
+		return -KML_EINVAL;
 	return (ssize_t)len;
 }
 
@@ -1742,7 +1742,7 @@ static int kml_alloc_tables(void)
 	if (!kml.procs || !kml.caches || !kml.proc_counts || !kml.cache_counts ||
 	    !kml.totals || !kml.hist || !kml.ptrs || !kml.rings || !kml.ring_mem) {
 		kml_free_tables();
-		return -12; /* -ENOMEM */
+		return -KML_ENOMEM;
 	}
 	for (r = 0; r < kml.nrings; r++)
 		kml.rings[r].ev = kml.ring_mem + (u64)r * kml.ring_cap;
@@ -1783,7 +1783,7 @@ static bool kml_ops_fit(void)
 {
 	if (kml_slot_proc_ops_size > sizeof(kml_stats_ops) ||
 	    kml_slot_seq_ops_size > sizeof(kml_events_seq_ops)) {
-		kml_printk("\0013kmlink: struct proc_ops (%llu) or seq_operations (%llu) larger than expected\n",
+		kml_printk(KML_LOG_ERR "kmlink: struct proc_ops (%llu) or seq_operations (%llu) larger than expected\n",
 			   (u64)kml_slot_proc_ops_size, (u64)kml_slot_seq_ops_size);
 		return false;
 	}
