@@ -32,11 +32,11 @@ fn means_ci(value: Option<&str>) -> bool {
 /// ```
 #[track_caller]
 pub fn missing(prerequisite: &str) {
-    missing_in(under_ci(), prerequisite);
+    missing_in(under_ci(), prerequisite, &mut std::io::stderr());
 }
 
 #[track_caller]
-fn missing_in(ci: bool, prerequisite: &str) {
+fn missing_in(ci: bool, prerequisite: &str, out: &mut dyn std::io::Write) {
     let test = std::thread::current()
         .name()
         .unwrap_or("this test")
@@ -47,9 +47,8 @@ fn missing_in(ci: bool, prerequisite: &str) {
     }
     // Straight to the file descriptor: libtest captures `eprintln!`, and a
     // skip nobody sees is the silent pass this exists to prevent.
-    use std::io::Write as _;
     let _ = writeln!(
-        std::io::stderr(),
+        out,
         "SKIPPED {test} ({at}): prerequisite missing: {prerequisite} (under CI=true this fails)"
     );
 }
@@ -70,7 +69,15 @@ mod tests {
 
     #[test]
     fn missing_fails_under_ci_and_returns_otherwise() {
-        assert!(std::panic::catch_unwind(|| missing_in(true, "x")).is_err());
-        assert!(std::panic::catch_unwind(|| missing_in(false, "x")).is_ok());
+        let mut said = Vec::new();
+        assert!(
+            std::panic::catch_unwind(move || missing_in(true, "cpio", &mut Vec::new())).is_err()
+        );
+        missing_in(false, "cpio", &mut said);
+        let said = String::from_utf8(said).unwrap_or_default();
+        assert!(
+            said.starts_with("SKIPPED ") && said.contains("prerequisite missing: cpio"),
+            "{said}"
+        );
     }
 }
