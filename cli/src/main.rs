@@ -75,7 +75,7 @@ enum Command {
     /// Build the monitor for the running kernel (cached) and insert it.
     ///
     /// Examples:
-    ///   kmlink load                          # as root, as every load and unload
+    ///   kmlink load                          # as root (CAP_SYS_MODULE)
     ///   kmlink load --backend kprobe
     ///   kmlink load --from-host --rebuild
     #[command(verbatim_doc_comment)]
