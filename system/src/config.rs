@@ -23,7 +23,7 @@ pub const DEFAULT_PATH: &str = "/etc/kmlink/kmlink.toml";
 const MAX_LEN: u64 = 64 << 10;
 
 /// The configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Loading.
@@ -78,15 +78,6 @@ impl Default for Load {
             at_boot: true,
             backend: tracepoint(),
             set: Vec::new(),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            load: Load::default(),
-            sign: None,
         }
     }
 }

@@ -4,7 +4,6 @@
 //! without linking again when the inputs it can see are unchanged (the same
 //! kmlink, options, signer and kernel image).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -224,42 +223,17 @@ impl Prebuilt {
     }
 }
 
-/// Writes through an exclusively created temporary beside `path`, fsync,
-/// rename: a reader (the boot-time service) never sees half a module, and
-/// a crash leaves the old one or the new one.
+/// Writes through kmlink's one file writer, durably: the boot-time
+/// service never sees half a module, and a crash leaves the old one or
+/// the new one.
 fn write_replace(path: &Path, data: &[u8]) -> Result<(), PrebuiltError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let io = |op, source| PrebuiltError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut n = 0u32;
-    let (tmp, mut f) = loop {
-        let tmp = dir.join(format!(".{name}.{}.{n}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-        {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-            Err(e) => return Err(io("creating a temporary for", e)),
+    kmlink_fsio::write_file(path, data, kmlink_fsio::Durability::Durable).map_err(|source| {
+        PrebuiltError::Io {
+            op: "writing",
+            path: path.to_path_buf(),
+            source,
         }
-    };
-    let result = f
-        .write_all(data)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io("writing", e));
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -48,9 +48,6 @@ pub struct LoadArgs {
     pub rebuild: bool,
     #[command(flatten)]
     pub sign: super::sign::SignOpts,
-    /// Module parameters (`name=value` …).
-    #[arg(last = true)]
-    pub params: Vec<String>,
 }
 
 /// Arguments of `kmlink unload`.
@@ -307,7 +304,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     if !cached {
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
             .with_context(|| format!("creating {}", cache_dir().display()))?;
-        build::write_atomic(&path, &ko)?;
+        build::write_output(&path, &ko)?;
     }
     eprintln!(
         "kmlink: module {} ({})",
@@ -315,9 +312,6 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
         if cached { "cached" } else { "built" }
     );
 
-    if !args.params.is_empty() {
-        bail!("the monitor takes no module parameters; link-time options are --set NAME=VALUE");
-    }
     insert(&path)?;
     println!(
         "kmlink: loaded into {} ({}); read /proc/kmlink/stats, or run kmlink top",
@@ -336,6 +330,8 @@ pub const LOADED_NOTE: &str = "/run/kmlink/loaded";
 pub fn insert(path: &Path) -> Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let kmsg = Kmsg::open();
+    // No module parameters: the monitor declares none (its settings are
+    // link-time options, --set NAME=VALUE).
     match rustix::system::finit_module(&file, c"", 0) {
         Ok(()) => {
             let note = Path::new(LOADED_NOTE);

@@ -60,8 +60,17 @@ pub struct ServiceArgs {
 enum ServiceAction {
     /// Load the monitor at boot: the prebuilt module when its inputs are
     /// unchanged, else link now (and keep the result).
+    ///
+    /// Examples:
+    ///   kmlink service start
+    ///   kmlink service start --config /etc/kmlink/kmlink.toml
+    #[command(verbatim_doc_comment)]
     Start,
     /// Unload the monitor.
+    ///
+    /// Examples:
+    ///   kmlink service stop
+    #[command(verbatim_doc_comment)]
     Stop,
 }
 
