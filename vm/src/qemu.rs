@@ -31,11 +31,23 @@ pub fn find_qemu() -> Result<PathBuf, Error> {
         .ok_or(Error::QemuMissing)
 }
 
+/// The drives of a UEFI Secure Boot run.
+pub(crate) struct Firmware {
+    /// OVMF code (read-only pflash unit 0).
+    pub code: PathBuf,
+    /// This run's own copy of the variable store (pflash unit 1).
+    pub vars: PathBuf,
+    /// The EFI system partition image (kernel and initramfs inside).
+    pub esp: PathBuf,
+}
+
 /// One QEMU invocation.
 pub(crate) struct Launch<'a> {
     pub qemu: &'a Path,
     pub kernel: &'a Path,
     pub initrd: &'a Path,
+    /// Boot through UEFI firmware from an ESP instead of `-kernel`.
+    pub firmware: Option<&'a Firmware>,
     /// File receiving the guest's second serial port (ttyS1), where `/init`
     /// streams `/dev/kmsg`; `None` to leave ttyS1 unconnected.
     pub kmsg_log: Option<&'a Path>,
@@ -98,8 +110,34 @@ impl Launch<'_> {
             self.memory_mb.max(64).to_string(),
             "-smp".into(),
             self.smp.max(1).to_string(),
-            "-kernel".into(),
         ];
+        if let Some(fw) = self.firmware {
+            // SMM keeps the variable store out of the guest's reach, which
+            // OVMF's Secure Boot build requires.
+            a.extend(
+                [
+                    "-machine",
+                    "q35,smm=on",
+                    "-global",
+                    "driver=cfi.pflash01,property=secure,value=on",
+                    "-drive",
+                ]
+                .map(String::from),
+            );
+            a.push(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                fw.code.display()
+            ));
+            a.push("-drive".into());
+            a.push(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                fw.vars.display()
+            ));
+            a.push("-drive".into());
+            a.push(format!("if=virtio,format=raw,file={}", fw.esp.display()));
+            return a;
+        }
+        a.push("-kernel".into());
         a.push(self.kernel.display().to_string());
         a.push("-initrd".into());
         a.push(self.initrd.display().to_string());
