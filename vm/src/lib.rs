@@ -102,7 +102,7 @@ pub enum Error {
         stderr: String,
     },
     /// An I/O error on the host.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -637,7 +637,10 @@ fn kvm_probe(qemu: &Path, spec: &VmSpec, busybox: &Path, dir: &Path) -> bool {
     probe_spec.extra_append = spec.extra_append.clone();
     let initrd = dir.join("kvm-probe.cpio.gz");
     if let Err(e) = build_initramfs(&probe_spec, busybox, &initrd) {
-        log::warn!("KVM probe: building initramfs: {e}");
+        log::warn!(
+            "KVM probe: building initramfs: {}",
+            kmlink_errors::Chain(&e)
+        );
         return false;
     }
     let launch = qemu::Launch {
@@ -667,7 +670,7 @@ fn kvm_probe(qemu: &Path, spec: &VmSpec, busybox: &Path, dir: &Path) -> bool {
             ok
         }
         Err(e) => {
-            log::info!("KVM probe could not run: {e}");
+            log::info!("KVM probe could not run: {}", kmlink_errors::Chain(&e));
             false
         }
     }
@@ -791,8 +794,9 @@ mod tests {
 
     #[test]
     fn initramfs_contains_spec_files() {
-        let Ok(bb) = find_busybox() else {
-            return;
+        let bb = match find_busybox() {
+            Ok(bb) => bb,
+            Err(e) => return kmlink_testkit::missing(&format!("a static busybox: {e}")),
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spec = VmSpec::new("/k", "echo hi");
