@@ -120,17 +120,97 @@ pub fn kernel_keys(root: &Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Whether the kernel holds the key whose keyring description (see
-/// `kmlink_modsign::key::kernel_key_description`) is `description`.
-pub fn trust(root: &Path, description: &str) -> Trust {
-    match kernel_keys(root) {
-        Ok(keys) if keys.iter().any(|k| k == description) => Trust::Trusted,
-        Ok(keys) if keys.is_empty() => Trust::Unknown(
-            "/proc/keys lists no asymmetric key at all (not root, or no keyrings visible)".into(),
-        ),
-        Ok(_) => Trust::NotTrusted,
-        Err(e) => Trust::Unknown(e),
+/// shim's vendor GUID: `MokListRT-<guid>` in efivarfs.
+const SHIM_GUID: &str = "605dab50-e046-4300-abb6-3dd810dd8b23";
+
+/// The Machine Owner Keys shim passed to the kernel at boot, as raw
+/// variable contents (EFI signature lists holding DER certificates): the
+/// MOKvar table (`/sys/firmware/efi/mok-variables/MokListRT`, newer shims)
+/// or the runtime variable (`MokListRT-<guid>` in efivarfs). `None` when
+/// neither is readable.
+fn mok_list(root: &Path) -> Option<Vec<u8>> {
+    let mut found = None;
+    for p in [
+        root.join("sys/firmware/efi/mok-variables/MokListRT"),
+        root.join(format!("sys/firmware/efi/efivars/MokListRT-{SHIM_GUID}")),
+    ] {
+        if let Ok(data) = std::fs::read(&p) {
+            found.get_or_insert_with(Vec::new).extend_from_slice(&data);
+        }
     }
+    found
+}
+
+/// The descriptions in the kernel log's `Loaded X.509 cert '…'` lines
+/// (what is still in the ring buffer), `None` if the log is unreadable.
+fn logged_certs(root: &Path) -> Option<Vec<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: read what the ring buffer holds, then EAGAIN.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o4000)
+        .open(root.join("dev/kmsg"))
+        .ok()?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]);
+                if let Some(at) = rec.find("Loaded X.509 cert '") {
+                    let rest = &rec[at + "Loaded X.509 cert '".len()..];
+                    if let Some(end) = rest.find('\'') {
+                        out.push(rest[..end].to_string());
+                    }
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(32) => continue, // EPIPE: overwritten
+            Err(_) => break,                                    // EAGAIN: the end
+        }
+    }
+    Some(out)
+}
+
+/// Whether the kernel holds the key of a certificate: its keyring
+/// description (see `kmlink_modsign::key::kernel_key_description`) listed
+/// in `/proc/keys`; its DER among the Machine Owner Keys shim handed the
+/// kernel (which loads them into `.machine` under Secure Boot); or the
+/// kernel's `Loaded X.509 cert '<description>'` line. Debian's kernels do
+/// not show the system keyrings' keys in `/proc/keys` (measured in the
+/// Secure Boot VM: no asymmetric key listed at all), hence the other two.
+pub fn trust(root: &Path, description: &str, cert_der: &[u8]) -> Trust {
+    let keys = kernel_keys(root).ok().filter(|k| !k.is_empty());
+    if keys
+        .as_ref()
+        .is_some_and(|k| k.iter().any(|d| d == description))
+    {
+        return Trust::Trusted;
+    }
+    let moks = mok_list(root);
+    if !cert_der.is_empty()
+        && moks
+            .as_ref()
+            .is_some_and(|m| m.windows(cert_der.len()).any(|w| w == cert_der))
+    {
+        return Trust::Trusted;
+    }
+    let logged = logged_certs(root).filter(|l| !l.is_empty());
+    if logged
+        .as_ref()
+        .is_some_and(|l| l.iter().any(|d| d == description))
+    {
+        return Trust::Trusted;
+    }
+    if keys.is_some() || (moks.is_some() && logged.is_some()) {
+        return Trust::NotTrusted;
+    }
+    Trust::Unknown(
+        "neither /proc/keys, nor the Machine Owner Key list, nor the kernel log shows the \
+         kernel's keys here (run as root)"
+            .into(),
+    )
 }
 
 #[cfg(test)]
@@ -188,7 +268,7 @@ mod tests {
     fn keys_are_found_by_description() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        assert!(matches!(trust(root, "x"), Trust::Unknown(_)));
+        assert!(matches!(trust(root, "x", b"der"), Trust::Unknown(_)));
         std::fs::create_dir_all(root.join("proc")).unwrap();
         std::fs::write(
             root.join("proc/keys"),
@@ -206,7 +286,28 @@ mod tests {
                 "kmlink test MOK: 00112233"
             ]
         );
-        assert_eq!(trust(root, "kmlink test MOK: 00112233"), Trust::Trusted);
-        assert_eq!(trust(root, "kmlink test MOK: 0011"), Trust::NotTrusted);
+        assert_eq!(
+            trust(root, "kmlink test MOK: 00112233", b""),
+            Trust::Trusted
+        );
+        assert_eq!(trust(root, "kmlink test MOK: 0011", b""), Trust::NotTrusted);
+    }
+
+    #[test]
+    fn keys_are_found_in_the_mok_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mok = root.join("sys/firmware/efi/mok-variables");
+        std::fs::create_dir_all(&mok).unwrap();
+        // An EFI signature list: header, then the certificate's DER.
+        let mut list = vec![0xa1u8; 28];
+        list.extend_from_slice(b"\x30\x82certificate-der");
+        std::fs::write(mok.join("MokListRT"), &list).unwrap();
+        assert_eq!(trust(root, "x", b"\x30\x82certificate-der"), Trust::Trusted);
+        // The list is readable but the kernel log is not: not proof of absence.
+        assert!(matches!(
+            trust(root, "x", b"\x30\x82other"),
+            Trust::Unknown(_)
+        ));
     }
 }

@@ -302,7 +302,11 @@ fn signing_line(root: &Path, policy: &LoadPolicy, sig_force: bool) -> Line {
         }
     };
     let desc = kmlink_modsign::key::kernel_key_description(&cert);
-    match (security::trust(root, &desc), required) {
+    match (security::trust(
+        root,
+        &desc,
+        &kmlink_modsign::key::certificate_der(&cert).unwrap_or_default(),
+    ), required) {
         (Trust::Trusted, _) => line(
             Mark::Ok,
             "signatures",

@@ -202,7 +202,11 @@ fn status(a: CertArgs) -> Result<ExitCode> {
     if let Err(e) = &valid {
         println!("certificate: {e}");
     }
-    match security::trust(Path::new("/"), &desc) {
+    match security::trust(
+        Path::new("/"),
+        &desc,
+        &kmlink_modsign::key::certificate_der(&parsed)?,
+    ) {
         Trust::Trusted => {
             println!("trusted:     yes (the kernel holds this key; modules it signs load)");
             Ok(if valid.is_ok() {

@@ -383,7 +383,11 @@ pub fn signing_for_load(opts: &super::sign::SignOpts) -> Result<Option<kmlink_mo
     };
     let signer = super::sign::open_signer(&pair.key, &pair.cert)?;
     let desc = kmlink_modsign::key::kernel_key_description(signer.certificate());
-    match security::trust(root, &desc) {
+    match security::trust(
+        root,
+        &desc,
+        &kmlink_modsign::key::certificate_der(signer.certificate())?,
+    ) {
         Trust::Trusted => eprintln!(
             "kmlink: signing with {} ({}), which the kernel trusts",
             pair.key.display(),
