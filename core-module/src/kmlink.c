@@ -161,6 +161,7 @@ KML_SLOT(regs_r8, "offsetof pt_regs.r8");
 KML_SLOT(regs_r9, "offsetof pt_regs.r9");
 KML_SLOT(regs_ax, "offsetof pt_regs.ax");
 KML_SLOT(regs_sp, "offsetof pt_regs.sp");
+KML_SLOT(regs_ip, "offsetof pt_regs.ip");
 
 /* Per-CPU variables: the slot holds the variable's per-CPU address. */
 KML_SLOT(pcpu_current_task, "percpu current_task|pcpu_hot.current_task");
@@ -996,6 +997,7 @@ struct kml_kp_data {
 	u64 call_site;
 	u32 gfp;
 	u32 order;
+	u64 ret_ip;	/* the return address at entry */
 	u32 nested;	/* called from the body of another probed function */
 };
 
@@ -1107,10 +1109,20 @@ static u64 kml_entry_caller(const void *regs)
  * nothing. Large kmallocs are the exception: the kernel's kmalloc functions
  * call __kmalloc_large_node_noprof, which traces, and then trace the same
  * allocation once more (6.12-7.3: two events), so they leave no mark.
+ * A tail call (6.12's __kvmalloc_node_noprof jumps to
+ * __kmalloc_node_noprof) leaves no return address in the caller's text:
+ * the callee finds the kretprobe trampoline there instead, and learns it
+ * at its return, where the kernel hands the handlers the real return
+ * address in regs->ip. Such a hook leaves a "tail" mark for its task, and
+ * the very next return handler the trampoline runs on that task -- the
+ * enclosing hook's, in the same trampoline pass -- takes it; the event
+ * gets the real return address as its call site, as the kernel's own
+ * tracepoint would without kretprobes.
  * Marks live in a small table indexed by a hash of (task, hook); a
  * collision between two tasks in the instant between the inner and the
  * outer return can only cost a double count.
  */
+#define KML_KP_NEST_TAIL 63
 #define KML_KP_NEST_SLOTS 1024
 static u64 kml_kp_nest[KML_KP_NEST_SLOTS];
 
@@ -1153,22 +1165,27 @@ static int kml_kp_entry(struct kml_hook *h, void *ri, void *regs)
 	d->order = (u32)kml_hook_arg(regs, h->a_order);
 	d->call_site = h->a_caller && *h->a_caller ? kml_hook_arg(regs, h->a_caller)
 						   : kml_entry_caller(regs);
-	d->nested = h->kind == KML_HK_ALLOC_LARGE ? 0
-		    : kml_kp_enclosing(h->type, kml_entry_caller(regs));
+	d->ret_ip = kml_entry_caller(regs);
+	d->nested = h->kind == KML_HK_ALLOC_LARGE ? 0 : kml_kp_enclosing(h->type, d->ret_ip);
 	return 0;
 }
 
 /* True when a nested hook already counted what this call returns; marks
  * the enclosing hook's call in turn when this one is nested. */
-static bool kml_kp_counted_inside(struct kml_hook *h, const struct kml_kp_data *d)
+static bool kml_kp_counted_inside(struct kml_hook *h, const struct kml_kp_data *d,
+				  u64 ret_ip)
 {
 	u64 self = kml_kp_nest_key((u32)(h - kml_hooks));
+	u64 tail = kml_kp_nest_key(KML_KP_NEST_TAIL);
 	bool inner = kml_cmpxchg64(kml_kp_nest_slot(self), self, 0);
 
+	inner |= kml_cmpxchg64(kml_kp_nest_slot(tail), tail, 0);
 	if (d->nested) {
 		u64 outer = kml_kp_nest_key(d->nested - 1);
 
 		WRITE_ONCE(*kml_kp_nest_slot(outer), outer);
+	} else if (ret_ip != d->ret_ip) {
+		WRITE_ONCE(*kml_kp_nest_slot(tail), tail);
 	}
 	return inner;
 }
@@ -1177,10 +1194,13 @@ static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 {
 	const struct kml_kp_data *d = (const void *)((char *)ri + kml_slot_kri_data);
 	u64 ret = *(const u64 *)((const char *)regs + kml_slot_regs_ax);
+	/* The real return address (the trampoline's, at entry, if tail-called). */
+	u64 ret_ip = *(const u64 *)((const char *)regs + kml_slot_regs_ip);
+	u64 call_site = d->call_site == d->ret_ip ? ret_ip : d->call_site;
 	const void *cache = (const void *)d->cache;
 	u64 req = d->size, alloc = d->size;
 
-	if (!kml_active() || kml_kp_counted_inside(h, d))
+	if (!kml_active() || kml_kp_counted_inside(h, d, ret_ip))
 		return 0;
 	if (h->kind == KML_HK_PAGES) {
 		if (ret)
@@ -1196,7 +1216,7 @@ static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 	}
 	/* kmalloc events carry no cache (as the tracepoint's): report "-". */
 	kml_on_alloc(h->type, h->type == KML_EV_KMALLOC ? NULL : cache,
-		     d->call_site, ret, req, alloc, d->gfp);
+		     call_site, ret, req, alloc, d->gfp);
 	return 0;
 }
 

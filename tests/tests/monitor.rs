@@ -328,8 +328,8 @@ fn check_kernel(release: &str, backend: Backend) {
             "{release} [{backend_arg}]: {what}: monitor {m}, tracefs {t}, kprobe_missed {missed}\n{stats}"
         );
     };
-    agree("allocations", monitor, trace_km + trace_kca);
     check_paths(release, backend, &r.output, missed, stats);
+    agree("allocations", monitor, trace_km + trace_kca);
     agree("frees (kfree + kmem_cache_free)", frees, trace_frees);
     agree("page allocations (mm_page_alloc)", pages, trace_pages);
     let backend_line = format!("backend {backend_arg}");
