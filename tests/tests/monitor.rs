@@ -51,8 +51,8 @@ mpa=$(grep ' mm_page_alloc: ' /tmp/mine | grep -v -c -e 'page=0000000000000000' 
 echo "@@CHECK pid=$pid trace_kmalloc=$km trace_kmem_cache_alloc=$kca trace_kfree=$kf trace_kmem_cache_free=$kcf trace_page_alloc=$mpa trace_drops=$drops"
 echo "@@NAMES $(grep ' kmem_cache_alloc: ' /tmp/mine | grep -o 'name=[^ ]*' | sort -u | tr '\n' ' ')"
 # Per path: pair the workload's tracepoint events with the monitor's by
-# (event, pointer); count pairs per call site, and what either side has
-# alone per call site.
+# (event, pointer), in time order (a freed pointer comes back); count pairs
+# per call site, and what either side has alone per call site.
 {
   awk '/ kmalloc: | kmem_cache_alloc: / {
       ev = ($0 ~ / kmalloc: /) ? "kmalloc" : "kmem_cache_alloc"
@@ -70,10 +70,10 @@ $1 == "T" { if ($2 == "mm_page_alloc" && norm($3) == "0") next
   k = $2 SUBSEP norm($3); n[k]++; ts[k, n[k]] = rest(4); next }
 $1 == "M" { if ($2 == "mm_page_alloc" && norm($3) == "0") next
   k = $2 SUBSEP norm($3); site = rest(4)
-  if (n[k] > 0) { t = ts[k, n[k]]; n[k]--; both[$2 SUBSEP site]++; if (t != site) other[$2 SUBSEP t]++ }
+  if (h[k] < n[k]) { t = ts[k, ++h[k]]; both[$2 SUBSEP site]++; if (t != site) other[$2 SUBSEP t]++ }
   else monly[$2 SUBSEP site]++ }
 END {
-  for (k in n) { split(k, a, SUBSEP); for (i = 1; i <= n[k]; i++) tonly[a[1] SUBSEP ts[k, i]]++ }
+  for (k in n) { split(k, a, SUBSEP); for (i = h[k] + 1; i <= n[k]; i++) tonly[a[1] SUBSEP ts[k, i]]++ }
   for (k in both) { split(k, a, SUBSEP); print "@@SITE both", a[1], both[k], a[2] }
   for (k in tonly) { split(k, a, SUBSEP); print "@@SITE tracefs_only", a[1], tonly[k], a[2] }
   for (k in monly) { split(k, a, SUBSEP); print "@@SITE monitor_only", a[1], monly[k], a[2] }
@@ -436,6 +436,12 @@ fn check_paths(release: &str, backend: Backend, output: &str, missed: u64, stats
         .map(|s| format!("{} {} {} {}", s.kind, s.event, s.count, s.site))
         .collect();
     let renamed = total("tracefs_named");
+    let renamed_sites: Vec<String> = all
+        .iter()
+        .filter(|s| s.kind == "tracefs_named")
+        .take(8)
+        .map(|s| format!("{} {} {}", s.event, s.count, s.site))
+        .collect();
     let trampoline: u64 = all
         .iter()
         .filter(|s| s.kind == "tracefs_named" && site_fn(&s.site) == "arch_rethook_trampoline")
@@ -474,7 +480,7 @@ fn check_paths(release: &str, backend: Backend, output: &str, missed: u64, stats
         Backend::Tracepoint => {
             assert!(
                 tracefs_only == 0 && monitor_only == 0 && renamed == 0,
-                "{release}: per path the monitor must equal the tracepoints: {leftovers:?}, {renamed} named differently\n{stats}"
+                "{release}: per path the monitor must equal the tracepoints: {leftovers:?}, {renamed} named differently by tracefs: {renamed_sites:?}\n{stats}"
             );
         }
         Backend::Kprobe => {
