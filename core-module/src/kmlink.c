@@ -120,6 +120,9 @@ KML_WEAK(kml_unregister_kretprobe, "unregister_kretprobe");
 extern void kml_unregister_kretprobe(void *rp) __attribute__((weak));
 KML_WEAK(kml_ksize, "ksize");
 extern size_t kml_ksize(const void *obj) __attribute__((weak));
+/* Sizes of the probed functions (kallsyms), for telling nested hooks apart. */
+KML_WEAK(kml_sprint_symbol, "sprint_symbol");
+extern int kml_sprint_symbol(char *buf, unsigned long addr) __attribute__((weak));
 
 /* ---- layout table: filled by the linker for the target kernel ----------- */
 
@@ -149,6 +152,7 @@ KML_SLOT(kprobe_size, "sizeof kprobe");
 KML_SLOT(kprobe_symbol_name, "offsetof kprobe.symbol_name");
 KML_SLOT(kprobe_pre_handler, "offsetof kprobe.pre_handler");
 KML_SLOT(kprobe_nmissed, "offsetof kprobe.nmissed");	/* unsigned long */
+KML_SLOT(kprobe_addr, "offsetof kprobe.addr");	/* set by register_kprobe */
 KML_SLOT(kretprobe_size, "sizeof kretprobe");
 KML_SLOT(kretprobe_kp, "offsetof kretprobe.kp");
 KML_SLOT(kretprobe_handler, "offsetof kretprobe.handler");
@@ -165,6 +169,7 @@ KML_SLOT(regs_r8, "offsetof pt_regs.r8");
 KML_SLOT(regs_r9, "offsetof pt_regs.r9");
 KML_SLOT(regs_ax, "offsetof pt_regs.ax");
 KML_SLOT(regs_sp, "offsetof pt_regs.sp");
+KML_SLOT(regs_ip, "offsetof pt_regs.ip");
 
 /* Per-CPU variables: the slot holds the variable's per-CPU address. */
 KML_SLOT(pcpu_current_task, "percpu current_task|pcpu_hot.current_task");
@@ -241,6 +246,18 @@ KML_SLOT(kp_kmalloc_cache_node, "fn? " KP_KMALLOC_CACHE_NODE);
 KML_SLOT(kp_kmalloc_cache_node_s, "fnarg " KP_KMALLOC_CACHE_NODE ".s:8");
 KML_SLOT(kp_kmalloc_cache_node_size, "fnarg " KP_KMALLOC_CACHE_NODE ".size:8");
 KML_SLOT(kp_kmalloc_cache_node_gfp, "fnarg " KP_KMALLOC_CACHE_NODE ".flags|gfpflags:4");
+/* kvmalloc: 6.16+ inline the kmalloc (and its tracepoint) here; 6.10-6.15
+ * call __kmalloc_node_noprof instead (told apart at run time, see
+ * kml_kp_nested()). */
+#define KP_KVMALLOC "__kvmalloc_node_noprof"
+KML_SLOT(kp_kvmalloc, "fn? " KP_KVMALLOC);
+KML_SLOT(kp_kvmalloc_size, "fnarg " KP_KVMALLOC ".size:8");
+KML_SLOT(kp_kvmalloc_gfp, "fnarg " KP_KVMALLOC ".flags|gfpflags:4");
+/* 7.2+: kmalloc with allocation flags (the nolock path's front). */
+#define KP_KMALLOC_FLAGS "__kmalloc_flags_noprof"
+KML_SLOT(kp_kmalloc_flags, "fn? " KP_KMALLOC_FLAGS);
+KML_SLOT(kp_kmalloc_flags_size, "fnarg " KP_KMALLOC_FLAGS ".size:8");
+KML_SLOT(kp_kmalloc_flags_gfp, "fnarg " KP_KMALLOC_FLAGS ".flags|gfpflags:4");
 #define KP_KCA "kmem_cache_alloc_noprof|kmem_cache_alloc"
 KML_SLOT(kp_kca, "fn? " KP_KCA);
 KML_SLOT(kp_kca_s, "fnarg " KP_KCA ".s|cachep:8");
@@ -253,6 +270,11 @@ KML_SLOT(kp_kca_lru_gfp, "fnarg " KP_KCA_LRU ".flags|gfpflags:4");
 KML_SLOT(kp_kca_node, "fn? " KP_KCA_NODE);
 KML_SLOT(kp_kca_node_s, "fnarg " KP_KCA_NODE ".s|cachep:8");
 KML_SLOT(kp_kca_node_gfp, "fnarg " KP_KCA_NODE ".flags|gfpflags:4");
+/* 6.18+: objects handed out of a prefilled sheaf. */
+#define KP_KCA_SHEAF "kmem_cache_alloc_from_sheaf_noprof"
+KML_SLOT(kp_kca_sheaf, "fn? " KP_KCA_SHEAF);
+KML_SLOT(kp_kca_sheaf_s, "fnarg " KP_KCA_SHEAF ".s|cachep:8");
+KML_SLOT(kp_kca_sheaf_gfp, "fnarg " KP_KCA_SHEAF ".gfp|flags|gfpflags:4");
 #define KP_KFREE "kfree"
 KML_SLOT(kp_kfree, "fn? " KP_KFREE);
 KML_SLOT(kp_kfree_ptr, "fnarg " KP_KFREE ".object|objp|x:8");
@@ -265,6 +287,12 @@ KML_SLOT(kp_kcf_ptr, "fnarg " KP_KCF ".x|objp:8");
 KML_SLOT(kp_pages, "fn? " KP_PAGES);
 KML_SLOT(kp_pages_gfp, "fnarg " KP_PAGES ".gfp|gfp_mask:4");
 KML_SLOT(kp_pages_order, "fnarg " KP_PAGES ".order:4");
+/* 6.15+: page allocations that may not spin (BPF, ...); 6.18+ through the
+ * frozen form, which 7.3 turned into a caller of __alloc_frozen_pages. */
+#define KP_PAGES_NOLOCK "alloc_frozen_pages_nolock_noprof|alloc_pages_nolock_noprof"
+KML_SLOT(kp_pages_nolock, "fn? " KP_PAGES_NOLOCK);
+KML_SLOT(kp_pages_nolock_gfp, "fnarg? " KP_PAGES_NOLOCK ".gfp_flags|gfp:4");
+KML_SLOT(kp_pages_nolock_order, "fnarg " KP_PAGES_NOLOCK ".order:4");
 #define KP_PAGES_FREE "free_frozen_pages|free_unref_page"
 KML_SLOT(kp_pages_free, "fn? " KP_PAGES_FREE);
 KML_SLOT(kp_pages_free_page, "fnarg " KP_PAGES_FREE ".page:8");
@@ -926,11 +954,15 @@ static void kml_find_tracepoint(void *tp, void *priv)
 #define KML_KP_WORDS 96		/* room for struct kretprobe (checked at init) */
 #define KML_KP_SYM_LEN 48
 
-/* KML_HK_PAGES_FREE_PCP: the per-CPU-list free path (free_unref_page,
+/* KML_HK_ALLOC_LARGE: the large-kmalloc entry points, which the kernel's
+ * other kmalloc functions call and then trace once more themselves (6.12+:
+ * two kmalloc events per large kmalloc, see kml_kp_nested()).
+ * KML_HK_PAGES_FREE_PCP: the per-CPU-list free path (free_unref_page,
  * free_frozen_pages), which hands orders those lists do not take on to
  * __free_pages_ok(), itself probed as KML_HK_PAGES_FREE. */
 enum kml_hook_kind {
 	KML_HK_ALLOC,
+	KML_HK_ALLOC_LARGE,
 	KML_HK_FREE,
 	KML_HK_PAGES,
 	KML_HK_PAGES_FREE,
@@ -949,6 +981,7 @@ struct kml_hook {
 	u8 kind;			/* enum kml_hook_kind */
 	u8 type;			/* KML_EV_* */
 	u8 registered;
+	u64 start, end;			/* the probed function's text (kallsyms) */
 	char sym[KML_KP_SYM_LEN];
 	u64 probe[KML_KP_WORDS];	/* struct kprobe or struct kretprobe */
 };
@@ -960,6 +993,8 @@ struct kml_kp_data {
 	u64 call_site;
 	u32 gfp;
 	u32 order;
+	u64 ret_ip;	/* the return address at entry */
+	u32 nested;	/* called from the body of another probed function */
 };
 
 #define KML_HOOK(c, f, sz, ca, g, p, o, cl, k, t)                            \
@@ -977,10 +1012,11 @@ static struct kml_hook kml_hooks[] = {
 		 S(kp_kmalloc_caller_gfp), NULL, NULL, S(kp_kmalloc_caller_caller),
 		 KML_HK_ALLOC, KML_EV_KMALLOC),
 	KML_HOOK(KP_KMALLOC_LARGE, kp_kmalloc_large, S(kp_kmalloc_large_size), NULL,
-		 S(kp_kmalloc_large_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+		 S(kp_kmalloc_large_gfp), NULL, NULL, NULL, KML_HK_ALLOC_LARGE,
+		 KML_EV_KMALLOC),
 	KML_HOOK(KP_KMALLOC_LARGE_NODE, kp_kmalloc_large_node,
 		 S(kp_kmalloc_large_node_size), NULL, S(kp_kmalloc_large_node_gfp),
-		 NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+		 NULL, NULL, NULL, KML_HK_ALLOC_LARGE, KML_EV_KMALLOC),
 	KML_HOOK(KP_KMALLOC_CACHE, kp_kmalloc_cache, S(kp_kmalloc_cache_size),
 		 S(kp_kmalloc_cache_s), S(kp_kmalloc_cache_gfp), NULL, NULL, NULL,
 		 KML_HK_ALLOC, KML_EV_KMALLOC),
@@ -995,12 +1031,21 @@ static struct kml_hook kml_hooks[] = {
 	KML_HOOK(KP_KCA_NODE, kp_kca_node, NULL, S(kp_kca_node_s),
 		 S(kp_kca_node_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
 		 KML_EV_KMEM_CACHE_ALLOC),
+	KML_HOOK(KP_KVMALLOC, kp_kvmalloc, S(kp_kvmalloc_size), NULL,
+		 S(kp_kvmalloc_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_FLAGS, kp_kmalloc_flags, S(kp_kmalloc_flags_size), NULL,
+		 S(kp_kmalloc_flags_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KCA_SHEAF, kp_kca_sheaf, NULL, S(kp_kca_sheaf_s),
+		 S(kp_kca_sheaf_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
+		 KML_EV_KMEM_CACHE_ALLOC),
 	KML_HOOK(KP_KFREE, kp_kfree, NULL, NULL, NULL, S(kp_kfree_ptr), NULL, NULL,
 		 KML_HK_FREE, KML_EV_KFREE),
 	KML_HOOK(KP_KCF, kp_kcf, NULL, S(kp_kcf_s), NULL, S(kp_kcf_ptr), NULL, NULL,
 		 KML_HK_FREE, KML_EV_KMEM_CACHE_FREE),
 	KML_HOOK(KP_PAGES, kp_pages, NULL, NULL, S(kp_pages_gfp), NULL,
 		 S(kp_pages_order), NULL, KML_HK_PAGES, KML_EV_PAGE_ALLOC),
+	KML_HOOK(KP_PAGES_NOLOCK, kp_pages_nolock, NULL, NULL, S(kp_pages_nolock_gfp),
+		 NULL, S(kp_pages_nolock_order), NULL, KML_HK_PAGES, KML_EV_PAGE_ALLOC),
 	KML_HOOK(KP_PAGES_FREE, kp_pages_free, NULL, NULL, NULL,
 		 S(kp_pages_free_page), S(kp_pages_free_order), NULL,
 		 KML_HK_PAGES_FREE_PCP, KML_EV_PAGE_FREE),
@@ -1014,7 +1059,8 @@ static struct kml_hook kml_hooks[] = {
 /* Allocation hooks need the result: a kretprobe. Free hooks: a kprobe. */
 static bool kml_hook_returns(const struct kml_hook *h)
 {
-	return h->kind == KML_HK_ALLOC || h->kind == KML_HK_PAGES;
+	return h->kind == KML_HK_ALLOC || h->kind == KML_HK_ALLOC_LARGE ||
+	       h->kind == KML_HK_PAGES;
 }
 
 /* Argument `pos` (1-6, x86-64 integer registers) of the probed function. */
@@ -1045,6 +1091,64 @@ static u64 kml_entry_caller(const void *regs)
 	return **(const u64 *const *)((const char *)regs + kml_slot_regs_sp);
 }
 
+/*
+ * Nested hooks. The kernel fires a kmem tracepoint in the function that
+ * allocates, and a probed function may call another probed one instead:
+ * 6.10-6.15 __kvmalloc_node_noprof calls __kmalloc_node_noprof (one kmalloc
+ * event, in the callee), 6.16+ inline that kmalloc into
+ * __kvmalloc_node_noprof (one event there); 7.3's
+ * alloc_frozen_pages_nolock_noprof calls __alloc_frozen_pages_noprof. An
+ * allocation is therefore counted where the innermost probed function
+ * returns it: a hook entered from inside the text of another registered
+ * hook of the same event type leaves a mark for that (task, hook) when it
+ * returns, and the enclosing hook's return takes the mark and records
+ * nothing. Large kmallocs are the exception: the kernel's kmalloc functions
+ * call __kmalloc_large_node_noprof, which traces, and then trace the same
+ * allocation once more (6.12-7.3: two events), so they leave no mark.
+ * A tail call (6.12's __kvmalloc_node_noprof jumps to
+ * __kmalloc_node_noprof) leaves no return address in the caller's text:
+ * the callee finds the kretprobe trampoline there instead, and learns it
+ * at its return, where the kernel hands the handlers the real return
+ * address in regs->ip. Such a hook leaves a "tail" mark for its task, and
+ * the very next return handler the trampoline runs on that task -- the
+ * enclosing hook's, in the same trampoline pass -- takes it; the event
+ * gets the real return address as its call site, as the kernel's own
+ * tracepoint would without kretprobes.
+ * Marks live in a small table indexed by a hash of (task, hook); a
+ * collision between two tasks in the instant between the inner and the
+ * outer return can only cost a double count.
+ */
+#define KML_KP_NEST_TAIL 63
+#define KML_KP_NEST_SLOTS 1024
+static u64 kml_kp_nest[KML_KP_NEST_SLOTS];
+
+/* task_struct is cache-line aligned: task + hook index is unique. */
+static u64 kml_kp_nest_key(u32 hook)
+{
+	return (u64)kml_current() + hook;
+}
+
+static u64 *kml_kp_nest_slot(u64 key)
+{
+	return &kml_kp_nest[(key * 0x9E3779B97F4A7C15ull) >> 54];
+}
+
+/* 1 + the index of the registered hook of type `type` whose function's
+ * text holds `ip`; 0 if none. */
+static u32 kml_kp_enclosing(u8 type, u64 ip)
+{
+	u32 i;
+
+	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
+		const struct kml_hook *o = &kml_hooks[i];
+		u64 start = READ_ONCE(o->start);
+
+		if (start && o->type == type && ip >= start && ip < READ_ONCE(o->end))
+			return i + 1;
+	}
+	return 0;
+}
+
 static int kml_kp_entry(struct kml_hook *h, void *ri, void *regs)
 {
 	struct kml_kp_data *d = (void *)((char *)ri + kml_slot_kri_data);
@@ -1057,17 +1161,42 @@ static int kml_kp_entry(struct kml_hook *h, void *ri, void *regs)
 	d->order = (u32)kml_hook_arg(regs, h->a_order);
 	d->call_site = h->a_caller && *h->a_caller ? kml_hook_arg(regs, h->a_caller)
 						   : kml_entry_caller(regs);
+	d->ret_ip = kml_entry_caller(regs);
+	d->nested = h->kind == KML_HK_ALLOC_LARGE ? 0 : kml_kp_enclosing(h->type, d->ret_ip);
 	return 0;
+}
+
+/* True when a nested hook already counted what this call returns; marks
+ * the enclosing hook's call in turn when this one is nested. */
+static bool kml_kp_counted_inside(struct kml_hook *h, const struct kml_kp_data *d,
+				  u64 ret_ip)
+{
+	u64 self = kml_kp_nest_key((u32)(h - kml_hooks));
+	u64 tail = kml_kp_nest_key(KML_KP_NEST_TAIL);
+	bool inner = kml_cmpxchg64(kml_kp_nest_slot(self), self, 0);
+
+	inner |= kml_cmpxchg64(kml_kp_nest_slot(tail), tail, 0);
+	if (d->nested) {
+		u64 outer = kml_kp_nest_key(d->nested - 1);
+
+		WRITE_ONCE(*kml_kp_nest_slot(outer), outer);
+	} else if (ret_ip != d->ret_ip) {
+		WRITE_ONCE(*kml_kp_nest_slot(tail), tail);
+	}
+	return inner;
 }
 
 static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 {
 	const struct kml_kp_data *d = (const void *)((char *)ri + kml_slot_kri_data);
 	u64 ret = *(const u64 *)((const char *)regs + kml_slot_regs_ax);
+	/* The real return address (the trampoline's, at entry, if tail-called). */
+	u64 ret_ip = *(const u64 *)((const char *)regs + kml_slot_regs_ip);
+	u64 call_site = d->call_site == d->ret_ip ? ret_ip : d->call_site;
 	const void *cache = (const void *)d->cache;
 	u64 req = d->size, alloc = d->size;
 
-	if (!kml_active())
+	if (!kml_active() || kml_kp_counted_inside(h, d, ret_ip))
 		return 0;
 	if (h->kind == KML_HK_PAGES) {
 		if (ret)
@@ -1083,7 +1212,7 @@ static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 	}
 	/* kmalloc events carry no cache (as the tracepoint's): report "-". */
 	kml_on_alloc(h->type, h->type == KML_EV_KMALLOC ? NULL : cache,
-		     d->call_site, ret, req, alloc, d->gfp);
+		     call_site, ret, req, alloc, d->gfp);
 	return 0;
 }
 
@@ -1126,7 +1255,8 @@ static int kml_kp_pre(struct kml_hook *h, void *regs)
 KML_KP_HANDLERS(0) KML_KP_HANDLERS(1) KML_KP_HANDLERS(2) KML_KP_HANDLERS(3)
 KML_KP_HANDLERS(4) KML_KP_HANDLERS(5) KML_KP_HANDLERS(6) KML_KP_HANDLERS(7)
 KML_KP_HANDLERS(8) KML_KP_HANDLERS(9) KML_KP_HANDLERS(10) KML_KP_HANDLERS(11)
-KML_KP_HANDLERS(12) KML_KP_HANDLERS(13) KML_KP_HANDLERS(14)
+KML_KP_HANDLERS(12) KML_KP_HANDLERS(13) KML_KP_HANDLERS(14) KML_KP_HANDLERS(15)
+KML_KP_HANDLERS(16) KML_KP_HANDLERS(17) KML_KP_HANDLERS(18)
 
 #define KML_KP_FNS(n) { kml_kp_entry_##n, kml_kp_return_##n, kml_kp_pre_##n }
 
@@ -1134,11 +1264,13 @@ static int (*const kml_kp_fns[][3])(void *, void *) = {
 	KML_KP_FNS(0), KML_KP_FNS(1), KML_KP_FNS(2), KML_KP_FNS(3),
 	KML_KP_FNS(4), KML_KP_FNS(5), KML_KP_FNS(6), KML_KP_FNS(7),
 	KML_KP_FNS(8), KML_KP_FNS(9), KML_KP_FNS(10), KML_KP_FNS(11),
-	KML_KP_FNS(12), KML_KP_FNS(13), KML_KP_FNS(14),
+	KML_KP_FNS(12), KML_KP_FNS(13), KML_KP_FNS(14), KML_KP_FNS(15),
+	KML_KP_FNS(16), KML_KP_FNS(17), KML_KP_FNS(18),
 };
 
 _Static_assert(ARRAY_SIZE(kml_kp_fns) == ARRAY_SIZE(kml_hooks),
 	       "one handler set per hook");
+_Static_assert(ARRAY_SIZE(kml_hooks) < 64, "hook index fits under a task's alignment");
 
 /* Copy candidate `idx` (1-based) of "a|b|c" into h->sym. */
 static bool kml_pick_symbol(struct kml_hook *h, u64 idx)
@@ -1166,6 +1298,55 @@ static void *kml_field_ptr(u64 *base, u64 off)
 	return (char *)base + off;
 }
 
+/* Parses hex digits at *p (after an optional "0x"); advances *p. */
+static u64 kml_parse_hex(const char **p)
+{
+	const char *q = *p;
+	u64 v = 0;
+
+	if (q[0] == '0' && q[1] == 'x')
+		q += 2;
+	for (;; q++) {
+		char c = *q;
+
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (u64)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (u64)(c - 'a' + 10);
+		else
+			break;
+	}
+	*p = q;
+	return v;
+}
+
+/* The text of the function a registered probe sits in, from kallsyms:
+ * sprint_symbol() writes "name+0xOFF/0xSIZE". Init context only. */
+static void kml_hook_range(struct kml_hook *h, const u64 *kp)
+{
+	static char buf[1024];	/* >= KSYM_SYMBOL_LEN on every kernel in scope */
+	u64 addr = *(const u64 *)kml_field_ptr((u64 *)kp, kml_slot_kprobe_addr);
+	const char *p = buf;
+	u64 off, size;
+
+	if (!kml_sprint_symbol || !addr)
+		return;
+	kml_memzero(buf, sizeof(buf));
+	kml_sprint_symbol(buf, addr);
+	while (*p && *p != '+')
+		p++;
+	if (*p++ != '+')
+		return;
+	off = kml_parse_hex(&p);
+	if (*p++ != '/')
+		return;
+	size = kml_parse_hex(&p);
+	if (!size || off >= size)
+		return;
+	WRITE_ONCE(h->end, addr - off + size);
+	WRITE_ONCE(h->start, addr - off);
+}
+
 static void kml_kprobes_unregister(void)
 {
 	u32 i;
@@ -1180,6 +1361,7 @@ static void kml_kprobes_unregister(void)
 		else
 			kml_unregister_kprobe(h->probe);
 		h->registered = 0;
+		h->start = h->end = 0;
 	}
 }
 
@@ -1260,6 +1442,8 @@ static int kml_kprobes_register(void)
 			continue;
 		}
 		h->registered = 1;
+		if (ret)
+			kml_hook_range(h, kp);
 		n++;
 	}
 	if (!n) {

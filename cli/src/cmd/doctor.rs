@@ -250,6 +250,19 @@ pub fn host_lines(root: &Path, euid_root: bool) -> (Option<HostIdentity>, Vec<Li
         },
         None,
     ));
+    if loaded && kprobe_backend_loaded(root) {
+        out.push(line(
+            Mark::Note,
+            "kprobe backend",
+            "loaded: its kretprobes replace the return address of every allocator function they wrap, \
+             so while it is loaded the kernel's own kmem tracepoints (ftrace, perf, BPF) report \
+             call_site=arch_rethook_trampoline+0x0 for those allocations (docs/core-module.md)",
+            Some(
+                "for call sites in other tracers, use the tracepoint backend (kmlink load --backend tracepoint)"
+                    .into(),
+            ),
+        ));
+    }
     (identity, out)
 }
 
@@ -341,6 +354,13 @@ fn signing_line(root: &Path, policy: &LoadPolicy, sig_force: bool) -> Line {
             None,
         ),
     }
+}
+
+/// Whether the loaded monitor says `backend kprobe` in its stats.
+fn kprobe_backend_loaded(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("proc/kmlink/stats"))
+        .map(|t| t.lines().any(|l| l.trim() == "backend kprobe"))
+        .unwrap_or(false)
 }
 
 /// Runs `kmlink doctor`.
@@ -475,6 +495,36 @@ mod tests {
         let rootl = lines.iter().find(|l| l.subject == "root").expect("root");
         assert_eq!(rootl.mark, Mark::Blocks);
         assert!(rootl.to_string().contains("sudo kmlink load"));
+    }
+
+    #[test]
+    fn a_loaded_kprobe_backend_is_named_with_its_effect_on_other_tracers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).expect("mkdir");
+        std::fs::create_dir_all(root.join("proc/kmlink")).expect("mkdir");
+        std::fs::write(
+            root.join("proc/sys/kernel/osrelease"),
+            "6.12.107+deb13-amd64\n",
+        )
+        .expect("w");
+        std::fs::write(root.join("proc/sys/kernel/version"), "#1 SMP\n").expect("w");
+        std::fs::write(
+            root.join("proc/modules"),
+            "kmlink 65536 0 - Live 0x0 (OE)\n",
+        )
+        .expect("w");
+        let stats = |backend: &str| format!("# monitor:\nbackend {backend}\nkprobes 14\n");
+        std::fs::write(root.join("proc/kmlink/stats"), stats("kprobe")).expect("w");
+        let (_, lines) = host_lines(root, true);
+        let l = lines
+            .iter()
+            .find(|l| l.subject == "kprobe backend")
+            .expect("kprobe backend line");
+        assert!(l.to_string().contains("arch_rethook_trampoline"), "{l}");
+        std::fs::write(root.join("proc/kmlink/stats"), stats("tracepoint")).expect("w");
+        let (_, lines) = host_lines(root, true);
+        assert!(lines.iter().all(|l| l.subject != "kprobe backend"));
     }
 
     #[test]
