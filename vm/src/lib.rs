@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod disk;
 mod hostbin;
 mod initramfs;
 mod parse;
@@ -76,6 +77,9 @@ pub enum Error {
         /// What QEMU wrote on stderr.
         stderr: String,
     },
+    /// A disk image could not be read or made (`debugfs`, `mkfs.ext4`).
+    #[error("disk image: {0}")]
+    DiskImage(String),
     /// An I/O error on the host.
     #[error("{context}: {source}")]
     Io {
