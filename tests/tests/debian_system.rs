@@ -493,3 +493,47 @@ fn installed_debian_system_install_upgrade_boot_remove() {
         total.elapsed().as_secs_f64()
     );
 }
+
+/// The boot path alone, for CI: kernel A only, two boots. Install and
+/// enable kmlink and prebuild for A with the kernel hook (as installing a
+/// kernel would); after the reboot the unit loads the prebuilt module
+/// without linking, `kmlink stats` shows a workload, and its counts equal
+/// the kmem tracepoint events.
+#[test]
+#[ignore = "builds a Debian image and boots it twice under QEMU (minutes)"]
+fn installed_debian_system_boot_path_on_one_kernel() {
+    let total = Instant::now();
+    let work = tempfile::tempdir().expect("tempdir");
+    let image = debian_image();
+    let kmlink_deb = kmlink_package(work.path());
+    let mut s = Scenario::new(&image);
+    let step1 = format!(
+        "{STEP1}\n/etc/kernel/postinst.d/kmlink {KERNEL_A} /boot/vmlinuz-{KERNEL_A} 2>&1 | sed 's/^/hook: /'\n"
+    );
+    let r1 = s.boot("boot 1", &step1, &[&kmlink_deb], Duration::from_secs(900));
+    assert_eq!(r1.release, KERNEL_A);
+    assert_eq!(must(&r1.output, "enabled"), "enabled");
+    assert!(
+        r1.output.contains(&linked_line(KERNEL_A)),
+        "the hook's line for {KERNEL_A}:\n{}",
+        r1.output
+    );
+    let script = format!("{STEP3_HEAD}\n{}", kmem::TRACE_WORKLOAD);
+    let r2 = s.boot("boot 2", &script, &[], Duration::from_secs(900));
+    assert_eq!(must(&r2.output, "active"), "active", "{}", r2.output);
+    let journal = kmem::section(&r2.output, "JOURNAL").expect("journal");
+    assert!(
+        journal.contains("loading prebuilt") && journal.contains("no relinking"),
+        "the unit must load the prebuilt module without linking:\n{journal}"
+    );
+    let a = kmem::compare(&r2.output).unwrap_or_else(|e| panic!("{KERNEL_A}: {e}"));
+    eprintln!(
+        "{KERNEL_A}: monitor = kmem tracepoints for pid {}: allocations {}, frees {}, page allocations {}",
+        a.pid, a.allocs.0, a.frees.0, a.pages.0
+    );
+    eprintln!(
+        "boot path: {}\ntotal {:.0} s",
+        s.timings.join("\n"),
+        total.elapsed().as_secs_f64()
+    );
+}
