@@ -191,9 +191,9 @@ mod tests {
             (42, (150, 150), (130, 130), (7, 7))
         );
         let off = OUT.replace("42 find 140", "42 find 141");
-        assert!(compare(&off).unwrap_err().contains("disagree"));
+        assert!(compare(&off).expect_err("one off").contains("disagree"));
         let dropped = OUT.replace("trace_drops=0", "trace_drops=3");
-        assert!(compare(&dropped).unwrap_err().contains("invalid"));
+        assert!(compare(&dropped).expect_err("dropped").contains("invalid"));
         let no_find = OUT.replace("42 find", "42 cat");
         assert!(compare(&no_find).is_err());
     }
