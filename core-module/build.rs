@@ -47,6 +47,7 @@ fn main() {
     let src = PathBuf::from("src/kmlink.c");
     println!("cargo:rerun-if-changed=src/kmlink.c");
     println!("cargo:rerun-if-changed=src/kmlink.h");
+    println!("cargo:rerun-if-changed=src/kml_hash.h");
     println!("cargo:rerun-if-env-changed=KMLINK_CC");
     let cc = env::var("KMLINK_CC").unwrap_or_else(|_| "gcc".to_string());
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("kmlink-core.o");

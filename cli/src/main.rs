@@ -43,22 +43,49 @@ enum Command {
     ///   kmlink build --kernel 6.1.0-47-amd64 --from-packages -o kmlink.ko
     ///   kmlink build --kernel 6.12.107+deb13-amd64 --from-packages --check
     ///   kmlink build --kernel 6.1.0-47-amd64 --sign-key mok.key --sign-cert mok.der -o kmlink.ko
+    #[command(verbatim_doc_comment)]
     Build(cmd::build::BuildArgs),
     /// Boot a kernel in QEMU (optionally with a module inserted) and run a command in it.
     ///
     /// Examples:
     ///   kmlink vm --kernel 6.1.0-47-amd64 -- cat /proc/version
     ///   kmlink vm --kernel 6.1.0-47-amd64 --module kmlink.ko -- cat /proc/kmlink/stats
+    #[command(verbatim_doc_comment)]
     Vm(cmd::vm::VmArgs),
     /// Discover, fetch and unpack kernel packages from Debian and Ubuntu archives.
+    ///
+    /// Examples:
+    ///   kmlink crawler list --distro debian
+    ///   kmlink crawler refresh --release '6.1.0-4?-amd64'
+    #[command(verbatim_doc_comment)]
     Crawler(cmd::crawler::CrawlerArgs),
     /// Inspect and verify the kernel record store.
+    ///
+    /// Examples:
+    ///   kmlink db list
+    ///   kmlink db verify
+    #[command(verbatim_doc_comment)]
     Db(cmd::db::DbArgs),
     /// Export or install a verified single-file bundle of kernel records.
+    ///
+    /// Examples:
+    ///   kmlink bundle export -o kernels.kmb
+    ///   kmlink bundle install kernels.kmb
+    #[command(verbatim_doc_comment)]
     Bundle(cmd::bundle::BundleArgs),
     /// Build the monitor for the running kernel (cached) and insert it.
+    ///
+    /// Examples:
+    ///   kmlink load                          # as root (CAP_SYS_MODULE)
+    ///   kmlink load --backend kprobe
+    ///   kmlink load --from-host --rebuild
+    #[command(verbatim_doc_comment)]
     Load(cmd::load::LoadArgs),
     /// Remove the monitor from the running kernel.
+    ///
+    /// Examples:
+    ///   kmlink unload                        # as root
+    #[command(verbatim_doc_comment)]
     Unload(cmd::load::UnloadArgs),
     /// Live terminal view of the monitor: per process and per cache.
     Top(cmd::top::TopArgs),
@@ -67,6 +94,11 @@ enum Command {
     /// The monitor's recent events, scriptable (text or JSON).
     Events(cmd::events::EventsArgs),
     /// Explain whether and why this host can load the monitor.
+    ///
+    /// Examples:
+    ///   kmlink doctor
+    ///   kmlink doctor --db ~/records.db
+    #[command(verbatim_doc_comment)]
     Doctor(cmd::doctor::DoctorArgs),
     /// Sign a module file, attach a signature made elsewhere, or show a
     /// module's signature.
@@ -76,6 +108,7 @@ enum Command {
     ///   kmlink sign kmlink.ko --emit-digest kmlink.ko.sha256
     ///   kmlink sign kmlink.ko --attach-signature kmlink.ko.sig --sign-cert mok.der
     ///   kmlink sign --show kmlink.ko --sign-cert mok.der
+    #[command(verbatim_doc_comment)]
     Sign(cmd::sign::SignArgs),
     /// The module signing key: generate it, enrol it as a Machine Owner
     /// Key, and ask whether the running kernel trusts it.
@@ -84,7 +117,35 @@ enum Command {
     ///   kmlink key generate
     ///   kmlink key enroll
     ///   kmlink key status
+    #[command(verbatim_doc_comment)]
     Key(cmd::key::KeyArgs),
+    /// Whether the monitor is loaded, from which module file, built from
+    /// what and signed by whom; the prebuilt modules kept for each kernel.
+    ///
+    /// Examples:
+    ///   kmlink status
+    #[command(verbatim_doc_comment)]
+    Status(cmd::system::StatusArgs),
+    /// Kernel package hooks (run by /etc/kernel/postinst.d and postrm.d):
+    /// link, check and sign the monitor for a kernel being installed; drop
+    /// it when the kernel is removed. Never fails the package transaction.
+    ///
+    /// Examples:
+    ///   kmlink hook postinst 6.12.57+deb13-amd64
+    ///   kmlink hook postrm 6.1.0-47-amd64
+    #[command(verbatim_doc_comment)]
+    Hook(cmd::system::HookArgs),
+    /// kmlink.service: load the monitor at boot (the prebuilt module when
+    /// its inputs are unchanged, no relinking), unload it at stop.
+    ///
+    /// Examples:
+    ///   kmlink service start
+    ///   kmlink service stop
+    #[command(verbatim_doc_comment)]
+    Service(cmd::system::ServiceArgs),
+    /// Packaging: write man pages or shell completions.
+    #[command(hide = true)]
+    Generate(cmd::system::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +171,12 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Key(args) => cmd::key::run(args),
+        Command::Status(args) => cmd::system::run_status(args),
+        Command::Hook(args) => cmd::system::run_hook(args),
+        Command::Service(args) => cmd::system::run_service(args),
+        Command::Generate(args) => {
+            cmd::system::run_generate(args, <Cli as clap::CommandFactory>::command())
+        }
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,6 @@
 //! Skips (saying so) when tmux is not installed.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -82,13 +81,9 @@ fn copy_snapshot(from: &str, to: &Path) {
 #[test]
 fn top_in_tmux_sorts_filters_pauses_and_quits() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        // Straight to the file descriptor: libtest does not capture it.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED top_in_tmux_sorts_filters_pauses_and_quits: tmux is not installed \
-             (apt-get install tmux); kmlink top was not tested in a terminal"
+        return kmlink_testkit::missing(
+            "tmux (apt-get install tmux): kmlink top was not tested in a terminal",
         );
-        return;
     }
     let root = std::env::temp_dir().join(format!("kmlink-top-tmux-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);

@@ -2,8 +2,15 @@
 /*
  * kmlink core: a kernel memory-allocation monitor.
  *
- * Hooks the kmem tracepoints (kmalloc, kmem_cache_alloc, kfree,
- * kmem_cache_free, mm_page_alloc, mm_page_free) and keeps:
+ * Hooks the allocator through one of two backends, chosen at link time by
+ * the `backend` option (kmlink build --backend):
+ *   - 0, tracepoints: the kmem tracepoints (kmalloc, kmem_cache_alloc,
+ *     kfree, kmem_cache_free, mm_page_alloc, mm_page_free);
+ *   - 1, kprobes: a kretprobe on each allocation function and a kprobe on
+ *     each free function, under the names the target kernel has (manifest
+ *     `fn?`/`fnarg` slots; docs/core-module.md), with the kernel's count of
+ *     missed probes reported.
+ * Both feed the same accounting, which keeps:
  *   - aggregates per process (tgid, comm at the event) and per slab cache,
  *   - bytes still outstanding for objects allocated since load, through a
  *     preallocated pointer table,
@@ -22,6 +29,7 @@
  * No kernel headers: see kmlink.h for how kernel facts reach this file.
  */
 #include "kmlink.h"
+#include "kml_hash.h"
 
 /* ---- imports: bound per kernel by the linker ---------------------------- */
 
@@ -305,8 +313,6 @@ static inline u32 kml_cpu(void)
 #define KML_COMM_LEN 16
 #define KML_CACHE_NAME_LEN 32
 #define KML_PROC_ROWS 4096	/* power of two */
-#define KML_CACHE_ROWS 1024	/* power of two; row 0 is "-" */
-#define KML_PROBE_LIMIT 32	/* slots tried before a key goes to (other) */
 #define KML_PTR_PROBE_LIMIT 16	/* a bounded lossy cache: misses are counted */
 #define KML_MAX_SHARDS 8	/* counter copies, spread by CPU */
 #define KML_HIST_BUCKETS 20	/* <=8, <=16, ... <=2M, +Inf */
@@ -456,16 +462,6 @@ static inline u64 kml_xadd64(u64 *p, u64 v)
 	return v;
 }
 
-static inline u64 kml_mix(u64 h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return h;
-}
-
 static u64 kml_proc_key(u32 tgid, const char *comm)
 {
 	u64 h = 0xcbf29ce484222325ULL ^ tgid;
@@ -578,7 +574,7 @@ static u32 kml_cache_row(const void *cache)
 		struct kml_cache_row *row;
 		u64 cur;
 
-		idx = 1 + ((u32)(kml_mix(key) + i) & (KML_CACHE_ROWS - 2));
+		idx = kml_cache_slot(key, i);
 		row = &kml.caches[idx];
 		cur = READ_ONCE(row->key);
 		if (cur == key)
@@ -1605,7 +1601,7 @@ static int kml_events_open(void *inode, void *file)
 	int err;
 
 	if (!snap)
-		return -12; /* -ENOMEM */
+		return -KML_ENOMEM;
 	err = kml_seq_open(file, kml_events_seq_ops);
 	if (err) {
 		kml_vfree(snap);
@@ -1634,7 +1630,7 @@ static int kml_clear(void)
 	u32 r;
 
 	if (!kml_cmpxchg32(&kml.clearing, 0, 1))
-		return -16; /* -EBUSY: another clear is running */
+		return -KML_EBUSY; /* another clear is running */
 	was_paused = READ_ONCE(kml.paused);
 
 	/* Quiesce the probes, then reset everything they write. */
@@ -1668,7 +1664,7 @@ static ssize_t kml_control_write(void *file, const char *ubuf, size_t len,
 	size_t n = len < sizeof(cmd) - 1 ? len : sizeof(cmd) - 1;
 
 	if (kml_copy_from_user(cmd, ubuf, n))
-		return -14; /* -EFAULT */
+		return -KML_EFAULT;
 	cmd[n] = 0;
 	while (n && (cmd[n - 1] == '\n' || cmd[n - 1] == ' '))
 		cmd[--n] = 0;
@@ -1682,7 +1678,7 @@ static ssize_t kml_control_write(void *file, const char *ubuf, size_t len,
 	else if (kml_streq(cmd, "resume"))
 		WRITE_ONCE(kml.paused, 0);
 	else
-		return -22; /* -EINVAL */
+		return -KML_EINVAL;
 	return (ssize_t)len;
 }
 
@@ -1746,7 +1742,7 @@ static int kml_alloc_tables(void)
 	if (!kml.procs || !kml.caches || !kml.proc_counts || !kml.cache_counts ||
 	    !kml.totals || !kml.hist || !kml.ptrs || !kml.rings || !kml.ring_mem) {
 		kml_free_tables();
-		return -12; /* -ENOMEM */
+		return -KML_ENOMEM;
 	}
 	for (r = 0; r < kml.nrings; r++)
 		kml.rings[r].ev = kml.ring_mem + (u64)r * kml.ring_cap;
@@ -1787,7 +1783,7 @@ static bool kml_ops_fit(void)
 {
 	if (kml_slot_proc_ops_size > sizeof(kml_stats_ops) ||
 	    kml_slot_seq_ops_size > sizeof(kml_events_seq_ops)) {
-		kml_printk("\0013kmlink: struct proc_ops (%llu) or seq_operations (%llu) larger than expected\n",
+		kml_printk(KML_LOG_ERR "kmlink: struct proc_ops (%llu) or seq_operations (%llu) larger than expected\n",
 			   (u64)kml_slot_proc_ops_size, (u64)kml_slot_seq_ops_size);
 		return false;
 	}

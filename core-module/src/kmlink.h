@@ -81,6 +81,26 @@ typedef _Bool bool;
 #define barrier() __asm__ __volatile__("" ::: "memory")
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * Error numbers the core returns (negated), by name. These are the kernel's
+ * user-visible ABI values, the same on every kernel version and
+ * architecture kmlink supports (x86_64).
+ */
+#define KML_ENOENT 2
+#define KML_ENOMEM 12
+#define KML_EFAULT 14
+#define KML_EBUSY 16
+#define KML_EINVAL 22
+#define KML_ENOSYS 38
+
+/*
+ * printk log levels: the start-of-header byte \001 and the level digit, a
+ * prefix of the format string (KML_LOG_ERR "kmlink: ...").
+ */
+#define KML_LOG_ERR "\0013"
+#define KML_LOG_WARNING "\0014"
+#define KML_LOG_INFO "\0016"
+
 /* Field access through a layout slot. */
 #define KML_FIELD(ptr, slot, type)                                             \
 	(*(type *)((char *)(ptr) + kml_slot_##slot))

@@ -27,7 +27,7 @@ pub const OPTIONS_SECTION: &str = ".kmlink.options";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The object is not a readable ELF file.
-    #[error("core object: {0}")]
+    #[error("core object")]
     Object(#[from] object::Error),
     /// The object has no manifest section.
     #[error("core object has no {MANIFEST_SECTION} section")]

@@ -3,7 +3,15 @@
 //! ```text
 //! cargo run -p kmlink-crawler --example pin > tests/kernels.toml
 //! cargo run -p kmlink-crawler --example pin -- --mirror URL [--security-mirror URL]
+//! cargo run -p kmlink-crawler --example pin -- --secureboot > tests/kernels-secureboot.toml
+//! cargo run -p kmlink-crawler --example pin -- --secureboot --all > signed.toml
 //! ```
+//!
+//! `--secureboot` pins Debian's **signed** kernel images instead (the
+//! Secure Boot VM tests boot them through shim and GRUB). The archive keeps
+//! a signed image only while its ABI is current, so these pins age faster.
+//! `--secureboot --all` pins every signed amd64 image in every Debian suite
+//! (scripts/matrix-secureboot).
 //!
 //! Mirrors come from the host's apt sources unless given. The pinned set
 //! (release, suite, package names) is the list below; the exact fields
@@ -62,6 +70,106 @@ const PINS: &[(&str, &str, &str, &[&str])] = &[
     ),
 ];
 
+/// Debian's signed images (Authenticode-signed vmlinuz, signed modules) for
+/// the Secure Boot tests: `linux-image-<rel>` up to 6.18, the vmlinuz
+/// package `linux-binary-<rel>` from 6.19 on.
+const SECUREBOOT_PINS: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "6.1.0-47-amd64",
+        "bookworm",
+        "archive",
+        &["linux-image-6.1.0-47-amd64"],
+    ),
+    (
+        "6.12.107+deb13-amd64",
+        "trixie",
+        "archive",
+        &["linux-image-6.12.107+deb13-amd64"],
+    ),
+    (
+        "7.3.4+deb13-amd64",
+        "trixie-backports",
+        "archive",
+        &["linux-binary-7.3.4+deb13-amd64"],
+    ),
+];
+
+fn secureboot() -> bool {
+    std::env::args().skip(1).any(|a| a == "--secureboot")
+}
+
+fn all() -> bool {
+    std::env::args().skip(1).any(|a| a == "--all")
+}
+
+/// Whether a Depends field names `name` (any alternative).
+fn names(depends: &str, name: &str) -> bool {
+    depends
+        .split([',', '|'])
+        .any(|d| d.split_whitespace().next() == Some(name))
+}
+
+/// Every signed amd64 image in every Debian suite: `linux-image-<rel>` that
+/// carries a vmlinuz (not the 6.19+ meta package naming `linux-binary-<rel>`),
+/// and `linux-binary-<rel>`. The newest version of a release wins; a
+/// release in several suites is pinned from the first (suite order).
+fn all_signed(mirrors: &Mirrors, http: &Http) -> Result<Vec<PinnedKernel>, String> {
+    use kmlink_crawler::discover::{self, Distro, Origin, Role};
+    let mut found: Vec<PinnedKernel> = Vec::new();
+    for suite in discover::DEBIAN_SUITES {
+        let kind = Origin::kind_of(suite);
+        let mut idx = None;
+        for base in mirrors.for_kind(kind).unwrap_or(&[]) {
+            eprintln!("fetching the {suite} index from {base}");
+            match index::fetch_packages(http, base, suite) {
+                Ok(i) => {
+                    idx = Some(i);
+                    break;
+                }
+                Err(e) => eprintln!("pin: {suite}: {e}"),
+            }
+        }
+        let Some(idx) = idx else { continue };
+        let mut best: HashMap<String, PackageEntry> = HashMap::new();
+        for e in &idx {
+            let Some((rel, role)) = discover::classify(Distro::Debian, &e.package) else {
+                continue;
+            };
+            let signed = match role {
+                Role::Image => !names(&e.depends, &format!("linux-binary-{rel}")),
+                Role::Binary => true,
+                _ => false,
+            };
+            if !signed || !rel.ends_with("amd64") {
+                continue;
+            }
+            match best.entry(rel) {
+                Entry::Occupied(mut o) => {
+                    if version::compare(&e.version, &o.get().version).is_gt() {
+                        o.insert(e.clone());
+                    }
+                }
+                Entry::Vacant(v) => {
+                    v.insert(e.clone());
+                }
+            }
+        }
+        for (rel, e) in best {
+            if found.iter().any(|k| k.release == rel) {
+                continue;
+            }
+            found.push(PinnedKernel {
+                release: rel,
+                suite: (*suite).into(),
+                archive: kind.into(),
+                packages: vec![e],
+            });
+        }
+    }
+    found.sort_by(|a, b| discover::release_order(&a.release, &b.release));
+    Ok(found)
+}
+
 fn mirrors() -> Result<Mirrors, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut mirror = None;
@@ -71,6 +179,7 @@ fn mirrors() -> Result<Mirrors, String> {
         match a.as_str() {
             "--mirror" => mirror = it.next().cloned(),
             "--security-mirror" => security = it.next().cloned(),
+            "--secureboot" | "--all" => {}
             other => {
                 return Err(format!(
                     "unknown argument {other:?} (use --mirror URL, --security-mirror URL)"
@@ -92,7 +201,24 @@ fn run() -> Result<String, String> {
     let http = Http::new().map_err(|e| e.to_string())?;
     let mut indexes: HashMap<(&str, &str), Vec<PackageEntry>> = HashMap::new();
     let mut kernels = Vec::new();
-    for &(release, suite, kind, names) in PINS {
+    if secureboot() && all() {
+        let body = pinned::to_toml(&all_signed(&mirrors, &http)?).map_err(|e| e.to_string())?;
+        return Ok(format!(
+            "# Every signed Debian amd64 kernel image in the archive, generated by\n# `cargo run -p kmlink-crawler --example pin -- --secureboot --all`.\n\n{body}"
+        ));
+    }
+    let (pins, header) = if secureboot() {
+        (
+            SECUREBOOT_PINS,
+            "# Debian's signed kernel images for the Secure Boot VM tests (tests/tests/secureboot.rs).\n# Generated by `cargo run -p kmlink-crawler --example pin -- --secureboot > tests/kernels-secureboot.toml`\n# from the live Packages indexes; edit the list in crawler/examples/pin.rs.\n",
+        )
+    } else {
+        (
+            PINS,
+            "# Pinned test kernels (the default VM test suite uses them).\n# Generated by `cargo run -p kmlink-crawler --example pin > tests/kernels.toml`\n# from the live Packages indexes; edit the list in crawler/examples/pin.rs.\n",
+        )
+    };
+    for &(release, suite, kind, names) in pins {
         let bases = mirrors.for_kind(kind).unwrap_or(&[]);
         let idx = match indexes.entry((suite, kind)) {
             Entry::Occupied(o) => o.into_mut(),
@@ -126,9 +252,7 @@ fn run() -> Result<String, String> {
         });
     }
     let body = pinned::to_toml(&kernels).map_err(|e| e.to_string())?;
-    Ok(format!(
-        "# Pinned test kernels (the default VM test suite uses them).\n# Generated by `cargo run -p kmlink-crawler --example pin > tests/kernels.toml`\n# from the live Packages indexes; edit the list in crawler/examples/pin.rs.\n\n{body}"
-    ))
+    Ok(format!("{header}\n{body}"))
 }
 
 fn main() -> ExitCode {

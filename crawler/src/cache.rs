@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::http::join_url;
 use crate::index::{retrying, PackageEntry};
 use crate::{Error, Http, Result};
+use kmlink_errors::Chain;
 
 /// The download cache.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ impl Cache {
                     not_found.push(url);
                 }
                 Err(e) => {
-                    log::warn!("{e}");
+                    log::warn!("{}", Chain(&e));
                     last = Some(e);
                 }
             }

@@ -29,6 +29,7 @@ use crate::pinned::PinnedKernel;
 use crate::release::{Keyring, DEBIAN_KEYRING, UBUNTU_KEYRING};
 use crate::sources::{self, AptSource, Mirrors};
 use crate::{version, Error, Http, Result};
+use kmlink_errors::Chain;
 
 /// Debian suites searched by default (security suites come from the
 /// security mirror).
@@ -669,14 +670,13 @@ fn scan_suite_with(
 ) -> Result<Vec<(PinnedKernel, KernelInfo)>> {
     let kind = Origin::kind_of(suite);
     let bases = origin.bases_for(suite);
+    let no_mirror = || Error::NoMirror {
+        distro: origin.distro.to_string(),
+        kind,
+        suite: suite.to_string(),
+    };
     if bases.is_empty() {
-        return Err(Error::Kernel {
-            release: "-".into(),
-            msg: format!(
-                "no {} {kind} mirror for suite {suite} (apt sources or --mirror)",
-                origin.distro
-            ),
-        });
+        return Err(no_mirror());
     }
     let mut last = None;
     for base in &bases {
@@ -714,15 +714,12 @@ fn scan_suite_with(
             Ok(k) => return Ok(k),
             Err(e) => {
                 let e = e.context(format!("{} suite {suite} from {base}", origin.distro));
-                log::warn!("{e}");
+                log::warn!("{}", Chain(&e));
                 last = Some(e);
             }
         }
     }
-    Err(last.unwrap_or_else(|| Error::Kernel {
-        release: "-".into(),
-        msg: format!("suite {suite}: no mirror"),
-    }))
+    Err(last.unwrap_or_else(no_mirror))
 }
 
 /// Scan `suites` (default: the distribution's [`Distro::default_suites`]).
@@ -807,13 +804,19 @@ pub fn find_kernels(
         }
         if let Some(k) = merged.iter().find(|k| k.1.release == *release) {
             for (suite, e) in &d.errors {
-                log::warn!("while looking for {release}: suite {suite} skipped: {e}");
+                log::warn!(
+                    "while looking for {release}: suite {suite} skipped: {}",
+                    Chain(e)
+                );
             }
             *slot = Some(k.clone());
         } else if let Some((suite, e)) = d.errors.first() {
             return Err(Error::Kernel {
                 release: (*release).to_owned(),
-                msg: format!("not found, and suite {suite} could not be read: {e}"),
+                msg: format!(
+                    "not found, and suite {suite} could not be read: {}",
+                    Chain(e)
+                ),
             });
         }
     }

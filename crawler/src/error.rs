@@ -1,7 +1,8 @@
 //! The crate's error type.
 //!
-//! Every message is self-contained: variants wrapping another error include its
-//! message in their own `Display`, so printing the outermost error is enough.
+//! Every message says its own context once and leaves the cause to
+//! [`std::error::Error::source`]: print the whole chain (anyhow's `{:#}`, or
+//! [`kmlink_errors::Chain`]) to see why.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file-system operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done ("reading", "creating", ...).
         op: &'static str,
@@ -22,10 +23,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The HTTP client could not be built.
-    #[error("building the HTTP client: {0}")]
+    #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
     /// A request failed below the HTTP status level (connect, TLS, read...).
-    #[error("fetching {url}: {source}")]
+    #[error("fetching {url}")]
     Http {
         /// The URL requested.
         url: String,
@@ -34,7 +35,7 @@ pub enum Error {
         source: reqwest::Error,
     },
     /// Reading a response body failed.
-    #[error("reading the body of {url}: {source}")]
+    #[error("reading the body of {url}")]
     HttpBody {
         /// The URL requested.
         url: String,
@@ -101,7 +102,7 @@ pub enum Error {
         msg: String,
     },
     /// A compressed index could not be decompressed.
-    #[error("decompressing {url}: {source}")]
+    #[error("decompressing {url}")]
     Decompress {
         /// The index URL.
         url: String,
@@ -133,7 +134,7 @@ pub enum Error {
         reason: String,
     },
     /// `tests/kernels.toml` (or other pinned-kernel TOML) is malformed.
-    #[error("parsing {what}: {source}")]
+    #[error("parsing {what}")]
     Toml {
         /// The file, or a description of the text.
         what: String,
@@ -148,6 +149,29 @@ pub enum Error {
         release: String,
         /// What is wrong.
         msg: String,
+    },
+    /// No mirror serves a suite.
+    #[error("no {distro} {kind} mirror for suite {suite} (apt sources or --mirror)")]
+    NoMirror {
+        /// The distribution.
+        distro: String,
+        /// `archive` or `security`.
+        kind: &'static str,
+        /// The suite.
+        suite: String,
+    },
+    /// Pinned kernels could not be written as TOML.
+    #[error("serialising the pinned kernels as TOML")]
+    TomlWrite {
+        /// The underlying error.
+        #[source]
+        source: toml::ser::Error,
+    },
+    /// A parallel download ended without a result (its worker panicked).
+    #[error("the download of {package} did not finish")]
+    Unfinished {
+        /// The package name and version.
+        package: String,
     },
     /// A keyring cannot be read or holds no usable key.
     #[error("keyring {path}: {msg}")]
@@ -183,7 +207,7 @@ pub enum Error {
         msg: String,
     },
     /// An error with the unit of work that hit it.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Context {
         /// What was being done ("reading /etc/apt/sources.list", "kernel 6.1.0-47-amd64").
         context: String,

@@ -9,6 +9,7 @@ use crate::deb822;
 use crate::http::join_url;
 use crate::release::{IndexFile, Keyring, Release};
 use crate::{Error, Http, Result};
+use kmlink_errors::Chain;
 
 /// One binary package of a `Packages` index: what is needed to fetch and
 /// verify it.
@@ -393,13 +394,10 @@ fn read_verified(path: &std::path::Path, file: &IndexFile) -> Option<Vec<u8>> {
 }
 
 fn store(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().suffix(".part").tempfile_in(dir)?;
-    tmp.write_all(body)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    kmlink_fsio::write_file(path, body, kmlink_fsio::Durability::Visible)
 }
 
 /// Run `f(url)` up to `http.tries()` times with backoff; 404 is not retried.
@@ -419,7 +417,7 @@ pub(crate) fn retrying<T>(
                 if attempt >= http.tries() {
                     return Err(e);
                 }
-                log::warn!("{e}; retrying ({attempt}/{})", http.tries() - 1);
+                log::warn!("{}; retrying ({attempt}/{})", Chain(&e), http.tries() - 1);
             }
         }
     }
@@ -472,20 +470,23 @@ mod tests {
     #[test]
     fn rejects_bad_stanzas() {
         let e = parse_packages("Package: a\nVersion: 1\nFilename: f\nSize: 1\n").unwrap_err();
-        assert!(e.to_string().contains("package a: missing SHA256"), "{e}");
+        assert!(
+            kmlink_errors::chain(&e).contains("package a: missing SHA256"),
+            "{e}"
+        );
         let e = parse_packages(&format!(
             "Package: a\nVersion: 1\nFilename: f\nSize: x\nSHA256: {SHA}\n"
         ))
         .unwrap_err();
-        assert!(e.to_string().contains("bad Size"), "{e}");
+        assert!(kmlink_errors::chain(&e).contains("bad Size"), "{e}");
         let e = parse_packages("Package: a\nVersion: 1\nFilename: f\nSize: 1\nSHA256: 12\n")
             .unwrap_err();
-        assert!(e.to_string().contains("not 64"), "{e}");
+        assert!(kmlink_errors::chain(&e).contains("not 64"), "{e}");
         let e = parse_packages(&format!(
             "Package: a\nVersion: 1\nFilename: ../x\nSize: 1\nSHA256: {SHA}\n"
         ))
         .unwrap_err();
-        assert!(e.to_string().contains("unsafe Filename"), "{e}");
+        assert!(kmlink_errors::chain(&e).contains("unsafe Filename"), "{e}");
     }
 
     #[test]

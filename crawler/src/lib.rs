@@ -5,9 +5,13 @@
 //!
 //! - [`sources`]: which mirrors to use, read from the host's apt sources (or
 //!   given explicitly);
-//! - [`release`]: the trust chain: `InRelease` OpenPGP signature checked
-//!   against the source's keyring, then every index's SHA256 and size;
-//! - [`index`]: `Packages` indexes of a suite, fetched by hash and verified;
+//! - [`release`]: keyrings, the `InRelease` OpenPGP signature checked
+//!   against the source's keyring, and the signed `Release` text parsed
+//!   (which lists every index's SHA256 and size);
+//! - [`index`]: the `InRelease` of a suite fetched and verified
+//!   ([`index::fetch_release`]), then its `Packages` indexes fetched (by
+//!   hash) and checked against the SHA256 and size that `Release` lists
+//!   ([`index::fetch_verified_packages`]);
 //! - [`discover`]: every kernel of the requested suites, with the packages
 //!   that carry its vmlinuz, config, modules and `Module.symvers`;
 //! - [`cache`]: a content-addressed download cache (`<root>/debs/<sha256>`),

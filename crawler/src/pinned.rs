@@ -49,10 +49,7 @@ pub fn to_toml(kernels: &[PinnedKernel]) -> Result<String> {
     toml::to_string(&PinnedFile {
         kernel: kernels.to_vec(),
     })
-    .map_err(|e| Error::Kernel {
-        release: "-".into(),
-        msg: format!("serialising TOML: {e}"),
-    })
+    .map_err(|source| Error::TomlWrite { source })
 }
 
 /// Load and check `tests/kernels.toml`.
@@ -246,12 +243,10 @@ pub(crate) fn fetch_all(
         .into_iter()
         .zip(packages)
         .map(|(m, p)| {
-            m.into_inner().ok().flatten().unwrap_or_else(|| {
-                Err(Error::Kernel {
-                    release: "-".into(),
-                    msg: format!("download of {} did not finish", p.label()),
-                })
-            })
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(Error::Unfinished { package: p.label() }))
         })
         .collect()
 }
@@ -788,11 +783,8 @@ mod tests {
         let mut bad = k.clone();
         bad.archive = "elsewhere".into();
         std::fs::write(&p, to_toml(&[bad]).unwrap()).unwrap();
-        assert!(load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("archive must be"));
+        assert!(kmlink_errors::chain(&load(&p).unwrap_err()).contains("archive must be"));
         std::fs::write(&p, "kernel = 3").unwrap();
-        assert!(load(&p).unwrap_err().to_string().contains("k.toml"));
+        assert!(kmlink_errors::chain(&load(&p).unwrap_err()).contains("k.toml"));
     }
 }

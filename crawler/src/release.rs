@@ -1,5 +1,10 @@
-//! The trust chain of a suite: `InRelease` → OpenPGP signature → `Release`
-//! fields → SHA256 and size of every index file.
+//! The first links of a suite's trust chain: `InRelease` → OpenPGP
+//! signature → `Release` fields, among them the SHA256 and size of every
+//! index file. This module checks no index file: that is
+//! [`crate::index::fetch_verified_packages`], which holds each `Packages`
+//! index to the size and SHA256 its verified [`Release`] lists (and
+//! [`crate::index::fetch_release`], which fetches the `InRelease` and
+//! refuses another suite's or an expired one).
 //!
 //! [`Keyring::load`] reads an apt keyring (binary `.gpg` or armoured `.asc`),
 //! [`verify_clearsigned`] checks an `InRelease` file against it and returns

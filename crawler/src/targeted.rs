@@ -34,6 +34,7 @@ use crate::index::PackageEntry;
 use crate::pinned::{self, KernelTree, PinnedKernel};
 use crate::sources::Mirrors;
 use crate::{deb, Error, Result};
+use kmlink_errors::Chain;
 
 /// How many modules under `kernel/` are unpacked (in archive order).
 pub const STOCK_MODULES: usize = 16;
@@ -146,7 +147,7 @@ impl Drop for Staged {
         }
         for p in &self.discard {
             if let Err(e) = self.cache.remove(p) {
-                log::warn!("{e}");
+                log::warn!("{}", Chain(&e));
             }
         }
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// Reading a file failed.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -33,7 +33,7 @@ pub enum Error {
         context: String,
     },
     /// A decoder failed.
-    #[error("{codec} decompression of {context} failed: {source}")]
+    #[error("{codec} decompression of {context} failed")]
     Decompress {
         /// Codec name.
         codec: &'static str,
@@ -55,7 +55,7 @@ pub enum Error {
         what: String,
     },
     /// The ELF container cannot be parsed.
-    #[error("ELF {context}: {source}")]
+    #[error("ELF {context}")]
     Elf {
         /// What was being read.
         context: String,

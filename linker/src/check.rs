@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kmlink_core_module::Manifest;
+use kmlink_errors::{chain, Chain};
 use kmlink_metadata_db::record::KernelRecord;
 
 use crate::donor::Donor;
@@ -514,7 +515,7 @@ fn link_failed(name: &str, e: &LinkError, release: &str) -> Check {
         ),
         _ => format!("re-extract the record for {release}"),
     };
-    Check::fail(name, e.to_string(), Vec::new(), fix)
+    Check::fail(name, chain(e), Vec::new(), fix)
 }
 
 fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
@@ -775,7 +776,7 @@ fn this_module(f: &Facts<'_>) -> Check {
     )];
     let mut problems = Vec::new();
     if let Err(e) = crate::check_this_module(f.record) {
-        problems.push(e.to_string());
+        problems.push(chain(&e));
     }
     let mut compared = Vec::new();
     if let Some(d) = f.donor {
@@ -891,7 +892,7 @@ fn layouts(f: &Facts<'_>) -> Check {
         Err(e) => {
             return Check::fail(
                 NAME,
-                format!("reading {bsrc}: {e}"),
+                format!("reading {bsrc}: {}", Chain(&e)),
                 Vec::new(),
                 "the BTF is unreadable; check the file",
             )
@@ -912,7 +913,7 @@ fn layouts(f: &Facts<'_>) -> Check {
         let live = match b.btf.tracepoint_params(&tp) {
             Ok(p) => p,
             Err(e) => {
-                problems.push(format!("tracepoint {tp}: {bsrc}: {e}"));
+                problems.push(format!("tracepoint {tp}: {bsrc}: {}", Chain(&e)));
                 continue;
             }
         };

@@ -12,7 +12,7 @@ use kmlink_donor::ko::{self, ModuleFacts};
 #[derive(Debug, thiserror::Error)]
 pub enum DonorError {
     /// The module could not be read.
-    #[error("donor {path}: {source}")]
+    #[error("donor {path}")]
     Read {
         /// The module file.
         path: PathBuf,

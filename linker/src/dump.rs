@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 /// loader could read.
 pub fn dump(ko: &[u8]) -> Result<String, String> {
     let elf = ElfFile64::<Endianness>::parse(ko).map_err(|e| format!("not an ELF64: {e}"))?;
-    let facts = kmlink_donor::ko::read(ko).map_err(|e| e.to_string())?;
+    let facts = kmlink_donor::ko::read(ko).map_err(|e| kmlink_errors::chain(&e))?;
     let mut out = String::new();
     let section_name = |i: SectionIndex| {
         elf.section_by_index(i)

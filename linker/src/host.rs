@@ -27,7 +27,7 @@ pub const LIVE_BTF: &str = "/sys/kernel/btf/vmlinux";
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// A file could not be read.
-    #[error("reading {path}: {source}{hint}")]
+    #[error("reading {path}{hint}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -38,7 +38,7 @@ pub enum HostError {
         hint: String,
     },
     /// A kernel artifact is malformed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Donor {
         /// What was being read.
         what: String,
@@ -58,8 +58,14 @@ pub enum HostError {
     #[error("{0}")]
     Disagree(String),
     /// Reading facts out of the live BTF failed.
-    #[error("{0}")]
-    Extract(String),
+    #[error("reading the layouts, prototypes and functions of {path}")]
+    Extract {
+        /// The BTF file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: Box<kmlink_metadata_db::extract::ExtractError>,
+    },
 }
 
 fn io(path: &Path, hint: &str) -> impl FnOnce(std::io::Error) -> HostError {
@@ -111,12 +117,16 @@ pub struct LiveBtf {
 
 impl LiveBtf {
     /// Reads a kernel's BTF: a raw BTF file (`/sys/kernel/btf/vmlinux`), a
-    /// vmlinux ELF (its `.BTF`), or a bzImage (the vmlinux inside it).
+    /// vmlinux ELF (its `.BTF`), or a bzImage (the vmlinux inside it). Only
+    /// a missing [`LIVE_BTF`] is blamed on the kernel's configuration; any
+    /// other file is the caller's.
     pub fn read(path: &Path) -> Result<Self, HostError> {
-        let data = std::fs::read(path).map_err(io(
-            path,
-            " (the kernel needs CONFIG_DEBUG_INFO_BTF=y for /sys/kernel/btf/vmlinux)",
-        ))?;
+        let hint = if path == Path::new(LIVE_BTF) {
+            " (the running kernel publishes its BTF there only when built with CONFIG_DEBUG_INFO_BTF=y)"
+        } else {
+            ""
+        };
+        let data = std::fs::read(path).map_err(io(path, hint))?;
         let donor = |what: &str| {
             let what = format!("{what} {}", path.display());
             move |source| HostError::Donor { what, source }
@@ -423,8 +433,12 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
     // Layouts, prototypes, functions from BTF, read as the record
     // extractor reads them.
     let (layouts, tracepoints, functions) =
-        kmlink_metadata_db::extract::btf_facts(&s.identity.release, &s.btf.btf, manifest)
-            .map_err(|e| HostError::Extract(format!("{}: {e}", s.btf.path.display())))?;
+        kmlink_metadata_db::extract::btf_facts(&s.identity.release, &s.btf.btf, manifest).map_err(
+            |source| HostError::Extract {
+                path: s.btf.path.clone(),
+                source: Box::new(source),
+            },
+        )?;
     provenance.insert("layouts".into(), s.btf.path.display().to_string());
     provenance.insert(
         "identity".into(),

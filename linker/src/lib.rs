@@ -43,7 +43,7 @@ const VERSION_NAME_MAX: usize = 55;
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The core object could not be read or written.
-    #[error("core object: {0}")]
+    #[error("core object")]
     Object(#[from] object::build::Error),
     /// The core object's manifest is unusable.
     #[error(transparent)]

@@ -1,18 +1,35 @@
 //! Golden dumps of the module linked for each fixture record: sections,
 //! symbols, relocations, modinfo, versions, the `struct module` section.
+//! They link the core object checked in under `tests/fixtures/core/`, not
+//! the one this build's gcc compiled, so another gcc leaves them alone and a
+//! difference is the linker's (docs/linker.md, "Golden tests").
 //! `KMLINK_UPDATE_GOLDEN=1 cargo test -p kmlink-linker --test golden`
-//! rewrites them (after a core or linker change, review the diff).
+//! rewrites them after a linker change; `scripts/golden-core` refreshes the
+//! object and then them after a core change (review the diff).
 //! Every module is parsed back and compared with what went into it.
 
 mod common;
 
-use kmlink_core_module::CORE_OBJECT;
+use kmlink_core_module::{Manifest, CORE_OBJECT};
 use kmlink_donor::ko;
+
+/// The checked-in core object the goldens link.
+fn golden_core() -> Vec<u8> {
+    let path = common::dir("fixtures").join("core/kmlink-core.o");
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/golden-core writes it", path.display()))
+}
 
 fn golden(release: &str) {
     let record = common::record(release);
-    let manifest = common::manifest();
-    let linked = kmlink_linker::link(CORE_OBJECT, &manifest, &record).expect("links");
+    let core = golden_core();
+    let manifest = Manifest::from_object(&core).expect("the checked-in core's manifest");
+    let linked = kmlink_linker::link(&core, &manifest, &record).unwrap_or_else(|e| {
+        panic!(
+            "{release}: the checked-in core does not link with the fixture record ({e}); \
+             after a core or fixture change run scripts/golden-core"
+        )
+    });
     let text = kmlink_linker::dump::dump(&linked.ko).expect("dump parses the module back");
     let path = common::dir("golden").join(format!("{release}.txt"));
     if std::env::var_os("KMLINK_UPDATE_GOLDEN").is_some_and(|v| !v.is_empty()) {
@@ -37,7 +54,8 @@ fn golden(release: &str) {
         }
         panic!(
             "{release}: the module differs from {} ({} vs {} lines)\n{diff}\
-             If the change is intended: KMLINK_UPDATE_GOLDEN=1 cargo test -p kmlink-linker --test golden",
+             If the change is intended: KMLINK_UPDATE_GOLDEN=1 cargo test -p kmlink-linker --test golden \
+             (after a core change: scripts/golden-core)",
             path.display(),
             want.lines().count(),
             text.lines().count()

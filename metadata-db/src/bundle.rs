@@ -117,7 +117,7 @@ pub enum BundleError {
         what: String,
     },
     /// Reading or writing a file failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -414,7 +414,8 @@ pub fn install(store: &Store, bytes: &[u8], trust: &Trust) -> Result<InstallRepo
     })
 }
 
-/// The records of [`DEFAULT_BUNDLE`] (decoded and checked once).
+/// The records of [`DEFAULT_BUNDLE`] (decoded and checked once); the error
+/// is kept as text (with its causes), as it is computed once and shared.
 pub fn embedded_records() -> Result<Vec<KernelRecord>, String> {
     static CELL: OnceLock<Result<Vec<KernelRecord>, String>> = OnceLock::new();
     CELL.get_or_init(|| {
@@ -423,7 +424,7 @@ pub fn embedded_records() -> Result<Vec<KernelRecord>, String> {
         }
         read(DEFAULT_BUNDLE, &Trust::default())
             .map(|v| v.records)
-            .map_err(|e| e.to_string())
+            .map_err(|e| kmlink_errors::chain(&e))
     })
     .clone()
 }

@@ -95,7 +95,7 @@ pub struct Artifacts {
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     /// Reading a file failed.
-    #[error("{release}: reading {path}: {source}")]
+    #[error("{release}: reading {path}")]
     Io {
         /// Kernel release.
         release: String,
@@ -106,7 +106,7 @@ pub enum ExtractError {
         source: std::io::Error,
     },
     /// A donor reader failed.
-    #[error("{release}: {what}: {source}")]
+    #[error("{release}: {what}")]
     Donor {
         /// Kernel release.
         release: String,

@@ -187,7 +187,7 @@ where
                     if art.release != release {
                         log::warn!("{release}: the artifacts are of {}", art.release);
                     }
-                    let x = extract_full(art, manifest).map_err(|e| e.to_string());
+                    let x = extract_full(art, manifest).map_err(|e| kmlink_errors::chain(&e));
                     let extracting = t.elapsed();
                     // Cleans up (temporary files) before the next kernel.
                     drop(staged);
@@ -227,7 +227,7 @@ where
                         },
                         Err(e) => Outcome::Failed {
                             release,
-                            error: format!("storing: {e}"),
+                            error: format!("storing: {}", kmlink_errors::Chain(&e)),
                         },
                     }
                 }

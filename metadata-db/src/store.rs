@@ -8,9 +8,7 @@
 //! new one, never a mix, and a crash leaves at most a stale temporary, which
 //! readers ignore and the next writer removes. Readers take no lock.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -25,7 +23,7 @@ pub const DB_ENV: &str = "KMLINK_DB";
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -44,7 +42,7 @@ pub enum DbError {
         what: String,
     },
     /// Written by a kmlink with another container format or record schema.
-    #[error("{path}: {what}; use the kmlink that wrote it (it can `kmlink bundle export` the records), or move the file away and refill the store (`kmlink bundle install FILE`, `kmlink db add --from-packages RELEASE`, `kmlink crawler refresh`)")]
+    #[error("{path}: {what}; use the kmlink that wrote it (it can `kmlink bundle export` the records), or move the file away and refill the store (`kmlink bundle install FILE`, `kmlink db add RELEASE`, `kmlink crawler refresh`)")]
     Version {
         /// The file.
         path: PathBuf,
@@ -60,7 +58,7 @@ pub enum DbError {
         what: String,
     },
     /// One record fails its checks.
-    #[error("{path}: record #{index}, {key}, is damaged: {what}. Run `kmlink db verify --repair` to drop damaged records, then add it again (`kmlink db add --from-packages {release}` or `kmlink bundle install FILE`)", release = key.release)]
+    #[error("{path}: record #{index}, {key}, is damaged: {what}. Run `kmlink db verify --repair` to drop damaged records, then add it again (`kmlink db add {release}` or `kmlink bundle install FILE`)", release = key.release)]
     RecordDamaged {
         /// The file.
         path: PathBuf,
@@ -82,6 +80,15 @@ pub enum DbError {
     Encode {
         /// The record.
         key: Box<RecordKey>,
+        /// What went wrong.
+        what: String,
+    },
+    /// The intact records could not be written into a new store image (a
+    /// bug, as for [`DbError::Encode`]).
+    #[error("{path}: cannot rewrite the store from its intact records: {what}")]
+    Rebuild {
+        /// The file.
+        path: PathBuf,
         /// What went wrong.
         what: String,
     },
@@ -163,8 +170,6 @@ pub struct Store {
     path: PathBuf,
     cache: Mutex<Option<Cached>>,
 }
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     /// `$KMLINK_DB`, else `~/.local/share/kmlink/records.db`.
@@ -421,14 +426,7 @@ impl Store {
     }
 
     fn remove_stale_temporaries(&self, dir: &Path) {
-        let Some(name) = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-        else {
-            return;
-        };
-        let prefix = format!(".{name}.tmp-");
+        let prefix = kmlink_fsio::temporary_prefix(&self.path);
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -464,7 +462,7 @@ impl Store {
                     if named {
                         return Err(err);
                     }
-                    log::warn!("{err}");
+                    log::warn!("{}", kmlink_errors::Chain(&err));
                     damaged.get_or_insert(err);
                 }
             }
@@ -535,7 +533,9 @@ impl Store {
                 };
                 report.blobs += 1;
                 if let Err(e) = self.btf(sha) {
-                    report.damaged_blobs.push((path.clone(), e.to_string()));
+                    report
+                        .damaged_blobs
+                        .push((path.clone(), kmlink_errors::chain(&e)));
                 }
             }
         }
@@ -556,16 +556,8 @@ impl Store {
                 Err(_) => dropped.push(old.entries[i].summary.key.clone()),
             }
         }
-        let image = Image::rebuild(&good).map_err(|what| DbError::Encode {
-            key: Box::new(
-                good.first()
-                    .map(RecordKey::of)
-                    .unwrap_or_else(|| RecordKey {
-                        release: "-".into(),
-                        build_string: String::new(),
-                        btf_sha256: String::new(),
-                    }),
-            ),
+        let image = Image::rebuild(&good).map_err(|what| DbError::Rebuild {
+            path: self.path.clone(),
             what,
         })?;
         let lock = lock_exclusive(&lock_path)?;
@@ -642,7 +634,7 @@ impl Store {
     /// Every record of the bundle built into this binary
     /// (`metadata-db/bundles/default.kmb`), checked.
     pub fn embedded() -> Result<Vec<KernelRecord>, DbError> {
-        crate::bundle::embedded_records().map_err(|e| DbError::Embedded(e.to_string()))
+        crate::bundle::embedded_records().map_err(DbError::Embedded)
     }
 
     /// The stored builds of `release`; if none, those of the embedded bundle.
@@ -697,36 +689,12 @@ fn image_error(path: &Path, e: ImageError) -> DbError {
     }
 }
 
-/// Writes `data` to `path` through a temporary in the same directory:
-/// create, write, `fsync`, rename over `path`, `fsync` the directory.
+/// Writes `data` to `path` durably: through an exclusively created
+/// temporary beside it, `fsync`ed, renamed over `path`, the directory
+/// `fsync`ed ([`kmlink_fsio::write_file`]).
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<(), DbError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io("writing", path))
+    kmlink_fsio::write_file(path, data, kmlink_fsio::Durability::Durable)
+        .map_err(io("writing", path))
 }
 
 /// Opens (creating) `lock_path` and takes an exclusive `flock` on it; the

@@ -2,8 +2,7 @@
 //! generate`), and the ones DKMS and Ubuntu's shim tooling already made
 //! and the operator may already have enrolled as a Machine Owner Key.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -131,42 +130,12 @@ pub fn write(dir: &Path, generated: &Generated, force: bool) -> Result<KeyPair> 
     Ok(pair)
 }
 
-/// Writes `data` to `path` with `mode`: an exclusively created temporary
-/// with an unpredictable name in the same directory (never following a
-/// symlink planted there), `fsync`, then a rename over `path`.
 fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut nonce = [0u8; 8];
-    getrandom_04::fill(&mut nonce).map_err(|e| Error::Crypto {
-        what: "random file name",
-        reason: e.to_string(),
-    })?;
-    let tmp = dir.join(format!(".{name}.{}", hex::encode(nonce)));
-    let io = |op: &'static str| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { op, path, source }
-    };
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc_o_nofollow())
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io("writing"))
-}
-
-fn libc_o_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+    kmlink_fsio::write_file_mode(path, data, kmlink_fsio::Durability::Durable, mode).map_err(
+        |source| Error::Io {
+            op: "writing",
+            path: path.to_path_buf(),
+            source,
+        },
+    )
 }

@@ -3,8 +3,8 @@
 //! filtered rows people look at ([`view`]), the JSON output ([`json`]) and
 //! the terminal view of `kmlink top` ([`tui`]).
 //!
-//! The format is described in DESIGN.md ("/proc interface of the monitor")
-//! and docs/operator.md. Parsing is tolerant of growth (unknown tables,
+//! The format is described in docs/operator.md ("How the files are read")
+//! and docs/core-module.md ("Events and data"). Parsing is tolerant of growth (unknown tables,
 //! columns and event kinds are ignored; columns are found by name) and strict
 //! about malformed lines, which are errors naming the line.
 

@@ -13,6 +13,10 @@ use std::process::{Command, Output};
 use anyhow::{bail, Context, Result};
 use kmlink_crawler::{cache::Cache, pinned, sources, Http};
 
+pub mod bpf;
+pub mod monitor;
+pub mod secureboot;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -78,8 +78,7 @@ fn db_and_bundles_through_the_binary() {
     );
     let releases = kmlink_tests::pinned_releases().expect("pins");
     for rel in &releases {
-        let out =
-            kmlink_ok(&["db", "add", "--from-packages", rel, "--db", s(&db)]).expect("db add");
+        let out = kmlink_ok(&["db", "add", rel, "--db", s(&db)]).expect("db add");
         assert!(out.contains("stored"), "{out}");
         let text = show(&db, rel);
         for want in expected(rel) {
@@ -93,8 +92,7 @@ fn db_and_bundles_through_the_binary() {
     let list = kmlink_ok(&["db", "list", "--db", s(&db)]).expect("list");
     assert_eq!(list.lines().count(), releases.len() + 1, "{list}");
     kmlink_ok(&["db", "verify", "--db", s(&db)]).expect("verify");
-    let again =
-        kmlink_ok(&["db", "add", "--from-packages", &releases[0], "--db", s(&db)]).expect("again");
+    let again = kmlink_ok(&["db", "add", &releases[0], "--db", s(&db)]).expect("again");
     assert!(again.contains("unchanged"), "{again}");
 
     // A signed slim bundle into a second store.

@@ -16,7 +16,10 @@ pub(crate) fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, Error> {
         .arg(binary)
         .env("LC_ALL", "C")
         .output()
-        .map_err(|e| Error::HostBinary(format!("running ldd {}: {e}", binary.display())))?;
+        .map_err(|source| Error::Io {
+            context: format!("running ldd {}", binary.display()),
+            source,
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let all = format!("{stdout}{stderr}");
@@ -94,15 +97,21 @@ mod tests {
 
     #[test]
     fn ldd_on_test_binary() {
-        let Ok(me) = std::env::current_exe() else {
-            return;
-        };
         if Command::new("ldd").arg("--version").output().is_err() {
-            return;
+            return kmlink_testkit::missing("ldd(1) (apt-get install libc-bin)");
         }
+        let me = std::env::current_exe().expect("the test binary's path");
         let libs = shared_libraries(&me).expect("ldd");
+        // Every Rust test binary on glibc links libc dynamically.
+        assert!(
+            libs.iter().any(|l| l
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libc.so"))),
+            "no libc among {libs:?}"
+        );
         for l in &libs {
-            assert!(l.is_absolute());
+            assert!(l.is_absolute(), "{l:?}");
+            assert!(l.exists(), "{l:?} does not exist");
         }
     }
 }

@@ -397,8 +397,7 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("cpio(1) not installed; skipping");
-            return;
+            return kmlink_testkit::missing("cpio(1) (apt-get install cpio)");
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let gz = dir.path().join("ir.cpio.gz");

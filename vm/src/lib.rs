@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod disk;
+mod esp;
 mod hostbin;
 mod initramfs;
 mod parse;
@@ -80,8 +81,32 @@ pub enum Error {
     /// A disk image could not be read or made (`debugfs`, `mkfs.ext4`).
     #[error("disk image: {0}")]
     DiskImage(String),
+    /// A host tool the Secure Boot boot needs is not installed.
+    #[error("{tool} not found in PATH; install it with: apt-get install {package}")]
+    ToolMissing {
+        /// The program.
+        tool: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
+    /// A firmware or boot loader file of a Secure Boot spec does not exist.
+    #[error("{what} not found: {path}")]
+    FirmwareMissing {
+        /// Which piece (OVMF code, OVMF variables, shim, GRUB).
+        what: &'static str,
+        /// Where it was expected.
+        path: PathBuf,
+    },
+    /// Building the EFI system partition image failed.
+    #[error("building the EFI system partition: {command} failed: {stderr}")]
+    EspFailed {
+        /// The command that failed.
+        command: String,
+        /// What it wrote on stderr.
+        stderr: String,
+    },
     /// An I/O error on the host.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,
@@ -194,6 +219,40 @@ pub enum Accel {
     Auto,
 }
 
+/// How the guest is started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU loads the kernel and the initramfs itself (`-kernel`, `-initrd`,
+    /// `-append`): no firmware, no signature checks.
+    #[default]
+    Direct,
+    /// UEFI Secure Boot: OVMF with Secure Boot enforced boots shim from an
+    /// EFI system partition, shim verifies GRUB, GRUB asks shim to verify the
+    /// kernel, the kernel boots with the initramfs (which nobody verifies).
+    SecureBoot(SecureBoot),
+}
+
+/// The firmware and boot loaders of a [`Boot::SecureBoot`] run.
+///
+/// Debian's packages provide them: `ovmf` (`OVMF_CODE_4M.secboot.fd`,
+/// `OVMF_VARS_4M.ms.fd`), `shim-signed` (`shimx64.efi.signed`) and
+/// `grub-efi-amd64-signed` (`grubx64.efi.signed`). The kernel
+/// ([`VmSpec::kernel`]) must be a signed image for the chain to accept it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureBoot {
+    /// Firmware code with Secure Boot support, mapped read-only as pflash
+    /// unit 0 (`OVMF_CODE_4M.secboot.fd`).
+    pub ovmf_code: PathBuf,
+    /// Firmware variable store template (Secure Boot on, keys enrolled, e.g.
+    /// `OVMF_VARS_4M.ms.fd` or a copy with a Machine Owner Key added). Each
+    /// run gets a fresh copy as pflash unit 1, so runs never share state.
+    pub ovmf_vars: PathBuf,
+    /// The first-stage loader, installed as `EFI/BOOT/BOOTX64.EFI`.
+    pub shim: PathBuf,
+    /// The boot loader shim starts, installed as `EFI/BOOT/grubx64.efi`.
+    pub grub: PathBuf,
+}
+
 /// What to boot and run.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
@@ -222,6 +281,9 @@ pub struct VmSpec {
     /// Copy the guest console to this process's stderr as it arrives
     /// (default: whether `$KMLINK_VM_ECHO` is set to a non-empty value).
     pub echo_serial: bool,
+    /// How the guest is started (default [`Boot::Direct`]). The script, the
+    /// markers and everything in [`VmResult`] are the same either way.
+    pub boot: Boot,
 }
 
 impl VmSpec {
@@ -239,6 +301,7 @@ impl VmSpec {
             extra_append: Vec::new(),
             include_host_binary: None,
             echo_serial: std::env::var_os("KMLINK_VM_ECHO").is_some_and(|v| !v.is_empty()),
+            boot: Boot::Direct,
         }
     }
 
@@ -478,11 +541,17 @@ fn run_once(spec: &VmSpec) -> Result<VmResult, Error> {
     let kmsg_log = dir.path().join("kmsg.log");
     build_initramfs(spec, &busybox, &initrd)?;
 
+    let firmware = match &spec.boot {
+        Boot::Direct => None,
+        Boot::SecureBoot(sb) => Some(secure_boot_drives(spec, sb, &initrd, dir.path())?),
+    };
+
     let kvm = qemu::use_kvm(spec.accel, || kvm_probe(&qemu, spec, &busybox, dir.path()));
     let launch = qemu::Launch {
         qemu: &qemu,
         kernel: &spec.kernel,
         initrd: &initrd,
+        firmware: firmware.as_ref(),
         kmsg_log: Some(&kmsg_log),
         append: spec.cmdline(),
         memory_mb: spec.memory_mb,
@@ -523,6 +592,47 @@ fn run_once(spec: &VmSpec) -> Result<VmResult, Error> {
     })
 }
 
+/// Prepares a Secure Boot run in `dir`: a private copy of the variable
+/// store and the EFI system partition with shim, GRUB, the kernel and
+/// `initrd`.
+fn secure_boot_drives(
+    spec: &VmSpec,
+    sb: &SecureBoot,
+    initrd: &Path,
+    dir: &Path,
+) -> Result<qemu::Firmware, Error> {
+    for (what, p) in [
+        ("OVMF firmware code", &sb.ovmf_code),
+        ("OVMF variable store", &sb.ovmf_vars),
+    ] {
+        if !p.is_file() {
+            return Err(Error::FirmwareMissing {
+                what,
+                path: p.clone(),
+            });
+        }
+    }
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy(&sb.ovmf_vars, &vars).map_err(|source| Error::Io {
+        context: format!("copying {}", sb.ovmf_vars.display()),
+        source,
+    })?;
+    let esp = dir.join("esp.img");
+    esp::build(
+        &esp,
+        &sb.shim,
+        &sb.grub,
+        &spec.kernel,
+        initrd,
+        &spec.cmdline(),
+    )?;
+    Ok(qemu::Firmware {
+        code: sb.ovmf_code.clone(),
+        vars,
+        esp,
+    })
+}
+
 /// Boots the spec's kernel under KVM with an initramfs that only prints a
 /// marker; true if the marker shows up within 15 s.
 fn kvm_probe(qemu: &Path, spec: &VmSpec, busybox: &Path, dir: &Path) -> bool {
@@ -531,13 +641,17 @@ fn kvm_probe(qemu: &Path, spec: &VmSpec, busybox: &Path, dir: &Path) -> bool {
     probe_spec.extra_append = spec.extra_append.clone();
     let initrd = dir.join("kvm-probe.cpio.gz");
     if let Err(e) = build_initramfs(&probe_spec, busybox, &initrd) {
-        log::warn!("KVM probe: building initramfs: {e}");
+        log::warn!(
+            "KVM probe: building initramfs: {}",
+            kmlink_errors::Chain(&e)
+        );
         return false;
     }
     let launch = qemu::Launch {
         qemu,
         kernel: &spec.kernel,
         initrd: &initrd,
+        firmware: None,
         kmsg_log: None,
         append: probe_spec.cmdline(),
         memory_mb: spec.memory_mb,
@@ -560,7 +674,7 @@ fn kvm_probe(qemu: &Path, spec: &VmSpec, busybox: &Path, dir: &Path) -> bool {
             ok
         }
         Err(e) => {
-            log::info!("KVM probe could not run: {e}");
+            log::info!("KVM probe could not run: {}", kmlink_errors::Chain(&e));
             false
         }
     }
@@ -684,8 +798,9 @@ mod tests {
 
     #[test]
     fn initramfs_contains_spec_files() {
-        let Ok(bb) = find_busybox() else {
-            return;
+        let bb = match find_busybox() {
+            Ok(bb) => bb,
+            Err(e) => return kmlink_testkit::missing(&format!("a static busybox: {e}")),
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spec = VmSpec::new("/k", "echo hi");

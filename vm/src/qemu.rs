@@ -31,11 +31,23 @@ pub fn find_qemu() -> Result<PathBuf, Error> {
         .ok_or(Error::QemuMissing)
 }
 
+/// The drives of a UEFI Secure Boot run.
+pub(crate) struct Firmware {
+    /// OVMF code (read-only pflash unit 0).
+    pub code: PathBuf,
+    /// This run's own copy of the variable store (pflash unit 1).
+    pub vars: PathBuf,
+    /// The EFI system partition image (kernel and initramfs inside).
+    pub esp: PathBuf,
+}
+
 /// One QEMU invocation.
 pub(crate) struct Launch<'a> {
     pub qemu: &'a Path,
     pub kernel: &'a Path,
     pub initrd: &'a Path,
+    /// Boot through UEFI firmware from an ESP instead of `-kernel`.
+    pub firmware: Option<&'a Firmware>,
     /// File receiving the guest's second serial port (ttyS1), where `/init`
     /// streams `/dev/kmsg`; `None` to leave ttyS1 unconnected.
     pub kmsg_log: Option<&'a Path>,
@@ -98,8 +110,34 @@ impl Launch<'_> {
             self.memory_mb.max(64).to_string(),
             "-smp".into(),
             self.smp.max(1).to_string(),
-            "-kernel".into(),
         ];
+        if let Some(fw) = self.firmware {
+            // SMM keeps the variable store out of the guest's reach, which
+            // OVMF's Secure Boot build requires.
+            a.extend(
+                [
+                    "-machine",
+                    "q35,smm=on",
+                    "-global",
+                    "driver=cfi.pflash01,property=secure,value=on",
+                    "-drive",
+                ]
+                .map(String::from),
+            );
+            a.push(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                fw.code.display()
+            ));
+            a.push("-drive".into());
+            a.push(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                fw.vars.display()
+            ));
+            a.push("-drive".into());
+            a.push(format!("if=virtio,format=raw,file={}", fw.esp.display()));
+            return a;
+        }
+        a.push("-kernel".into());
         a.push(self.kernel.display().to_string());
         a.push("-initrd".into());
         a.push(self.initrd.display().to_string());
@@ -271,5 +309,78 @@ pub(crate) fn use_kvm(accel: Accel, probe: impl FnOnce() -> bool) -> bool {
             *guard = Some(verdict);
             verdict
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(firmware: Option<&Firmware>) -> Vec<String> {
+        Launch {
+            qemu: Path::new("qemu"),
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            firmware,
+            kmsg_log: None,
+            append: "console=ttyS0 quiet".into(),
+            memory_mb: 512,
+            smp: 2,
+            kvm: false,
+            timeout: Duration::from_secs(1),
+            echo: false,
+        }
+        .args()
+    }
+
+    fn has_pair(args: &[String], a: &str, b: &str) -> bool {
+        args.windows(2).any(|w| w[0] == a && w[1] == b)
+    }
+
+    #[test]
+    fn direct_boot_passes_kernel_initrd_and_command_line() {
+        let a = launch(None);
+        assert!(has_pair(&a, "-kernel", "/k"));
+        assert!(has_pair(&a, "-initrd", "/i"));
+        assert!(has_pair(&a, "-append", "console=ttyS0 quiet"));
+        assert!(!a.iter().any(|x| x.contains("pflash")));
+    }
+
+    #[test]
+    fn secure_boot_boots_firmware_from_the_esp() {
+        let fw = Firmware {
+            code: "/fw/CODE.fd".into(),
+            vars: "/run/VARS.fd".into(),
+            esp: "/run/esp.img".into(),
+        };
+        let a = launch(Some(&fw));
+        assert!(has_pair(&a, "-machine", "q35,smm=on"));
+        assert!(has_pair(
+            &a,
+            "-global",
+            "driver=cfi.pflash01,property=secure,value=on"
+        ));
+        assert!(has_pair(
+            &a,
+            "-drive",
+            "if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd"
+        ));
+        assert!(has_pair(
+            &a,
+            "-drive",
+            "if=pflash,format=raw,unit=1,file=/run/VARS.fd"
+        ));
+        assert!(has_pair(
+            &a,
+            "-drive",
+            "if=virtio,format=raw,file=/run/esp.img"
+        ));
+        // The kernel, initramfs and command line travel on the ESP.
+        for flag in ["-kernel", "-initrd", "-append"] {
+            assert!(!a.iter().any(|x| x == flag), "{flag} in {a:?}");
+        }
+        // Console capture and the single TCG thread are unchanged.
+        assert!(has_pair(&a, "-serial", "stdio"));
+        assert!(has_pair(&a, "-accel", "tcg,thread=single"));
     }
 }

@@ -236,8 +236,7 @@ fn host_binary_with_shared_libraries() {
         .map(PathBuf::from)
         .find(|p| p.is_file())
     else {
-        eprintln!("cpio not installed; skipping");
-        return;
+        return kmlink_testkit::missing("cpio(1) (apt-get install cpio)");
     };
     let mut spec = VmSpec::new(vmlinuz(K61), "/bin/cpio --version | head -n 1");
     spec.timeout = Duration::from_secs(180);

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use kmlink_core_module::{Manifest, CORE_OBJECT};
+use kmlink_errors::{chain, Chain};
 use kmlink_linker::check::{Facts, Verdict};
 use kmlink_linker::donor::{Donor, DonorSearch};
 use kmlink_linker::host::{self, HostIdentity, ImageExports, LiveBtf};
@@ -103,7 +104,7 @@ pub struct BuildArgs {
     /// kp_maxactive.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
-    /// Output module path (default: kmlink-<release>.ko).
+    /// Output module path (default: kmlink-<release>.ko; `-`: stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Run every check and print the verdict, but write no module.
@@ -337,13 +338,11 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     let mut notes = Vec::new();
 
     let btf = match &args.btf {
-        Some(p) => {
-            Some(LiveBtf::read(p).with_context(|| format!("reading --btf {}", p.display()))?)
-        }
+        Some(p) => Some(LiveBtf::read(p).context("--btf")?),
         None if is_running => match LiveBtf::read(Path::new(host::LIVE_BTF)) {
             Ok(b) => Some(b),
             Err(e) => {
-                notes.push(format!("no live BTF: {e}"));
+                notes.push(format!("no live BTF: {}", Chain(&e)));
                 None
             }
         },
@@ -354,7 +353,7 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
             Some(p) => match ImageExports::read(&p) {
                 Ok(i) => Some(i),
                 Err(e) => {
-                    notes.push(format!("image {} unreadable: {e}", p.display()));
+                    notes.push(format!("image {} unreadable: {}", p.display(), Chain(&e)));
                     None
                 }
             },
@@ -370,14 +369,12 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     };
     let mut donor_error = None;
     let donor = match &args.donor {
-        Some(p) => {
-            Some(Donor::open(p).with_context(|| format!("reading --donor {}", p.display()))?)
-        }
+        Some(p) => Some(Donor::open(p).context("--donor")?),
         None if is_running => match DonorSearch::for_host(Path::new("/"), &release).find(None) {
             Ok(d) => Some(d),
             Err(e) => {
-                notes.push(format!("no donor: {e}"));
-                donor_error = Some(e.to_string());
+                notes.push(format!("no donor: {}", Chain(&e)));
+                donor_error = Some(chain(&e));
                 None
             }
         },
@@ -522,7 +519,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         said.line(line);
     }
     if let Some(path) = &args.save_record {
-        write_atomic(
+        write_output(
             path,
             serde_json::to_string_pretty(&sources.record)?.as_bytes(),
         )?;
@@ -597,35 +594,21 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("kmlink-{}.ko", sources.release)));
-    write_atomic(&out, &ko)?;
-    println!("{}", out.display());
+    write_output(&out, &ko)?;
+    if !kmlink_fsio::is_stdout(&out) {
+        println!("{}", out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes a file through a temporary beside it, so no half-written output
-/// is ever visible under the final name while the system runs. No `fsync`:
-/// what is written here (a module, a record as JSON) is rebuilt
-/// byte-identically on demand; after a power loss the file may be missing
-/// or short, and `kmlink load` compares its cached module with a fresh build
-/// before inserting it. The record store's own writes do `fsync`.
-pub fn write_atomic(path: &std::path::Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+/// Writes an output the user named (`-o`, `--save-record`): atomically
+/// and exclusively for a regular file, in place for a device or FIFO, to
+/// stdout for `-` (kmlink_fsio). No `fsync`: what is written here (a module,
+/// a record as JSON) is rebuilt byte-identically on demand; after a power
+/// loss the file may be missing or short, and `kmlink load` compares its
+/// cached module with a fresh build before inserting it. The record store's
+/// own writes do `fsync`.
+pub fn write_output(path: &Path, data: &[u8]) -> Result<()> {
+    kmlink_fsio::write_file(path, data, kmlink_fsio::Durability::Visible)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -31,8 +31,9 @@ pub enum BundleCommand {
     ///   kmlink bundle export -o kernels.kmb
     ///   kmlink bundle export -o bookworm.kmb --release '6.1.0-*' --slim --sign-key publisher.key
     ///   kmlink bundle export --slim -o metadata-db/bundles/default.kmb   (the built-in bundle)
+    #[command(verbatim_doc_comment)]
     Export {
-        /// Output file.
+        /// Output file (`-`: stdout).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
         /// Only releases matching this glob (repeatable).
@@ -50,6 +51,7 @@ pub enum BundleCommand {
     /// Examples:
     ///   kmlink bundle install kernels.kmb
     ///   kmlink bundle install bookworm.kmb --trust publisher.key.pub
+    #[command(verbatim_doc_comment)]
     Install {
         /// The bundle.
         file: PathBuf,
@@ -63,6 +65,7 @@ pub enum BundleCommand {
     ///
     /// Examples:
     ///   kmlink bundle keygen -o ~/.config/kmlink/publisher.key
+    #[command(verbatim_doc_comment)]
     Keygen {
         /// Secret key file (the public key goes to FILE.pub).
         #[arg(short, long, value_name = "FILE")]
@@ -109,8 +112,8 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
                 slim.then_some((&manifest, CORE_OBJECT)),
                 key.as_ref(),
             )?;
-            kmlink_metadata_db::store::atomic_write(&output, &bytes)?;
-            println!(
+            super::build::write_output(&output, &bytes)?;
+            let summary = format!(
                 "{}: {} records, {} bytes ({} per kernel){}{}",
                 output.display(),
                 records.len(),
@@ -120,6 +123,12 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
                 key.map(|k| format!(", signed by {}", bundle::fingerprint(&k.verifying_key())))
                     .unwrap_or_default()
             );
+            // With `-o -` the bundle is stdout: the summary goes beside it.
+            if kmlink_fsio::is_stdout(&output) {
+                eprintln!("{summary}");
+            } else {
+                println!("{summary}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         BundleCommand::Install { file, trust } => {

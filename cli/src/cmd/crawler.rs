@@ -12,6 +12,7 @@ use kmlink_crawler::discover::{self, Distro, KernelInfo, Origin};
 use kmlink_crawler::pinned::{self, PinnedKernel};
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::{ingest, Http};
+use kmlink_errors::{chain, Chain};
 
 /// Arguments of `kmlink crawler`.
 #[derive(Args, Debug)]
@@ -249,7 +250,7 @@ struct Row<'a> {
 fn scan(http: &Http, cache: &Cache, origin: &Origin, suites: &[String]) -> discover::Discovery {
     let d = discover::discover(http, Some(cache), origin, suites);
     for (suite, e) in &d.errors {
-        eprintln!("kmlink: suite {suite} skipped: {e}");
+        eprintln!("kmlink: suite {suite} skipped: {}", Chain(e));
     }
     d
 }
@@ -281,10 +282,6 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         writeln!(out)?;
     } else {
         print_table(&mut out, &kernels)?;
-    }
-    let mut by_suite: std::collections::BTreeMap<&str, usize> = Default::default();
-    for (_, i) in &kernels {
-        *by_suite.entry(i.suite.as_str()).or_default() += 1;
     }
     eprintln!(
         "{} kernels ({} suite entries before merging; {} suite(s) failed)",
@@ -425,7 +422,7 @@ fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
         match ingest::ingest(&cache, f) {
             Ok(i) => done.push(i),
             Err(e) => {
-                eprintln!("kmlink: {e}");
+                eprintln!("kmlink: {}", Chain(&e));
                 failed += 1;
             }
         }
@@ -635,7 +632,7 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                     info.version
                 );
                 let staged =
-                    targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| e.to_string())?;
+                    targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| chain(&e))?;
                 if let Some(r) = runs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmlink_core_module::Manifest;
+use kmlink_errors::Chain;
 use kmlink_metadata_db::record::KernelRecord;
 use kmlink_metadata_db::{codec::glob_match, extract, slim, RecordSummary, Store};
 
@@ -30,6 +31,7 @@ pub enum DbCommand {
     /// Examples:
     ///   kmlink db list
     ///   kmlink db list --embedded --json
+    #[command(verbatim_doc_comment)]
     List {
         /// List the records built into kmlink instead.
         #[arg(long)]
@@ -44,6 +46,7 @@ pub enum DbCommand {
     ///   kmlink db show 6.1.0-47-amd64
     ///   kmlink db show 6.1.0-47-amd64 --export _printk --export module_layout
     ///   kmlink db show 6.1.0-47-amd64 --json > record.json
+    #[command(verbatim_doc_comment)]
     Show {
         /// Kernel release (`uname -r`).
         release: String,
@@ -53,16 +56,13 @@ pub enum DbCommand {
         /// Also print this export's CRC, GPL flag, namespace and owner (repeatable).
         #[arg(long, value_name = "SYMBOL")]
         export: Vec<String>,
-        /// Accepted for compatibility: `show` always falls back to the
-        /// records built into kmlink when the store has none.
-        #[arg(long)]
-        embedded: bool,
     },
     /// Re-hash every record and kept BTF; exit 1 if anything is damaged.
     ///
     /// Examples:
     ///   kmlink db verify
     ///   kmlink db verify --repair
+    #[command(verbatim_doc_comment)]
     Verify {
         /// Drop damaged records (then add them again); on an intact store,
         /// rewrite it in the current format with every record projected for
@@ -76,13 +76,11 @@ pub enum DbCommand {
     /// Extract a kernel's record from its packages (fetched and verified) and store it.
     ///
     /// Examples:
-    ///   kmlink db add --from-packages 6.1.0-47-amd64
+    ///   kmlink db add 6.1.0-47-amd64
+    #[command(verbatim_doc_comment)]
     Add {
         /// Kernel release (`uname -r`).
         release: String,
-        /// Fetch the kernel's packages (required: the only source for now).
-        #[arg(long, required = true)]
-        from_packages: bool,
         #[command(flatten)]
         fetch: FetchOpts,
     },
@@ -90,6 +88,7 @@ pub enum DbCommand {
     ///
     /// Examples:
     ///   kmlink db import record.json
+    #[command(verbatim_doc_comment)]
     Import {
         /// JSON files, each one record or an array of records.
         #[arg(required = true)]
@@ -101,12 +100,18 @@ pub enum DbCommand {
     /// Examples:
     ///   kmlink db rederive
     ///   kmlink db rederive --release '6.1.0-*'
+    #[command(verbatim_doc_comment)]
     Rederive {
         /// Only releases matching this glob.
         #[arg(long, value_name = "GLOB")]
         release: Option<String>,
     },
     /// Byte counts of the store (strings, CRC pool, records).
+    ///
+    /// Examples:
+    ///   kmlink db stats
+    ///   kmlink db stats --json
+    #[command(verbatim_doc_comment)]
     Stats {
         /// JSON output.
         #[arg(long)]
@@ -133,7 +138,7 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
                 eprintln!(
-                    "no records{}; add one with `kmlink db add --from-packages RELEASE` or `kmlink bundle install FILE`",
+                    "no records{}; add one with `kmlink db add RELEASE` or `kmlink bundle install FILE`",
                     if embedded { " built in" } else { " stored" }
                 );
             } else {
@@ -145,10 +150,9 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             release,
             json,
             export,
-            embedded: _,
         } => show(&args.db, &release, json, &export),
         DbCommand::Verify { repair, json } => verify(&args.db, repair, json),
-        DbCommand::Add { release, fetch, .. } => {
+        DbCommand::Add { release, fetch } => {
             let store = open_store(&args.db)?;
             let manifest = Manifest::core().context("reading the embedded core's manifest")?;
             let fetched = kernels::materialize(&release, &fetch)?;
@@ -266,7 +270,7 @@ fn show(db: &Option<PathBuf>, release: &str, json: bool, exports: &[String]) -> 
     let (records, source) = store.get_or_embedded(release)?;
     if records.is_empty() {
         bail!(
-            "no record of {release} in {} nor built in; add it with `kmlink db add --from-packages {release}` or `kmlink bundle install FILE`, or see `kmlink db list`",
+            "no record of {release} in {} nor built in; add it with `kmlink db add {release}` or `kmlink bundle install FILE`, or see `kmlink db list`",
             store.path().display(),
         );
     }
@@ -423,7 +427,7 @@ fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
             .with_context(|| format!("repairing {}", store.path().display()))?;
         for key in &dropped {
             println!(
-                "dropped      {key}: add it again with `kmlink db add --from-packages {}` or `kmlink bundle install FILE`",
+                "dropped      {key}: add it again with `kmlink db add {}` or `kmlink bundle install FILE`",
                 key.release
             );
         }
@@ -456,7 +460,7 @@ fn rederive(db: &Option<PathBuf>, glob: Option<&str>) -> Result<ExitCode> {
         };
         let Some(btf) = store.btf(&s.key.btf_sha256)? else {
             eprintln!(
-                "kmlink: {}: no kept BTF; re-extract with `kmlink db add --from-packages {}`",
+                "kmlink: {}: no kept BTF; re-extract with `kmlink db add {}`",
                 s.key, s.key.release
             );
             failed += 1;
@@ -465,7 +469,7 @@ fn rederive(db: &Option<PathBuf>, glob: Option<&str>) -> Result<ExitCode> {
         match extract::rederive(&record, &btf, &manifest) {
             Ok(r) => out.push(r),
             Err(e) => {
-                eprintln!("kmlink: {}: {e}", s.key);
+                eprintln!("kmlink: {}: {}", s.key, Chain(&e));
                 failed += 1;
             }
         }

@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use kmlink_core_module::{Manifest, CORE_OBJECT};
 use kmlink_donor::config::KernelConfig;
+use kmlink_errors::{chain, Chain};
 use kmlink_linker::donor::DonorSearch;
 use kmlink_linker::host::{self, HostIdentity};
 
@@ -94,7 +95,7 @@ pub fn host_lines(root: &Path, euid_root: bool) -> (Option<HostIdentity>, Vec<Li
             out.push(line(
                 Mark::Blocks,
                 "kernel",
-                format!("unknown: {e}"),
+                format!("unknown: {}", Chain(&e)),
                 Some("mount /proc".into()),
             ));
             None
@@ -120,21 +121,34 @@ pub fn host_lines(root: &Path, euid_root: bool) -> (Option<HostIdentity>, Vec<Li
                     "this kernel cannot load modules at all: boot a kernel built with CONFIG_MODULES=y".to_string()
                 }),
             ));
+            // Either backend will do: missing tracepoints block only when
+            // kprobes are missing too.
             let tp = c.enabled("CONFIG_TRACEPOINTS");
+            let kp = c.enabled("CONFIG_KPROBES");
             out.push(line(
-                if tp { Mark::Ok } else { Mark::Blocks },
+                match (tp, kp) {
+                    (true, _) => Mark::Ok,
+                    (false, true) => Mark::Note,
+                    (false, false) => Mark::Blocks,
+                },
                 "tracepoints",
                 format!(
-                    "CONFIG_TRACEPOINTS={} (the monitor hooks the kmem tracepoints)",
+                    "CONFIG_TRACEPOINTS={} (the default backend hooks the kmem tracepoints)",
                     c.get("CONFIG_TRACEPOINTS").unwrap_or("n")
                 ),
-                (!tp).then(|| "boot a kernel with CONFIG_TRACEPOINTS=y".to_string()),
+                match (tp, kp) {
+                    (true, _) => None,
+                    (false, true) => Some("use the kprobe backend: kmlink load --backend kprobe".into()),
+                    (false, false) => Some(
+                        "boot a kernel with CONFIG_TRACEPOINTS=y (or CONFIG_KPROBES=y for --backend kprobe)".into(),
+                    ),
+                },
             ));
             out.push(line(
-                Mark::Note,
+                if kp { Mark::Ok } else { Mark::Note },
                 "kprobes",
                 format!(
-                    "CONFIG_KPROBES={} (not needed by the tracepoint backend)",
+                    "CONFIG_KPROBES={} (needed by the kprobe backend only, --backend kprobe)",
                     c.get("CONFIG_KPROBES").unwrap_or("n")
                 ),
                 None,
@@ -374,12 +388,12 @@ fn fact_lines(args: &DoctorArgs, h: &HostIdentity) -> Vec<Line> {
     }
     match DonorSearch::for_host(Path::new("/"), release).find(None) {
         Ok(d) => out.push(line(Mark::Ok, "donor", d.describe(), None)),
-        Err(e) => out.push(line(Mark::Note, "donor", e.to_string(), None)),
+        Err(e) => out.push(line(Mark::Note, "donor", chain(&e), None)),
     }
     let manifest = match Manifest::core() {
         Ok(m) => m,
         Err(e) => {
-            out.push(line(Mark::Blocks, "core", e.to_string(), None));
+            out.push(line(Mark::Blocks, "core", chain(&e), None));
             return out;
         }
     };
@@ -543,5 +557,41 @@ mod tests {
         let l = signatures(root);
         assert_eq!(l.mark, Mark::Ok, "{l}");
         assert!(l.found.contains("which the kernel trusts"), "{l}");
+    }
+
+    #[test]
+    fn missing_tracepoints_block_only_without_kprobes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for d in ["proc/sys/kernel", "boot"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-47-amd64\n").expect("w");
+        std::fs::write(root.join("proc/sys/kernel/version"), "#1 SMP\n").expect("w");
+        let tracepoints = |config: &str| {
+            std::fs::write(root.join("boot/config-6.1.0-47-amd64"), config).expect("w");
+            let (_, lines) = host_lines(root, true);
+            lines
+                .into_iter()
+                .find(|l| l.subject == "tracepoints")
+                .expect("a tracepoints line")
+        };
+        let l =
+            tracepoints("CONFIG_MODULES=y\n# CONFIG_TRACEPOINTS is not set\nCONFIG_KPROBES=y\n");
+        assert_ne!(
+            l.mark,
+            Mark::Blocks,
+            "the kprobe backend needs no tracepoints: {l}"
+        );
+        assert!(
+            l.fix.as_deref().unwrap_or("").contains("--backend kprobe"),
+            "{l}"
+        );
+        let l = tracepoints("CONFIG_MODULES=y\n# CONFIG_TRACEPOINTS is not set\n");
+        assert_eq!(
+            l.mark,
+            Mark::Blocks,
+            "neither backend can hook anything: {l}"
+        );
     }
 }

@@ -23,11 +23,26 @@ pub struct KeyArgs {
 enum KeyCommand {
     /// Make a module signing key and its self-signed code-signing
     /// certificate (key 0600 in kmlink's key directory).
+    ///
+    /// Examples:
+    ///   kmlink key generate
+    ///   kmlink key generate --type ecdsa-p256 --name "fleet-42 kmlink key"
+    #[command(verbatim_doc_comment)]
     Generate(GenerateArgs),
     /// Stage the certificate for enrolment as a Machine Owner Key
     /// (`mokutil --import`); confirm it in MokManager at the next boot.
+    ///
+    /// Examples:
+    ///   kmlink key enroll
+    ///   kmlink key enroll --cert /var/lib/dkms/mok.pub
+    #[command(verbatim_doc_comment)]
     Enroll(CertArgs),
     /// Whether the running kernel trusts the signing key, and what to do.
+    ///
+    /// Examples:
+    ///   kmlink key status
+    ///   kmlink key status --cert /var/lib/shim-signed/mok/MOK.der
+    #[command(verbatim_doc_comment)]
     Status(CertArgs),
 }
 

@@ -48,9 +48,6 @@ pub struct LoadArgs {
     pub rebuild: bool,
     #[command(flatten)]
     pub sign: super::sign::SignOpts,
-    /// Module parameters (`name=value` …).
-    #[arg(last = true)]
-    pub params: Vec<String>,
 }
 
 /// Arguments of `kmlink unload`.
@@ -307,7 +304,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     if !cached {
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
             .with_context(|| format!("creating {}", cache_dir().display()))?;
-        build::write_atomic(&path, &ko)?;
+        build::write_output(&path, &ko)?;
     }
     eprintln!(
         "kmlink: module {} ({})",
@@ -315,16 +312,32 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
         if cached { "cached" } else { "built" }
     );
 
-    let params = CString::new(args.params.join(" ")).context("module parameters contain NUL")?;
-    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    insert(&path)?;
+    println!(
+        "kmlink: loaded into {} ({}); read /proc/kmlink/stats, or run kmlink top",
+        host.release, host.build_string
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where `kmlink load` and the service note which module file they
+/// inserted (for `kmlink status`); gone at reboot.
+pub const LOADED_NOTE: &str = "/run/kmlink/loaded";
+
+/// Inserts a module file with `finit_module`; a refusal is explained in
+/// words with the kernel's own log lines. Notes the file in
+/// [`LOADED_NOTE`].
+pub fn insert(path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let kmsg = Kmsg::open();
-    match rustix::system::finit_module(&file, &params, 0) {
+    // No module parameters: the monitor declares none (its settings are
+    // link-time options, --set NAME=VALUE).
+    match rustix::system::finit_module(&file, c"", 0) {
         Ok(()) => {
-            println!(
-                "kmlink: loaded into {} ({}); read /proc/kmlink/stats, or run kmlink top",
-                host.release, host.build_string
-            );
-            Ok(ExitCode::SUCCESS)
+            let note = Path::new(LOADED_NOTE);
+            let _ = std::fs::create_dir_all(note.parent().unwrap_or(Path::new("/run")));
+            let _ = std::fs::write(note, format!("{}\n", path.display()));
+            Ok(())
         }
         Err(errno) => {
             let lines = relevant(kmsg.new_lines());
@@ -338,7 +351,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
 /// the configured key (or kmlink's, DKMS's or shim-signed's) when there is
 /// one; when the kernel accepts only signed modules, a refusal with the
 /// next step if there is no key or the kernel does not hold it.
-fn signing_for_load(opts: &super::sign::SignOpts) -> Result<Option<kmlink_modsign::Signer>> {
+pub fn signing_for_load(opts: &super::sign::SignOpts) -> Result<Option<kmlink_modsign::Signer>> {
     use kmlink_linker::security::{self, Trust};
     if opts.emit_digest.is_some() || opts.attach_signature.is_some() {
         bail!(

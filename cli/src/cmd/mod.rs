@@ -10,5 +10,6 @@ pub mod key;
 pub mod load;
 pub mod sign;
 pub mod stats;
+pub mod system;
 pub mod top;
 pub mod vm;

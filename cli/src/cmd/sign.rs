@@ -74,7 +74,7 @@ impl SignOpts {
         let hash = self.hash()?;
         if let Some(path) = &self.emit_digest {
             let digest = kmlink_modsign::digest(&ko, hash);
-            super::build::write_atomic(path, &digest)?;
+            super::build::write_output(path, &digest)?;
             return Ok((
                 ko,
                 Some(format!(
@@ -223,7 +223,7 @@ pub fn run(args: SignArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let out = args.output.as_ref().unwrap_or(&args.module);
-    super::build::write_atomic(out, &out_bytes)?;
+    super::build::write_output(out, &out_bytes)?;
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
 }
