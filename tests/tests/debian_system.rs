@@ -57,6 +57,30 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What the scenario needs on the host, if something is missing.
+fn missing_prerequisite() -> Option<String> {
+    let has = |tool: &str| {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .any(|d| d.join(tool).is_file())
+    };
+    for (tool, package) in [
+        ("mmdebstrap", "mmdebstrap"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("debugfs", "e2fsprogs"),
+        ("dpkg-deb", "dpkg"),
+        ("qemu-system-x86_64", "qemu-system-x86"),
+    ] {
+        if !has(tool) {
+            return Some(format!(
+                "{tool} (scripts/setup, or apt-get install {package})"
+            ));
+        }
+    }
+    let uid = run(&mut Command::new("id").arg("-u"));
+    (uid.trim() != "0").then(|| "root, for mmdebstrap --mode=root (sudo)".to_string())
+}
+
 /// The cached Debian image (built on first use by scripts/debian-image).
 fn debian_image() -> PathBuf {
     let out = run(&mut Command::new(workspace().join("scripts/debian-image")));
@@ -122,13 +146,13 @@ fn kmlink_package(dir: &Path) -> PathBuf {
             .lines()
             .rev()
             .map(|l| PathBuf::from(l.trim()))
-            .find(|p| p.extension().is_some_and(|e| e == "deb") && p.is_file())
+            .find(|p| is_kmlink_deb(p) && p.is_file())
             .or_else(|| {
                 std::fs::read_dir(workspace().join("target/debian"))
                     .ok()?
                     .flatten()
                     .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+                    .filter(|p| is_kmlink_deb(p))
                     .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
             })
             .expect("scripts/package made no .deb");
@@ -137,6 +161,13 @@ fn kmlink_package(dir: &Path) -> PathBuf {
         return to;
     }
     stand_in_package(dir)
+}
+
+/// `kmlink_<version>_<arch>.deb` (not the -dbgsym package).
+fn is_kmlink_deb(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("kmlink_") && n.ends_with(".deb"))
 }
 
 const STAND_IN_UNIT: &str = "[Unit]
@@ -285,7 +316,7 @@ impl Scenario {
         let scen = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             scen.path().join("step.sh"),
-            format!("cd /mnt/scenario\n{script}"),
+            format!("export HOME=/root\ncd /mnt/scenario\n{script}"),
         )
         .expect("step.sh");
         for f in files {
@@ -396,6 +427,9 @@ echo "@@K dpkg_known_after_purge=$(dpkg-query -W kmlink >/dev/null 2>&1 && echo 
 #[test]
 #[ignore = "builds a Debian image and boots it three times under QEMU (minutes)"]
 fn installed_debian_system_install_upgrade_boot_remove() {
+    if let Some(what) = missing_prerequisite() {
+        return kmlink_testkit::missing(&what);
+    }
     let total = Instant::now();
     let work = tempfile::tempdir().expect("tempdir");
     let image = debian_image();
@@ -505,6 +539,9 @@ fn installed_debian_system_install_upgrade_boot_remove() {
 #[test]
 #[ignore = "builds a Debian image and boots it twice under QEMU (minutes)"]
 fn installed_debian_system_boot_path_on_one_kernel() {
+    if let Some(what) = missing_prerequisite() {
+        return kmlink_testkit::missing(&what);
+    }
     let total = Instant::now();
     let work = tempfile::tempdir().expect("tempdir");
     let image = debian_image();
