@@ -77,7 +77,7 @@ fn missing_prerequisite() -> Option<String> {
             ));
         }
     }
-    let uid = run(&mut Command::new("id").arg("-u"));
+    let uid = run(Command::new("id").arg("-u"));
     (uid.trim() != "0").then(|| "root, for mmdebstrap --mode=root (sudo)".to_string())
 }
 
