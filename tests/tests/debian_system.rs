@@ -138,7 +138,17 @@ fn kernel_b_package(dir: &Path) -> PathBuf {
 /// stand-in made here from the built kmlink binary with the same contract
 /// (unit, kernel hooks, conffile, prebuilt modules under
 /// /var/lib/kmlink/modules/RELEASE/).
+/// `$KMLINK_TEST_DEB` picks another: a .deb's path, or `stand-in`.
 fn kmlink_package(dir: &Path) -> PathBuf {
+    match std::env::var("KMLINK_TEST_DEB").ok().as_deref() {
+        Some("stand-in") => return stand_in_package(dir),
+        Some(path) if !path.is_empty() => {
+            let to = dir.join(Path::new(path).file_name().expect("a .deb file name"));
+            std::fs::copy(path, &to).unwrap_or_else(|e| panic!("KMLINK_TEST_DEB={path}: {e}"));
+            return to;
+        }
+        _ => {}
+    }
     let script = workspace().join("scripts/package");
     if script.is_file() {
         let out = run(&mut Command::new(&script));
