@@ -5,6 +5,8 @@
 //! offline; `scripts/test` (what CI runs) runs them with `--ignored`.
 #![deny(missing_docs)]
 
+pub mod kmem;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

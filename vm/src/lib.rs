@@ -25,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod disk;
 mod esp;
 mod hostbin;
 mod initramfs;
@@ -77,6 +78,9 @@ pub enum Error {
         /// What QEMU wrote on stderr.
         stderr: String,
     },
+    /// A disk image could not be read or made (`debugfs`, `mkfs.ext4`).
+    #[error("disk image: {0}")]
+    DiskImage(String),
     /// A host tool the Secure Boot boot needs is not installed.
     #[error("{tool} not found in PATH; install it with: apt-get install {package}")]
     ToolMissing {

@@ -148,105 +148,124 @@ impl Launch<'_> {
 
     /// Runs QEMU to completion or until the timeout, capturing the console.
     pub(crate) fn run(&self) -> Result<Outcome, Error> {
-        let args = self.args();
-        log::debug!("{} {}", self.qemu.display(), args.join(" "));
-        let start = Instant::now();
-        let mut child = Command::new(self.qemu)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Io {
-                context: format!("starting {}", self.qemu.display()),
-                source,
-            })?;
+        capture(
+            self.qemu,
+            &self.args(),
+            self.kmsg_log,
+            BOOT,
+            self.timeout,
+            self.echo,
+        )
+    }
+}
 
-        let stdout = child.stdout.take();
-        let echo = self.echo;
-        let out_thread = thread::spawn(move || {
-            let mut buf = Vec::new();
-            let mut boot_at = None;
-            let Some(mut stdout) = stdout else {
-                return (buf, boot_at);
-            };
-            let mut chunk = [0u8; 8192];
-            loop {
-                match stdout.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if echo {
-                            let mut e = std::io::stderr().lock();
-                            let _ = e.write_all(&chunk[..n]);
-                            let _ = e.flush();
-                        }
-                        if buf.len() < MAX_CAPTURE {
-                            // Search the new bytes plus an overlap for the marker.
-                            let from = buf.len().saturating_sub(BOOT.len());
-                            buf.extend_from_slice(&chunk[..n]);
-                            if boot_at.is_none()
-                                && buf[from..]
-                                    .windows(BOOT.len())
-                                    .any(|w| w == BOOT.as_bytes())
-                            {
-                                boot_at = Some(start.elapsed());
-                            }
+/// Runs `qemu` with `args` to completion or until `timeout`, capturing the
+/// console (its stdout) and, when given, the file of the second serial port.
+/// `Outcome::boot_at` is when `marker` first appeared on the console.
+pub(crate) fn capture(
+    qemu: &Path,
+    args: &[String],
+    kmsg_log: Option<&Path>,
+    marker: &str,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Outcome, Error> {
+    log::debug!("{} {}", qemu.display(), args.join(" "));
+    let start = Instant::now();
+    let mut child = Command::new(qemu)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Io {
+            context: format!("starting {}", qemu.display()),
+            source,
+        })?;
+
+    let stdout = child.stdout.take();
+    let marker = marker.as_bytes().to_vec();
+    let out_thread = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut boot_at = None;
+        let Some(mut stdout) = stdout else {
+            return (buf, boot_at);
+        };
+        let mut chunk = [0u8; 8192];
+        loop {
+            match stdout.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if echo {
+                        let mut e = std::io::stderr().lock();
+                        let _ = e.write_all(&chunk[..n]);
+                        let _ = e.flush();
+                    }
+                    if buf.len() < MAX_CAPTURE {
+                        // Search the new bytes plus an overlap for the marker.
+                        let from = buf.len().saturating_sub(marker.len());
+                        buf.extend_from_slice(&chunk[..n]);
+                        if boot_at.is_none()
+                            && buf[from..]
+                                .windows(marker.len())
+                                .any(|w| w == marker.as_slice())
+                        {
+                            boot_at = Some(start.elapsed());
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
-            (buf, boot_at)
-        });
-        let stderr = child.stderr.take();
-        let err_thread = thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(mut e) = stderr {
-                let _ = e.by_ref().take(1 << 20).read_to_end(&mut s);
-                // Drain the rest so QEMU never blocks on a full pipe.
-                let _ = std::io::copy(&mut e, &mut std::io::sink());
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        });
+        }
+        (buf, boot_at)
+    });
+    let stderr = child.stderr.take();
+    let err_thread = thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(mut e) = stderr {
+            let _ = e.by_ref().take(1 << 20).read_to_end(&mut s);
+            // Drain the rest so QEMU never blocks on a full pipe.
+            let _ = std::io::copy(&mut e, &mut std::io::sink());
+        }
+        String::from_utf8_lossy(&s).into_owned()
+    });
 
-        let mut timed_out = false;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) => {}
-                Err(e) => log::warn!("waiting for QEMU: {e}"),
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) => {}
+            Err(e) => log::warn!("waiting for QEMU: {e}"),
+        }
+        if start.elapsed() >= timeout {
+            timed_out = true;
+            if let Err(e) = child.kill() {
+                log::warn!("killing QEMU: {e}");
             }
-            if start.elapsed() >= self.timeout {
-                timed_out = true;
-                if let Err(e) = child.kill() {
-                    log::warn!("killing QEMU: {e}");
-                }
-                break child.wait().ok();
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let duration = start.elapsed();
-        let (raw_serial, boot_at) = out_thread.join().unwrap_or_default();
-        let stderr = err_thread.join().unwrap_or_default();
-        let raw_kmsg = self
-            .kmsg_log
-            .and_then(|p| std::fs::read(p).ok())
-            .unwrap_or_default();
-        Ok(Outcome {
-            raw_serial,
-            raw_kmsg,
-            stderr,
-            exit_code: if timed_out {
-                None
-            } else {
-                status.and_then(|s| s.code())
-            },
-            boot_at,
-            duration,
-            timed_out,
-        })
-    }
+            break child.wait().ok();
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let duration = start.elapsed();
+    let (raw_serial, boot_at) = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    let raw_kmsg = kmsg_log
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    Ok(Outcome {
+        raw_serial,
+        raw_kmsg,
+        stderr,
+        exit_code: if timed_out {
+            None
+        } else {
+            status.and_then(|s| s.code())
+        },
+        boot_at,
+        duration,
+        timed_out,
+    })
 }
 
 /// Whether `/dev/kvm` exists and can be opened read-write.
