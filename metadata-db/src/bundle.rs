@@ -35,6 +35,8 @@ pub const SIG_MAGIC: &[u8; 8] = b"KMLSIG01";
 pub const BUNDLE_FORMAT: u32 = 1;
 const MAX_HEADER: u32 = 16 << 20;
 const MAX_PAYLOAD: u64 = 1 << 30;
+/// The largest bundle file: magic, header, payload and signature.
+pub const MAX_BUNDLE: u64 = MAX_PAYLOAD + MAX_HEADER as u64 + (1 << 20);
 const SECRET_TAG: &str = "kmlink-ed25519-secret-key";
 const PUBLIC_TAG: &str = "kmlink-ed25519-public-key";
 
@@ -226,6 +228,62 @@ pub fn export(
         out.extend_from_slice(&sig.to_bytes());
     }
     Ok(out)
+}
+
+/// Reads a bundle file, bounded by what its own header says it holds
+/// (header, payload, signature; at most [`MAX_BUNDLE`] bytes): a device or
+/// an endless pipe (`/dev/zero`) fails at its first bytes, not when memory
+/// runs out. Check the bytes with [`read`].
+pub fn read_file(path: &Path) -> Result<Vec<u8>, BundleError> {
+    let io = |source| BundleError::Io {
+        op: "reading",
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut data = Vec::new();
+    (&mut f).take(12).read_to_end(&mut data).map_err(io)?;
+    if data.len() < 8 || data[..8] != MAGIC[..] {
+        return Err(BundleError::NotABundle(format!(
+            "{:02x?}",
+            &data[..data.len().min(8)]
+        )));
+    }
+    if data.len() < 12 {
+        return Err(BundleError::Truncated(format!(
+            "the file ends after {} bytes, inside the header length",
+            data.len()
+        )));
+    }
+    let hlen = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
+    if hlen > MAX_HEADER {
+        return Err(BundleError::Damaged(format!(
+            "header length {hlen} is more than {MAX_HEADER} bytes, the most a bundle header can be"
+        )));
+    }
+    (&mut f)
+        .take(u64::from(hlen))
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    let mut hjson = Vec::new();
+    zstd::stream::read::Decoder::new(&data[12..])
+        .and_then(|d| d.take(u64::from(MAX_HEADER)).read_to_end(&mut hjson))
+        .map_err(|e| BundleError::Damaged(format!("the header does not decompress ({e})")))?;
+    let header: BundleHeader =
+        serde_json::from_slice(&hjson).map_err(|e| BundleError::Damaged(format!("header: {e}")))?;
+    if header.payload_len > MAX_PAYLOAD {
+        return Err(BundleError::Damaged(format!(
+            "payload length {} is more than {MAX_PAYLOAD} bytes, the most a bundle payload can be",
+            header.payload_len
+        )));
+    }
+    // Payload, an optional 104-byte signature block, and one byte more to
+    // see whether anything follows (which `read` refuses).
+    (&mut f)
+        .take(header.payload_len + 8 + 32 + 64 + 1)
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    Ok(data)
 }
 
 /// Checks a bundle completely (see the module documentation) and returns

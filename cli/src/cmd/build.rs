@@ -219,10 +219,17 @@ pub fn open_store(db: Option<&Path>) -> Result<Store> {
 }
 
 fn read_record_file(path: &Path, release: &str) -> Result<KernelRecord> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let record: KernelRecord = serde_json::from_str(&text)
+    let text = kmlink_fsio::read_bounded(
+        path,
+        kmlink_metadata_db::record::MAX_RECORD_JSON,
+        "kernel record (JSON)",
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let record: KernelRecord = serde_json::from_slice(&text)
         .with_context(|| format!("parsing record {}", path.display()))?;
+    record
+        .validate()
+        .with_context(|| format!("checking record {}", path.display()))?;
     if record.identity.release != release {
         bail!(
             "record {} is for {}, not {release}",

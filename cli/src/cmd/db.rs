@@ -187,9 +187,13 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             let store = open_store(&args.db)?;
             let mut records = Vec::new();
             for f in &files {
-                let text = std::fs::read_to_string(f)
-                    .with_context(|| format!("reading {}", f.display()))?;
-                let value: serde_json::Value = serde_json::from_str(&text)
+                let text = kmlink_fsio::read_bounded(
+                    f,
+                    kmlink_metadata_db::record::MAX_RECORDS_JSON,
+                    "JSON file of kernel records",
+                )
+                .with_context(|| format!("reading {}", f.display()))?;
+                let value: serde_json::Value = serde_json::from_slice(&text)
                     .with_context(|| format!("parsing {} as JSON", f.display()))?;
                 let mut these: Vec<KernelRecord> = if value.is_array() {
                     serde_json::from_value(value)
@@ -203,6 +207,10 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
                         kmlink_metadata_db::record::RECORD_SCHEMA
                     )
                 })?;
+                for r in &these {
+                    r.validate()
+                        .with_context(|| format!("checking {}", f.display()))?;
+                }
                 records.append(&mut these);
             }
             let put = store

@@ -1,0 +1,187 @@
+//! Hostile input reaching `kmlink` as a user gives it (issue #16): an
+//! absurd record is refused by `build --record` and `db import`, naming the
+//! impossible fact, and nothing is written; unbounded inputs fail promptly
+//! naming their bound.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const KERNEL: &str = "6.1.0-47-amd64";
+
+fn kmlink(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmlink"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("COLUMNS")
+        .env("KMLINK_DB", dir.join("records.db"))
+        .output()
+        .unwrap()
+}
+
+fn real_record() -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../linker/tests/fixtures")
+        .join(format!("{KERNEL}.json"));
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// The issue's absurd values: (what, mutation, words the error must say).
+#[allow(clippy::type_complexity)]
+fn absurd() -> Vec<(
+    &'static str,
+    Box<dyn Fn(&mut serde_json::Value)>,
+    &'static str,
+)> {
+    fn layout(key: &'static str, v: u64) -> Box<dyn Fn(&mut serde_json::Value)> {
+        Box::new(move |r| r["layouts"][key] = v.into())
+    }
+    vec![
+        (
+            "pid",
+            layout("offsetof:task_struct.pid", u64::MAX),
+            "offsetof:task_struct.pid = 0xffffffffffffffff",
+        ),
+        (
+            "comm",
+            layout("offsetof:task_struct.comm", 4_000_000_000),
+            "offsetof:task_struct.comm = 0xee6b2800",
+        ),
+        ("kprobe", layout("sizeof:kprobe", 0), "sizeof:kprobe = 0x0"),
+        (
+            "percpu",
+            layout("percpu:current_task", 1 << 62),
+            "percpu:current_task = 0x4000000000000000",
+        ),
+        (
+            "schema",
+            Box::new(|r| r["schema"] = 999.into()),
+            "schema = 999",
+        ),
+        (
+            "arch",
+            Box::new(|r| r["identity"]["arch"] = "aarch64".into()),
+            "arch = \"aarch64\" is a foreign architecture",
+        ),
+    ]
+}
+
+fn write_json(dir: &Path, name: &str, v: &serde_json::Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+    p
+}
+
+fn refused(o: &Output, words: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "accepted ({words}):\n{err}");
+    assert!(
+        err.contains(words),
+        "the error does not say {words:?}:\n{err}"
+    );
+}
+
+#[test]
+fn the_real_record_builds_from_a_file_and_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_json(dir.path(), "r.json", &real_record());
+    let f = f.to_str().unwrap();
+    let o = kmlink(
+        dir.path(),
+        &["build", "--kernel", KERNEL, "--record", f, "-o", "out.ko"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = kmlink(dir.path(), &["db", "import", f]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn build_record_refuses_each_absurd_value() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, mutate, words) in absurd() {
+        let mut r = real_record();
+        mutate(&mut r);
+        let f = write_json(dir.path(), &format!("{name}.json"), &r);
+        let out = format!("{name}.ko");
+        let o = kmlink(
+            dir.path(),
+            &[
+                "build",
+                "--kernel",
+                KERNEL,
+                "--record",
+                f.to_str().unwrap(),
+                "-o",
+                &out,
+            ],
+        );
+        refused(&o, words);
+        assert!(
+            !dir.path().join(&out).exists(),
+            "{name}: a module was written"
+        );
+    }
+}
+
+#[test]
+fn db_import_refuses_each_absurd_value_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, mutate, words) in absurd() {
+        let mut r = real_record();
+        mutate(&mut r);
+        let f = write_json(dir.path(), &format!("{name}.json"), &r);
+        let o = kmlink(dir.path(), &["db", "import", f.to_str().unwrap()]);
+        refused(&o, words);
+        let o = kmlink(dir.path(), &["db", "list"]);
+        let list = String::from_utf8_lossy(&o.stdout);
+        assert!(!list.contains(KERNEL), "{name}: stored anyway:\n{list}");
+    }
+}
+
+fn prompt(o: &Output, started: Instant, words: &str) {
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    refused(o, words);
+}
+
+#[test]
+fn dev_zero_as_donor_fails_promptly_naming_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let o = kmlink(
+        dir.path(),
+        &["build", "--kernel", KERNEL, "--donor", "/dev/zero"],
+    );
+    prompt(&o, t, "bytes, the most a kernel module file can be");
+}
+
+#[test]
+fn dev_zero_as_record_btf_or_bundle_fails_promptly_naming_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let o = kmlink(
+        dir.path(),
+        &["build", "--kernel", KERNEL, "--record", "/dev/zero"],
+    );
+    prompt(&o, t, "bytes, the most a kernel record (JSON) can be");
+    let t = Instant::now();
+    let o = kmlink(dir.path(), &["db", "import", "/dev/zero"]);
+    prompt(
+        &o,
+        t,
+        "bytes, the most a JSON file of kernel records can be",
+    );
+    let t = Instant::now();
+    let o = kmlink(
+        dir.path(),
+        &["build", "--kernel", KERNEL, "--btf", "/dev/zero"],
+    );
+    prompt(&o, t, "bytes, the most a kernel's BTF");
+    let t = Instant::now();
+    let o = kmlink(dir.path(), &["bundle", "install", "/dev/zero"]);
+    prompt(&o, t, "not a kmlink bundle");
+}
