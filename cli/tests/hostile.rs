@@ -185,3 +185,37 @@ fn dev_zero_as_record_btf_or_bundle_fails_promptly_naming_the_bound() {
     let o = kmlink(dir.path(), &["bundle", "install", "/dev/zero"]);
     prompt(&o, t, "not a kmlink bundle");
 }
+
+/// Issue #16, item 8: reading a store that does not exist creates nothing
+/// (before, `db verify` created it and said "checksum ok").
+#[test]
+fn reading_a_missing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kmlink(dir.path(), &["db", "verify", "--db", "never-existed.db"]);
+    refused(&o, "no record store at never-existed.db");
+    assert!(!dir.path().join("never-existed.db").exists());
+    let o = kmlink(dir.path(), &["db", "list", "--db", "nope/dir/x.db"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.path().join("nope").exists(), "db list created nope/");
+    let o = kmlink(dir.path(), &["db", "stats", "--db", "nope/dir/x.db"]);
+    refused(&o, "no record store at nope/dir/x.db");
+    assert!(!dir.path().join("nope").exists(), "db stats created nope/");
+}
+
+/// Issue #16, item 8: `bundle keygen -o k1` does not write the public key
+/// through a dangling symlink `k1.pub`, nor leave a secret key behind.
+#[test]
+fn keygen_does_not_write_through_a_dangling_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(dir.path().join("victim"), dir.path().join("k1.pub")).unwrap();
+    let o = kmlink(dir.path(), &["bundle", "keygen", "-o", "k1"]);
+    assert!(!o.status.success(), "keygen wrote through k1.pub");
+    assert!(
+        !dir.path().join("victim").exists(),
+        "the symlink was followed"
+    );
+    assert!(
+        !dir.path().join("k1").exists(),
+        "a secret key without its public half"
+    );
+}

@@ -516,7 +516,8 @@ pub fn keygen(path: &Path) -> Result<VerifyingKey, BundleError> {
     let public = key.verifying_key();
     let pub_path = public_path(path);
     for p in [path, pub_path.as_path()] {
-        if p.exists() {
+        // A dangling symlink counts as existing: never write through one.
+        if std::fs::symlink_metadata(p).is_ok() {
             return Err(BundleError::Key {
                 path: p.to_path_buf(),
                 what: "exists already; not overwriting a key — choose another name".into(),
@@ -535,11 +536,22 @@ pub fn keygen(path: &Path) -> Result<VerifyingKey, BundleError> {
         .map_err(io("creating", path))?;
     writeln!(f, "{SECRET_TAG} {}", hex::encode(seed)).map_err(io("writing", path))?;
     f.sync_all().map_err(io("writing", path))?;
-    std::fs::write(
-        &pub_path,
-        format!("{PUBLIC_TAG} {}\n", hex::encode(public.as_bytes())),
-    )
-    .map_err(io("writing", &pub_path))?;
+    // create_new (O_EXCL) refuses any existing entry, a symlink included,
+    // even if one appeared since the check above.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&pub_path)
+        .and_then(|mut f| {
+            writeln!(f, "{PUBLIC_TAG} {}", hex::encode(public.as_bytes()))?;
+            f.sync_all()
+        });
+    if let Err(e) = written {
+        // No secret key without its public half.
+        let _ = std::fs::remove_file(path);
+        return Err(io("creating", &pub_path)(e));
+    }
     Ok(public)
 }
 

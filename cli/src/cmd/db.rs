@@ -125,6 +125,24 @@ pub fn open_store(db: &Option<PathBuf>) -> Result<Store> {
     Store::open(&path).with_context(|| format!("opening the record store {}", path.display()))
 }
 
+/// The store for a command that only reads it: `None` when there is no
+/// store at all (nothing is created: not the file, not its directory).
+fn open_store_existing(db: &Option<PathBuf>) -> Result<Option<Store>> {
+    let path = db.clone().unwrap_or_else(Store::default_path);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => open_store(db).map(Some),
+    }
+}
+
+fn no_store(db: &Option<PathBuf>) -> anyhow::Error {
+    let path = db.clone().unwrap_or_else(Store::default_path);
+    anyhow::anyhow!(
+        "there is no record store at {}; nothing was created (add records with `kmlink db add RELEASE` or `kmlink bundle install FILE`)",
+        path.display()
+    )
+}
+
 /// Runs `kmlink db`.
 pub fn run(args: DbArgs) -> Result<ExitCode> {
     match args.command {
@@ -132,7 +150,10 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             let list: Vec<RecordSummary> = if embedded {
                 embedded_summaries()?
             } else {
-                open_store(&args.db)?.list()?
+                match open_store_existing(&args.db)? {
+                    Some(store) => store.list()?,
+                    None => Vec::new(),
+                }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -227,7 +248,7 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
         }
         DbCommand::Rederive { release } => rederive(&args.db, release.as_deref()),
         DbCommand::Stats { json } => {
-            let store = open_store(&args.db)?;
+            let store = open_store_existing(&args.db)?.ok_or_else(|| no_store(&args.db))?;
             let s = store.stats()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -392,7 +413,7 @@ fn print_out(text: &str) -> Result<()> {
 }
 
 fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
-    let store = open_store(db)?;
+    let store = open_store_existing(db)?.ok_or_else(|| no_store(db))?;
     let report = store
         .verify()
         .with_context(|| format!("verifying {}", store.path().display()))?;
