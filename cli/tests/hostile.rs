@@ -219,3 +219,34 @@ fn keygen_does_not_write_through_a_dangling_symlink() {
         "a secret key without its public half"
     );
 }
+
+/// Issue #16, item 8: a negative number is a bad value of its option, not
+/// "unexpected argument '-1'".
+#[test]
+fn negative_numbers_are_bad_values_not_unknown_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, words) in [
+        (
+            &["top", "--once", "-d", "-1"][..],
+            "--interval -1 is not a positive number",
+        ),
+        (
+            &["stats", "--interval", "-1"][..],
+            "--interval -1 is not a positive number",
+        ),
+        (
+            &["events", "--interval", "-2"][..],
+            "--interval -2 is not a positive number",
+        ),
+        (
+            &["events", "--pid", "-1"][..],
+            "invalid value '-1' for '--pid <PID>'",
+        ),
+    ] {
+        let o = kmlink(dir.path(), args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+}
