@@ -85,6 +85,7 @@ impl Http {
     /// [`Http::get`] with the whole transfer (connecting, headers, body)
     /// bounded by `deadline`: a server trickling bytes cannot hold it.
     pub fn get_within(&self, url: &str, deadline: Duration) -> Result<reqwest::blocking::Response> {
+        check_url(url)?;
         let resp = self
             .client
             .get(url)
@@ -181,6 +182,22 @@ impl Http {
     }
 }
 
+/// Refuses what reqwest would only call a "builder error", saying why.
+fn check_url(url: &str) -> Result<()> {
+    let bad = |what: String| Error::BadUrl {
+        url: url.to_owned(),
+        what,
+    };
+    let u = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(bad(format!("scheme {:?}", u.scheme())));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host".into()));
+    }
+    Ok(())
+}
+
 /// Join a base URI and a relative path with exactly one `/`.
 pub(crate) fn join_url(base: &str, rel: &str) -> String {
     format!(
@@ -188,4 +205,27 @@ pub(crate) fn join_url(base: &str, rel: &str) -> String {
         base.trim_end_matches('/'),
         rel.trim_start_matches('/')
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #16, item 8: a malformed mirror URL said only "builder error".
+    #[test]
+    fn a_malformed_url_says_what_is_wrong() {
+        let http = Http::new().expect("client");
+        for url in [
+            "http//example/dists/x",
+            "ftp://h/x",
+            "http://[::1/x",
+            "https://",
+        ] {
+            let e = http.get(url).expect_err(url).to_string();
+            assert!(
+                e.contains("is not a valid http:// or https:// URL"),
+                "{url}: {e}"
+            );
+        }
+    }
 }
