@@ -250,3 +250,21 @@ fn negative_numbers_are_bad_values_not_unknown_arguments() {
         assert!(err.contains(words), "{args:?}: {err}");
     }
 }
+
+/// Issue #16, item 8: `--set nope=1` is the user's mistake, not a failed
+/// "imports" check with advice to re-extract the record.
+#[test]
+fn an_unknown_option_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kmlink(
+        dir.path(),
+        &["build", "--kernel", KERNEL, "--set", "nope=1", "-o", "x.ko"],
+    );
+    refused(&o, "the monitor has no option \"nope\"");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("imports") && !err.contains("re-extract"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.ko").exists());
+}

@@ -55,6 +55,22 @@ pub fn link_options(backend: Backend, sets: &[String]) -> Result<kmlink_linker::
         if name == "backend" {
             bail!("--set backend=…: use --backend tracepoint|kprobe");
         }
+        // An unknown name is the user's, not the record's: say so here,
+        // not as a failed "imports" check advising to re-extract the record.
+        let manifest =
+            kmlink_core_module::Manifest::core().context("reading the embedded core's manifest")?;
+        if !manifest.options.iter().any(|o| o.name == name) {
+            let known: Vec<&str> = manifest
+                .options
+                .iter()
+                .map(|o| o.name.as_str())
+                .filter(|n| *n != "backend")
+                .collect();
+            bail!(
+                "--set {set:?}: the monitor has no option {name:?} (its options: {})",
+                known.join(", ")
+            );
+        }
         options.insert(name.to_string(), value);
     }
     Ok(options)
