@@ -508,6 +508,13 @@ impl Store {
         Ok(v)
     }
 
+    /// Whether the file's trailing checksum matches (what [`Store::list`]
+    /// reads is the index only: a damaged record shows here, and in
+    /// [`Store::verify`]).
+    pub fn checksum_ok(&self) -> Result<bool, DbError> {
+        Ok(self.image()?.checksum_ok)
+    }
+
     /// Decodes and re-hashes every record and every kept BTF blob.
     pub fn verify(&self) -> Result<VerifyReport, DbError> {
         let image = self.image()?;

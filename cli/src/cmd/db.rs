@@ -151,7 +151,16 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
                 embedded_summaries()?
             } else {
                 match open_store_existing(&args.db)? {
-                    Some(store) => store.list()?,
+                    Some(store) => {
+                        let list = store.list()?;
+                        if !store.checksum_ok()? {
+                            eprintln!(
+                                "warning: {} fails its checksum: some records may be damaged; `kmlink db verify` says which, `kmlink db verify --repair` drops them",
+                                store.path().display()
+                            );
+                        }
+                        list
+                    }
                     None => Vec::new(),
                 }
             };
