@@ -313,7 +313,7 @@ impl Cache {
         }
         let mut got = have;
         if have < entry.size {
-            let (mut resp, resumed) = http.get_from(url, have)?;
+            let (mut resp, resumed) = http.get_from(url, have, entry.size)?;
             if have > 0 && !resumed {
                 // The server sent the whole file: start over.
                 log::info!("{url}: server ignored the range request; downloading from the start");

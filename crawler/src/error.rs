@@ -25,6 +25,15 @@ pub enum Error {
     /// The HTTP client could not be built.
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    /// A URL (a mirror's, from sources or --mirror) is not one kmlink can
+    /// fetch.
+    #[error("{url:?} is not a valid http:// or https:// URL: {what}; check the mirror given (--mirror or the apt sources)")]
+    BadUrl {
+        /// The URL as built.
+        url: String,
+        /// What is wrong.
+        what: String,
+    },
     /// A request failed below the HTTP status level (connect, TLS, read...).
     #[error("fetching {url}")]
     Http {

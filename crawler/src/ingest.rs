@@ -160,25 +160,36 @@ fn stanza(e: &PackageEntry) -> String {
 }
 
 /// Add (or replace: same package and version) `entry` in the local index.
+///
+/// The read-modify-write holds an exclusive `flock` on
+/// `<cache>/local/Packages.lock`, so concurrent ingests into one cache each
+/// see the others' entries and none is lost.
 fn add_to_index(cache: &Cache, entry: &PackageEntry) -> Result<()> {
-    use std::io::Write;
+    let path = local_index_path(cache);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let lock_path = dir.join("Packages.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("creating", &lock_path, e))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io("locking", &lock_path, e.into()))?;
     let mut all = local_index(cache)?;
     all.retain(|e| {
         e.sha256 != entry.sha256 && !(e.package == entry.package && e.version == entry.version)
     });
     all.push(entry.clone());
-    let path = local_index_path(cache);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     let text: Vec<String> = all.iter().map(stanza).collect();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".Packages.")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    tmp.write_all(text.join("\n").as_bytes())
-        .map_err(|e| Error::io("writing", tmp.path(), e))?;
-    tmp.persist(&path)
-        .map_err(|e| Error::io("renaming into place", &path, e.error))?;
+    kmlink_fsio::write_file(
+        &path,
+        text.join("\n").as_bytes(),
+        kmlink_fsio::Durability::Durable,
+    )
+    .map_err(|e| Error::io("writing", &path, e))?;
+    drop(lock); // releases the flock
     Ok(())
 }
 

@@ -287,3 +287,111 @@ fn extract_paths_stops_once_everything_is_found() {
     .unwrap();
     assert_eq!(got.len(), 1);
 }
+
+/// Issue #16, item 4: an intermediate link (`x/y -> ..`) made a later,
+/// lexically safe link (`a -> x/y/../../etc`) point out of the tree, in
+/// either order; kmlink then read the host's files through it.
+#[test]
+fn refuses_links_that_leave_the_root_through_another_link() {
+    for entries in [
+        &[
+            Ent::Dir("./x/"),
+            Ent::Link("./x/y", ".."),
+            Ent::Link("./a", "x/y/../../etc"),
+        ][..],
+        &[
+            Ent::Dir("./x/"),
+            Ent::Link("./a", "x/y/../../etc"),
+            Ent::Link("./x/y", ".."),
+        ][..],
+        &[
+            Ent::Dir("./usr/lib/modules/9.9.9-1-amd64/"),
+            Ent::Link("./usr/lib/modules/9.9.9-1-amd64/up", "../../../.."),
+            Ent::Link(
+                "./usr/lib/modules/9.9.9-1-amd64/config",
+                "up/x/../../etc/hostname",
+            ),
+        ][..],
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let deb_path = write_deb(d.path(), "evil.deb", &deb_bytes("xz", entries));
+        let dest = d.path().join("root").join("out");
+        let r = deb::extract(&deb_path, &dest, &mut |_| true);
+        // Whatever was written resolves inside the destination.
+        for p in walk(&dest) {
+            if let Ok(c) = std::fs::canonicalize(&p) {
+                assert!(
+                    c.starts_with(std::fs::canonicalize(&dest).unwrap()),
+                    "{} resolves to {} outside the destination",
+                    p.display(),
+                    c.display()
+                );
+            }
+        }
+        let e = r.expect_err("escaping link chain accepted");
+        assert!(matches!(e, Error::UnsafeEntry { .. }), "{e:?}");
+        assert!(e.to_string().contains("outside the destination"), "{e}");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// Issue #16, item 4: modes from a package are not kept when dangerous
+/// (setuid, setgid, sticky, group- or world-writable).
+#[test]
+fn never_keeps_setuid_setgid_or_writable_modes() {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, mode) in [
+        ("./suid", 0o4755),
+        ("./sgid", 0o2755),
+        ("./world", 0o777),
+        ("./sticky", 0o1666),
+        ("./plain", 0o644),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(1);
+        h.set_mode(mode);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+    }
+    let data = b.into_inner().unwrap();
+    let control = tar_bytes(&[Ent::Dir("./"), Ent::File("./control", b"Package: p\n")]);
+    let deb_bytes = ar_bytes(&[
+        ("debian-binary", b"2.0\n".to_vec()),
+        ("control.tar.xz", compress("xz", &control)),
+        ("data.tar.xz", compress("xz", &data)),
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let deb_path = write_deb(d.path(), "modes.deb", &deb_bytes);
+    let dest = d.path().join("out");
+    deb::extract(&deb_path, &dest, &mut |_| true).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["suid", "sgid", "world", "sticky", "plain"] {
+        let mode = std::fs::metadata(dest.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode & 0o7022, 0, "{name} kept mode {mode:o}");
+    }
+    let plain = std::fs::metadata(dest.join("plain"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(plain & 0o777, 0o644, "a harmless mode is kept");
+}

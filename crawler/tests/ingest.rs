@@ -145,3 +145,45 @@ fn bad_local_packages_are_refused() {
     assert!(e.to_string().contains("missing.deb"), "{e}");
     assert!(ingest::local_index(&cache).unwrap().is_empty());
 }
+
+/// Issue #16, item 3: parallel ingests into one cache each add their entry;
+/// before the local index was locked, about one in five was lost silently.
+#[test]
+fn parallel_ingests_into_one_cache_lose_no_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path().join("cache"));
+    const N: usize = 16;
+    const ROUNDS: usize = 15;
+    for round in 0..ROUNDS {
+        let debs: Vec<std::path::PathBuf> = (0..N)
+            .map(|i| {
+                let name = format!("pkg{round}x{i}");
+                let control = format!(
+                    "Package: {name}\nVersion: 1.{round}.{i}\nArchitecture: amd64\nDescription: t\n"
+                );
+                let bytes = deb_bytes_with_control(&control, "gz", &[]);
+                write_deb(dir.path(), &format!("{name}.deb"), &bytes)
+            })
+            .collect();
+        let barrier = std::sync::Barrier::new(N);
+        std::thread::scope(|s| {
+            for d in &debs {
+                let (cache, barrier) = (&cache, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    ingest::ingest(cache, d).unwrap();
+                });
+            }
+        });
+    }
+    let names: std::collections::BTreeSet<String> = ingest::local_index(&cache)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.package)
+        .collect();
+    let missing: Vec<String> = (0..ROUNDS)
+        .flat_map(|r| (0..N).map(move |i| format!("pkg{r}x{i}")))
+        .filter(|n| !names.contains(n))
+        .collect();
+    assert!(missing.is_empty(), "lost from the local index: {missing:?}");
+}

@@ -32,6 +32,20 @@ pub enum Error {
         /// Where the data came from.
         context: String,
     },
+    /// A file given as a kernel module is none.
+    #[error("{path} is not a kernel module: {what}")]
+    NotAModule {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        what: String,
+    },
+    /// An ELF file that is not an x86_64 kernel module.
+    #[error("not an x86_64 kernel module: {what}")]
+    ForeignModule {
+        /// What it is instead.
+        what: String,
+    },
     /// A decoder failed.
     #[error("{codec} decompression of {context} failed")]
     Decompress {

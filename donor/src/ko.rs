@@ -17,13 +17,17 @@ use object::{
 
 use crate::codec::{decompress, hex_magic, Codec};
 use crate::exports::{self, Prel32, Table};
-use crate::{Error, Export, MAX_DECOMPRESSED};
+use crate::{Error, Export};
 
 /// `struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }`
 /// on 64-bit: 8 + 56 bytes.
 pub const MODVERSION_INFO_SIZE: usize = 64;
 /// Longest name (without NUL) that fits a `__versions` entry.
 pub const MODVERSION_NAME_MAX: usize = 55;
+
+/// The largest module file (compressed or not) [`load`] reads: the largest
+/// stock module of a distribution kernel is a few tens of MiB.
+pub const MAX_MODULE_FILE: u64 = 128 << 20;
 
 /// Decompress a module file by magic (falling back to a name hint for
 /// error messages): plain ELF, `.xz`, `.zst`, `.gz` (any codec
@@ -34,20 +38,48 @@ pub fn load(path: &Path) -> Result<Vec<u8>, Error> {
         source,
     };
     let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > MAX_DECOMPRESSED {
+    if len > MAX_MODULE_FILE {
         return Err(Error::DecompressedSize {
             codec: "none",
             context: path.display().to_string(),
-            what: format!("file of {len} bytes exceeds the {MAX_DECOMPRESSED}-byte limit"),
+            what: format!(
+                "file of {len} bytes exceeds {MAX_MODULE_FILE} bytes, the most a kernel module file can be"
+            ),
         });
     }
-    let data = std::fs::read(path).map_err(io)?;
+    // The size from metadata is 0 for devices and pipes (`/dev/zero`): bound
+    // the read itself.
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    std::fs::File::open(path)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(MAX_MODULE_FILE + 1).read_to_end(&mut data)
+        })
+        .map_err(io)?;
+    if data.len() as u64 > MAX_MODULE_FILE {
+        return Err(Error::DecompressedSize {
+            codec: "none",
+            context: path.display().to_string(),
+            what: format!(
+                "more than {MAX_MODULE_FILE} bytes, the most a kernel module file can be (is it the right file?)"
+            ),
+        });
+    }
     if data.starts_with(b"\x7fELF") {
         return Ok(data);
     }
-    let codec = Codec::detect(&data).ok_or_else(|| Error::UnknownCodec {
-        magic: hex_magic(&data),
-        context: path.display().to_string(),
+    let not_a_module = |what: String| Error::NotAModule {
+        path: path.to_owned(),
+        what,
+    };
+    if data.is_empty() {
+        return Err(not_a_module("the file is empty".into()));
+    }
+    let codec = Codec::detect(&data).ok_or_else(|| {
+        not_a_module(format!(
+            "it is neither ELF nor compressed with xz, zstd, gzip, bzip2, lz4 or lzma (it starts with {})",
+            hex_magic(&data)
+        ))
     })?;
     decompress(&data, codec, None, &path.display().to_string())
 }
@@ -189,6 +221,40 @@ impl<'a> Ko<'a> {
 /// Read the facts of a module ELF (already decompressed, see [`load`]).
 pub fn read(elf: &[u8]) -> Result<ModuleFacts, Error> {
     let file = ElfFile64::<Endianness>::parse(elf).map_err(|e| Error::elf("module", e))?;
+    {
+        use object::read::elf::FileHeader;
+        let (h, endian) = (file.elf_header(), file.endian());
+        let machine = h.e_machine(endian);
+        if machine != object::elf::EM_X86_64 {
+            return Err(Error::ForeignModule {
+                what: format!(
+                    "its ELF header says machine {machine} ({}), kmlink links for x86_64 (62)",
+                    match machine {
+                        object::elf::EM_AARCH64 => "AArch64",
+                        object::elf::EM_386 => "i386",
+                        object::elf::EM_RISCV => "RISC-V",
+                        object::elf::EM_PPC64 => "PowerPC 64",
+                        object::elf::EM_S390 => "s390",
+                        _ => "not x86_64",
+                    }
+                ),
+            });
+        }
+        let ty = h.e_type(endian);
+        if ty != object::elf::ET_REL {
+            return Err(Error::ForeignModule {
+                what: format!(
+                    "it is an ELF {} (type {ty}), a kernel module is relocatable (ET_REL)",
+                    match ty {
+                        object::elf::ET_EXEC => "executable",
+                        object::elf::ET_DYN => "shared object or program",
+                        object::elf::ET_CORE => "core dump",
+                        _ => "file of another type",
+                    }
+                ),
+            });
+        }
+    }
     let mut ko = Ko {
         elf: file,
         relocs: HashMap::new(),
@@ -656,5 +722,70 @@ mod tests {
         assert!(e.to_string().contains("junk.ko"), "{e}");
         let e = load(&dir.path().join("missing.ko")).expect_err("missing");
         assert!(e.to_string().contains("missing.ko"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use object::write::Object as WObject;
+    use object::{Architecture, BinaryFormat, Endianness, SectionKind};
+
+    #[test]
+    fn dev_zero_as_a_module_is_refused_promptly_naming_the_bound() {
+        let t = std::time::Instant::now();
+        let e = load(Path::new("/dev/zero")).expect_err("unbounded input");
+        assert!(
+            e.to_string()
+                .contains(&format!("more than {MAX_MODULE_FILE} bytes")),
+            "{e}"
+        );
+        assert!(t.elapsed().as_secs() < 30, "took {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn empty_and_text_files_are_not_modules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.ko");
+        std::fs::write(&empty, b"").expect("write");
+        let e = load(&empty).expect_err("empty");
+        assert!(
+            e.to_string()
+                .contains("is not a kernel module: the file is empty"),
+            "{e}"
+        );
+        let text = dir.path().join("notes.ko");
+        std::fs::write(&text, b"hello, world\n").expect("write");
+        let e = load(&text).expect_err("text").to_string();
+        assert!(
+            e.contains("is not a kernel module") && !e.contains("unknown compression"),
+            "{e}"
+        );
+    }
+
+    fn object_of(arch: Architecture) -> Vec<u8> {
+        let mut o = WObject::new(BinaryFormat::Elf, arch, Endianness::Little);
+        let s = o.add_section(Vec::new(), b".modinfo".to_vec(), SectionKind::ReadOnlyData);
+        o.append_section_data(s, b"vermagic=6.1.0-47-amd64 SMP mod_unload \0", 1);
+        o.write().expect("object")
+    }
+
+    #[test]
+    fn an_aarch64_module_is_refused() {
+        let e = read(&object_of(Architecture::Aarch64)).expect_err("foreign");
+        assert!(e.to_string().contains("AArch64"), "{e}");
+        assert!(read(&object_of(Architecture::X86_64)).is_ok());
+    }
+
+    #[test]
+    fn a_program_is_not_a_module() {
+        let Ok(ls) = std::fs::read("/bin/ls") else {
+            return;
+        };
+        if ls.get(18) != Some(&62) {
+            return; // not an x86_64 host
+        }
+        let e = read(&ls).expect_err("program");
+        assert!(e.to_string().contains("ET_REL"), "{e}");
     }
 }

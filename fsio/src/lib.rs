@@ -194,3 +194,52 @@ mod tests {
         assert!(!is_stdout(Path::new("./-")));
     }
 }
+
+/// Reads all of `path`, refusing more than `max` bytes: an input is bounded
+/// by what its format (`what`, e.g. "kernel record") can legitimately be,
+/// so `/dev/zero` or a huge file fails at once instead of exhausting
+/// memory. The error (kind `FileTooLarge`) names the bound.
+pub fn read_bounded(path: &Path, max: u64, what: &str) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let hint = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len().min(max));
+    let mut data = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > max {
+        return Err(too_large(max, what));
+    }
+    Ok(data)
+}
+
+/// The error [`read_bounded`] gives for an input over `max` bytes.
+pub fn too_large(max: u64, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!("more than {max} bytes, the most a {what} can be (is it the right file?)"),
+    )
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn dev_zero_is_refused_naming_the_bound() {
+        let e = read_bounded(Path::new("/dev/zero"), 1 << 20, "test input").expect_err("bounded");
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert!(e.to_string().contains("1048576 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_file_at_the_bound_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        std::fs::write(&p, [7u8; 100]).expect("write");
+        assert_eq!(read_bounded(&p, 100, "x").expect("read").len(), 100);
+        assert!(read_bounded(&p, 99, "x").is_err());
+    }
+}

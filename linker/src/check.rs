@@ -243,7 +243,7 @@ fn donor_source(d: &Donor) -> String {
 /// Runs every check on `facts` and the in-memory link result.
 pub fn verify(facts: &Facts<'_>, link: &Result<Linked, LinkError>) -> Verdict {
     let release = facts.record.identity.release.clone();
-    let checks = vec![
+    let mut checks = vec![
         identity(facts),
         vermagic(facts),
         conventions(facts),
@@ -254,6 +254,20 @@ pub fn verify(facts: &Facts<'_>, link: &Result<Linked, LinkError>) -> Verdict {
         this_module(facts),
         layouts(facts),
     ];
+    // A fact no kernel can have fails its check whatever else is at hand:
+    // without a donor or BTF the other sources cannot catch it.
+    if let Err(e) = facts.record.validate() {
+        if let Some(c) = checks.iter_mut().find(|c| c.name == e.group) {
+            *c = Check::fail(
+                e.group,
+                e.reason(),
+                vec![Source::new(record_source(facts.record, e.group), e.fact.clone())],
+                format!(
+                    "do not load this; the record for {release} is damaged or forged: re-extract it from the kernel's packages"
+                ),
+            );
+        }
+    }
     Verdict { release, checks }
 }
 
@@ -523,6 +537,13 @@ fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
     let release = &f.record.identity.release;
     let linked = match link {
         Ok(l) => l,
+        // Said once, by the check its fact belongs to.
+        Err(LinkError::Invalid(e)) => {
+            return Check::skip(
+                NAME,
+                format!("nothing linked: the record is impossible (see {})", e.group),
+            )
+        }
         Err(e) => return link_failed(NAME, e, release),
     };
     let r = &linked.report;

@@ -126,14 +126,17 @@ impl DonorSearch {
     /// The usual places on a host running `release` (under `root`, `/`
     /// normally), and the loaded modules from `<root>/proc/modules`.
     pub fn for_host(root: &Path, release: &str) -> Self {
-        let loaded = std::fs::read_to_string(root.join("proc/modules"))
-            .map(|t| {
-                t.lines()
-                    .filter_map(|l| l.split_whitespace().next())
-                    .map(|n| n.replace('-', "_"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Bounded: a few thousand modules of ~100 bytes a line.
+        let loaded =
+            kmlink_fsio::read_bounded(&root.join("proc/modules"), 16 << 20, "/proc/modules")
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map(|t| {
+                    t.lines()
+                        .filter_map(|l| l.split_whitespace().next())
+                        .map(|n| n.replace('-', "_"))
+                        .collect()
+                })
+                .unwrap_or_default();
         DonorSearch {
             release: release.to_string(),
             roots: vec![

@@ -88,8 +88,12 @@ impl HostIdentity {
     pub fn read(root: &Path) -> Result<Self, HostError> {
         let get = |name: &str| -> Result<String, HostError> {
             let p = root.join("proc/sys/kernel").join(name);
-            std::fs::read_to_string(&p)
-                .map(|s| s.trim_end_matches('\n').to_string())
+            kmlink_fsio::read_bounded(&p, 4096, "/proc/sys/kernel entry")
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .trim_end_matches('\n')
+                        .to_string()
+                })
                 .map_err(io(&p, " (is /proc mounted?)"))
         };
         Ok(HostIdentity {
@@ -126,7 +130,12 @@ impl LiveBtf {
         } else {
             ""
         };
-        let data = std::fs::read(path).map_err(io(path, hint))?;
+        let data = kmlink_fsio::read_bounded(
+            path,
+            kmlink_donor::MAX_DECOMPRESSED,
+            "kernel's BTF, vmlinux or bzImage",
+        )
+        .map_err(io(path, hint))?;
         let donor = |what: &str| {
             let what = format!("{what} {}", path.display());
             move |source| HostError::Donor { what, source }
@@ -183,7 +192,8 @@ pub struct ImageExports {
 impl ImageExports {
     /// Decompresses a bzImage and reads its banner, BTF hash and export table.
     pub fn read(path: &Path) -> Result<Self, HostError> {
-        let bz = std::fs::read(path).map_err(io(path, ""))?;
+        let bz = kmlink_fsio::read_bounded(path, kmlink_donor::MAX_DECOMPRESSED, "kernel image")
+            .map_err(io(path, ""))?;
         let donor = |what: String| {
             move |source| HostError::Donor {
                 what: what.clone(),
@@ -248,6 +258,9 @@ pub struct HostConfig {
     pub config: KernelConfig,
 }
 
+/// The largest kernel config read (a distribution kernel's is ~300 KiB).
+const MAX_CONFIG: u64 = 16 << 20;
+
 /// The running kernel's config: `/proc/config.gz`, else
 /// `/boot/config-<release>` (or beside the modules), if any.
 pub fn read_config(root: &Path, release: &str) -> Option<HostConfig> {
@@ -255,6 +268,7 @@ pub fn read_config(root: &Path, release: &str) -> Option<HostConfig> {
     if let Ok(f) = std::fs::File::open(&proc_gz) {
         let mut text = String::new();
         if flate2::read::GzDecoder::new(f)
+            .take(MAX_CONFIG)
             .read_to_string(&mut text)
             .is_ok()
         {
@@ -269,7 +283,9 @@ pub fn read_config(root: &Path, release: &str) -> Option<HostConfig> {
         root.join("usr/lib/modules").join(release).join("config"),
         root.join("lib/modules").join(release).join("config"),
     ] {
-        if let Ok(text) = std::fs::read_to_string(&p) {
+        if let Ok(text) = kmlink_fsio::read_bounded(&p, MAX_CONFIG, "kernel config")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        {
             return Some(HostConfig {
                 path: p,
                 config: KernelConfig::parse(&text),

@@ -120,6 +120,9 @@ pub enum LinkError {
         /// Symbol.
         symbol: String,
     },
+    /// The record states a fact no kernel can have.
+    #[error(transparent)]
+    Invalid(#[from] kmlink_metadata_db::record::RecordInvalid),
     /// The record or the object contradicts itself.
     #[error("{release}: inconsistent input: {what}")]
     Inconsistent {
@@ -240,6 +243,7 @@ pub fn link_with(
             });
         }
     }
+    record.validate()?;
     let plan = Plan::resolve(manifest, record)?;
     check_this_module(record)?;
     if record.vermagic.trim().is_empty() {

@@ -35,6 +35,8 @@ pub const SIG_MAGIC: &[u8; 8] = b"KMLSIG01";
 pub const BUNDLE_FORMAT: u32 = 1;
 const MAX_HEADER: u32 = 16 << 20;
 const MAX_PAYLOAD: u64 = 1 << 30;
+/// The largest bundle file: magic, header, payload and signature.
+pub const MAX_BUNDLE: u64 = MAX_PAYLOAD + MAX_HEADER as u64 + (1 << 20);
 const SECRET_TAG: &str = "kmlink-ed25519-secret-key";
 const PUBLIC_TAG: &str = "kmlink-ed25519-public-key";
 
@@ -226,6 +228,62 @@ pub fn export(
         out.extend_from_slice(&sig.to_bytes());
     }
     Ok(out)
+}
+
+/// Reads a bundle file, bounded by what its own header says it holds
+/// (header, payload, signature; at most [`MAX_BUNDLE`] bytes): a device or
+/// an endless pipe (`/dev/zero`) fails at its first bytes, not when memory
+/// runs out. Check the bytes with [`read`].
+pub fn read_file(path: &Path) -> Result<Vec<u8>, BundleError> {
+    let io = |source| BundleError::Io {
+        op: "reading",
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut data = Vec::new();
+    (&mut f).take(12).read_to_end(&mut data).map_err(io)?;
+    if data.len() < 8 || data[..8] != MAGIC[..] {
+        return Err(BundleError::NotABundle(format!(
+            "{:02x?}",
+            &data[..data.len().min(8)]
+        )));
+    }
+    if data.len() < 12 {
+        return Err(BundleError::Truncated(format!(
+            "the file ends after {} bytes, inside the header length",
+            data.len()
+        )));
+    }
+    let hlen = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
+    if hlen > MAX_HEADER {
+        return Err(BundleError::Damaged(format!(
+            "header length {hlen} is more than {MAX_HEADER} bytes, the most a bundle header can be"
+        )));
+    }
+    (&mut f)
+        .take(u64::from(hlen))
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    let mut hjson = Vec::new();
+    zstd::stream::read::Decoder::new(&data[12..])
+        .and_then(|d| d.take(u64::from(MAX_HEADER)).read_to_end(&mut hjson))
+        .map_err(|e| BundleError::Damaged(format!("the header does not decompress ({e})")))?;
+    let header: BundleHeader =
+        serde_json::from_slice(&hjson).map_err(|e| BundleError::Damaged(format!("header: {e}")))?;
+    if header.payload_len > MAX_PAYLOAD {
+        return Err(BundleError::Damaged(format!(
+            "payload length {} is more than {MAX_PAYLOAD} bytes, the most a bundle payload can be",
+            header.payload_len
+        )));
+    }
+    // Payload, an optional 104-byte signature block, and one byte more to
+    // see whether anything follows (which `read` refuses).
+    (&mut f)
+        .take(header.payload_len + 8 + 32 + 64 + 1)
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    Ok(data)
 }
 
 /// Checks a bundle completely (see the module documentation) and returns
@@ -458,7 +516,8 @@ pub fn keygen(path: &Path) -> Result<VerifyingKey, BundleError> {
     let public = key.verifying_key();
     let pub_path = public_path(path);
     for p in [path, pub_path.as_path()] {
-        if p.exists() {
+        // A dangling symlink counts as existing: never write through one.
+        if std::fs::symlink_metadata(p).is_ok() {
             return Err(BundleError::Key {
                 path: p.to_path_buf(),
                 what: "exists already; not overwriting a key — choose another name".into(),
@@ -477,11 +536,22 @@ pub fn keygen(path: &Path) -> Result<VerifyingKey, BundleError> {
         .map_err(io("creating", path))?;
     writeln!(f, "{SECRET_TAG} {}", hex::encode(seed)).map_err(io("writing", path))?;
     f.sync_all().map_err(io("writing", path))?;
-    std::fs::write(
-        &pub_path,
-        format!("{PUBLIC_TAG} {}\n", hex::encode(public.as_bytes())),
-    )
-    .map_err(io("writing", &pub_path))?;
+    // create_new (O_EXCL) refuses any existing entry, a symlink included,
+    // even if one appeared since the check above.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&pub_path)
+        .and_then(|mut f| {
+            writeln!(f, "{PUBLIC_TAG} {}", hex::encode(public.as_bytes()))?;
+            f.sync_all()
+        });
+    if let Err(e) = written {
+        // No secret key without its public half.
+        let _ = std::fs::remove_file(path);
+        return Err(io("creating", &pub_path)(e));
+    }
     Ok(public)
 }
 

@@ -197,6 +197,7 @@ fn decode_projection(
             RecordKey::of(&record)
         ));
     }
+    record.validate().map_err(|e| e.reason())?;
     Ok(record)
 }
 
@@ -516,6 +517,7 @@ impl Image {
                 entry.summary, got
             ));
         }
+        record.validate().map_err(|e| e.reason())?;
         Ok(record)
     }
 

@@ -148,3 +148,230 @@ pub fn content_hash(record: &KernelRecord) -> [u8; 32] {
     let json = serde_json::to_vec(record).unwrap_or_default();
     Sha256::digest(&json).into()
 }
+
+/// The machine architecture kmlink links modules for: its core object is
+/// built for it, and a record of any other architecture is refused.
+pub const TARGET_ARCH: &str = "x86_64";
+
+/// The largest JSON file of one record `kmlink build --record` reads (the
+/// full records of today's kernels are 1 to 2 MiB).
+pub const MAX_RECORD_JSON: u64 = 64 << 20;
+
+/// The largest JSON file of records `kmlink db import` reads.
+pub const MAX_RECORDS_JSON: u64 = 1 << 30;
+
+/// The largest `sizeof` (and so the largest member offset) a record may
+/// state for any kernel structure. The largest structure the core reads,
+/// `task_struct`, is about 13 KiB on the kernels kmlink serves.
+pub const MAX_STRUCT_SIZE: u64 = 256 * 1024;
+
+/// The most parameters a kernel function or tracepoint may have in a record.
+pub const MAX_PARAMS: u64 = 64;
+
+/// The largest size of one function or tracepoint parameter in a record.
+pub const MAX_PARAM_SIZE: u64 = 256;
+
+/// The longest kernel release (`__NEW_UTS_LEN`).
+pub const MAX_RELEASE_LEN: usize = 64;
+
+/// Sizes of members the core reads as arrays, whose whole extent must lie
+/// inside their structure: `(struct.member, bytes)`.
+const ARRAY_MEMBERS: &[(&str, u64)] = &[("task_struct.comm", 16)];
+
+/// A fact of a record that cannot be true of any kernel kmlink links for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{release}: impossible record: {fact} {why}; the record is damaged or forged: do not link with it, re-extract it from the kernel's packages")]
+pub struct RecordInvalid {
+    /// Kernel release as the record states it.
+    pub release: String,
+    /// Which group of facts (`identity`, `this_module`, `layouts`), named as
+    /// the linker's checks are.
+    pub group: &'static str,
+    /// The fact, e.g. `offsetof:task_struct.pid = 0xffffffffffffffff`.
+    pub fact: String,
+    /// Why it is impossible.
+    pub why: String,
+}
+
+impl RecordInvalid {
+    /// The fact and why it is impossible, without the release and advice
+    /// (for messages that name the record already).
+    pub fn reason(&self) -> String {
+        format!("impossible fact: {} {}", self.fact, self.why)
+    }
+}
+
+impl KernelRecord {
+    /// Checks that every fact is possible for a kernel of [`TARGET_ARCH`]:
+    /// the schema is [`RECORD_SCHEMA`], the architecture is ours, offsets
+    /// lie inside their structure, sizes are non-zero and bounded. Every
+    /// way a record enters (JSON, store, bundle, the embedded bundle) and
+    /// the linker call this; it cannot prove a record right, only refuse
+    /// one that is wrong whatever the kernel.
+    pub fn validate(&self) -> Result<(), RecordInvalid> {
+        let bad = |group: &'static str, fact: String, why: String| RecordInvalid {
+            release: self.identity.release.clone(),
+            group,
+            fact,
+            why,
+        };
+        let release = &self.identity.release;
+        if self.schema != RECORD_SCHEMA {
+            return Err(bad(
+                "identity",
+                format!("schema = {}", self.schema),
+                format!("is not the record schema this kmlink reads ({RECORD_SCHEMA})"),
+            ));
+        }
+        if self.identity.arch != TARGET_ARCH {
+            return Err(bad(
+                "identity",
+                format!("arch = {:?}", self.identity.arch),
+                format!(
+                    "is a foreign architecture: this kmlink links modules for {TARGET_ARCH} only"
+                ),
+            ));
+        }
+        if release.is_empty()
+            || release.len() > MAX_RELEASE_LEN
+            || release
+                .chars()
+                .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+            || release == "."
+            || release == ".."
+        {
+            return Err(bad(
+                "identity",
+                format!("release = {release:?}"),
+                format!("is not a kernel release (1 to {MAX_RELEASE_LEN} characters, no '/', space or control character)"),
+            ));
+        }
+        if self.vermagic.trim().is_empty() {
+            return Err(bad(
+                "identity",
+                "vermagic = \"\"".into(),
+                "is empty: every kernel has a vermagic".into(),
+            ));
+        }
+        self.validate_this_module()
+            .map_err(|(fact, why)| bad("this_module", fact, why))?;
+        self.validate_layouts()
+            .map_err(|(fact, why)| bad("layouts", fact, why))
+    }
+
+    fn validate_this_module(&self) -> Result<(), (String, String)> {
+        let t = &self.this_module;
+        if t.size == 0 || t.size > MAX_STRUCT_SIZE {
+            return Err((
+                format!("sizeof(struct module) = {:#x}", t.size),
+                format!("is outside 1..={MAX_STRUCT_SIZE:#x}"),
+            ));
+        }
+        let within = |what: &str, off: u64, len: u64| -> Result<(), (String, String)> {
+            match off.checked_add(len) {
+                Some(end) if end <= t.size => Ok(()),
+                _ => Err((
+                    format!("offsetof(struct module, {what}) = {off:#x}"),
+                    format!(
+                        "puts its {len} bytes past the end of struct module ({:#x} bytes)",
+                        t.size
+                    ),
+                )),
+            }
+        };
+        if t.name_len == 0 {
+            return Err((
+                "struct module name length = 0".into(),
+                "leaves no room for a module name".into(),
+            ));
+        }
+        within("name", t.name_offset, t.name_len)?;
+        within("init", t.init_offset, 8)?;
+        within("exit", t.exit_offset, 8)
+    }
+
+    fn validate_layouts(&self) -> Result<(), (String, String)> {
+        let fact = |k: &str, v: u64| format!("{k} = {v:#x}");
+        // Sizes first: offsets are checked against them.
+        for (key, &v) in &self.layouts {
+            if let Some(s) = key.strip_prefix("sizeof:") {
+                if v == 0 || v > MAX_STRUCT_SIZE {
+                    return Err((
+                        fact(key, v),
+                        format!("is outside 1..={MAX_STRUCT_SIZE:#x}: no struct {s} is empty or that large"),
+                    ));
+                }
+            }
+        }
+        for (key, &v) in &self.layouts {
+            if key.starts_with("sizeof:") {
+            } else if let Some(spec) = key.strip_prefix("offsetof:") {
+                let s = spec.split('.').next().unwrap_or(spec);
+                let len = ARRAY_MEMBERS
+                    .iter()
+                    .find(|(m, _)| *m == spec)
+                    .map_or(1, |(_, n)| *n);
+                let size = self.layouts.get(&format!("sizeof:{s}")).copied();
+                let limit = size.unwrap_or(MAX_STRUCT_SIZE);
+                if v.checked_add(len).is_none_or(|end| end > limit) {
+                    let what = match size {
+                        Some(size) => format!("struct {s} is {size:#x} bytes"),
+                        None => format!("no structure is larger than {MAX_STRUCT_SIZE:#x} bytes"),
+                    };
+                    return Err((
+                        fact(key, v),
+                        format!("puts the member's {len} byte(s) outside struct {s} ({what})"),
+                    ));
+                }
+            } else if key.starts_with("percpu:") {
+                if v != 0 {
+                    return Err((
+                        fact(key, v),
+                        "is not 0: a per-CPU variable's key only marks it as per-CPU".into(),
+                    ));
+                }
+            } else if key.starts_with("fn:") {
+                if v > MAX_PARAMS {
+                    return Err((
+                        fact(key, v),
+                        format!("is more than {MAX_PARAMS} parameters"),
+                    ));
+                }
+            } else if let Some(fp) = key.strip_prefix("fnarg:") {
+                let f = fp.split('.').next().unwrap_or(fp);
+                let n = self.layouts.get(&format!("fn:{f}")).copied();
+                if v == 0 || v > n.unwrap_or(MAX_PARAMS) {
+                    return Err((
+                        fact(key, v),
+                        format!(
+                            "is not a parameter position (1..={})",
+                            n.unwrap_or(MAX_PARAMS)
+                        ),
+                    ));
+                }
+            } else if key.starts_with("fnargsize:") && (v == 0 || v > MAX_PARAM_SIZE) {
+                return Err((
+                    fact(key, v),
+                    format!("is outside 1..={MAX_PARAM_SIZE} bytes"),
+                ));
+            }
+        }
+        for (tp, params) in &self.tracepoints {
+            if params.len() as u64 > MAX_PARAMS {
+                return Err((
+                    format!("tracepoint {tp}"),
+                    format!("has {} parameters, more than {MAX_PARAMS}", params.len()),
+                ));
+            }
+            for p in params {
+                if p.size == 0 || p.size > MAX_PARAM_SIZE {
+                    return Err((
+                        format!("tracepoint {tp} parameter {} size = {}", p.name, p.size),
+                        format!("is outside 1..={MAX_PARAM_SIZE} bytes"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

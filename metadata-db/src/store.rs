@@ -100,6 +100,9 @@ pub enum DbError {
         /// What is wrong.
         what: String,
     },
+    /// A record states a fact no kernel can have.
+    #[error(transparent)]
+    Invalid(Box<crate::record::RecordInvalid>),
     /// The records embedded in this binary cannot be read (a build problem).
     #[error("the record bundle built into kmlink is unreadable: {0}")]
     Embedded(String),
@@ -285,6 +288,11 @@ impl Store {
     /// A record whose identity is stored already replaces it, except that a
     /// slim record never replaces a full one.
     pub fn put_many(&self, records: &[KernelRecord]) -> Result<PutReport, DbError> {
+        for record in records {
+            record
+                .validate()
+                .map_err(|e| DbError::Invalid(Box::new(e)))?;
+        }
         let mut report = PutReport::default();
         self.write_locked(|image| {
             report = PutReport::default();
@@ -498,6 +506,13 @@ impl Store {
         let mut v: Vec<RecordSummary> = image.entries.iter().map(|e| e.summary.clone()).collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
+    }
+
+    /// Whether the file's trailing checksum matches (what [`Store::list`]
+    /// reads is the index only: a damaged record shows here, and in
+    /// [`Store::verify`]).
+    pub fn checksum_ok(&self) -> Result<bool, DbError> {
+        Ok(self.image()?.checksum_ok)
     }
 
     /// Decodes and re-hashes every record and every kept BTF blob.

@@ -61,7 +61,7 @@ impl ProcSource {
     fn read(&self, name: &str) -> Result<(PathBuf, String), Error> {
         self.check_loaded()?;
         let path = self.dir().join(name);
-        match std::fs::read(&path) {
+        match kmlink_fsio::read_bounded(&path, MAX_PROC_FILE, "/proc/kmlink file") {
             // Names are escaped, so the files are ASCII; be lenient anyway.
             Ok(bytes) => Ok((path, String::from_utf8_lossy(&bytes).into_owned())),
             Err(error) => Err(Error::Read { path, error }),
@@ -94,8 +94,16 @@ impl ProcSource {
     }
 }
 
+/// The largest `/proc/kmlink/{stats,events}` kmlink reads: the monitor
+/// prints at most 4,096 processes, its caches and its event ring, a few MiB.
+pub const MAX_PROC_FILE: u64 = 64 << 20;
+
+/// The largest `osrelease` (`__NEW_UTS_LEN` and then some).
+const MAX_RELEASE_FILE: u64 = 4096;
+
 fn read_trimmed(path: &Path) -> io::Result<String> {
-    Ok(std::fs::read_to_string(path)?.trim().to_string())
+    let bytes = kmlink_fsio::read_bounded(path, MAX_RELEASE_FILE, "kernel release")?;
+    Ok(String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
 /// Reads `stats` repeatedly, turning each read into a [`View`] with rates

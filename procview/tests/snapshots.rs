@@ -320,3 +320,48 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Issue #16, item 8: `kmlink top --once` garbled the frame once width ×
+/// rows passed 65,535 cells (ratatui clamps a larger area); the monitor
+/// tracks 4,096 processes, so 700 at 100 columns must still give a frame of
+/// that width with both tables.
+#[test]
+fn a_frame_past_65535_cells_is_not_garbled() {
+    let mut text = String::from("# process: pid comm allocs frees bytes outstanding bytes_req\n");
+    for pid in 1..=700 {
+        text.push_str(&format!("{pid} proc{pid} {} 1 4096 0 4096\n", 1000 + pid));
+    }
+    text.push_str(
+        "\n# cache: cache allocs frees bytes outstanding bytes_req\ndentry 5 1 640 512 600\n",
+    );
+    text.push_str(
+        "\n# totals: events allocs frees bytes\n0 0 0 0\n# monitor: key value\nuptime_ns 1\n",
+    );
+    let many = kmlink_procview::stats::parse_stats(&text).unwrap();
+    let mut state = TopState::new(Duration::from_secs(1), SortKey::ByteRate);
+    state.batch = true;
+    let small = render_text(&View::first(stats("busy-1")), &mut state, 100);
+    let frame = render_text(&View::first(many), &mut state, 100);
+    let lines: Vec<&str> = frame.lines().collect();
+    let head = |t: &str| {
+        t.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        head(&frame),
+        head(&small),
+        "the header is garbled:\n{}",
+        lines[0]
+    );
+    assert!(
+        lines.iter().all(|l| l.chars().count() <= 100),
+        "wider than 100 columns"
+    );
+    assert!(frame.contains("dentry"), "the cache table is gone");
+    let shown = lines.iter().filter(|l| l.contains(" proc")).count();
+    assert!(shown >= 600, "only {shown} processes shown");
+}

@@ -55,6 +55,22 @@ pub fn link_options(backend: Backend, sets: &[String]) -> Result<kmlink_linker::
         if name == "backend" {
             bail!("--set backend=…: use --backend tracepoint|kprobe");
         }
+        // An unknown name is the user's, not the record's: say so here,
+        // not as a failed "imports" check advising to re-extract the record.
+        let manifest =
+            kmlink_core_module::Manifest::core().context("reading the embedded core's manifest")?;
+        if !manifest.options.iter().any(|o| o.name == name) {
+            let known: Vec<&str> = manifest
+                .options
+                .iter()
+                .map(|o| o.name.as_str())
+                .filter(|n| *n != "backend")
+                .collect();
+            bail!(
+                "--set {set:?}: the monitor has no option {name:?} (its options: {})",
+                known.join(", ")
+            );
+        }
         options.insert(name.to_string(), value);
     }
     Ok(options)
@@ -219,10 +235,17 @@ pub fn open_store(db: Option<&Path>) -> Result<Store> {
 }
 
 fn read_record_file(path: &Path, release: &str) -> Result<KernelRecord> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let record: KernelRecord = serde_json::from_str(&text)
+    let text = kmlink_fsio::read_bounded(
+        path,
+        kmlink_metadata_db::record::MAX_RECORD_JSON,
+        "kernel record (JSON)",
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let record: KernelRecord = serde_json::from_slice(&text)
         .with_context(|| format!("parsing record {}", path.display()))?;
+    record
+        .validate()
+        .with_context(|| format!("checking record {}", path.display()))?;
     if record.identity.release != release {
         bail!(
             "record {} is for {}, not {release}",

@@ -133,8 +133,8 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
         }
         BundleCommand::Install { file, trust } => {
             let trust = Trust::from_files(&trust).context("reading the trusted keys")?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = bundle::read_file(&file)
+                .with_context(|| format!("installing {}", file.display()))?;
             let store = open_store(&args.db)?;
             let r = bundle::install(&store, &bytes, &trust)
                 .with_context(|| format!("installing {}", file.display()))?;

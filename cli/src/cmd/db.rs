@@ -125,6 +125,24 @@ pub fn open_store(db: &Option<PathBuf>) -> Result<Store> {
     Store::open(&path).with_context(|| format!("opening the record store {}", path.display()))
 }
 
+/// The store for a command that only reads it: `None` when there is no
+/// store at all (nothing is created: not the file, not its directory).
+fn open_store_existing(db: &Option<PathBuf>) -> Result<Option<Store>> {
+    let path = db.clone().unwrap_or_else(Store::default_path);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => open_store(db).map(Some),
+    }
+}
+
+fn no_store(db: &Option<PathBuf>) -> anyhow::Error {
+    let path = db.clone().unwrap_or_else(Store::default_path);
+    anyhow::anyhow!(
+        "there is no record store at {}; nothing was created (add records with `kmlink db add RELEASE` or `kmlink bundle install FILE`)",
+        path.display()
+    )
+}
+
 /// Runs `kmlink db`.
 pub fn run(args: DbArgs) -> Result<ExitCode> {
     match args.command {
@@ -132,7 +150,19 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             let list: Vec<RecordSummary> = if embedded {
                 embedded_summaries()?
             } else {
-                open_store(&args.db)?.list()?
+                match open_store_existing(&args.db)? {
+                    Some(store) => {
+                        let list = store.list()?;
+                        if !store.checksum_ok()? {
+                            eprintln!(
+                                "warning: {} fails its checksum: some records may be damaged; `kmlink db verify` says which, `kmlink db verify --repair` drops them",
+                                store.path().display()
+                            );
+                        }
+                        list
+                    }
+                    None => Vec::new(),
+                }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -187,9 +217,13 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             let store = open_store(&args.db)?;
             let mut records = Vec::new();
             for f in &files {
-                let text = std::fs::read_to_string(f)
-                    .with_context(|| format!("reading {}", f.display()))?;
-                let value: serde_json::Value = serde_json::from_str(&text)
+                let text = kmlink_fsio::read_bounded(
+                    f,
+                    kmlink_metadata_db::record::MAX_RECORDS_JSON,
+                    "JSON file of kernel records",
+                )
+                .with_context(|| format!("reading {}", f.display()))?;
+                let value: serde_json::Value = serde_json::from_slice(&text)
                     .with_context(|| format!("parsing {} as JSON", f.display()))?;
                 let mut these: Vec<KernelRecord> = if value.is_array() {
                     serde_json::from_value(value)
@@ -203,6 +237,10 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
                         kmlink_metadata_db::record::RECORD_SCHEMA
                     )
                 })?;
+                for r in &these {
+                    r.validate()
+                        .with_context(|| format!("checking {}", f.display()))?;
+                }
                 records.append(&mut these);
             }
             let put = store
@@ -219,7 +257,7 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
         }
         DbCommand::Rederive { release } => rederive(&args.db, release.as_deref()),
         DbCommand::Stats { json } => {
-            let store = open_store(&args.db)?;
+            let store = open_store_existing(&args.db)?.ok_or_else(|| no_store(&args.db))?;
             let s = store.stats()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -384,7 +422,7 @@ fn print_out(text: &str) -> Result<()> {
 }
 
 fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
-    let store = open_store(db)?;
+    let store = open_store_existing(db)?.ok_or_else(|| no_store(db))?;
     let report = store
         .verify()
         .with_context(|| format!("verifying {}", store.path().display()))?;

@@ -37,14 +37,19 @@ pub struct EventsArgs {
     #[arg(long, value_name = "C")]
     pub cache: Option<String>,
     /// Only events of this process (tgid).
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", allow_negative_numbers = true)]
     pub pid: Option<u32>,
     /// Only events of this kind (repeatable): kmalloc, kmem_cache_alloc, kfree,
     /// kmem_cache_free, mm_page_alloc, mm_page_free.
     #[arg(long = "event", value_name = "KIND")]
     pub kinds: Vec<String>,
     /// Seconds between polls with --follow.
-    #[arg(long, value_name = "S", default_value = "0.5")]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = "0.5",
+        allow_negative_numbers = true
+    )]
     pub interval: f64,
     /// Read DIR/kmlink/{stats,events} instead of /proc (recorded snapshots).
     #[arg(long, value_name = "DIR", default_value = "/proc")]

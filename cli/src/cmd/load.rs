@@ -82,7 +82,8 @@ pub fn cache_dir() -> PathBuf {
 
 /// Whether the monitor is loaded (`/proc/modules`).
 pub fn is_loaded(root: &Path) -> bool {
-    std::fs::read_to_string(root.join("proc/modules"))
+    kmlink_fsio::read_bounded(&root.join("proc/modules"), 16 << 20, "/proc/modules")
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map(|t| t.lines().any(|l| l.split_whitespace().next() == Some(NAME)))
         .unwrap_or(false)
 }

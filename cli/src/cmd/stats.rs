@@ -30,7 +30,7 @@ pub struct StatsArgs {
     #[arg(long)]
     pub json: bool,
     /// Seconds between samples; samples after the first carry per-second rates.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub interval: Option<f64>,
     /// Number of samples [default: 1, or until interrupted with --interval].
     #[arg(long, value_name = "N")]

@@ -26,7 +26,13 @@ o outstanding, A allocs, F frees, B bytes · < > previous/next column · r rever
 · Tab switch table · ↑↓ PgUp PgDn scroll · Ctrl-L repaint.")]
 pub struct TopArgs {
     /// Seconds between refreshes.
-    #[arg(short = 'd', long, value_name = "S", default_value = "1")]
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "S",
+        default_value = "1",
+        allow_negative_numbers = true
+    )]
     pub interval: f64,
     /// Initial sort column (pid name allocs/s frees/s bytes/s outstanding allocs frees bytes).
     #[arg(long, value_name = "COL", default_value = "bytes/s", value_parser = SortKey::parse)]

@@ -107,6 +107,28 @@ pub(crate) fn unpack(
                     format!("symlink to absolute path {link:?} points outside the destination"),
                 ));
             }
+            // `..` only before the first name: the climb is then over the
+            // link's own parent directories, which are real directories
+            // (parents are never symlinks, see DirGuard), so the lexical
+            // check below is exact; a `..` after a name could climb out
+            // of a directory reached through another link (`x/y -> ..`,
+            // then `a -> x/y/../../etc`), whatever order they come in.
+            let mut named = false;
+            for c in link.split('/') {
+                match c {
+                    "" | "." => {}
+                    ".." if named => {
+                        return Err(cx.unsafe_entry(
+                            &raw,
+                            format!(
+                                "symlink target {link:?} climbs with `..` after a name: through another link it could point outside the destination"
+                            ),
+                        ));
+                    }
+                    ".." => {}
+                    _ => named = true,
+                }
+            }
             let resolved = match rel.rsplit_once('/') {
                 Some((parent, _)) => format!("{parent}/{link}"),
                 None => link.clone(),
@@ -137,7 +159,9 @@ pub(crate) fn unpack(
                 )
             })?;
             use std::os::unix::fs::PermissionsExt;
-            let perm = std::fs::Permissions::from_mode((mode & 0o777) | 0o600);
+            // Never keep setuid, setgid, sticky or group/world-writable
+            // bits from a package: the cache is read by root.
+            let perm = std::fs::Permissions::from_mode((mode & 0o755) | 0o600);
             out.set_permissions(perm)
                 .map_err(|e| cx.err(Some(&raw), format!("chmod {}: {e}", target.display())))?;
         }

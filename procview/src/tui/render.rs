@@ -455,7 +455,11 @@ pub fn render_text(view: &View, state: &mut TopState, width: u16) -> String {
     let p = prepare(view, state, width, &procs, &caches);
     let footer = if state.batch { 0 } else { 2 };
     let height = p.header.len() + p.procs.rows.len() + 2 + p.caches.rows.len() + 2 + footer;
-    let height = u16::try_from(height).unwrap_or(u16::MAX);
+    // ratatui clamps an area of more than 65,535 cells by shrinking both
+    // sides, garbling the frame: keep the width and show as many rows as
+    // fit (the tables are cut like on a short terminal).
+    let max_height = usize::from(u16::MAX) / usize::from(width.max(1));
+    let height = u16::try_from(height.min(max_height)).unwrap_or(u16::MAX);
     let mut terminal = match Terminal::new(TestBackend::new(width, height)) {
         Ok(t) => t,
         Err(e) => return format!("(cannot render: {e})\n"),
