@@ -214,6 +214,15 @@ fn signer(config: &Config) -> Result<Option<kmlink_modsign::Signer>> {
     }
 }
 
+/// "signed by <subject> sha256:<fingerprint>", or "unsigned".
+fn signed_by(inputs: &Inputs) -> String {
+    inputs
+        .signer
+        .as_deref()
+        .map(|s| format!("signed by {s}"))
+        .unwrap_or_else(|| "unsigned".into())
+}
+
 /// Runs `kmlink hook`. A failure is said loudly but never fails the
 /// package transaction: the exit status is 0 unless the arguments are wrong.
 pub fn run_hook(args: HookArgs) -> Result<ExitCode> {
@@ -245,12 +254,7 @@ pub fn run_hook(args: HookArgs) -> Result<ExitCode> {
                     args.release,
                     path.display(),
                     record.verdict,
-                    record
-                        .inputs
-                        .signer
-                        .as_deref()
-                        .map(|s| format!("signed by {s}"))
-                        .unwrap_or_else(|| "unsigned".into())
+                    signed_by(&record.inputs)
                 ))
             })();
             match result {
@@ -392,12 +396,7 @@ pub fn run_status(args: StatusArgs) -> Result<ExitCode> {
             "prebuilt:  {rel}: built {} s ago, {}, {}",
             now_unix().saturating_sub(record.built_unix),
             record.verdict,
-            record
-                .inputs
-                .signer
-                .as_deref()
-                .map(|s| format!("signed by {s}"))
-                .unwrap_or_else(|| "unsigned".into())
+            signed_by(&record.inputs)
         );
     }
     Ok(ExitCode::SUCCESS)
