@@ -173,6 +173,19 @@ fn logged_certs(root: &Path) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// The descriptions of the keys the kernel is seen to hold: `/proc/keys`'s
+/// asymmetric keys and the kernel log's `Loaded X.509 cert` lines, without
+/// repeats (empty when neither is readable here).
+pub fn known_keys(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = kernel_keys(root).unwrap_or_default();
+    for d in logged_certs(root).unwrap_or_default() {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
 /// Whether the kernel holds the key of a certificate: its keyring
 /// description (see `kmlink_modsign::key::kernel_key_description`) listed
 /// in `/proc/keys`; its DER among the Machine Owner Keys shim handed the

@@ -229,6 +229,17 @@ pub fn host_lines(root: &Path, euid_root: bool) -> (Option<HostIdentity>, Vec<Li
         .as_ref()
         .is_some_and(|(_, c)| c.enabled("CONFIG_MODULE_SIG_FORCE"));
     out.push(signing_line(root, &policy, sig_force));
+    let keys = security::known_keys(root);
+    out.push(line(
+        Mark::Note,
+        "trusted keys",
+        if keys.is_empty() {
+            "none visible here (/proc/keys and the kernel log show no X.509 key)".to_string()
+        } else {
+            keys.join("; ")
+        },
+        None,
+    ));
     out.push(if euid_root {
         line(Mark::Ok, "root", "running as root", None)
     } else {
