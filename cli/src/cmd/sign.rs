@@ -201,17 +201,17 @@ pub fn run(args: SignArgs) -> Result<ExitCode> {
     } else {
         Existing::Refuse
     };
-    let content = if existing == Existing::Replace {
+    // The digest and a replacement signature cover the module without its
+    // old signature; anything else refuses a signed module.
+    let content = if existing == Existing::Replace || args.sign.emit_digest.is_some() {
         kmlink_modsign::appended::split(&module)?.content.to_vec()
     } else {
         if let Some(info) = kmlink_modsign::inspect(&module)? {
-            if args.sign.emit_digest.is_none() {
-                bail!(
-                    "{} is already signed ({}); re-sign deliberately with --resign",
-                    args.module.display(),
-                    info.signer.describe()
-                );
-            }
+            bail!(
+                "{} is already signed ({}); re-sign deliberately with --resign",
+                args.module.display(),
+                info.signer.describe()
+            );
         }
         module
     };
