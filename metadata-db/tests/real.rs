@@ -423,7 +423,15 @@ fn refresh_real_kernels_and_default_bundle() {
                 .iter()
                 .find(|e| e.identity.btf_sha256 == r.identity.btf_sha256)
             {
-                assert_eq!(*e, want, "embedded record of {} differs from a fresh extraction (regenerate: KMLINK_UPDATE_DEFAULT_BUNDLE=1)", r.identity.release);
+                // The same package (same SHA-256) is listed by several
+                // suites once a security update reaches a point release
+                // (bookworm-security, then bookworm): the suite says where
+                // a crawl found it, not what the kernel is.
+                let mut e = e.clone();
+                if e.identity.packages == want.identity.packages {
+                    e.identity.suite.clone_from(&want.identity.suite);
+                }
+                assert_eq!(e, want, "embedded record of {} differs from a fresh extraction (regenerate: KMLINK_UPDATE_DEFAULT_BUNDLE=1)", r.identity.release);
             }
         }
     }
