@@ -12,6 +12,8 @@ use kmlink_linker::security::{self, LoadPolicy, Trust};
 use kmlink_modsign::generate::{self, KeyKind};
 use kmlink_modsign::keys;
 
+use super::build;
+
 /// Arguments of `kmlink key`.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
@@ -167,15 +169,16 @@ fn enroll(a: CertArgs) -> Result<ExitCode> {
     }
 }
 
-/// mokutil takes DER: a PEM certificate is converted beside it.
+/// mokutil takes DER: a certificate kept as PEM is written out as DER
+/// (through kmlink's one file writer: an exclusive temporary and a rename,
+/// so nothing planted in the temporary directory is followed).
 fn der_copy(cert: &Path, parsed: &kmlink_modsign::Certificate) -> Result<PathBuf> {
-    let bytes = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    if bytes.first() == Some(&0x30) {
+    let der = kmlink_modsign::key::certificate_der(parsed)?;
+    if kmlink_modsign::key::read_bounded(cert)? == der {
         return Ok(cert.to_path_buf());
     }
-    let der = kmlink_modsign::key::certificate_der(parsed)?;
     let out = std::env::temp_dir().join(format!("kmlink-mok-{}.der", std::process::id()));
-    std::fs::write(&out, der).with_context(|| format!("writing {}", out.display()))?;
+    build::write_output(&out, &der)?;
     Ok(out)
 }
 
