@@ -25,7 +25,7 @@ pub mod view;
 pub use events::{parse_events, Event, EventFilter, EventKind, Follower};
 pub use name::Name;
 pub use source::{Control, ProcSource, Sampler};
-pub use stats::{parse_stats, CacheKey, Counters, ProcessKey, Stats};
+pub use stats::{parse_stats, CacheKey, Counters, PageCounters, ProcessKey, Stats};
 pub use table::ParseError;
 pub use view::{Filter, SortKey, View};
 

@@ -26,6 +26,52 @@ pub struct Counters {
     pub outstanding: Option<u64>,
     /// Bytes requested; `None` when absent.
     pub bytes_req: Option<u64>,
+    /// Page-allocator counters (`page_allocs page_frees page_bytes`);
+    /// `None` when the row has no such columns.
+    pub pages: Option<PageCounters>,
+}
+
+/// Page-allocator counters of a row (`mm_page_alloc` / `mm_page_free`
+/// events), cumulative like [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageCounters {
+    /// Page allocations (of any order).
+    pub allocs: u64,
+    /// Page frees.
+    pub frees: u64,
+    /// Bytes of the pages allocated (`PAGE_SIZE << order`).
+    pub bytes: u64,
+}
+
+impl PageCounters {
+    fn add(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (None, None) => None,
+            (a, b) => {
+                let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+                Some(PageCounters {
+                    allocs: a.allocs.saturating_add(b.allocs),
+                    frees: a.frees.saturating_add(b.frees),
+                    bytes: a.bytes.saturating_add(b.bytes),
+                })
+            }
+        }
+    }
+
+    fn from_row(row: &Row<'_>) -> Result<Option<Self>, ParseError> {
+        match (
+            row.opt_num("page_allocs")?,
+            row.opt_num("page_frees")?,
+            row.opt_num("page_bytes")?,
+        ) {
+            (None, None, None) => Ok(None),
+            (a, f, b) => Ok(Some(PageCounters {
+                allocs: a.unwrap_or(0),
+                frees: f.unwrap_or(0),
+                bytes: b.unwrap_or(0),
+            })),
+        }
+    }
 }
 
 impl Counters {
@@ -42,6 +88,7 @@ impl Counters {
         self.bytes = self.bytes.saturating_add(other.bytes);
         self.outstanding = opt(self.outstanding, other.outstanding);
         self.bytes_req = opt(self.bytes_req, other.bytes_req);
+        self.pages = PageCounters::add(self.pages, other.pages);
     }
 
     fn from_row(row: &Row<'_>) -> Result<Self, ParseError> {
@@ -51,6 +98,7 @@ impl Counters {
             bytes: row.num("bytes")?,
             outstanding: row.opt_num("outstanding")?,
             bytes_req: row.opt_num("bytes_req")?,
+            pages: PageCounters::from_row(row)?,
         })
     }
 }
@@ -143,6 +191,10 @@ pub struct Totals {
     pub bytes: u64,
     /// Bytes requested.
     pub bytes_req: Option<u64>,
+    /// Bytes still allocated; `None` when absent or not tracked (`-`).
+    pub outstanding: Option<u64>,
+    /// Page-allocator counters; `None` when absent.
+    pub pages: Option<PageCounters>,
 }
 
 /// One bucket of the `histogram` table: allocations of at most `le_bytes`
@@ -330,6 +382,8 @@ pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
                     frees: row.num("frees")?,
                     bytes: row.num("bytes")?,
                     bytes_req: row.opt_num("bytes_req")?,
+                    outstanding: row.opt_num("outstanding")?,
+                    pages: PageCounters::from_row(&row)?,
                 };
                 // One row is expected; more are summed like any other table.
                 if let Some(acc) = stats.totals.as_mut() {
@@ -338,6 +392,8 @@ pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
                     acc.frees = acc.frees.saturating_add(t.frees);
                     acc.bytes = acc.bytes.saturating_add(t.bytes);
                     acc.bytes_req = add_opt(acc.bytes_req, t.bytes_req);
+                    acc.outstanding = add_opt(acc.outstanding, t.outstanding);
+                    acc.pages = PageCounters::add(acc.pages, t.pages);
                 }
             }
             Table::Dropped => {
@@ -532,6 +588,26 @@ cache_table_full 0
             }
         );
         assert!(s.totals.is_none() && s.dropped.is_none() && s.caches.is_empty());
+    }
+
+    #[test]
+    fn page_counters_and_total_outstanding() {
+        let s = parse_stats(
+            "# process: pid comm allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n\
+             5 a 1 0 8 8 8 3 1 12288\n\
+             5 a 1 0 8 8 8 1 0 4096\n\
+             6 b 1 0 8 8 8 - - -\n\
+             \n\
+             # totals: events allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n\
+             9 3 0 24 24 24 4 1 16384\n",
+        )
+        .unwrap();
+        let a = s.processes[0].counts.pages.unwrap();
+        assert_eq!((a.allocs, a.frees, a.bytes), (4, 1, 16384));
+        assert_eq!(s.processes[1].counts.pages, None);
+        let t = s.totals.unwrap();
+        assert_eq!(t.outstanding, Some(24));
+        assert_eq!(t.pages.map(|p| p.bytes), Some(16384));
     }
 
     #[test]
