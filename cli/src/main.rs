@@ -93,6 +93,9 @@ enum Command {
     Stats(cmd::stats::StatsArgs),
     /// The monitor's recent events, scriptable (text or JSON).
     Events(cmd::events::EventsArgs),
+    /// The monitor's aggregates for Prometheus: an HTTP /metrics endpoint
+    /// or node_exporter textfile-collector files.
+    Exporter(cmd::exporter::ExporterArgs),
     /// Explain whether and why this host can load the monitor.
     ///
     /// Examples:
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
         Command::Top(args) => cmd::top::run(args),
         Command::Stats(args) => cmd::stats::run(args),
         Command::Events(args) => cmd::events::run(args),
+        Command::Exporter(args) => cmd::exporter::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Key(args) => cmd::key::run(args),

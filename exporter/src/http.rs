@@ -89,8 +89,8 @@ impl Server {
         match scrape(&self.source, self.options, format) {
             Ok(body) => respond(&mut stream, 200, format.content_type(), body.as_bytes()),
             Err(e) => {
-                log::warn!("scrape failed: {e}");
-                let body = format!("{e}\n");
+                let body = format!("{}\n", kmlink_errors::Chain(&e));
+                log::warn!("scrape failed: {}", body.trim_end());
                 respond(&mut stream, 500, "text/plain", body.as_bytes())
             }
         }

@@ -78,7 +78,7 @@ pub enum Error {
     #[error("encoding the metrics failed")]
     Encode,
     /// The HTTP listener could not be set up.
-    #[error("cannot listen on {addr}: {error}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address asked for.
         addr: String,
@@ -87,7 +87,7 @@ pub enum Error {
         error: std::io::Error,
     },
     /// The textfile could not be written.
-    #[error("cannot write {}: {error}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file.
         path: std::path::PathBuf,

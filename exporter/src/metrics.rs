@@ -145,7 +145,7 @@ fn monitor(enc: &mut DescriptorEncoder, m: &MonitorInfo) -> fmt::Result {
     family(
         enc,
         "monitor",
-        "The loaded monitor: how it hooks events (backend) and the kernel it was linked for.",
+        "The loaded monitor: how it hooks events (backend: tracepoint or kprobe).",
         None,
         MetricType::Info,
         &[(info, 1)],

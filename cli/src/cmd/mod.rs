@@ -6,6 +6,7 @@ pub mod crawler;
 pub mod db;
 pub mod doctor;
 pub mod events;
+pub mod exporter;
 pub mod key;
 pub mod load;
 pub mod sign;

@@ -1,0 +1,79 @@
+//! `kmlink exporter` as run by an operator: one scrape on standard output,
+//! the textfile written once, and advice when there is nothing to do.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../exporter/tests/fixtures/kprobe")
+}
+
+fn kmlink(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmlink"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn once_prints_and_writes_the_textfile() {
+    let root = fixture();
+    let o = kmlink(&[
+        "exporter",
+        "--once",
+        "--top-processes",
+        "1",
+        "--proc-root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("kmlink_process_allocations_total{pid=\"77\",comm=\"allocbench\"} 900000\n"),
+        "{out}"
+    );
+    assert!(out.contains("kmlink_process_rows_omitted 4\n"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = kmlink(&[
+        "exporter",
+        "--once",
+        "--top-processes",
+        "1",
+        "--textfile",
+        dir.path().to_str().unwrap(),
+        "--proc-root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kmlink.prom")).unwrap(),
+        out
+    );
+}
+
+#[test]
+fn nothing_to_do_and_bad_directories_are_advice() {
+    let o = kmlink(&["exporter"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("give --listen ADDR, --textfile DIR or --once"),
+        "{err}"
+    );
+
+    let o = kmlink(&[
+        "exporter",
+        "--textfile",
+        "/nonexistent/kmlink-test",
+        "--proc-root",
+        fixture().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("/nonexistent/kmlink-test/kmlink.prom"),
+        "{err}"
+    );
+}
