@@ -2,6 +2,11 @@
 //! allocation-heavy process running, `kmlink top` (batch mode, inside the
 //! guest) shows that process at the top of the per-process view within two
 //! refreshes, and `kmlink stats --json` validates against its schema.
+//! In the same boot, `kmlink exporter --listen` is scraped during the
+//! workload between two reads of `/proc/kmlink/stats` (every counter the
+//! scrape carries lies between the two), and again with the monitor paused
+//! (the scrape equals the stats file's counters exactly); the text passes
+//! `promtool check metrics` on the host.
 //!
 //! Boots a real kernel: `cargo test -p kmlink-tests --test view_vm -- --ignored`.
 
@@ -52,6 +57,23 @@ insmod /kmlink.ko || exit 20
 hog=$!
 kmlink top --batch 2 -d 1 --sort allocs/s > /tmp/top.txt 2>&1 || { cat /tmp/top.txt; exit 21; }
 kmlink stats --json > /tmp/stats.json || exit 22
+ifconfig lo 127.0.0.1 up || exit 24
+kmlink exporter --listen 127.0.0.1:9465 --top-processes 1000 2>/tmp/exporter.err &
+exporter=$!
+i=0; until wget -q -O /dev/null http://127.0.0.1:9465/metrics 2>/dev/null; do
+  i=$((i+1)); [ $i -lt 50 ] || { cat /tmp/exporter.err; exit 25; }; sleep 0.2
+done
+cat /proc/kmlink/stats > /tmp/s1
+wget -q -O /tmp/m1 http://127.0.0.1:9465/metrics || exit 26
+cat /proc/kmlink/stats > /tmp/s2
+echo pause > /proc/kmlink/control; sleep 0.5
+cat /proc/kmlink/stats > /tmp/s3
+wget -q -O /tmp/m2 http://127.0.0.1:9465/metrics || exit 27
+cat /proc/kmlink/stats > /tmp/s4
+echo resume > /proc/kmlink/control
+wget -q -O /tmp/m404 http://127.0.0.1:9465/ 2>/dev/null && exit 28
+kill $exporter
+for f in s1 m1 s2 s3 m2 s4; do echo "@@$f-BEGIN"; cat /tmp/$f; echo "@@$f-END"; done
 kill $hog
 echo "@@HOG $hog"
 echo "@@TOP-BEGIN"; cat /tmp/top.txt; echo "@@TOP-END"
@@ -125,4 +147,143 @@ rmmod kmlink || exit 23
         n += 1;
     }
     assert_eq!(n, 1, "{release}: one JSON document expected:\n{json_text}");
+
+    check_exporter(&release, &r.output);
+}
+
+/// The scrape during the workload lies between the stats read before and
+/// after it; the scrape of the paused monitor equals its stats; promtool
+/// accepts both.
+fn check_exporter(release: &str, output: &str) {
+    let section = |name: &str| -> String {
+        output
+            .split(&format!("@@{name}-BEGIN"))
+            .nth(1)
+            .and_then(|s| s.split(&format!("@@{name}-END")).next())
+            .unwrap_or_else(|| panic!("no {name} in {output}"))
+            .to_string()
+    };
+    let stats = |name: &str| kmlink_procview::parse_stats(&section(name)).expect("stats parse");
+    let (s1, s2, s3, s4) = (stats("s1"), stats("s2"), stats("s3"), stats("s4"));
+    let (m1, m2) = (section("m1"), section("m2"));
+    let (m1, m2) = (m1.trim_start(), m2.trim_start());
+    for m in [m1, m2] {
+        promtool_check(release, m);
+    }
+    let opts = kmlink_exporter::Options {
+        top_processes: 1000,
+    };
+    let render = |s: &kmlink_procview::Stats| {
+        kmlink_exporter::render(Some(s.clone()), opts, kmlink_exporter::Format::Prometheus)
+            .expect("render")
+    };
+    let (lo, hi, scraped) = (samples(&render(&s1)), samples(&render(&s2)), samples(m1));
+    let mut compared = 0;
+    for (series, v) in &scraped {
+        if !is_counter(series) {
+            continue;
+        }
+        // A row that appears after the first read starts from 0.
+        let low = lo.get(series).copied().unwrap_or(0.0);
+        let high = *hi
+            .get(series)
+            .unwrap_or_else(|| panic!("{release}: {series} scraped, not in the later stats"));
+        assert!(
+            low <= *v && *v <= high,
+            "{release}: {series} = {v}, not within [{low}, {high}] of the stats read around it"
+        );
+        compared += 1;
+    }
+    // Independently of the exporter's own rendering: the totals and the
+    // workload's row, by their documented names.
+    let t1 = s1.totals.expect("totals");
+    let t2 = s2.totals.expect("totals");
+    let allocs = scraped["kmlink_allocations_total"];
+    assert!(t1.allocs as f64 <= allocs && allocs <= t2.allocs as f64);
+    let bench = s2
+        .processes
+        .iter()
+        .find(|p| p.key.comm.lossy() == "allocbench")
+        .expect("allocbench row");
+    let series = format!(
+        "kmlink_process_allocations_total{{pid=\"{}\",comm=\"allocbench\"}}",
+        bench.key.pid.expect("pid")
+    );
+    assert!(scraped[&series] > 0.0 && scraped[&series] <= bench.counts.allocs as f64);
+    assert!(
+        compared > 50,
+        "{release}: only {compared} counters compared:\n{m1}"
+    );
+
+    // Paused: nothing counts, so the scrape is the stats file exactly.
+    assert_eq!(
+        s3.totals, s4.totals,
+        "{release}: the paused monitor still counted"
+    );
+    let (want, got) = (samples(&render(&s3)), samples(m2));
+    let differ: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| k.as_str() != "kmlink_monitor_uptime_seconds" && got.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: stats {v}, scraped {:?}", got.get(k)))
+        .collect();
+    assert!(
+        differ.is_empty() && want.len() == got.len(),
+        "{release}: the paused scrape differs from the stats file:\n{}",
+        differ.join("\n")
+    );
+    let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exporter-scrape.prom");
+    std::fs::write(&kept, m1).expect("keep the scrape");
+    eprintln!(
+        "{release}: exporter (scrape kept in {}): {compared} counters within the stats read around the scrape; \
+         paused scrape equals stats ({} samples)",
+        kept.display(),
+        got.len()
+    );
+}
+
+/// Counters: the `_total` samples and the histogram's cumulative ones.
+fn is_counter(series: &str) -> bool {
+    let name = series.split('{').next().unwrap_or(series);
+    name.ends_with("_total")
+        || name.ends_with("_bucket")
+        || name.ends_with("_count")
+        || name.ends_with("_sum")
+}
+
+/// `series → value` of a Prometheus text (series as written, labels included).
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("sample line");
+            (
+                series.to_string(),
+                value.parse::<f64>().expect("sample value"),
+            )
+        })
+        .collect()
+}
+
+fn promtool_check(release: &str, text: &str) {
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        return kmlink_testkit::missing(
+            "promtool (apt-get install prometheus; scripts/setup does)",
+        );
+    };
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes())
+        .expect("promtool stdin");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{release}: promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
