@@ -702,6 +702,101 @@ static u32 kml_hist_bucket(u64 bytes)
 	return b;
 }
 
+/* ---- sampled allocation stacks: recording ------------------------------ */
+
+/*
+ * With --set stacks=N, one slab allocation in N (counted per CPU) has its
+ * kernel stack saved (stack_trace_save) and counted in a preallocated
+ * open-addressed table keyed by a hash of the frames: allocations and bytes
+ * per distinct stack. Nothing is allocated and no lock is taken here; a
+ * stack that finds no slot within KML_STACK_PROBES is counted as dropped.
+ * Read through /proc/kmlink/stacks (below), apart from the stats file.
+ */
+KML_OPTION(stacks, 0);		/* save the stack of 1 in N allocations; 0: off */
+
+KML_WEAK(kml_stack_trace_save, "stack_trace_save");
+extern unsigned int kml_stack_trace_save(unsigned long *store, unsigned int size,
+					 unsigned int skipnr) __attribute__((weak));
+
+#define KML_STACK_SLOTS 2048	/* distinct stacks kept (power of two) */
+#define KML_STACK_DEPTH 32	/* frames kept per stack, innermost first */
+#define KML_STACK_PROBES 16	/* slots tried before a stack is dropped */
+#define KML_STACK_TICKS 64	/* sampling counters, indexed by CPU */
+
+enum { KML_STACK_FREE, KML_STACK_FILLING, KML_STACK_READY };
+
+struct kml_stack {
+	u32 state;		/* KML_STACK_*: FREE -> FILLING (one writer) -> READY */
+	u32 depth;		/* frames[0 .. depth) */
+	u64 hash;		/* of the frames; never 0 */
+	u64 allocs;
+	u64 bytes;
+	u64 frames[KML_STACK_DEPTH];
+};
+
+static struct {
+	struct kml_stack *slots;	/* KML_STACK_SLOTS; NULL when off */
+	u64 ticks[KML_STACK_TICKS];	/* allocations seen, per CPU (racy: sampling only) */
+	u64 sampled;			/* stacks saved */
+	u64 dropped;			/* saved stacks that found no slot */
+	void *ops[24];			/* struct proc_ops of /proc/kmlink/stacks */
+} kml_stk;
+
+static u64 kml_stack_hash(const unsigned long *frames, u32 depth)
+{
+	u64 h = depth;
+	u32 i;
+
+	for (i = 0; i < depth; i++)
+		h = kml_mix(h ^ frames[i]);
+	return h | 1;
+}
+
+static void kml_stack_count(struct kml_stack *s, u64 bytes)
+{
+	kml_atomic_add(&s->allocs, 1);
+	kml_atomic_add(&s->bytes, bytes);
+}
+
+/* Probe path: called for every slab allocation the monitor counts. */
+static void kml_stack_sample(u32 cpu, u64 bytes)
+{
+	unsigned long frames[KML_STACK_DEPTH];
+	u32 depth, i, n;
+	u64 h;
+
+	if (!kml_stk.slots || ++kml_stk.ticks[cpu % KML_STACK_TICKS] % kml_opt_stacks)
+		return;
+	depth = kml_stack_trace_save(frames, KML_STACK_DEPTH, 0);
+	if (depth > KML_STACK_DEPTH)
+		depth = KML_STACK_DEPTH;
+	h = kml_stack_hash(frames, depth);
+	kml_atomic_add(&kml_stk.sampled, 1);
+	for (n = 0; n < KML_STACK_PROBES; n++) {
+		struct kml_stack *s = &kml_stk.slots[(h + n) & (KML_STACK_SLOTS - 1)];
+
+		if (READ_ONCE(s->state) == KML_STACK_FREE &&
+		    kml_cmpxchg32(&s->state, KML_STACK_FREE, KML_STACK_FILLING)) {
+			for (i = 0; i < depth; i++)
+				s->frames[i] = frames[i];
+			s->depth = depth;
+			s->hash = h;
+			kml_stack_count(s, bytes);
+			barrier();
+			WRITE_ONCE(s->state, KML_STACK_READY);
+			return;
+		}
+		/* A slot being filled may hold this very stack: the reader sums
+		 * equal stacks, so moving on only costs a slot. */
+		if (READ_ONCE(s->state) == KML_STACK_READY && READ_ONCE(s->hash) == h &&
+		    s->depth == depth) {
+			kml_stack_count(s, bytes);
+			return;
+		}
+	}
+	kml_atomic_add(&kml_stk.dropped, 1);
+}
+
 /* ---- event recording -------------------------------------------------- */
 
 struct kml_ctx {
@@ -796,6 +891,7 @@ static void kml_on_alloc(u8 type, const void *cache, u64 call_site, u64 ptr,
 		kml_ptr_insert(c.shard, ptr, alloc, c.prow, crow, false);
 	}
 	kml_ring_put(&c, type, call_site, ptr, req, alloc, gfp, crow, 0);
+	kml_stack_sample(c.cpu, alloc);
 }
 
 static void kml_on_free(u8 type, const void *cache, u64 call_site, u64 ptr)
@@ -1807,6 +1903,7 @@ static int kml_events_release(void *inode, void *file)
 /* ---- /proc/kmlink/control ---------------------------------------------------- */
 
 static void kml_sync_probes(void);
+static void kml_stacks_clear(void);
 
 static int kml_clear(void)
 {
@@ -1827,6 +1924,7 @@ static int kml_clear(void)
 	kml_memzero(kml.totals, sizeof(u64) * KML_T_NR * kml.shards);
 	kml_memzero(kml.hist, sizeof(u64) * KML_HIST_BUCKETS * kml.shards);
 	kml_memzero(kml.ptrs, sizeof(struct kml_ptr) * (kml.ptr_mask + 1));
+	kml_stacks_clear();
 	/* Readers may be walking the rings: reset heads, keep the pointers. */
 	for (r = 0; r < kml.nrings; r++)
 		WRITE_ONCE(kml.rings[r].head, 0);
@@ -1993,6 +2091,80 @@ static void kml_ops_init(void)
 	kml_set(kml_control_ops, kml_slot_proc_ops_write, (void *)kml_control_write);
 }
 
+/* ---- sampled allocation stacks: /proc/kmlink/stacks -------------------- */
+
+/*
+ * A header line of key-value pairs, then per distinct stack a line
+ * `stack <hash> allocs <n> bytes <n> frames <n>` followed by its frames,
+ * innermost first, one per line indented by a space (%pS: symbol+off/size,
+ * then [module] for module text), a blank line between stacks.
+ */
+static int kml_stacks_show(void *m, void *v)
+{
+	u32 i, f;
+
+	kml_seq_printf(m, "# stacks: sample_every %llu slots %u depth %u sampled %llu dropped %llu available %u\n",
+		       kml_stk.slots ? kml_opt_stacks : 0ULL, KML_STACK_SLOTS, KML_STACK_DEPTH,
+		       READ_ONCE(kml_stk.sampled), READ_ONCE(kml_stk.dropped),
+		       kml_stack_trace_save ? 1 : 0);
+	if (!kml_stk.slots)
+		return 0;
+	for (i = 0; i < KML_STACK_SLOTS; i++) {
+		const struct kml_stack *s = &kml_stk.slots[i];
+		u32 depth;
+
+		if (READ_ONCE(s->state) != KML_STACK_READY)
+			continue;
+		barrier();
+		depth = s->depth < KML_STACK_DEPTH ? s->depth : KML_STACK_DEPTH;
+		kml_seq_printf(m, "\nstack %llx allocs %llu bytes %llu frames %u\n",
+			       s->hash, READ_ONCE(s->allocs), READ_ONCE(s->bytes), depth);
+		for (f = 0; f < depth; f++)
+			kml_seq_printf(m, " %pS\n", (void *)s->frames[f]);
+	}
+	return 0;
+}
+
+static int kml_stacks_open(void *inode, void *file)
+{
+	return kml_single_open(file, kml_stacks_show, NULL);
+}
+
+/* The table (when stacks=N and the kernel has stack_trace_save) and the
+ * file (always: it says when stacks are off). Undone by kml_stacks_free. */
+static int kml_stacks_init(void *proc_dir)
+{
+	if (kml_opt_stacks && kml_stack_trace_save) {
+		kml_stk.slots = kml_vzalloc(sizeof(struct kml_stack) * KML_STACK_SLOTS);
+		if (!kml_stk.slots)
+			return -KML_ENOMEM;
+	}
+	kml_set((u64 *)kml_stk.ops, kml_slot_proc_ops_open, (void *)kml_stacks_open);
+	kml_set((u64 *)kml_stk.ops, kml_slot_proc_ops_read, (void *)kml_seq_read);
+	kml_set((u64 *)kml_stk.ops, kml_slot_proc_ops_lseek, (void *)kml_seq_lseek);
+	kml_set((u64 *)kml_stk.ops, kml_slot_proc_ops_release, (void *)kml_single_release);
+	/* Kernel text addresses, symbolized: root only, like events. */
+	if (!kml_proc_create("stacks", 0400, proc_dir, kml_stk.ops))
+		return -KML_ENOMEM;
+	return 0;
+}
+
+/* With the probes quiesced (clear) or gone (unload). */
+static void kml_stacks_clear(void)
+{
+	if (kml_stk.slots)
+		kml_memzero(kml_stk.slots, sizeof(struct kml_stack) * KML_STACK_SLOTS);
+	kml_memzero(kml_stk.ticks, sizeof(kml_stk.ticks));
+	kml_stk.sampled = 0;
+	kml_stk.dropped = 0;
+}
+
+static void kml_stacks_free(void)
+{
+	kml_vfree(kml_stk.slots);
+	kml_stk.slots = NULL;
+}
+
 int init_module(void)
 {
 	u32 i;
@@ -2019,6 +2191,9 @@ int init_module(void)
 		err = -12;
 		goto err_proc;
 	}
+	err = kml_stacks_init(kml.proc_dir);
+	if (err)
+		goto err_proc;
 
 	if (kml_opt_backend == 1) {
 		err = kml_kprobes_register();
@@ -2059,6 +2234,7 @@ err_hooks:
 	kml_unregister_all();
 err_proc:
 	kml_proc_remove(kml.proc_dir);
+	kml_stacks_free();
 err_tables:
 	kml_free_tables();
 	return err;
@@ -2068,6 +2244,7 @@ void cleanup_module(void)
 {
 	kml_unregister_all();
 	kml_proc_remove(kml.proc_dir);
+	kml_stacks_free();
 	kml_free_tables();
 	kml_printk("\0016kmlink: unloaded\n");
 }
