@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::events::{parse_events, Event};
+use crate::stacks::{parse_stacks, Stacks};
 use crate::stats::{parse_stats, Stats};
 use crate::view::View;
 use crate::Error;
@@ -78,6 +79,12 @@ impl ProcSource {
     pub fn read_events(&self) -> Result<Vec<Event>, Error> {
         let (path, text) = self.read("events")?;
         parse_events(&text).map_err(|error| Error::Parse { path, error })
+    }
+
+    /// Reads and parses `stacks` (a monitor linked with `--set stacks=N`).
+    pub fn read_stacks(&self) -> Result<Stacks, Error> {
+        let (path, text) = self.read("stacks")?;
+        parse_stacks(&text).map_err(|error| Error::Parse { path, error })
     }
 
     /// Writes a command to `control`.
