@@ -179,7 +179,7 @@ pub fn parse_stacks(text: &str) -> Result<Stacks, ParseError> {
 /// `k v k v …` with numeric values.
 fn pairs(text: &str) -> Result<Vec<(&str, u64)>, String> {
     let words: Vec<&str> = text.split_ascii_whitespace().collect();
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err("expected `key value` pairs".to_string());
     }
     words
