@@ -96,6 +96,9 @@ enum Command {
     /// The monitor's aggregates for Prometheus: an HTTP /metrics endpoint
     /// or node_exporter textfile-collector files.
     Exporter(cmd::exporter::ExporterArgs),
+    /// Flame graph (SVG) or folded stacks of the sampled allocation stacks
+    /// (a monitor linked with --set stacks=N).
+    Flame(cmd::flame::FlameArgs),
     /// Explain whether and why this host can load the monitor.
     ///
     /// Examples:
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => cmd::stats::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::Exporter(args) => cmd::exporter::run(args),
+        Command::Flame(args) => cmd::flame::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Key(args) => cmd::key::run(args),

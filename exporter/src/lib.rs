@@ -2,7 +2,8 @@
 //! snapshot ([`kmlink_procview::Stats`]) rendered as OpenMetrics or
 //! Prometheus text ([`render`]), served over HTTP at `/metrics`
 //! ([`http`]) or written for node_exporter's textfile collector
-//! ([`textfile`]).
+//! ([`textfile`]); and the sampled allocation stacks as flame graphs
+//! ([`flame`]).
 //!
 //! Like `kmlink top`, the exporter is a view of the typed snapshot; it
 //! keeps no state between scrapes, so every counter is the monitor's own
@@ -15,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+pub mod flame;
 pub mod http;
 mod metrics;
 pub mod textfile;
@@ -77,6 +79,16 @@ pub enum Error {
     /// The metrics could not be encoded (a name the format refuses).
     #[error("encoding the metrics failed")]
     Encode,
+    /// No stack has been sampled (yet).
+    #[error("no allocation stack has been sampled yet")]
+    NoStacks,
+    /// inferno could not draw the graph.
+    #[error("drawing the flame graph failed")]
+    Flame {
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
     /// The HTTP listener could not be set up.
     #[error("cannot listen on {addr}")]
     Listen {

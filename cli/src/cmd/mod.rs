@@ -7,6 +7,7 @@ pub mod db;
 pub mod doctor;
 pub mod events;
 pub mod exporter;
+pub mod flame;
 pub mod key;
 pub mod load;
 pub mod sign;
