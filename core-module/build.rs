@@ -35,6 +35,10 @@ const CFLAGS: &[&str] = &[
     "-fno-asynchronous-unwind-tables",
     "-fno-unwind-tables",
     "-fno-jump-tables",
+    // The module has no ORC tables: the kernel's unwinder (stack_trace_save,
+    // for the sampled stacks) crosses the core's own frames by frame
+    // pointer, its fallback for code without ORC data.
+    "-fno-omit-frame-pointer",
     "-fno-delete-null-pointer-checks",
     "-fno-ident",
     "-Wall",

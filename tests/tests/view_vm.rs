@@ -6,7 +6,10 @@
 //! workload between two reads of `/proc/kmlink/stats` (every counter the
 //! scrape carries lies between the two), and again with the monitor paused
 //! (the scrape equals the stats file's counters exactly); the text passes
-//! `promtool check metrics` on the host.
+//! `promtool check metrics` on the host. The module is linked with
+//! `--set stacks=64`: `kmlink flame` in the guest draws the sampled stacks,
+//! and the host draws `/proc/kmlink/stacks` as an SVG that shows the
+//! workload's path (syscall entry, pipe creation, the slab allocator).
 //!
 //! Boots a real kernel: `cargo test -p kmlink-tests --test view_vm -- --ignored`.
 
@@ -36,6 +39,8 @@ fn top_shows_the_allocating_process_first_and_stats_json_validates() {
         "--kernel",
         &release,
         "--from-packages",
+        "--set",
+        "stacks=64",
         "-o",
         ko.to_str().expect("utf8"),
     ])
@@ -73,7 +78,10 @@ cat /proc/kmlink/stats > /tmp/s4
 echo resume > /proc/kmlink/control
 wget -q -O /tmp/m404 http://127.0.0.1:9465/ 2>/dev/null && exit 28
 kill $exporter
-for f in s1 m1 s2 s3 m2 s4; do echo "@@$f-BEGIN"; cat /tmp/$f; echo "@@$f-END"; done
+kmlink flame -o /tmp/flame.svg || exit 29
+echo "@@SVG-BYTES $(wc -c < /tmp/flame.svg) $(grep -c alloc_pipe_info /tmp/flame.svg)"
+cat /proc/kmlink/stacks > /tmp/stacks
+for f in s1 m1 s2 s3 m2 s4 stacks; do echo "@@$f-BEGIN"; cat /tmp/$f; echo "@@$f-END"; done
 kill $hog
 echo "@@HOG $hog"
 echo "@@TOP-BEGIN"; cat /tmp/top.txt; echo "@@TOP-END"
@@ -149,6 +157,64 @@ rmmod kmlink || exit 23
     assert_eq!(n, 1, "{release}: one JSON document expected:\n{json_text}");
 
     check_exporter(&release, &r.output);
+    check_stacks(&release, &r.output);
+}
+
+/// The sampled stacks show the workload's path from the syscall down to
+/// the allocator, in the guest's SVG and in the one drawn here.
+fn check_stacks(release: &str, output: &str) {
+    let text = output
+        .split("@@stacks-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("@@stacks-END").next())
+        .expect("stacks section");
+    let stacks = kmlink_procview::parse_stacks(text.trim_start()).expect("stacks parse");
+    let svg_line = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("@@SVG-BYTES "))
+        .unwrap_or_else(|| panic!("{release}: no flame graph from the guest:\n{output}"));
+    let mut it = svg_line
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().expect("number"));
+    let (bytes, hits) = (it.next().expect("size"), it.next().expect("count"));
+    assert!(
+        bytes > 1000 && hits > 0,
+        "{release}: guest SVG {bytes} bytes, {hits} alloc_pipe_info; stacks:\n{text}"
+    );
+    assert_eq!(stacks.sample_every, 64, "{release}: {text}");
+    let svg = kmlink_exporter::flame::svg(
+        &stacks,
+        kmlink_exporter::flame::Weight::Allocs,
+        "kmlink: kernel stacks of slab allocations",
+    )
+    .expect("svg");
+    let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("flame.svg");
+    std::fs::write(&kept, &svg).expect("keep the svg");
+    let svg = String::from_utf8(svg).expect("utf8");
+    // The workload's path: syscall entry, pipe creation, the allocator.
+    let pipe = stacks
+        .stacks
+        .iter()
+        .find(|s| s.frames.iter().any(|f| f.starts_with("alloc_pipe_info+")))
+        .unwrap_or_else(|| panic!("{release}: no stack through alloc_pipe_info:\n{text}"));
+    for want in ["do_syscall_64", "do_pipe2", "alloc_pipe_info"] {
+        assert!(
+            pipe.frames
+                .iter()
+                .any(|f| kmlink_procview::stacks::function(f) == want),
+            "{release}: {want} not on the pipe stack {:?}",
+            pipe.frames
+        );
+        assert!(svg.contains(want), "{release}: {want} not in the SVG");
+    }
+    eprintln!(
+        "{release}: stacks: {} distinct, {} sampled, {} dropped; SVG in {}; pipe stack: {}",
+        stacks.stacks.len(),
+        stacks.info.get("sampled").copied().unwrap_or(0),
+        stacks.info.get("dropped").copied().unwrap_or(0),
+        kept.display(),
+        pipe.frames.join(" <- ")
+    );
 }
 
 /// The scrape during the workload lies between the stats read before and
