@@ -15,7 +15,8 @@ use crate::{scrape, Error, Format, Options};
 /// The longest request head read (request line and headers).
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-/// How long one connection may take to send its request or read the answer.
+/// How long one connection may take to send its request or read the
+/// answer, unless [`Server::set_timeout`] says otherwise.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The exporter's HTTP endpoint.
@@ -24,6 +25,7 @@ pub struct Server {
     listener: TcpListener,
     source: ProcSource,
     options: Options,
+    timeout: Duration,
 }
 
 impl Server {
@@ -37,7 +39,15 @@ impl Server {
             listener,
             source,
             options,
+            timeout: IO_TIMEOUT,
         })
+    }
+
+    /// Per-connection read and write timeout (not zero).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        if !timeout.is_zero() {
+            self.timeout = timeout;
+        }
     }
 
     /// The address bound (the port chosen when 0 was asked for).
@@ -70,8 +80,8 @@ impl Server {
     }
 
     fn handle(&self, mut stream: TcpStream) -> io::Result<()> {
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
         let head = match read_head(&mut stream)? {
             Some(h) => h,
             None => return respond(&mut stream, 431, "text/plain", b"request head too large\n"),

@@ -77,3 +77,32 @@ fn an_endless_request_head_is_refused() {
     let r = exchange(&req);
     assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
 }
+
+#[test]
+fn a_silent_client_is_dropped_and_the_next_one_served() {
+    let source =
+        ProcSource::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kprobe"));
+    let mut server = Server::bind("127.0.0.1:0", source, Options::default()).unwrap();
+    server.set_timeout(std::time::Duration::from_millis(200));
+    let addr = server.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        server.serve_one();
+        server.serve_one();
+    });
+    let started = std::time::Instant::now();
+    // Connects and says nothing: the server gives up on it.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        silent.read_to_end(&mut rest).unwrap_or(0),
+        0,
+        "nothing for the silent one"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    t.join().unwrap();
+}
