@@ -12,8 +12,10 @@
 
 use std::path::PathBuf;
 
+pub mod cgroup;
 pub mod events;
 pub mod json;
+pub mod leaks;
 pub mod name;
 pub mod source;
 pub mod stats;
@@ -25,7 +27,7 @@ pub mod view;
 pub use events::{parse_events, Event, EventFilter, EventKind, Follower};
 pub use name::Name;
 pub use source::{Control, ProcSource, Sampler};
-pub use stats::{parse_stats, CacheKey, Counters, ProcessKey, Stats};
+pub use stats::{parse_stats, CacheKey, CgroupKey, Counters, ProcessKey, SiteKey, Stats};
 pub use table::ParseError;
 pub use view::{Filter, SortKey, View};
 

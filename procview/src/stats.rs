@@ -130,6 +130,74 @@ pub struct CacheRow {
     pub counts: Counters,
 }
 
+/// Which cgroup a row counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CgroupKey {
+    /// The cgroup v2 id: the inode number of the cgroup's directory.
+    Id(u64),
+    /// `(other)`: the overflow row (cgroups that did not fit in the table).
+    Other,
+}
+
+/// One row of the `cgroup` table: events of tasks in that cgroup at the
+/// time of the event (frees by the freeing task's cgroup; `outstanding`
+/// belongs to the allocating cgroup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupRow {
+    /// The cgroup.
+    pub key: CgroupKey,
+    /// Its counters.
+    pub counts: Counters,
+    /// Page allocations (`mm_page_alloc`), when the monitor writes them.
+    pub page_allocs: Option<u64>,
+}
+
+/// Which call site a row counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SiteKey {
+    /// An allocating call site. `addr` is `None` when the monitor withholds
+    /// addresses from the reader (no CAP_SYSLOG); `caller` is the kernel's
+    /// `%pS` of it (`function+0xoff/0xsize [module]`).
+    Site {
+        /// The return address the allocator was called from.
+        addr: Option<u64>,
+        /// `%pS` of that address, as `/proc/kmlink/events` prints it.
+        caller: String,
+    },
+    /// `(other)`: call sites that did not fit in the table.
+    Other,
+}
+
+impl SiteKey {
+    /// For people: the symbolized caller, or `(other)`.
+    pub fn display(&self) -> &str {
+        match self {
+            SiteKey::Site { caller, .. } => caller,
+            SiteKey::Other => "(other)",
+        }
+    }
+}
+
+/// One row of the `callsite` table. Frees and outstanding bytes belong to
+/// the call site that allocated the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRow {
+    /// The call site.
+    pub key: SiteKey,
+    /// Allocations made there (kmalloc and kmem_cache families).
+    pub allocs: u64,
+    /// Frees of objects allocated there (since load).
+    pub frees: u64,
+    /// Bytes allocated there (`bytes_alloc`).
+    pub bytes: u64,
+    /// Bytes allocated there and not yet freed.
+    pub outstanding: u64,
+    /// Objects allocated there and not yet freed (from the pointer table).
+    pub objects: u64,
+    /// Age of the oldest of those objects, in nanoseconds (0: none).
+    pub oldest_age_ns: u64,
+}
+
 /// The `totals` table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -179,6 +247,10 @@ pub struct Stats {
     pub processes: Vec<ProcessRow>,
     /// Per cache, keys unique (duplicate rows summed), in file order.
     pub caches: Vec<CacheRow>,
+    /// Per cgroup, in file order (empty when the monitor writes no such table).
+    pub cgroups: Vec<CgroupRow>,
+    /// Per allocating call site, in file order (empty when absent).
+    pub callsites: Vec<SiteRow>,
     /// The `totals` table, if present.
     pub totals: Option<Totals>,
     /// The `dropped` table (reason → count), if present.
@@ -203,6 +275,8 @@ impl Stats {
 enum Table {
     Process,
     Cache,
+    Cgroup,
+    Callsite,
     Totals,
     Dropped,
     Histogram,
@@ -216,6 +290,8 @@ impl Table {
         match name {
             "process" => Table::Process,
             "cache" => Table::Cache,
+            "cgroup" => Table::Cgroup,
+            "callsite" => Table::Callsite,
             "totals" => Table::Totals,
             "dropped" => Table::Dropped,
             "histogram" => Table::Histogram,
@@ -228,6 +304,15 @@ impl Table {
         match self {
             Table::Process => &["pid", "comm", "allocs", "frees", "bytes"],
             Table::Cache => &["cache", "allocs", "frees", "bytes"],
+            Table::Cgroup => &["cgroup", "allocs", "frees", "bytes"],
+            Table::Callsite => &[
+                "call_site",
+                "allocs",
+                "frees",
+                "bytes",
+                "outstanding",
+                "caller",
+            ],
             Table::Totals => &["allocs", "frees", "bytes"],
             Table::Dropped => &["reason", "count"],
             Table::Histogram => &["le_bytes", "count"],
@@ -289,7 +374,11 @@ pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
         if let Table::Unknown = table {
             continue;
         }
-        let row = Row::split(line, text, columns)?;
+        let row = if matches!(table, Table::Callsite) {
+            Row::split_tail(line, text, columns)?
+        } else {
+            Row::split(line, text, columns)?
+        };
         match table {
             Table::Process => {
                 let pid = match row.field("pid")? {
@@ -322,6 +411,43 @@ pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
                         stats.caches.push(CacheRow { key, counts });
                     }
                 }
+            }
+            Table::Cgroup => {
+                let key = match row.field("cgroup")? {
+                    "(other)" => CgroupKey::Other,
+                    f => CgroupKey::Id(f.parse::<u64>().map_err(|_| {
+                        row.error(format!(
+                            "column `cgroup` is {f:?}, not a cgroup id or `(other)`"
+                        ))
+                    })?),
+                };
+                stats.cgroups.push(CgroupRow {
+                    key,
+                    counts: Counters::from_row(&row)?,
+                    page_allocs: row.opt_num("page_allocs")?,
+                });
+            }
+            Table::Callsite => {
+                let key = match row.field("call_site")? {
+                    "(other)" => SiteKey::Other,
+                    f => {
+                        let addr = row.opt_hex("call_site")?;
+                        let caller = match row.field("caller")? {
+                            "-" => f.to_string(),
+                            c => c.to_string(),
+                        };
+                        SiteKey::Site { addr, caller }
+                    }
+                };
+                stats.callsites.push(SiteRow {
+                    key,
+                    allocs: row.num("allocs")?,
+                    frees: row.num("frees")?,
+                    bytes: row.num("bytes")?,
+                    outstanding: row.num("outstanding")?,
+                    objects: row.opt_num("objects")?.unwrap_or(0),
+                    oldest_age_ns: row.opt_num("oldest_age_ns")?.unwrap_or(0),
+                });
             }
             Table::Totals => {
                 let t = Totals {
