@@ -93,6 +93,8 @@ enum Command {
     Stats(cmd::stats::StatsArgs),
     /// The monitor's recent events, scriptable (text or JSON).
     Events(cmd::events::EventsArgs),
+    /// Memory outstanding by allocating call site: leak candidates, oldest first.
+    Leaks(cmd::leaks::LeaksArgs),
     /// Explain whether and why this host can load the monitor.
     ///
     /// Examples:
@@ -168,6 +170,7 @@ fn main() -> ExitCode {
         Command::Top(args) => cmd::top::run(args),
         Command::Stats(args) => cmd::stats::run(args),
         Command::Events(args) => cmd::events::run(args),
+        Command::Leaks(args) => cmd::leaks::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Key(args) => cmd::key::run(args),

@@ -25,16 +25,35 @@ pub struct CgroupPaths {
 }
 
 impl CgroupPaths {
+    /// The cgroup2 hierarchy of this host: `/sys/fs/cgroup` on unified
+    /// hosts, `/sys/fs/cgroup/unified` on hybrid ones (a cgroup2 root has a
+    /// `cgroup.controllers` file); empty when there is none.
+    pub fn discover() -> Self {
+        let base = Path::new(CGROUP2_ROOT);
+        [base.to_path_buf(), base.join("unified")]
+            .into_iter()
+            .find(|r| r.join("cgroup.controllers").is_file())
+            .map(|r| Self::walk(&r))
+            .unwrap_or_default()
+    }
+
     /// Walks the cgroup2 hierarchy at `root`. Directories that cannot be
     /// read (gone since listed, or not ours to list) are skipped: the map is
     /// a best effort, and ids it lacks stay numbers.
     pub fn walk(root: &Path) -> Self {
         let mut by_id = BTreeMap::new();
         let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
+        let Ok(dev) = std::fs::metadata(root).map(|m| m.dev()) else {
+            return CgroupPaths { by_id };
+        };
         while let Some((dir, depth)) = stack.pop() {
+            // One file system: inode numbers are ids only within it.
             let Ok(meta) = std::fs::metadata(&dir) else {
                 continue;
             };
+            if meta.dev() != dev {
+                continue;
+            }
             let rel = match dir.strip_prefix(root) {
                 Ok(r) if r.as_os_str().is_empty() => "/".to_string(),
                 Ok(r) => format!("/{}", r.to_string_lossy()),

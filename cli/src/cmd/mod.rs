@@ -7,6 +7,7 @@ pub mod db;
 pub mod doctor;
 pub mod events;
 pub mod key;
+pub mod leaks;
 pub mod load;
 pub mod sign;
 pub mod stats;
