@@ -106,6 +106,13 @@ extern void *kml_vzalloc(unsigned long size);
 KML_IMPORT(kml_vfree, "vfree");
 extern void kml_vfree(const void *addr);
 
+/* rcu_read_lock() of preemptible-RCU kernels (exported there only; where
+ * RCU is not preemptible, neither is the probe: nothing to bracket). */
+KML_WEAK(kml_rcu_read_lock, "__rcu_read_lock");
+extern void kml_rcu_read_lock(void) __attribute__((weak));
+KML_WEAK(kml_rcu_read_unlock, "__rcu_read_unlock");
+extern void kml_rcu_read_unlock(void) __attribute__((weak));
+
 KML_IMPORT(kml_ns_capable_noaudit, "ns_capable_noaudit");
 extern bool kml_ns_capable_noaudit(void *ns, int cap);
 KML_IMPORT(kml_init_user_ns, "init_user_ns");
@@ -696,25 +703,28 @@ static u32 kml_key_row(u64 *keys, u32 rows, u64 key)
 }
 
 /*
- * The cgroup v2 id of `task` (0: none yet). The css_set a task points to is
- * freed only after an RCU grace period, and the probes run inside an RCU
- * read-side section (tracepoints) or with preemption disabled (kprobes);
- * the css_set pins its cgroup, the cgroup its kernfs node.
+ * The cgroup v2 id of `task` (0: none yet). A task's old css_set is freed
+ * an RCU grace period after the task moved (kfree_rcu), the css_set pins
+ * its cgroup and the cgroup its kernfs node: the walk runs in an RCU
+ * read-side section. 7.3 runs tracepoint probes preemptibly (srcu_fast),
+ * so the probe's own context is not one; rcu_read_lock() is a per-task
+ * counter, valid in any context.
  */
 static u64 kml_cgroup_id(void *task)
 {
-	const void *cset = READ_ONCE(KML_FIELD(task, task_cgroups, const void *));
-	const void *cgrp, *kn;
+	const void *cset, *cgrp, *kn = NULL;
+	u64 id = 0;
 
-	if (!cset)
-		return 0;
-	cgrp = READ_ONCE(KML_FIELD(cset, css_set_dfl_cgrp, const void *));
-	if (!cgrp)
-		return 0;
-	kn = READ_ONCE(KML_FIELD(cgrp, cgroup_kn, const void *));
-	if (!kn)
-		return 0;
-	return READ_ONCE(KML_FIELD(kn, kernfs_node_id, u64));
+	if (kml_rcu_read_lock && kml_rcu_read_unlock)
+		kml_rcu_read_lock();
+	cset = READ_ONCE(KML_FIELD(task, task_cgroups, const void *));
+	cgrp = cset ? READ_ONCE(KML_FIELD(cset, css_set_dfl_cgrp, const void *)) : NULL;
+	kn = cgrp ? READ_ONCE(KML_FIELD(cgrp, cgroup_kn, const void *)) : NULL;
+	if (kn)
+		id = READ_ONCE(KML_FIELD(kn, kernfs_node_id, u64));
+	if (kml_rcu_read_lock && kml_rcu_read_unlock)
+		kml_rcu_read_unlock();
+	return id;
 }
 
 /* Take an object's bytes off the outstanding counts of the rows it was

@@ -661,6 +661,52 @@ cache_table_full 0
     }
 
     #[test]
+    fn cgroup_and_callsite_tables() {
+        let text = "\
+# cgroup: cgroup allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes
+1 20 17 2560 384 2400 3 1 12288
+(other) 1 0 64 64 60 0 0 0
+
+# callsite: call_site allocs frees bytes outstanding objects oldest_age_ns caller
+0xffffffffc0401000 12 3 768 576 9 200000000 ext4_find_extent+0x1f/0x2d0 [ext4]
+- 4 0 256 256 4 10 alloc_pipe_info+0x3e/0x1c0
+(other) 5 1 320 256 4 7 -
+";
+        let s = parse_stats(text).unwrap();
+        assert_eq!(s.cgroups.len(), 2);
+        assert_eq!(s.cgroups[0].key, CgroupKey::Id(1));
+        assert_eq!(s.cgroups[0].counts.outstanding, Some(384));
+        assert_eq!(s.cgroups[0].page_allocs, Some(3));
+        assert_eq!(s.cgroups[1].key, CgroupKey::Other);
+        assert_eq!(s.callsites.len(), 3);
+        assert_eq!(
+            s.callsites[0].key,
+            SiteKey::Site {
+                addr: Some(0xffffffffc0401000),
+                caller: "ext4_find_extent+0x1f/0x2d0 [ext4]".into()
+            }
+        );
+        assert_eq!(
+            (s.callsites[0].objects, s.callsites[0].oldest_age_ns),
+            (9, 200000000)
+        );
+        // Withheld address: the caller is still there.
+        assert_eq!(
+            s.callsites[1].key,
+            SiteKey::Site {
+                addr: None,
+                caller: "alloc_pipe_info+0x3e/0x1c0".into()
+            }
+        );
+        assert_eq!(s.callsites[2].key, SiteKey::Other);
+        // A row short of the fixed columns is an error naming its line.
+        let e =
+            parse_stats("# callsite: call_site allocs frees bytes outstanding caller\n0x1 2 3\n")
+                .unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
     fn empty_file_is_empty_stats() {
         assert_eq!(parse_stats("").unwrap(), Stats::default());
     }
