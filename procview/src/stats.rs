@@ -49,7 +49,7 @@ impl Counters {
             allocs: row.num("allocs")?,
             frees: row.num("frees")?,
             bytes: row.num("bytes")?,
-            outstanding: row.opt_num("outstanding")?,
+            outstanding: row.opt_count_signed("outstanding")?,
             bytes_req: row.opt_num("bytes_req")?,
         })
     }
@@ -444,7 +444,7 @@ pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
                     allocs: row.num("allocs")?,
                     frees: row.num("frees")?,
                     bytes: row.num("bytes")?,
-                    outstanding: row.num("outstanding")?,
+                    outstanding: row.opt_count_signed("outstanding")?.unwrap_or(0),
                     objects: row.opt_num("objects")?.unwrap_or(0),
                     oldest_age_ns: row.opt_num("oldest_age_ns")?.unwrap_or(0),
                 });
@@ -669,7 +669,7 @@ cache_table_full 0
 
 # callsite: call_site allocs frees bytes outstanding objects oldest_age_ns caller
 0xffffffffc0401000 12 3 768 576 9 200000000 ext4_find_extent+0x1f/0x2d0 [ext4]
-- 4 0 256 256 4 10 alloc_pipe_info+0x3e/0x1c0
+- 4 0 256 -64 4 10 alloc_pipe_info+0x3e/0x1c0
 (other) 5 1 320 256 4 7 -
 ";
         let s = parse_stats(text).unwrap();
@@ -697,6 +697,10 @@ cache_table_full 0
                 addr: None,
                 caller: "alloc_pipe_info+0x3e/0x1c0".into()
             }
+        );
+        assert_eq!(
+            s.callsites[1].outstanding, 0,
+            "a transient negative sum reads as 0"
         );
         assert_eq!(s.callsites[2].key, SiteKey::Other);
         // A row short of the fixed columns is an error naming its line.

@@ -158,6 +158,20 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// An optional count the monitor prints signed (`%lld`): per-CPU shards
+    /// summed while others update them can be momentarily below zero,
+    /// which reads as 0.
+    pub(crate) fn opt_count_signed(&self, name: &str) -> Result<Option<u64>, ParseError> {
+        match self.get(name) {
+            None | Some("-") => Ok(None),
+            Some(f) => f
+                .parse::<i64>()
+                .map(|v| Some(v.max(0).unsigned_abs()))
+                .or_else(|_| f.parse::<u64>().map(Some))
+                .map_err(|_| self.error(format!("column `{name}` is {f:?}, not a number"))),
+        }
+    }
+
     /// An optional `0x…` hex number: absent column or `-` give `None`.
     pub(crate) fn opt_hex(&self, name: &str) -> Result<Option<u64>, ParseError> {
         match self.get(name) {
