@@ -91,25 +91,22 @@ kf=$(grep -e ' kfree: ' -e ' kmem_cache_free: ' /tmp/held_trace | grep -v -c -e 
 mpa=$(grep ' mm_page_alloc: ' /tmp/held_trace | grep -v -c -e 'page=0000000000000000' -e 'page=(null)')
 echo "@@HOLD pid=$hpid trace_allocs=$km trace_frees=$kf trace_page_alloc=$mpa"
 # The tasks of each cgroup: its workload and every task it forked, and the
-# kernel's allocation and free events of those tasks.
-awk -v a=$pid -v b=$hpid '
+# kernel's allocation and free events of those tasks. Per call site, every
+# task: allocations in tracefs's window, and how many of them this shell
+# made (the only task tracefs sees beyond the monitor). One pass.
+awk -v a=$pid -v b=$hpid -v sh=$$ '
   BEGIN { A[a] = 1; B[b] = 1 }
   function task(   t) { t = $0; sub(/ +\[[0-9]+\].*/, "", t); sub(/.*-/, "", t); return t }
   / sched_process_fork: / { p = $0; sub(/.* pid=/, "", p); sub(/ .*/, "", p)
     c = $0; sub(/.*child_pid=/, "", c); sub(/ .*/, "", c)
     if (p in A) A[c] = 1; if (p in B) B[c] = 1; next }
-  / kmalloc: | kmem_cache_alloc: / { t = task(); if (t in A) aa++; if (t in B) ba++; next }
+  / kmalloc: | kmem_cache_alloc: / { t = task(); if (t in A) aa++; if (t in B) ba++
+    s = $0; sub(/.*call_site=/, "", s); sub(/ ptr=.*/, "", s); n[s]++; if (t == sh) m[s]++; next }
   / kfree: | kmem_cache_free: / { if ($0 ~ /ptr=(0000000000000000|\(null\))/) next
     t = task(); if (t in A) af++; if (t in B) bf++ }
   END { printf "@@MEMBERS a_allocs=%d a_frees=%d b_allocs=%d b_frees=%d a=", aa, af, ba, bf
-    for (k in A) printf "%s,", k; printf " b="; for (k in B) printf "%s,", k; print "" }' /tmp/trace
-# Per call site, every task: allocations in tracefs's window, and how many
-# of them this shell made (the only task tracefs sees beyond the monitor).
-awk -v sh=$$ '/ kmalloc: | kmem_cache_alloc: / {
-    s = $0; sub(/.*call_site=/, "", s); sub(/ ptr=.*/, "", s)
-    p = $0; sub(/ +\[[0-9]+\].*/, "", p); sub(/.*-/, "", p)
-    n[s]++; if (p == sh) m[s]++ }
-  END { for (s in n) print "@@TSITE", n[s], m[s] + 0, s }' /tmp/trace
+    for (k in A) printf "%s,", k; printf " b="; for (k in B) printf "%s,", k; print ""
+    for (s in n) print "@@TSITE", n[s], m[s] + 0, s }' /tmp/trace
 echo "@@NAMES $(grep ' kmem_cache_alloc: ' /tmp/mine | grep -o 'name=[^ ]*' | sort -u | tr '\n' ' ')"
 # Per path: pair the workload's tracepoint events with the monitor's by
 # (event, pointer), in time order (a freed pointer comes back); count pairs
@@ -226,7 +223,9 @@ fn check_kernel(release: &str, backend: Backend) {
     let mut spec = VmSpec::new(&tree.vmlinuz, SCRIPT);
     spec.memory_mb = 1024;
     spec.smp = 2;
-    spec.timeout = Duration::from_secs(300);
+    // Two workloads, a 10 s hold and kmlink itself in the guest: under TCG
+    // on a loaded 2-core host the run takes 2-5 minutes.
+    spec.timeout = Duration::from_secs(480);
     let paths = build_workload("paths", dir.path()).expect("workload");
     let hold = build_workload("hold", dir.path()).expect("workload");
     // `kmlink leaks` and `kmlink stats --json` run in the guest: a stripped
@@ -585,8 +584,13 @@ fn check_leaks(release: &str, output: &str) {
         .filter(|(_, _, c)| c.starts_with("alloc_pipe_info+"))
         .collect();
     eprintln!(
-        "{release}: leaks while held: {pipes:?}; after: {} rows",
-        freed.len()
+        "{release}: leaks while held: {pipes:?}; after: {} rows\n{}",
+        freed.len(),
+        section(output, "LEAKS-HELD")
+            .lines()
+            .take(8)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(
         !pipes.is_empty(),
@@ -621,6 +625,17 @@ fn check_leaks(release: &str, output: &str) {
 /// task), less at most what this shell did outside the monitor's window.
 /// (The kprobe backend's kretprobes make tracefs name the trampoline.)
 fn check_callsites(release: &str, backend: Backend, output: &str, stats: &Stats) {
+    let text = section(output, "STATS");
+    let excerpt: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# cgroup:"))
+        .take_while(|l| !l.starts_with("# totals:"))
+        .take(12)
+        .collect();
+    eprintln!(
+        "{release} [{backend:?}]: stats excerpt:\n{}",
+        excerpt.join("\n")
+    );
     let sum: u64 = stats.callsites.iter().map(|r| r.allocs).sum();
     let totals = stats.totals.expect("totals").allocs;
     assert_eq!(
