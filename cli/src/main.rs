@@ -99,6 +99,8 @@ enum Command {
     /// Flame graph (SVG) or folded stacks of the sampled allocation stacks
     /// (a monitor linked with --set stacks=N).
     Flame(cmd::flame::FlameArgs),
+    /// Memory outstanding by allocating call site: leak candidates, oldest first.
+    Leaks(cmd::leaks::LeaksArgs),
     /// Explain whether and why this host can load the monitor.
     ///
     /// Examples:
@@ -176,6 +178,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cmd::events::run(args),
         Command::Exporter(args) => cmd::exporter::run(args),
         Command::Flame(args) => cmd::flame::run(args),
+        Command::Leaks(args) => cmd::leaks::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Key(args) => cmd::key::run(args),

@@ -11,7 +11,10 @@
  *     `fn?`/`fnarg` slots; docs/core-module.md), with the kernel's count of
  *     missed probes reported.
  * Both feed the same accounting, which keeps:
- *   - aggregates per process (tgid, comm at the event) and per slab cache,
+ *   - aggregates per process (tgid, comm at the event), per slab cache and
+ *     per cgroup (v2 id of the task at the event),
+ *   - per allocating call site: allocations, the frees of what it allocated,
+ *     outstanding bytes and objects, and the age of its oldest object,
  *   - bytes still outstanding for objects allocated since load, through a
  *     preallocated pointer table,
  *   - a size histogram and drop counters,
@@ -103,6 +106,19 @@ extern void *kml_vzalloc(unsigned long size);
 KML_IMPORT(kml_vfree, "vfree");
 extern void kml_vfree(const void *addr);
 
+/* rcu_read_lock() of preemptible-RCU kernels (exported there only; where
+ * RCU is not preemptible, neither is the probe: nothing to bracket). */
+KML_WEAK(kml_rcu_read_lock, "__rcu_read_lock");
+extern void kml_rcu_read_lock(void) __attribute__((weak));
+KML_WEAK(kml_rcu_read_unlock, "__rcu_read_unlock");
+extern void kml_rcu_read_unlock(void) __attribute__((weak));
+
+KML_IMPORT(kml_ns_capable_noaudit, "ns_capable_noaudit");
+extern bool kml_ns_capable_noaudit(void *ns, int cap);
+KML_IMPORT(kml_init_user_ns, "init_user_ns");
+extern char kml_init_user_ns[];
+#define KML_CAP_SYSLOG 34
+
 KML_IMPORT(kml_nr_cpu_ids, "nr_cpu_ids");
 extern unsigned int kml_nr_cpu_ids;
 KML_IMPORT(kml_ktime_ns, "ktime_get_mono_fast_ns");
@@ -146,6 +162,12 @@ KML_SLOT(seq_ops_start, "offsetof seq_operations.start");
 KML_SLOT(seq_ops_stop, "offsetof seq_operations.stop");
 KML_SLOT(seq_ops_next, "offsetof seq_operations.next");
 KML_SLOT(seq_ops_show, "offsetof seq_operations.show");
+/* The cgroup v2 id of a task: task->cgroups->dfl_cgrp->kn->id, the inode
+ * number of the cgroup's directory (cgroup_id()). */
+KML_SLOT(task_cgroups, "offsetof task_struct.cgroups");	/* struct css_set __rcu * */
+KML_SLOT(css_set_dfl_cgrp, "offsetof css_set.dfl_cgrp");	/* struct cgroup * */
+KML_SLOT(cgroup_kn, "offsetof cgroup.kn");		/* struct kernfs_node * */
+KML_SLOT(kernfs_node_id, "offsetof kernfs_node.id");	/* u64 id */
 
 /* The kprobe backend: struct kprobe / kretprobe are filled field by field. */
 KML_SLOT(kprobe_size, "sizeof kprobe");
@@ -345,6 +367,9 @@ static inline u32 kml_cpu(void)
 #define KML_MAX_SHARDS 8	/* counter copies, spread by CPU */
 #define KML_HIST_BUCKETS 20	/* <=8, <=16, ... <=2M, +Inf */
 #define KML_NO_CACHE 0xffffffffu
+#define KML_SITE_ROWS 4096	/* call sites (power of two); row KML_SITE_ROWS is (other) */
+#define KML_CGROUP_ROWS 512	/* cgroups (power of two); row KML_CGROUP_ROWS is (other) */
+#define KML_NO_SITE 0xffffffffu	/* pages: no call site */
 
 enum kml_event_type {
 	KML_EV_KMALLOC = 1,
@@ -389,12 +414,23 @@ struct kml_counts {
 	u64 page_bytes;
 };
 
+/* Per call site: frees and outstanding bytes belong to the allocating site. */
+struct kml_site_counts {
+	u64 allocs;
+	u64 frees;
+	u64 bytes;
+	u64 outstanding;	/* signed, as u64 arithmetic */
+};
+
 /* An outstanding object or page: key is its address (0 free, 1 deleted). */
 struct kml_ptr {
 	u64 key;
+	u64 time_ns;		/* when it was allocated */
 	u32 bytes;
 	u32 proc_row;
 	u32 cache_row;
+	u32 site_row;
+	u32 cgroup_row;
 	u32 is_page;
 };
 
@@ -432,12 +468,14 @@ enum {
 	KML_T_PTR_FULL,
 	KML_T_UNKNOWN_FREE,
 	KML_T_STALE_PTR,
+	KML_T_OTHER_SITE,
+	KML_T_OTHER_CGROUP,
 	KML_T_NR
 };
 
 static const char *const kml_total_names[KML_T_NR] = {
 	"events", "process_table_full", "cache_table_full", "ptr_table_full",
-	"unknown_frees", "stale_ptrs",
+	"unknown_frees", "stale_ptrs", "callsite_table_full", "cgroup_table_full",
 };
 
 struct kml_state {
@@ -445,6 +483,10 @@ struct kml_state {
 	struct kml_cache_row *caches;	/* KML_CACHE_ROWS + 1 ((other)) */
 	struct kml_counts *proc_counts;	/* [shard][KML_PROC_ROWS + 1] */
 	struct kml_counts *cache_counts;	/* [shard][KML_CACHE_ROWS + 1] */
+	u64 *sites;			/* call-site address per row (0: free) */
+	struct kml_site_counts *site_counts;	/* [shard][KML_SITE_ROWS + 1] */
+	u64 *cgroups;			/* cgroup id per row (0: free) */
+	struct kml_counts *cgroup_counts;	/* [shard][KML_CGROUP_ROWS + 1] */
 	u64 *totals;			/* [shard][KML_T_NR] */
 	u64 *hist;			/* [shard][KML_HIST_BUCKETS] */
 	struct kml_ptr *ptrs;		/* ptr_mask + 1 */
@@ -550,6 +592,16 @@ static inline struct kml_counts *kml_cc(u32 shard, u32 row)
 	return &kml.cache_counts[(u64)shard * (KML_CACHE_ROWS + 1) + row];
 }
 
+static inline struct kml_site_counts *kml_sc(u32 shard, u32 row)
+{
+	return &kml.site_counts[(u64)shard * (KML_SITE_ROWS + 1) + row];
+}
+
+static inline struct kml_counts *kml_gc(u32 shard, u32 row)
+{
+	return &kml.cgroup_counts[(u64)shard * (KML_CGROUP_ROWS + 1) + row];
+}
+
 static inline void kml_total_inc(u32 shard, int which)
 {
 	kml_atomic_add(&kml.totals[shard * KML_T_NR + which], 1);
@@ -624,10 +676,76 @@ static u32 kml_cache_row(const void *cache)
 	return KML_CACHE_ROWS;
 }
 
+/*
+ * Index of the row keyed by `key` (non-zero) in a table of `rows` keys (a
+ * power of two) that holds nothing but the key: a call-site address, a
+ * cgroup id. `rows` means (other): the key found no row in
+ * KML_PROBE_LIMIT tries.
+ */
+static u32 kml_key_row(u64 *keys, u32 rows, u64 key)
+{
+	u64 h = kml_mix(key);
+	u32 i, idx;
+
+	for (i = 0; i < KML_PROBE_LIMIT; i++) {
+		u64 cur;
+
+		idx = (u32)(h + i) & (rows - 1);
+		cur = READ_ONCE(keys[idx]);
+		if (cur == key)
+			return idx;
+		if (cur != 0)
+			continue;
+		if (kml_cmpxchg64(&keys[idx], 0, key) || READ_ONCE(keys[idx]) == key)
+			return idx;
+	}
+	return rows;
+}
+
+/*
+ * The cgroup v2 id of `task` (0: none yet). A task's old css_set is freed
+ * an RCU grace period after the task moved (kfree_rcu), the css_set pins
+ * its cgroup and the cgroup its kernfs node: the walk runs in an RCU
+ * read-side section. 7.3 runs tracepoint probes preemptibly (srcu_fast),
+ * so the probe's own context is not one; rcu_read_lock() is a per-task
+ * counter, valid in any context.
+ */
+static u64 kml_cgroup_id(void *task)
+{
+	const void *cset, *cgrp, *kn = NULL;
+	u64 id = 0;
+
+	if (kml_rcu_read_lock && kml_rcu_read_unlock)
+		kml_rcu_read_lock();
+	cset = READ_ONCE(KML_FIELD(task, task_cgroups, const void *));
+	cgrp = cset ? READ_ONCE(KML_FIELD(cset, css_set_dfl_cgrp, const void *)) : NULL;
+	kn = cgrp ? READ_ONCE(KML_FIELD(cgrp, cgroup_kn, const void *)) : NULL;
+	if (kn)
+		id = READ_ONCE(KML_FIELD(kn, kernfs_node_id, u64));
+	if (kml_rcu_read_lock && kml_rcu_read_unlock)
+		kml_rcu_read_unlock();
+	return id;
+}
+
+/* Take an object's bytes off the outstanding counts of the rows it was
+ * allocated under. */
+static void kml_ptr_retire(u32 shard, const struct kml_ptr *e)
+{
+	u64 b = e->bytes;
+
+	if (e->is_page)
+		return;
+	kml_atomic_add(&kml_pc(shard, e->proc_row)->outstanding, -b);
+	kml_atomic_add(&kml_cc(shard, e->cache_row)->outstanding, -b);
+	kml_atomic_add(&kml_gc(shard, e->cgroup_row)->outstanding, -b);
+	if (e->site_row <= KML_SITE_ROWS)
+		kml_atomic_add(&kml_sc(shard, e->site_row)->outstanding, -b);
+}
+
 /* Remember an outstanding object. An entry already present for the same
  * address was freed where no tracepoint fires (bulk frees): retire it. */
 static void kml_ptr_insert(u32 shard, u64 ptr, u64 bytes, u32 prow, u32 crow,
-			   bool is_page)
+			   u32 srow, u32 grow, u64 now, bool is_page)
 {
 	u64 h = kml_mix(ptr);
 	struct kml_ptr *slot = NULL;
@@ -638,15 +756,11 @@ static void kml_ptr_insert(u32 shard, u64 ptr, u64 bytes, u32 prow, u32 crow,
 		u64 cur = READ_ONCE(e->key);
 
 		if (cur == ptr) {
-			u32 old_p = e->proc_row, old_c = e->cache_row;
-			u64 old_b = e->bytes;
+			struct kml_ptr old = *e;
 
 			if (!kml_cmpxchg64(&e->key, ptr, KML_PTR_TOMB))
 				continue;
-			if (!e->is_page) {
-				kml_atomic_add(&kml_pc(shard, old_p)->outstanding, -old_b);
-				kml_atomic_add(&kml_cc(shard, old_c)->outstanding, -old_b);
-			}
+			kml_ptr_retire(shard, &old);
 			kml_total_inc(shard, KML_T_STALE_PTR);
 			cur = KML_PTR_TOMB;
 		}
@@ -656,6 +770,9 @@ static void kml_ptr_insert(u32 shard, u64 ptr, u64 bytes, u32 prow, u32 crow,
 				slot->bytes = (u32)(bytes > 0xffffffffULL ? 0xffffffffULL : bytes);
 				slot->proc_row = prow;
 				slot->cache_row = crow;
+				slot->site_row = srow;
+				slot->cgroup_row = grow;
+				slot->time_ns = now;
 				slot->is_page = is_page;
 			}
 			if (cur == KML_PTR_EMPTY)
@@ -680,10 +797,7 @@ static bool kml_ptr_remove(u64 ptr, struct kml_ptr *out)
 			return false;
 		if (cur != ptr)
 			continue;
-		out->bytes = e->bytes;
-		out->proc_row = e->proc_row;
-		out->cache_row = e->cache_row;
-		out->is_page = e->is_page;
+		*out = *e;
 		if (kml_cmpxchg64(&e->key, ptr, KML_PTR_TOMB))
 			return true;
 	}
@@ -805,13 +919,15 @@ struct kml_ctx {
 	u32 cpu;
 	u32 tgid;
 	u32 prow;
+	u32 grow;	/* cgroup row */
+	u64 now;
 	char comm[KML_COMM_LEN];
 };
 
 static void kml_ctx_init(struct kml_ctx *c)
 {
 	const volatile u64 *comm;
-	u64 words[2];
+	u64 words[2], cgroup;
 	int i;
 
 	c->task = kml_current();
@@ -826,6 +942,12 @@ static void kml_ctx_init(struct kml_ctx *c)
 		c->comm[i] = (char)(words[i / 8] >> (8 * (i % 8)));
 	c->comm[KML_COMM_LEN - 1] = 0;
 	c->prow = kml_proc_row(c->tgid, c->comm);
+	cgroup = kml_cgroup_id(c->task);
+	c->grow = cgroup ? kml_key_row(kml.cgroups, KML_CGROUP_ROWS, cgroup)
+			 : KML_CGROUP_ROWS;
+	if (cgroup && c->grow == KML_CGROUP_ROWS)
+		kml_total_inc(c->shard, KML_T_OTHER_CGROUP);
+	c->now = kml_ktime_ns();
 }
 
 static void kml_ring_put(const struct kml_ctx *c, u8 type, u64 call_site,
@@ -839,7 +961,7 @@ static void kml_ring_put(const struct kml_ctx *c, u8 type, u64 call_site,
 
 	WRITE_ONCE(e->seq, 0);
 	barrier();
-	e->time_ns = kml_ktime_ns();
+	e->time_ns = c->now;
 	e->call_site = call_site;
 	e->ptr = ptr;
 	e->bytes_req = req;
@@ -866,29 +988,44 @@ static void kml_on_alloc(u8 type, const void *cache, u64 call_site, u64 ptr,
 			 u64 req, u64 alloc, u32 gfp)
 {
 	struct kml_ctx c;
-	struct kml_counts *pc, *cc;
-	u32 crow;
+	struct kml_counts *pc, *cc, *gc;
+	struct kml_site_counts *sc;
+	u32 crow, srow;
 
 	kml_ctx_init(&c);
 	crow = kml_cache_row(cache);
+	srow = call_site ? kml_key_row(kml.sites, KML_SITE_ROWS, call_site)
+			 : KML_SITE_ROWS;
 	pc = kml_pc(c.shard, c.prow);
 	cc = kml_cc(c.shard, crow);
+	gc = kml_gc(c.shard, c.grow);
+	sc = kml_sc(c.shard, srow);
 	kml_atomic_add(&pc->allocs, 1);
 	kml_atomic_add(&pc->bytes_req, req);
 	kml_atomic_add(&pc->bytes_alloc, alloc);
 	kml_atomic_add(&cc->allocs, 1);
 	kml_atomic_add(&cc->bytes_req, req);
 	kml_atomic_add(&cc->bytes_alloc, alloc);
+	kml_atomic_add(&gc->allocs, 1);
+	kml_atomic_add(&gc->bytes_req, req);
+	kml_atomic_add(&gc->bytes_alloc, alloc);
+	kml_atomic_add(&sc->allocs, 1);
+	kml_atomic_add(&sc->bytes, alloc);
 	kml_atomic_add(&kml.hist[c.shard * KML_HIST_BUCKETS + kml_hist_bucket(alloc)], 1);
 	kml_total_inc(c.shard, KML_T_EVENTS);
 	if (c.prow == KML_PROC_ROWS)
 		kml_total_inc(c.shard, KML_T_OTHER_PROC);
 	if (crow == KML_CACHE_ROWS)
 		kml_total_inc(c.shard, KML_T_OTHER_CACHE);
+	if (call_site && srow == KML_SITE_ROWS)
+		kml_total_inc(c.shard, KML_T_OTHER_SITE);
 	if (ptr) {
 		kml_atomic_add(&pc->outstanding, alloc);
 		kml_atomic_add(&cc->outstanding, alloc);
-		kml_ptr_insert(c.shard, ptr, alloc, c.prow, crow, false);
+		kml_atomic_add(&gc->outstanding, alloc);
+		kml_atomic_add(&sc->outstanding, alloc);
+		kml_ptr_insert(c.shard, ptr, alloc, c.prow, crow, srow, c.grow,
+			       c.now, false);
 	}
 	kml_ring_put(&c, type, call_site, ptr, req, alloc, gfp, crow, 0);
 	kml_stack_sample(c.cpu, alloc);
@@ -903,11 +1040,14 @@ static void kml_on_free(u8 type, const void *cache, u64 call_site, u64 ptr)
 	kml_ctx_init(&c);
 	crow = kml_cache_row(cache);
 	kml_atomic_add(&kml_pc(c.shard, c.prow)->frees, 1);
+	kml_atomic_add(&kml_gc(c.shard, c.grow)->frees, 1);
 	kml_total_inc(c.shard, KML_T_EVENTS);
 	if (kml_ptr_remove(ptr, &old) && !old.is_page) {
-		/* Outstanding bytes belong to the allocating process and cache. */
-		kml_atomic_add(&kml_pc(c.shard, old.proc_row)->outstanding, -(u64)old.bytes);
-		kml_atomic_add(&kml_cc(c.shard, old.cache_row)->outstanding, -(u64)old.bytes);
+		/* Outstanding bytes belong to the allocating process, cache,
+		 * cgroup and call site; the free to the allocating site. */
+		kml_ptr_retire(c.shard, &old);
+		if (old.site_row <= KML_SITE_ROWS)
+			kml_atomic_add(&kml_sc(c.shard, old.site_row)->frees, 1);
 		if (!cache)
 			crow = old.cache_row;
 	} else {
@@ -921,18 +1061,23 @@ static void kml_on_page(bool alloc, u64 page, u32 order, u32 gfp)
 {
 	u64 bytes = kml_opt_page_size << (order & 31);
 	struct kml_ctx c;
-	struct kml_counts *pc;
+	struct kml_counts *pc, *gc;
 	struct kml_ptr old;
 
 	kml_ctx_init(&c);
 	pc = kml_pc(c.shard, c.prow);
+	gc = kml_gc(c.shard, c.grow);
 	kml_total_inc(c.shard, KML_T_EVENTS);
 	if (alloc) {
 		kml_atomic_add(&pc->page_allocs, 1);
 		kml_atomic_add(&pc->page_bytes, bytes);
-		kml_ptr_insert(c.shard, page, bytes, c.prow, KML_NO_CACHE, true);
+		kml_atomic_add(&gc->page_allocs, 1);
+		kml_atomic_add(&gc->page_bytes, bytes);
+		kml_ptr_insert(c.shard, page, bytes, c.prow, KML_NO_CACHE,
+			       KML_NO_SITE, c.grow, c.now, true);
 	} else {
 		kml_atomic_add(&pc->page_frees, 1);
+		kml_atomic_add(&gc->page_frees, 1);
 		kml_ptr_remove(page, &old);
 	}
 	kml_ring_put(&c, alloc ? KML_EV_PAGE_ALLOC : KML_EV_PAGE_FREE, 0, page,
@@ -1637,6 +1782,90 @@ static const char *kml_cache_label(u32 row, char *buf)
 
 /* ---- /proc/kmlink/stats ---------------------------------------------------- */
 
+/* A row's counts summed over the shards. */
+static void kml_site_sum(struct kml_site_counts *sum, u32 row)
+{
+	u32 s;
+
+	kml_memzero(sum, sizeof(*sum));
+	for (s = 0; s < kml.shards; s++) {
+		struct kml_site_counts *c = kml_sc(s, row);
+
+		sum->allocs += READ_ONCE(c->allocs);
+		sum->frees += READ_ONCE(c->frees);
+		sum->bytes += READ_ONCE(c->bytes);
+		sum->outstanding += READ_ONCE(c->outstanding);
+	}
+}
+
+/*
+ * The outstanding objects of each call site and the allocation time of the
+ * oldest, from one pass over the pointer table (read side: bounded by its
+ * size). An entry being claimed while we read may be attributed to the
+ * site it held before; the next read sees it right.
+ */
+static void kml_site_ages(u64 *objects, u64 *oldest)
+{
+	u64 i;
+
+	for (i = 0; i <= kml.ptr_mask; i++) {
+		const struct kml_ptr *e = &kml.ptrs[i];
+		u32 row;
+		u64 t;
+
+		if (READ_ONCE(e->key) <= KML_PTR_TOMB || READ_ONCE(e->is_page))
+			continue;
+		row = READ_ONCE(e->site_row);
+		if (row > KML_SITE_ROWS)
+			continue;
+		t = READ_ONCE(e->time_ns);
+		objects[row]++;
+		if (t && (!oldest[row] || t < oldest[row]))
+			oldest[row] = t;
+	}
+}
+
+/* The call-site table. The address column only for readers kallsyms would
+ * show addresses to (CAP_SYSLOG); the caller column is %pS either way. */
+static int kml_show_sites(void *m, bool addresses)
+{
+	u64 *objects = kml_vzalloc(sizeof(u64) * 2 * (KML_SITE_ROWS + 1));
+	u64 *oldest = objects + KML_SITE_ROWS + 1;
+	u64 now = kml_ktime_ns();
+	struct kml_site_counts sum;
+	u32 i;
+
+	if (!objects)
+		return -KML_ENOMEM;
+	kml_site_ages(objects, oldest);
+	kml_seq_printf(m, "\n# callsite: call_site allocs frees bytes outstanding objects oldest_age_ns caller\n");
+	for (i = 0; i <= KML_SITE_ROWS; i++) {
+		u64 site = i < KML_SITE_ROWS ? READ_ONCE(kml.sites[i]) : 0;
+		u64 age = oldest[i] && oldest[i] < now ? now - oldest[i] : 0;
+
+		if (i < KML_SITE_ROWS && !site)
+			continue;
+		kml_site_sum(&sum, i);
+		if (i == KML_SITE_ROWS && !sum.allocs && !sum.frees)
+			continue;
+		if (i == KML_SITE_ROWS)
+			kml_seq_printf(m, "(other)");
+		else if (addresses)
+			kml_seq_printf(m, "0x%llx", site);
+		else
+			kml_seq_printf(m, "-");
+		kml_seq_printf(m, " %llu %llu %llu %lld %llu %llu", sum.allocs,
+			       sum.frees, sum.bytes, (s64)sum.outstanding,
+			       objects[i], age);
+		if (i == KML_SITE_ROWS)
+			kml_seq_printf(m, " -\n");
+		else
+			kml_seq_printf(m, " %pS\n", (void *)site);
+	}
+	kml_vfree(objects);
+	return 0;
+}
+
 static void kml_show_counts(void *m, const struct kml_counts *s, bool pages)
 {
 	kml_seq_printf(m, " %llu %llu %llu %lld %llu", s->allocs, s->frees,
@@ -1653,6 +1882,7 @@ static int kml_stats_show(void *m, void *v)
 	struct kml_counts sum, all;
 	u64 hist[KML_HIST_BUCKETS] = { 0 };
 	u32 i, s;
+	int err;
 
 	kml_memzero(&all, sizeof(all));
 	kml_seq_printf(m, "# process: pid comm allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
@@ -1691,6 +1921,27 @@ static int kml_stats_show(void *m, void *v)
 		kml_seq_printf(m, "%s", kml_cache_label(i, name));
 		kml_show_counts(m, &sum, false);
 	}
+
+	kml_seq_printf(m, "\n# cgroup: cgroup allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
+	for (i = 0; i <= KML_CGROUP_ROWS; i++) {
+		u64 id = i < KML_CGROUP_ROWS ? READ_ONCE(kml.cgroups[i]) : 0;
+
+		if (i < KML_CGROUP_ROWS && !id)
+			continue;
+		kml_sum(&sum, kml_gc, i);
+		if (i == KML_CGROUP_ROWS) {
+			if (!sum.allocs && !sum.frees && !sum.page_allocs && !sum.page_frees)
+				continue;
+			kml_seq_printf(m, "(other)");
+		} else {
+			kml_seq_printf(m, "%llu", id);
+		}
+		kml_show_counts(m, &sum, true);
+	}
+
+	err = kml_show_sites(m, KML_FIELD(m, seq_file_private, void *) != NULL);
+	if (err)
+		return err;
 
 	kml_seq_printf(m, "\n# totals: events allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
 	kml_seq_printf(m, "%llu", kml_total(KML_T_EVENTS));
@@ -1731,7 +1982,9 @@ static int kml_stats_show(void *m, void *v)
 
 static int kml_stats_open(void *inode, void *file)
 {
-	return kml_single_open(file, kml_stats_show, NULL);
+	bool addresses = kml_ns_capable_noaudit(kml_init_user_ns, KML_CAP_SYSLOG);
+
+	return kml_single_open(file, kml_stats_show, addresses ? (void *)1 : NULL);
 }
 
 /* ---- /proc/kmlink/events: a snapshot taken at open ------------------------- */
@@ -1921,6 +2174,10 @@ static int kml_clear(void)
 	kml_memzero(kml.caches, sizeof(struct kml_cache_row) * (KML_CACHE_ROWS + 1));
 	kml_memzero(kml.proc_counts, sizeof(struct kml_counts) * (KML_PROC_ROWS + 1) * kml.shards);
 	kml_memzero(kml.cache_counts, sizeof(struct kml_counts) * (KML_CACHE_ROWS + 1) * kml.shards);
+	kml_memzero(kml.sites, sizeof(u64) * KML_SITE_ROWS);
+	kml_memzero(kml.site_counts, sizeof(struct kml_site_counts) * (KML_SITE_ROWS + 1) * kml.shards);
+	kml_memzero(kml.cgroups, sizeof(u64) * KML_CGROUP_ROWS);
+	kml_memzero(kml.cgroup_counts, sizeof(struct kml_counts) * (KML_CGROUP_ROWS + 1) * kml.shards);
 	kml_memzero(kml.totals, sizeof(u64) * KML_T_NR * kml.shards);
 	kml_memzero(kml.hist, sizeof(u64) * KML_HIST_BUCKETS * kml.shards);
 	kml_memzero(kml.ptrs, sizeof(struct kml_ptr) * (kml.ptr_mask + 1));
@@ -1977,6 +2234,10 @@ static void kml_free_tables(void)
 	kml_vfree(kml.caches);
 	kml_vfree(kml.proc_counts);
 	kml_vfree(kml.cache_counts);
+	kml_vfree(kml.sites);
+	kml_vfree(kml.site_counts);
+	kml_vfree(kml.cgroups);
+	kml_vfree(kml.cgroup_counts);
 	kml_vfree(kml.totals);
 	kml_vfree(kml.hist);
 	kml_vfree(kml.ptrs);
@@ -2016,12 +2277,19 @@ static int kml_alloc_tables(void)
 				      (KML_PROC_ROWS + 1) * kml.shards);
 	kml.cache_counts = kml_vzalloc(sizeof(struct kml_counts) *
 				       (KML_CACHE_ROWS + 1) * kml.shards);
+	kml.sites = kml_vzalloc(sizeof(u64) * KML_SITE_ROWS);
+	kml.site_counts = kml_vzalloc(sizeof(struct kml_site_counts) *
+				      (KML_SITE_ROWS + 1) * kml.shards);
+	kml.cgroups = kml_vzalloc(sizeof(u64) * KML_CGROUP_ROWS);
+	kml.cgroup_counts = kml_vzalloc(sizeof(struct kml_counts) *
+					(KML_CGROUP_ROWS + 1) * kml.shards);
 	kml.totals = kml_vzalloc(sizeof(u64) * KML_T_NR * kml.shards);
 	kml.hist = kml_vzalloc(sizeof(u64) * KML_HIST_BUCKETS * kml.shards);
 	kml.ptrs = kml_vzalloc(sizeof(struct kml_ptr) * (kml.ptr_mask + 1));
 	kml.rings = kml_vzalloc(sizeof(struct kml_ring) * kml.nrings);
 	kml.ring_mem = kml_vzalloc(sizeof(struct kml_event) * kml.ring_cap * kml.nrings);
 	if (!kml.procs || !kml.caches || !kml.proc_counts || !kml.cache_counts ||
+	    !kml.sites || !kml.site_counts || !kml.cgroups || !kml.cgroup_counts ||
 	    !kml.totals || !kml.hist || !kml.ptrs || !kml.rings || !kml.ring_mem) {
 		kml_free_tables();
 		return -KML_ENOMEM;
@@ -2184,7 +2452,8 @@ int init_module(void)
 		goto err_tables;
 	}
 	/* events and control expose kernel addresses / steer the monitor:
-	 * root only. The aggregates carry no addresses. */
+	 * root only. The aggregates show call-site addresses only to readers
+	 * with CAP_SYSLOG (kml_stats_open). */
 	if (!kml_proc_create("stats", 0444, kml.proc_dir, kml_stats_ops) ||
 	    !kml_proc_create("events", 0400, kml.proc_dir, kml_events_ops) ||
 	    !kml_proc_create("control", 0200, kml.proc_dir, kml_control_ops)) {

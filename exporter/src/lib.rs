@@ -9,8 +9,10 @@
 //! keeps no state between scrapes, so every counter is the monitor's own
 //! (reset by `kmlink`'s `clear`, which Prometheus treats as a counter reset).
 //! Cardinality is bounded: all caches (the monitor's table is fixed-size),
-//! the top processes by bytes allocated ([`Options::top_processes`]) and the
-//! monitor's own overflow rows.
+//! every cgroup row (the monitor's table is fixed-size), the top processes
+//! by bytes allocated ([`Options::top_processes`]), the top call sites by
+//! outstanding bytes ([`Options::top_callsites`]) and the monitor's own
+//! overflow rows.
 //!
 //! Metric names and what they mean: docs/operator.md ("Metrics").
 
@@ -21,6 +23,7 @@ pub mod http;
 mod metrics;
 pub mod textfile;
 
+use kmlink_procview::cgroup::CgroupPaths;
 use kmlink_procview::{ProcSource, Stats};
 
 pub use metrics::{LabelSet, TableRow};
@@ -62,11 +65,17 @@ pub struct Options {
     /// the monitor's `(other)` row: process ids come and go, so this bounds
     /// the series one scrape creates.
     pub top_processes: usize,
+    /// At most this many call-site rows (the largest by outstanding bytes:
+    /// leak candidates first), plus the monitor's `(other)` row.
+    pub top_callsites: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { top_processes: 20 }
+        Options {
+            top_processes: 20,
+            top_callsites: 20,
+        }
     }
 }
 
@@ -112,8 +121,20 @@ pub enum Error {
 /// One snapshot as text. `None` is an unloaded monitor: only
 /// `kmlink_monitor_loaded 0` is written, so an alert can tell "not
 /// loaded" from "exporter down".
+/// Cgroups are labelled by id only; [`render_with_paths`] adds their paths.
 pub fn render(stats: Option<Stats>, options: Options, format: Format) -> Result<String, Error> {
-    metrics::render(stats, options, format).map_err(|_| Error::Encode)
+    render_with_paths(stats, &CgroupPaths::default(), options, format)
+}
+
+/// [`render`], with each cgroup row also labelled by its path (relative to
+/// the cgroup2 root) where `paths` knows the id.
+pub fn render_with_paths(
+    stats: Option<Stats>,
+    paths: &CgroupPaths,
+    options: Options,
+    format: Format,
+) -> Result<String, Error> {
+    metrics::render(stats, paths, options, format).map_err(|_| Error::Encode)
 }
 
 /// Reads `stats` under `source` and renders it; an unloaded monitor is not
@@ -124,5 +145,9 @@ pub fn scrape(source: &ProcSource, options: Options, format: Format) -> Result<S
         Err(kmlink_procview::Error::NotLoaded { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    render(stats, options, format)
+    let paths = match &stats {
+        Some(s) if !s.cgroups.is_empty() => CgroupPaths::discover(),
+        _ => CgroupPaths::default(),
+    };
+    render_with_paths(stats, &paths, options, format)
 }

@@ -9,7 +9,8 @@
 
 use std::fmt;
 
-use kmlink_procview::stats::{Bucket, CacheKey, MonitorInfo};
+use kmlink_procview::cgroup::CgroupPaths;
+use kmlink_procview::stats::{Bucket, CacheKey, CgroupKey, MonitorInfo, SiteKey};
 use kmlink_procview::{Counters, Stats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -32,11 +33,16 @@ pub struct TableRow {
 
 pub(crate) fn render(
     stats: Option<Stats>,
+    paths: &CgroupPaths,
     options: Options,
     format: Format,
 ) -> Result<String, fmt::Error> {
     let mut registry = Registry::with_prefix("kmlink");
-    registry.register_collector(Box::new(StatsCollector { stats, options }));
+    registry.register_collector(Box::new(StatsCollector {
+        stats,
+        paths: paths.clone(),
+        options,
+    }));
     let mut out = String::new();
     match format {
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
@@ -50,6 +56,7 @@ pub(crate) fn render(
 #[derive(Debug)]
 struct StatsCollector {
     stats: Option<Stats>,
+    paths: CgroupPaths,
     options: Options,
 }
 
@@ -133,8 +140,99 @@ impl Collector for StatsCollector {
             omitted as u64,
         )?;
         counters_table(&mut enc, Some("process"), "per process", &rows)?;
-        Ok(())
+        counters_table(
+            &mut enc,
+            Some("cgroup"),
+            "per cgroup v2 (tasks in it at the event)",
+            &cgroup_rows(stats, &self.paths),
+        )?;
+        callsites(&mut enc, stats, self.options.top_callsites)
     }
+}
+
+fn cgroup_rows(stats: &Stats, paths: &CgroupPaths) -> Vec<TableRow> {
+    stats
+        .cgroups
+        .iter()
+        .map(|g| {
+            let (id, path) = match g.key {
+                CgroupKey::Id(id) => (id.to_string(), paths.path(id).unwrap_or("").to_string()),
+                CgroupKey::Other => ("other".to_string(), "(other)".to_string()),
+            };
+            TableRow {
+                labels: vec![("cgroup_id".to_string(), id), ("cgroup".to_string(), path)],
+                counts: g.counts,
+            }
+        })
+        .collect()
+}
+
+/// The call-site families: the `top` sites by outstanding bytes (ties by
+/// allocations, then caller) and the monitor's `(other)` row, labelled by
+/// the kernel's `%pS` of the call site (`caller`); how many were left out.
+fn callsites(enc: &mut DescriptorEncoder, stats: &Stats, top: usize) -> fmt::Result {
+    if stats.callsites.is_empty() {
+        return Ok(());
+    }
+    let mut sites: Vec<_> = stats
+        .callsites
+        .iter()
+        .filter(|s| s.key != SiteKey::Other)
+        .collect();
+    sites.sort_by(|a, b| {
+        (b.outstanding, b.allocs)
+            .cmp(&(a.outstanding, a.allocs))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let omitted = sites.len().saturating_sub(top);
+    sites.truncate(top);
+    sites.extend(stats.callsites.iter().filter(|s| s.key == SiteKey::Other));
+    let label = |s: &kmlink_procview::stats::SiteRow| {
+        vec![("caller".to_string(), s.key.display().to_string())]
+    };
+    let rows: Vec<TableRow> = sites
+        .iter()
+        .map(|s| TableRow {
+            labels: label(s),
+            counts: Counters {
+                allocs: s.allocs,
+                frees: s.frees,
+                bytes: s.bytes,
+                outstanding: Some(s.outstanding),
+                bytes_req: None,
+                pages: None,
+            },
+        })
+        .collect();
+    gauge(
+        enc,
+        "callsite_rows_omitted",
+        "Call-site rows not exported (beyond the exporter's --top-callsites, by outstanding bytes).",
+        None,
+        omitted as u64,
+    )?;
+    counters_table(enc, Some("callsite"), "per allocating call site", &rows)?;
+    let objects: Vec<(LabelSet, u64)> = sites.iter().map(|s| (label(s), s.objects)).collect();
+    family(
+        enc,
+        "callsite_outstanding_objects",
+        "Objects allocated at the call site and not yet freed.",
+        None,
+        MetricType::Gauge,
+        &objects,
+    )?;
+    let ages: Vec<(LabelSet, u64)> = sites
+        .iter()
+        .map(|s| (label(s), s.oldest_age_ns / 1_000_000_000))
+        .collect();
+    family(
+        enc,
+        "callsite_oldest_outstanding_age",
+        "Age of the oldest object allocated at the call site and not yet freed (whole seconds; 0: none).",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+        &ages,
+    )
 }
 
 fn monitor(enc: &mut DescriptorEncoder, m: &MonitorInfo) -> fmt::Result {

@@ -14,7 +14,15 @@ fn fixture() -> ProcSource {
 }
 
 fn text(format: Format, top: usize) -> String {
-    scrape(&fixture(), Options { top_processes: top }, format).unwrap()
+    scrape(
+        &fixture(),
+        Options {
+            top_processes: top,
+            ..Options::default()
+        },
+        format,
+    )
+    .unwrap()
 }
 
 /// `name{labels} value` → value, for the sample exactly so written.
@@ -240,4 +248,93 @@ fn promtool_check_metrics_accepts_the_text() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The cgroup and call-site tables (procview's `leaks` snapshot): every
+/// cgroup labelled by id and, where known, path; call sites by their
+/// `%pS`, the largest outstanding first and bounded; promtool accepts it.
+#[test]
+fn cgroup_and_callsite_families() {
+    let source = ProcSource::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../procview/tests/fixtures/leaks"),
+    );
+    let stats = source.read_stats().unwrap();
+    let paths = kmlink_procview::cgroup::CgroupPaths::from_pairs([(
+        4127,
+        "/system.slice/docker-0123abcd.scope".to_string(),
+    )]);
+    let options = Options {
+        top_callsites: 2,
+        ..Options::default()
+    };
+    let t = kmlink_exporter::render_with_paths(
+        Some(stats.clone()),
+        &paths,
+        options,
+        Format::Prometheus,
+    )
+    .unwrap();
+    assert_eq!(
+        sample(
+            &t,
+            "kmlink_cgroup_allocations_total{cgroup_id=\"4127\",cgroup=\"/system.slice/docker-0123abcd.scope\"}"
+        )
+        .as_deref(),
+        Some("412"),
+        "{t}"
+    );
+    assert_eq!(
+        sample(
+            &t,
+            "kmlink_cgroup_outstanding_bytes{cgroup_id=\"1\",cgroup=\"\"}"
+        )
+        .as_deref(),
+        Some("384")
+    );
+    assert_eq!(
+        sample(
+            &t,
+            "kmlink_callsite_outstanding_bytes{caller=\"alloc_pipe_info+0x6a/0x1c0\"}"
+        )
+        .as_deref(),
+        Some("204800")
+    );
+    assert_eq!(
+        sample(
+            &t,
+            "kmlink_callsite_outstanding_objects{caller=\"alloc_pipe_info+0x3e/0x1c0\"}"
+        )
+        .as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        sample(
+            &t,
+            "kmlink_callsite_oldest_outstanding_age_seconds{caller=\"alloc_pipe_info+0x3e/0x1c0\"}"
+        )
+        .as_deref(),
+        Some("5")
+    );
+    // Bounded: the ext4 site (smallest outstanding) is left out and counted.
+    assert!(!t.contains("ext4_find_extent"), "{t}");
+    assert_eq!(
+        sample(&t, "kmlink_callsite_rows_omitted").as_deref(),
+        Some("1")
+    );
+    let Some(promtool) = promtool() else { return };
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), t.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{t}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::cgroup::{label, CgroupPaths};
 use crate::events::Event;
-use crate::stats::{CacheKey, Counters, ProcessKey};
+use crate::stats::{CacheKey, CgroupKey, Counters, ProcessKey, SiteKey, Stats};
 use crate::view::{Rate, View, ViewRow};
 
 /// The JSON Schema (draft 2020-12) of the output, `docs/stats.schema.json`.
@@ -129,6 +130,52 @@ pub struct JsonMonitor {
     pub other: BTreeMap<String, String>,
 }
 
+/// A cgroup row.
+#[derive(Debug, Serialize)]
+pub struct JsonCgroup {
+    /// The cgroup v2 id (inode number of its directory); `null` on the
+    /// overflow row.
+    pub cgroup: Option<u64>,
+    /// The overflow row: cgroups that did not fit in the monitor's table.
+    pub other: bool,
+    /// Path below the cgroup2 root (`/` for the root); `null` when the id
+    /// was not found (the group is gone, or cgroup2 is not mounted).
+    pub path: Option<String>,
+    /// What the path says the group is (`container docker 0123456789ab`,
+    /// `systemd ssh.service`, `root`); `null` when it says nothing.
+    pub label: Option<String>,
+    /// Counters and rates.
+    #[serde(flatten)]
+    pub counts: JsonCounts,
+    /// Page allocations, `null` when not tracked.
+    pub page_allocs: Option<u64>,
+}
+
+/// A call-site row.
+#[derive(Debug, Serialize)]
+pub struct JsonCallsite {
+    /// The call site, `0x…`; `null` on the overflow row and when the reader
+    /// may not see kernel addresses.
+    pub call_site: Option<String>,
+    /// The call site symbolized by the kernel (`%pS`); `null` on the
+    /// overflow row.
+    pub caller: Option<String>,
+    /// The overflow row: call sites that did not fit in the monitor's table.
+    pub other: bool,
+    /// Allocations made there.
+    pub allocs: u64,
+    /// Frees of objects allocated there.
+    pub frees: u64,
+    /// Bytes allocated there.
+    pub bytes: u64,
+    /// Bytes allocated there and not freed.
+    pub outstanding: u64,
+    /// Objects allocated there and not freed.
+    pub objects: u64,
+    /// Age of the oldest of those objects, nanoseconds (0: none).
+    pub oldest_age_ns: u64,
+}
+
 /// One stats sample: a line of `kmlink stats --json`.
 #[derive(Debug, Serialize)]
 pub struct JsonStats {
@@ -154,6 +201,10 @@ pub struct JsonStats {
     pub processes: Vec<JsonProcess>,
     /// Per cache, in the order asked for.
     pub caches: Vec<JsonCache>,
+    /// Per cgroup, in the monitor's order (paths: [`resolve_cgroups`]).
+    pub cgroups: Vec<JsonCgroup>,
+    /// Per allocating call site, most outstanding bytes first.
+    pub callsites: Vec<JsonCallsite>,
 }
 
 /// Builds a sample from a view and the rows selected from it.
@@ -217,6 +268,66 @@ pub fn stats_json(
                 counts: JsonCounts::new(&r.counts, r.rate.as_ref()),
             })
             .collect(),
+        cgroups: cgroups_json(s),
+        callsites: callsites_json(s),
+    }
+}
+
+fn cgroups_json(s: &Stats) -> Vec<JsonCgroup> {
+    s.cgroups
+        .iter()
+        .map(|r| JsonCgroup {
+            cgroup: match r.key {
+                CgroupKey::Id(id) => Some(id),
+                CgroupKey::Other => None,
+            },
+            other: r.key == CgroupKey::Other,
+            path: None,
+            label: None,
+            counts: JsonCounts::new(&r.counts, None),
+            page_allocs: r.counts.pages.map(|p| p.allocs),
+        })
+        .collect()
+}
+
+fn callsites_json(s: &Stats) -> Vec<JsonCallsite> {
+    let mut rows: Vec<&crate::stats::SiteRow> = s.callsites.iter().collect();
+    rows.sort_by(|a, b| {
+        b.outstanding
+            .cmp(&a.outstanding)
+            .then(b.allocs.cmp(&a.allocs))
+    });
+    rows.into_iter()
+        .map(|r| {
+            let (call_site, caller) = match &r.key {
+                SiteKey::Site { addr, caller } => {
+                    (addr.map(|a| format!("{a:#x}")), Some(caller.clone()))
+                }
+                SiteKey::Other => (None, None),
+            };
+            JsonCallsite {
+                call_site,
+                caller,
+                other: r.key == SiteKey::Other,
+                allocs: r.allocs,
+                frees: r.frees,
+                bytes: r.bytes,
+                outstanding: r.outstanding,
+                objects: r.objects,
+                oldest_age_ns: r.oldest_age_ns,
+            }
+        })
+        .collect()
+}
+
+/// Fills the cgroup rows' `path` and `label` from a walk of the cgroup2
+/// hierarchy.
+pub fn resolve_cgroups(doc: &mut JsonStats, paths: &CgroupPaths) {
+    for c in &mut doc.cgroups {
+        if let Some(p) = c.cgroup.and_then(|id| paths.path(id)) {
+            c.label = label(p);
+            c.path = Some(p.to_string());
+        }
     }
 }
 

@@ -12,8 +12,10 @@
 
 use std::path::PathBuf;
 
+pub mod cgroup;
 pub mod events;
 pub mod json;
+pub mod leaks;
 pub mod name;
 pub mod source;
 pub mod stacks;
@@ -27,7 +29,9 @@ pub use events::{parse_events, Event, EventFilter, EventKind, Follower};
 pub use name::Name;
 pub use source::{Control, ProcSource, Sampler};
 pub use stacks::{parse_stacks, Stack, Stacks};
-pub use stats::{parse_stats, CacheKey, Counters, PageCounters, ProcessKey, Stats};
+pub use stats::{
+    parse_stats, CacheKey, CgroupKey, Counters, PageCounters, ProcessKey, SiteKey, Stats,
+};
 pub use table::ParseError;
 pub use view::{Filter, SortKey, View};
 

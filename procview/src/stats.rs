@@ -96,7 +96,7 @@ impl Counters {
             allocs: row.num("allocs")?,
             frees: row.num("frees")?,
             bytes: row.num("bytes")?,
-            outstanding: row.opt_num("outstanding")?,
+            outstanding: row.opt_count_signed("outstanding")?,
             bytes_req: row.opt_num("bytes_req")?,
             pages: PageCounters::from_row(row)?,
         })
@@ -178,6 +178,72 @@ pub struct CacheRow {
     pub counts: Counters,
 }
 
+/// Which cgroup a row counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CgroupKey {
+    /// The cgroup v2 id: the inode number of the cgroup's directory.
+    Id(u64),
+    /// `(other)`: the overflow row (cgroups that did not fit in the table).
+    Other,
+}
+
+/// One row of the `cgroup` table: events of tasks in that cgroup at the
+/// time of the event (frees by the freeing task's cgroup; `outstanding`
+/// belongs to the allocating cgroup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupRow {
+    /// The cgroup.
+    pub key: CgroupKey,
+    /// Its counters (page-allocator ones in `counts.pages`).
+    pub counts: Counters,
+}
+
+/// Which call site a row counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SiteKey {
+    /// An allocating call site. `addr` is `None` when the monitor withholds
+    /// addresses from the reader (no CAP_SYSLOG); `caller` is the kernel's
+    /// `%pS` of it (`function+0xoff/0xsize [module]`).
+    Site {
+        /// The return address the allocator was called from.
+        addr: Option<u64>,
+        /// `%pS` of that address, as `/proc/kmlink/events` prints it.
+        caller: String,
+    },
+    /// `(other)`: call sites that did not fit in the table.
+    Other,
+}
+
+impl SiteKey {
+    /// For people: the symbolized caller, or `(other)`.
+    pub fn display(&self) -> &str {
+        match self {
+            SiteKey::Site { caller, .. } => caller,
+            SiteKey::Other => "(other)",
+        }
+    }
+}
+
+/// One row of the `callsite` table. Frees and outstanding bytes belong to
+/// the call site that allocated the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRow {
+    /// The call site.
+    pub key: SiteKey,
+    /// Allocations made there (kmalloc and kmem_cache families).
+    pub allocs: u64,
+    /// Frees of objects allocated there (since load).
+    pub frees: u64,
+    /// Bytes allocated there (`bytes_alloc`).
+    pub bytes: u64,
+    /// Bytes allocated there and not yet freed.
+    pub outstanding: u64,
+    /// Objects allocated there and not yet freed (from the pointer table).
+    pub objects: u64,
+    /// Age of the oldest of those objects, in nanoseconds (0: none).
+    pub oldest_age_ns: u64,
+}
+
 /// The `totals` table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -231,6 +297,10 @@ pub struct Stats {
     pub processes: Vec<ProcessRow>,
     /// Per cache, keys unique (duplicate rows summed), in file order.
     pub caches: Vec<CacheRow>,
+    /// Per cgroup, in file order (empty when the monitor writes no such table).
+    pub cgroups: Vec<CgroupRow>,
+    /// Per allocating call site, in file order (empty when absent).
+    pub callsites: Vec<SiteRow>,
     /// The `totals` table, if present.
     pub totals: Option<Totals>,
     /// The `dropped` table (reason → count), if present.
@@ -255,6 +325,8 @@ impl Stats {
 enum Table {
     Process,
     Cache,
+    Cgroup,
+    Callsite,
     Totals,
     Dropped,
     Histogram,
@@ -268,6 +340,8 @@ impl Table {
         match name {
             "process" => Table::Process,
             "cache" => Table::Cache,
+            "cgroup" => Table::Cgroup,
+            "callsite" => Table::Callsite,
             "totals" => Table::Totals,
             "dropped" => Table::Dropped,
             "histogram" => Table::Histogram,
@@ -280,6 +354,15 @@ impl Table {
         match self {
             Table::Process => &["pid", "comm", "allocs", "frees", "bytes"],
             Table::Cache => &["cache", "allocs", "frees", "bytes"],
+            Table::Cgroup => &["cgroup", "allocs", "frees", "bytes"],
+            Table::Callsite => &[
+                "call_site",
+                "allocs",
+                "frees",
+                "bytes",
+                "outstanding",
+                "caller",
+            ],
             Table::Totals => &["allocs", "frees", "bytes"],
             Table::Dropped => &["reason", "count"],
             Table::Histogram => &["le_bytes", "count"],
@@ -341,7 +424,11 @@ pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
         if let Table::Unknown = table {
             continue;
         }
-        let row = Row::split(line, text, columns)?;
+        let row = if matches!(table, Table::Callsite) {
+            Row::split_tail(line, text, columns)?
+        } else {
+            Row::split(line, text, columns)?
+        };
         match table {
             Table::Process => {
                 let pid = match row.field("pid")? {
@@ -374,6 +461,42 @@ pub fn parse_stats(text: &str) -> Result<Stats, ParseError> {
                         stats.caches.push(CacheRow { key, counts });
                     }
                 }
+            }
+            Table::Cgroup => {
+                let key = match row.field("cgroup")? {
+                    "(other)" => CgroupKey::Other,
+                    f => CgroupKey::Id(f.parse::<u64>().map_err(|_| {
+                        row.error(format!(
+                            "column `cgroup` is {f:?}, not a cgroup id or `(other)`"
+                        ))
+                    })?),
+                };
+                stats.cgroups.push(CgroupRow {
+                    key,
+                    counts: Counters::from_row(&row)?,
+                });
+            }
+            Table::Callsite => {
+                let key = match row.field("call_site")? {
+                    "(other)" => SiteKey::Other,
+                    f => {
+                        let addr = row.opt_hex("call_site")?;
+                        let caller = match row.field("caller")? {
+                            "-" => f.to_string(),
+                            c => c.to_string(),
+                        };
+                        SiteKey::Site { addr, caller }
+                    }
+                };
+                stats.callsites.push(SiteRow {
+                    key,
+                    allocs: row.num("allocs")?,
+                    frees: row.num("frees")?,
+                    bytes: row.num("bytes")?,
+                    outstanding: row.opt_count_signed("outstanding")?.unwrap_or(0),
+                    objects: row.opt_num("objects")?.unwrap_or(0),
+                    oldest_age_ns: row.opt_num("oldest_age_ns")?.unwrap_or(0),
+                });
             }
             Table::Totals => {
                 let t = Totals {
@@ -608,6 +731,56 @@ cache_table_full 0
         let t = s.totals.unwrap();
         assert_eq!(t.outstanding, Some(24));
         assert_eq!(t.pages.map(|p| p.bytes), Some(16384));
+    }
+
+    #[test]
+    fn cgroup_and_callsite_tables() {
+        let text = "\
+# cgroup: cgroup allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes
+1 20 17 2560 384 2400 3 1 12288
+(other) 1 0 64 64 60 0 0 0
+
+# callsite: call_site allocs frees bytes outstanding objects oldest_age_ns caller
+0xffffffffc0401000 12 3 768 576 9 200000000 ext4_find_extent+0x1f/0x2d0 [ext4]
+- 4 0 256 -64 4 10 alloc_pipe_info+0x3e/0x1c0
+(other) 5 1 320 256 4 7 -
+";
+        let s = parse_stats(text).unwrap();
+        assert_eq!(s.cgroups.len(), 2);
+        assert_eq!(s.cgroups[0].key, CgroupKey::Id(1));
+        assert_eq!(s.cgroups[0].counts.outstanding, Some(384));
+        assert_eq!(s.cgroups[0].counts.pages.map(|p| p.allocs), Some(3));
+        assert_eq!(s.cgroups[1].key, CgroupKey::Other);
+        assert_eq!(s.callsites.len(), 3);
+        assert_eq!(
+            s.callsites[0].key,
+            SiteKey::Site {
+                addr: Some(0xffffffffc0401000),
+                caller: "ext4_find_extent+0x1f/0x2d0 [ext4]".into()
+            }
+        );
+        assert_eq!(
+            (s.callsites[0].objects, s.callsites[0].oldest_age_ns),
+            (9, 200000000)
+        );
+        // Withheld address: the caller is still there.
+        assert_eq!(
+            s.callsites[1].key,
+            SiteKey::Site {
+                addr: None,
+                caller: "alloc_pipe_info+0x3e/0x1c0".into()
+            }
+        );
+        assert_eq!(
+            s.callsites[1].outstanding, 0,
+            "a transient negative sum reads as 0"
+        );
+        assert_eq!(s.callsites[2].key, SiteKey::Other);
+        // A row short of the fixed columns is an error naming its line.
+        let e =
+            parse_stats("# callsite: call_site allocs frees bytes outstanding caller\n0x1 2 3\n")
+                .unwrap_err();
+        assert_eq!(e.line, 2);
     }
 
     #[test]

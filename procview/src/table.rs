@@ -82,6 +82,44 @@ impl<'a> Row<'a> {
         Ok(row)
     }
 
+    /// Splits `text` whose last column is free text that may hold spaces
+    /// (a `%pS` symbol of a module: `f+0x1/0x2 [mod]`): the fields before it
+    /// must all be there.
+    pub(crate) fn split_tail(
+        line: usize,
+        text: &'a str,
+        columns: &'a Columns,
+    ) -> Result<Self, ParseError> {
+        let n = columns.len();
+        let mut fields: Vec<&str> = Vec::with_capacity(n);
+        let mut rest = text.trim_start();
+        while fields.len() + 1 < n {
+            let Some((f, r)) = rest.split_once(|c: char| c.is_ascii_whitespace()) else {
+                break;
+            };
+            fields.push(f);
+            rest = r.trim_start();
+        }
+        if !rest.is_empty() {
+            fields.push(rest.trim_end());
+        }
+        let row = Row {
+            line,
+            text,
+            fields,
+            columns,
+        };
+        if row.fields.len() != n {
+            return Err(row.error(format!(
+                "{} fields where the header has {} columns ({})",
+                row.fields.len(),
+                n,
+                columns.names.join(" ")
+            )));
+        }
+        Ok(row)
+    }
+
     pub(crate) fn error(&self, reason: impl Into<String>) -> ParseError {
         ParseError {
             line: self.line,
@@ -117,6 +155,20 @@ impl<'a> Row<'a> {
             Some(f) => f.parse::<u64>().map(Some).map_err(|_| {
                 self.error(format!("column `{name}` is {f:?}, not an unsigned number"))
             }),
+        }
+    }
+
+    /// An optional count the monitor prints signed (`%lld`): per-CPU shards
+    /// summed while others update them can be momentarily below zero,
+    /// which reads as 0.
+    pub(crate) fn opt_count_signed(&self, name: &str) -> Result<Option<u64>, ParseError> {
+        match self.get(name) {
+            None | Some("-") => Ok(None),
+            Some(f) => f
+                .parse::<i64>()
+                .map(|v| Some(v.max(0).unsigned_abs()))
+                .or_else(|_| f.parse::<u64>().map(Some))
+                .map_err(|_| self.error(format!("column `{name}` is {f:?}, not a number"))),
         }
     }
 

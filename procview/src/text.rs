@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::events::Event;
-use crate::stats::{CacheKey, Counters, ProcessKey};
+use crate::stats::{CacheKey, CgroupKey, Counters, ProcessKey};
 use crate::tui::render::fmt_uptime;
 use crate::view::{Rate, View, ViewRow};
 
@@ -161,6 +161,29 @@ pub fn stats_text(
         })
         .collect();
     table(&mut out, head, rows, &[0]);
+
+    // Per cgroup, when the monitor writes the table: the v2 id (`kmlink
+    // stats --json` and `top --cgroups` name them by path).
+    if !view.cgroups.is_empty() {
+        out.push('\n');
+        let head = std::iter::once("CGROUP")
+            .chain(COUNTER_HEADS)
+            .map(str::to_string)
+            .collect();
+        let rows = view
+            .cgroups
+            .iter()
+            .map(|r| {
+                let mut row = vec![match r.key {
+                    CgroupKey::Id(id) => id.to_string(),
+                    CgroupKey::Other => "(other)".to_string(),
+                }];
+                row.extend(counter_cells(&r.counts, r.rate.as_ref()));
+                row
+            })
+            .collect();
+        table(&mut out, head, rows, &[0]);
+    }
 
     if histogram {
         if let Some(h) = &s.histogram {

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::time::Duration;
 
-use crate::stats::{CacheKey, Counters, ProcessKey, Stats};
+use crate::stats::{CacheKey, CgroupKey, Counters, ProcessKey, Stats};
 
 /// Per-second rates of one row over the interval between two snapshots.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -54,6 +54,8 @@ pub struct View {
     pub processes: Vec<ViewRow<ProcessKey>>,
     /// Per cache.
     pub caches: Vec<ViewRow<CacheKey>>,
+    /// Per cgroup (empty when the monitor writes no cgroup table).
+    pub cgroups: Vec<ViewRow<CgroupKey>>,
     /// Dropped-event counters.
     pub dropped: Vec<DropRow>,
 }
@@ -129,6 +131,18 @@ impl View {
                 }),
             })
             .collect();
+        let cgroups = cur
+            .cgroups
+            .iter()
+            .map(|r| ViewRow {
+                key: r.key,
+                counts: r.counts,
+                rate: rated.then(|| {
+                    let p = prev.and_then(|p| p.cgroups.iter().find(|q| q.key == r.key));
+                    rate(&r.counts, p.map(|q| &q.counts), secs)
+                }),
+            })
+            .collect();
         let dropped = cur
             .dropped
             .iter()
@@ -152,6 +166,7 @@ impl View {
             reset,
             processes,
             caches,
+            cgroups,
             dropped,
         }
     }
@@ -282,6 +297,21 @@ impl RowKey for CacheKey {
     }
     fn is_other(&self) -> bool {
         matches!(self, CacheKey::Other)
+    }
+}
+
+impl RowKey for CgroupKey {
+    fn name(&self) -> String {
+        match self {
+            CgroupKey::Id(id) => id.to_string(),
+            CgroupKey::Other => "(other)".to_string(),
+        }
+    }
+    fn id(&self) -> Option<u32> {
+        None
+    }
+    fn is_other(&self) -> bool {
+        matches!(self, CgroupKey::Other)
     }
 }
 

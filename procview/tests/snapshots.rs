@@ -226,6 +226,7 @@ fn stats_json_validates_against_the_schema() {
         View::first(stats("today")),
         View::first(stats("busy-1")),
         busy_view(),
+        View::first(stats("leaks")),
     ]
     .into_iter()
     .enumerate()
@@ -250,6 +251,27 @@ fn stats_json_validates_against_the_schema() {
     assert_eq!(doc["caches"][0]["cache"], Value::Null);
     assert_eq!(doc["caches"][0]["cache_escaped"], "-");
     assert_eq!(doc["interval_s"], 1.0);
+
+    // Cgroup and call-site rows, paths resolved.
+    let v = View::first(stats("leaks"));
+    let (p, c) = select(&v, &Filter::default(), SortKey::ByteRate, false, None);
+    let mut doc = stats_json(&v, 1, None, &p, &c);
+    let paths = kmlink_procview::cgroup::CgroupPaths::from_pairs([
+        (1, "/".to_string()),
+        (
+            4127,
+            "/system.slice/docker-0123456789abcdef0123.scope".to_string(),
+        ),
+    ]);
+    kmlink_procview::json::resolve_cgroups(&mut doc, &paths);
+    let doc = serde_json::to_value(doc).unwrap();
+    check(&s, &doc);
+    assert_eq!(doc["cgroups"][1]["cgroup"], 4127);
+    assert_eq!(doc["cgroups"][1]["label"], "container docker 0123456789ab");
+    assert_eq!(doc["cgroups"][0]["path"], "/");
+    assert_eq!(doc["callsites"][0]["caller"], "alloc_pipe_info+0x6a/0x1c0");
+    assert_eq!(doc["callsites"][0]["call_site"], "0xffffffff813a1f6a");
+    assert_eq!(doc["callsites"][0]["objects"], 200);
 
     // The validator does reject what the schema forbids.
     let mut bad = doc.clone();

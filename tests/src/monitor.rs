@@ -107,9 +107,17 @@ pub enum Backend {
 /// 1% for paths that reach a tracepoint without passing a probed entry
 /// point.
 pub fn within(backend: Backend, monitor: u64, trace: u64, missed: u64) -> bool {
+    within_missed(backend, monitor, trace, missed + trace.div_ceil(100))
+}
+
+/// The VM monitor test's bound (`tests/tests/monitor.rs`): equal with the
+/// tracepoint backend; with kprobes, every difference covered by
+/// `kprobe_missed` (measured tolerance beyond it: zero on every path,
+/// docs/core-module.md).
+pub fn within_missed(backend: Backend, monitor: u64, trace: u64, missed: u64) -> bool {
     match backend {
         Backend::Tracepoint => monitor == trace,
-        Backend::Kprobe => monitor.abs_diff(trace) <= missed + trace.div_ceil(100),
+        Backend::Kprobe => monitor.abs_diff(trace) <= missed,
     }
 }
 

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kmlink_tests::monitor::{field, section, tables};
-use kmlink_tests::{build_workload, kernel, kmlink_ok, pinned_releases};
+use kmlink_procview::stats::{CgroupKey, SiteKey};
+use kmlink_procview::{parse_stats, Stats};
+use kmlink_tests::monitor::{field, section, tables, within_missed as within, Backend};
+use kmlink_tests::{build_workload, kernel, kmlink_bin, kmlink_ok, pinned_releases};
 use kmlink_vm::{GuestFile, Source, VmSpec};
 
 /// TAINT_OOT_MODULE | TAINT_UNSIGNED_MODULE.
@@ -28,14 +30,47 @@ echo > $T/trace
 for e in kmem/kmalloc kmem/kmem_cache_alloc kmem/kfree kmem/kmem_cache_free kmem/mm_page_alloc; do
   echo 1 > $T/events/$e/enable || exit 20
 done
+# Forks, to know every task of each cgroup's workload.
+echo 1 > $T/events/sched/sched_process_fork/enable || exit 20
 insmod /kmlink.ko || exit 22
 [ -r /proc/kmlink/stats ] || exit 23
-echo 1 > $T/tracing_on
-/paths 60 /sys/devices > /dev/null 2>&1 &
+# The monitor counts inside tracefs's window: paused and cleared now,
+# resumed after tracing_on, paused before tracing_off. What tracefs has
+# beyond it is this shell's (the echo commands).
+echo pause > /proc/kmlink/control || exit 26
+echo clear > /proc/kmlink/control || exit 27
+# Two cgroups, a workload in each: `paths` in a, `hold` (97 pipes held for
+# 10 s) in b. Each joins its group, then blocks opening a fifo until its
+# turn, so that everything it does in the window is done inside its group.
+mkdir -p /sys/fs/cgroup
+mount -t cgroup2 none /sys/fs/cgroup || exit 40
+mkdir /sys/fs/cgroup/a /sys/fs/cgroup/b || exit 41
+mkfifo /tmp/go_a /tmp/go_b || exit 42
+sh -c 'echo $$ > /sys/fs/cgroup/a/cgroup.procs && read x < /tmp/go_a && exec /paths 60 /sys/devices' > /dev/null 2>&1 &
 pid=$!
+sh -c 'echo $$ > /sys/fs/cgroup/b/cgroup.procs && read x < /tmp/go_b && exec /hold 97 10 /tmp/held' > /dev/null 2>&1 &
+hpid=$!
+n=0
+until grep -qx $pid /sys/fs/cgroup/a/cgroup.procs && grep -qx $hpid /sys/fs/cgroup/b/cgroup.procs; do
+  n=$((n + 1)); [ $n -gt 100 ] && exit 43; sleep 1
+done
+sleep 1
+echo "@@CGROUPS a=$(stat -c %i /sys/fs/cgroup/a) b=$(stat -c %i /sys/fs/cgroup/b) hold=$hpid shell=$$"
+echo 1 > $T/tracing_on
+echo resume > /proc/kmlink/control || exit 28
+echo go > /tmp/go_a
 wait $pid || exit 30
+echo go > /tmp/go_b
+n=0
+until [ -e /tmp/held ]; do n=$((n + 1)); [ $n -gt 100 ] && exit 44; sleep 1; done
+sleep 2
+kmlink leaks --age 1 > /tmp/leaks_held 2>&1 || { cat /tmp/leaks_held; exit 45; }
+wait $hpid || exit 46
+kmlink leaks > /tmp/leaks_freed 2>&1 || { cat /tmp/leaks_freed; exit 47; }
+echo pause > /proc/kmlink/control || exit 26
 echo 0 > $T/tracing_on
 cat /proc/kmlink/stats > /tmp/stats
+kmlink stats --json --top 5 > /tmp/stats.json 2>&1 || { cat /tmp/stats.json; exit 48; }
 cat /proc/kmlink/events > /tmp/events
 cat $T/trace > /tmp/trace
 drops=0
@@ -50,6 +85,28 @@ kf=$(grep ' kfree: ' /tmp/mine | grep -v -c -e 'ptr=0000000000000000' -e 'ptr=(n
 kcf=$(grep -c ' kmem_cache_free: ' /tmp/mine)
 mpa=$(grep ' mm_page_alloc: ' /tmp/mine | grep -v -c -e 'page=0000000000000000' -e 'page=(null)')
 echo "@@CHECK pid=$pid trace_kmalloc=$km trace_kmem_cache_alloc=$kca trace_kfree=$kf trace_kmem_cache_free=$kcf trace_page_alloc=$mpa trace_drops=$drops"
+grep -E -- "-$hpid +\[" /tmp/trace > /tmp/held_trace
+km=$(grep -c -e ' kmalloc: ' -e ' kmem_cache_alloc: ' /tmp/held_trace)
+kf=$(grep -e ' kfree: ' -e ' kmem_cache_free: ' /tmp/held_trace | grep -v -c -e 'ptr=0000000000000000' -e 'ptr=(null)')
+mpa=$(grep ' mm_page_alloc: ' /tmp/held_trace | grep -v -c -e 'page=0000000000000000' -e 'page=(null)')
+echo "@@HOLD pid=$hpid trace_allocs=$km trace_frees=$kf trace_page_alloc=$mpa"
+# The tasks of each cgroup: its workload and every task it forked, and the
+# kernel's allocation and free events of those tasks. Per call site, every
+# task: allocations in tracefs's window, and how many of them this shell
+# made (the only task tracefs sees beyond the monitor). One pass.
+awk -v a=$pid -v b=$hpid -v sh=$$ '
+  BEGIN { A[a] = 1; B[b] = 1 }
+  function task(   t) { t = $0; sub(/ +\[[0-9]+\].*/, "", t); sub(/.*-/, "", t); return t }
+  / sched_process_fork: / { p = $0; sub(/.* pid=/, "", p); sub(/ .*/, "", p)
+    c = $0; sub(/.*child_pid=/, "", c); sub(/ .*/, "", c)
+    if (p in A) A[c] = 1; if (p in B) B[c] = 1; next }
+  / kmalloc: | kmem_cache_alloc: / { t = task(); if (t in A) aa++; if (t in B) ba++
+    s = $0; sub(/.*call_site=/, "", s); sub(/ ptr=.*/, "", s); n[s]++; if (t == sh) m[s]++; next }
+  / kfree: | kmem_cache_free: / { if ($0 ~ /ptr=(0000000000000000|\(null\))/) next
+    t = task(); if (t in A) af++; if (t in B) bf++ }
+  END { printf "@@MEMBERS a_allocs=%d a_frees=%d b_allocs=%d b_frees=%d a=", aa, af, ba, bf
+    for (k in A) printf "%s,", k; printf " b="; for (k in B) printf "%s,", k; print ""
+    for (s in n) print "@@TSITE", n[s], m[s] + 0, s }' /tmp/trace
 echo "@@NAMES $(grep ' kmem_cache_alloc: ' /tmp/mine | grep -o 'name=[^ ]*' | sort -u | tr '\n' ' ')"
 # Per path: pair the workload's tracepoint events with the monitor's by
 # (event, pointer), in time order (a freed pointer comes back); count pairs
@@ -84,6 +141,12 @@ echo "@@SITES-END"
 echo "@@STATS-BEGIN"
 cat /tmp/stats
 echo "@@STATS-END"
+echo "@@LEAKS-HELD-BEGIN"; cat /tmp/leaks_held; echo "@@LEAKS-HELD-END"
+echo "@@LEAKS-FREED-BEGIN"; cat /tmp/leaks_freed; echo "@@LEAKS-FREED-END"
+echo "@@JSON-BEGIN"; cat /tmp/stats.json; echo "@@JSON-END"
+echo "@@HOLDEV-BEGIN"
+grep " $hpid $hpid hold kmalloc " /tmp/events
+echo "@@HOLDEV-END"
 echo "@@EVENTS-BEGIN"
 head -1 /tmp/events
 grep " $pid $pid paths kmem_cache_alloc " /tmp/events | tail -20
@@ -99,27 +162,6 @@ rmmod kmlink || exit 24
 [ -e /proc/kmlink ] && exit 25
 exit 0
 "#;
-
-/// Which hook the module under test uses.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Tracepoint,
-    Kprobe,
-}
-
-/// How far the kprobe backend's counts may be from the tracepoints' (see
-/// docs/core-module.md, "kprobe backend accuracy"). A kprobe that fires
-/// while another kprobe handler runs on the same CPU (an interrupt's
-/// softirq freeing RCU-deferred objects, for one) is not delivered: the
-/// kernel counts it in the probe's `nmissed`, which the monitor reports as
-/// `kprobe_missed`. Every difference must be covered by that count: the
-/// measured tolerance beyond it is zero on every path (`PATH_TOLERANCE`).
-fn within(backend: Backend, monitor: u64, trace: u64, missed: u64) -> bool {
-    match backend {
-        Backend::Tracepoint => monitor == trace,
-        Backend::Kprobe => monitor.abs_diff(trace) <= missed,
-    }
-}
 
 /// Events per call site the kprobe backend may have alone or lack, beyond
 /// `kprobe_missed`, measured on the pinned kernels with the `paths`
@@ -160,10 +202,7 @@ fn check_kernel(release: &str, backend: Backend) {
     let tree = kernel(release).expect("pinned kernel");
     let dir = tempfile::tempdir().expect("tempdir");
     let ko = dir.path().join("kmlink.ko");
-    let backend_arg = match backend {
-        Backend::Tracepoint => "tracepoint",
-        Backend::Kprobe => "kprobe",
-    };
+    let backend_arg = backend.arg();
     // Rings large enough for every event of the workload: the per-path
     // comparison pairs each tracepoint event with the monitor's.
     kmlink_ok(&[
@@ -184,9 +223,28 @@ fn check_kernel(release: &str, backend: Backend) {
     let mut spec = VmSpec::new(&tree.vmlinuz, SCRIPT);
     spec.memory_mb = 1024;
     spec.smp = 2;
-    spec.timeout = Duration::from_secs(300);
+    // Two workloads, a 10 s hold and kmlink itself in the guest: under TCG
+    // on a loaded 2-core host the run takes 2-5 minutes.
+    spec.timeout = Duration::from_secs(480);
     let paths = build_workload("paths", dir.path()).expect("workload");
+    let hold = build_workload("hold", dir.path()).expect("workload");
+    // `kmlink leaks` and `kmlink stats --json` run in the guest: a stripped
+    // copy of the real binary keeps the initramfs small.
+    let bin = dir.path().join("kmlink");
+    let status = std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(kmlink_bin())
+        .arg(&bin)
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(status.success(), "objcopy --strip-debug");
+    spec.include_host_binary = Some(bin);
     spec.files = vec![
+        GuestFile {
+            guest_path: "/hold".into(),
+            contents: Source::Path(hold),
+            mode: 0o755,
+        },
         GuestFile {
             guest_path: "/kmlink.ko".into(),
             contents: Source::Path(ko.clone()),
@@ -362,6 +420,11 @@ fn check_kernel(release: &str, backend: Backend) {
         evs.iter().any(|e| e[5] == "mm_page_alloc" && e[12] != "-"),
         "{release}: no page events with an order"
     );
+    let parsed = parse_stats(stats).unwrap_or_else(|e| panic!("{release}: stats: {e}"));
+    check_cgroups(release, backend, &r.output, &parsed, pid, missed);
+    check_leaks(release, &r.output);
+    check_callsites(release, backend, &r.output, &parsed);
+
     let cleared = r
         .output
         .lines()
@@ -372,6 +435,259 @@ fn check_kernel(release: &str, backend: Backend) {
         "0",
         "{release}: clear while paused must leave nothing counted"
     );
+}
+
+/// The numbers of a `@@KEY k=v …` line.
+fn marker(output: &str, key: &str) -> BTreeMap<String, u64> {
+    let line = output
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} line"));
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Two cgroups, one workload each: each group's row equals the sum of its
+/// member's process rows (pid `pid` in `a`, the `hold` pid in `b`), and the
+/// members' counts equal the kernel's events for those pids. `kmlink stats
+/// --json` in the guest resolved both ids to their paths.
+fn check_cgroups(
+    release: &str,
+    backend: Backend,
+    output: &str,
+    stats: &Stats,
+    pid: u32,
+    missed: u64,
+) {
+    let ids = marker(output, "@@CGROUPS");
+    let hold = marker(output, "@@HOLD");
+    let (a, b, hpid) = (ids["a"], ids["b"], ids["hold"]);
+    let group = |id: u64| {
+        stats
+            .cgroups
+            .iter()
+            .find(|r| r.key == CgroupKey::Id(id))
+            .unwrap_or_else(|| panic!("{release}: no row for cgroup {id}: {:?}", stats.cgroups))
+    };
+    let tasks = output
+        .lines()
+        .find_map(|l| l.strip_prefix("@@MEMBERS"))
+        .unwrap_or_else(|| panic!("{release}: no @@MEMBERS line"));
+    let set = |key: &str| -> Vec<u64> {
+        field(tasks, key)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let counts = marker(output, "@@MEMBERS");
+    let members = |ps: &[u64]| {
+        let rows: Vec<_> = stats
+            .processes
+            .iter()
+            .filter(|r| r.key.pid.is_some_and(|p| ps.contains(&u64::from(p))))
+            .collect();
+        let sum = |f: fn(&kmlink_procview::Counters) -> u64| {
+            rows.iter().map(|r| f(&r.counts)).sum::<u64>()
+        };
+        (sum(|c| c.allocs), sum(|c| c.frees), sum(|c| c.bytes))
+    };
+    for (name, id, leader) in [("a", a, u64::from(pid)), ("b", b, hpid)] {
+        let g = group(id);
+        let tasks = set(name);
+        assert!(
+            tasks.contains(&leader),
+            "{release}: {leader} not among {tasks:?}"
+        );
+        let (allocs, frees, bytes) = members(&tasks);
+        let (ta, tf) = (
+            counts[&format!("{name}_allocs")],
+            counts[&format!("{name}_frees")],
+        );
+        eprintln!(
+            "{release} [{backend:?}]: cgroup {name} ({id}): allocs {} frees {} bytes {}; its {} processes {tasks:?}: allocs {allocs} frees {frees} bytes {bytes}; tracefs for those tasks: allocs {ta} frees {tf}",
+            g.counts.allocs, g.counts.frees, g.counts.bytes, tasks.len()
+        );
+        assert_eq!(
+            (g.counts.allocs, g.counts.frees, g.counts.bytes),
+            (allocs, frees, bytes),
+            "{release}: cgroup {name} must count exactly its members' events"
+        );
+        assert!(
+            within(backend, allocs, ta, missed) && within(backend, frees, tf, missed),
+            "{release} [{backend:?}]: cgroup {name}: monitor allocs {allocs} frees {frees}, tracefs {ta} {tf}, kprobe_missed {missed}"
+        );
+    }
+    let (allocs, frees, _) = members(&[hpid]);
+    assert!(
+        within(backend, allocs, hold["trace_allocs"], missed)
+            && within(backend, frees, hold["trace_frees"], missed),
+        "{release} [{backend:?}]: hold pid {hpid}: monitor allocs {allocs} frees {frees}, tracefs {hold:?}, kprobe_missed {missed}"
+    );
+    assert!(
+        hold["trace_allocs"] >= 2 * 97,
+        "{release}: hold must allocate its pipes"
+    );
+    let json = section(output, "JSON");
+    let doc: serde_json::Value = json
+        .lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{release}: no stats --json document: {json}"));
+    let groups = doc["cgroups"].as_array().expect("cgroups array");
+    for (id, path) in [(a, "/a"), (b, "/b")] {
+        assert!(
+            groups
+                .iter()
+                .any(|g| g["cgroup"] == id && g["path"] == path),
+            "{release}: cgroup {id} is not resolved to {path}: {groups:?}"
+        );
+    }
+    assert!(
+        doc["callsites"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty() && c.len() <= 5),
+        "{release}: --top 5 keeps at most 5 call sites"
+    );
+}
+
+/// The rows of a `kmlink leaks` output: (objects, bytes, caller).
+fn leak_rows(text: &str) -> Vec<(u64, u64, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("OBJECTS"))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                w.first()?.parse().ok()?,
+                w.get(1)?.parse().ok()?,
+                w.get(6..)?.join(" "),
+            ))
+        })
+        .collect()
+}
+
+/// `hold` kept 97 pipes for 10 s: `kmlink leaks --age 1` lists each
+/// alloc_pipe_info call site with exactly 97 objects and the bytes of the
+/// 97 allocations the monitor saw there; after it exits they are gone.
+fn check_leaks(release: &str, output: &str) {
+    let held = leak_rows(section(output, "LEAKS-HELD"));
+    let freed = leak_rows(section(output, "LEAKS-FREED"));
+    let events: Vec<Vec<&str>> = section(output, "HOLDEV")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() > 13)
+        .collect();
+    let pipes: Vec<&(u64, u64, String)> = held
+        .iter()
+        .filter(|(_, _, c)| c.starts_with("alloc_pipe_info+"))
+        .collect();
+    eprintln!(
+        "{release}: leaks while held: {pipes:?}; after: {} rows\n{}",
+        freed.len(),
+        section(output, "LEAKS-HELD")
+            .lines()
+            .take(8)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !pipes.is_empty(),
+        "{release}: no alloc_pipe_info call site in:
+{}",
+        section(output, "LEAKS-HELD")
+    );
+    for (objects, bytes, caller) in &pipes {
+        let mine: Vec<&Vec<&str>> = events
+            .iter()
+            .filter(|w| w[13..].join(" ") == *caller)
+            .collect();
+        let want: u64 = mine
+            .iter()
+            .map(|w| w[7].parse::<u64>().expect("bytes_alloc"))
+            .sum();
+        assert_eq!(*objects, 97, "{release}: {caller}: 97 pipes held");
+        assert_eq!(mine.len(), 97, "{release}: {caller}: hold's events there");
+        assert_eq!(*bytes, want, "{release}: {caller}: bytes outstanding");
+        assert!(
+            !freed.iter().any(|(_, _, c)| c == caller),
+            "{release}: {caller} still listed after hold closed its pipes:
+{}",
+            section(output, "LEAKS-FREED")
+        );
+    }
+}
+
+/// The call-site table accounts for every allocation (its rows sum to the
+/// totals, nothing in `(other)`), and with the tracepoint backend each call
+/// site's count equals the kernel's kmem events at that call site (every
+/// task), less at most what this shell did outside the monitor's window.
+/// (The kprobe backend's kretprobes make tracefs name the trampoline.)
+fn check_callsites(release: &str, backend: Backend, output: &str, stats: &Stats) {
+    let text = section(output, "STATS");
+    let excerpt: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# cgroup:"))
+        .take_while(|l| !l.starts_with("# totals:"))
+        .take(12)
+        .collect();
+    eprintln!(
+        "{release} [{backend:?}]: stats excerpt:\n{}",
+        excerpt.join("\n")
+    );
+    let sum: u64 = stats.callsites.iter().map(|r| r.allocs).sum();
+    let totals = stats.totals.expect("totals").allocs;
+    assert_eq!(
+        sum, totals,
+        "{release}: call-site rows must sum to the total allocations"
+    );
+    assert!(
+        !stats.callsites.iter().any(|r| r.key == SiteKey::Other),
+        "{release}: call sites overflowed the table"
+    );
+    if backend != Backend::Tracepoint {
+        return;
+    }
+    let mut monitor: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &stats.callsites {
+        *monitor.entry(r.key.display()).or_default() += r.allocs;
+    }
+    let mut trace: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for l in output.lines().filter_map(|l| l.strip_prefix("@@TSITE ")) {
+        let mut w = l.splitn(3, ' ');
+        let (Some(n), Some(sh), Some(site)) = (w.next(), w.next(), w.next()) else {
+            continue;
+        };
+        trace.insert(
+            site.trim().to_string(),
+            (n.parse().expect("n"), sh.parse().expect("sh")),
+        );
+    }
+    let mut bad = Vec::new();
+    let mut exact = 0;
+    for (site, &(n, sh)) in &trace {
+        let m = monitor.get(site.as_str()).copied().unwrap_or(0);
+        if m > n || m + sh < n {
+            bad.push(format!(
+                "{site}: monitor {m}, tracefs {n} (this shell {sh})"
+            ));
+        } else if m == n {
+            exact += 1;
+        }
+    }
+    for (site, m) in &monitor {
+        if !trace.contains_key(*site) {
+            bad.push(format!("{site}: monitor {m}, tracefs none"));
+        }
+    }
+    eprintln!(
+        "{release} [tracepoint]: call sites: {} in tracefs, {} in the monitor, {exact} equal, the rest within this shell's events",
+        trace.len(),
+        monitor.len()
+    );
+    assert!(trace.len() > 20, "{release}: too few call sites in tracefs");
+    assert!(bad.is_empty(), "{release}: per call site: {bad:#?}");
 }
 
 /// Per path: every tracepoint event of the workload must pair with a

@@ -49,6 +49,10 @@ pub struct ExporterArgs {
     /// monitor's (other) row: bounds the series each scrape creates.
     #[arg(long, value_name = "N", default_value_t = Options::default().top_processes)]
     pub top_processes: usize,
+    /// Export at most N call sites (the largest by outstanding bytes) plus
+    /// the monitor's (other) row.
+    #[arg(long, value_name = "N", default_value_t = Options::default().top_callsites)]
+    pub top_callsites: usize,
     /// Read DIR/kmlink/stats instead of /proc (recorded snapshots).
     #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
@@ -59,6 +63,7 @@ pub fn run(args: ExporterArgs) -> Result<ExitCode> {
     let source = ProcSource::new(&args.proc_root);
     let options = Options {
         top_processes: args.top_processes,
+        top_callsites: args.top_callsites,
     };
     if args.once {
         match &args.textfile {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod exporter;
 pub mod flame;
 pub mod key;
+pub mod leaks;
 pub mod load;
 pub mod sign;
 pub mod stats;

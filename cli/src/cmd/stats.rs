@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kmlink_procview::json::{stats_json, STATS_SCHEMA};
+use kmlink_procview::cgroup::CgroupPaths;
+use kmlink_procview::json::{resolve_cgroups, stats_json, STATS_SCHEMA};
 use kmlink_procview::text::stats_text;
 use kmlink_procview::view::select;
 use kmlink_procview::{Filter, ProcSource, Sampler, SortKey};
@@ -120,9 +121,18 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
                 args.proc_root.join("kmlink/stats").display()
             );
         }
+        // Cgroup ids to paths, walked per sample: groups come and go.
+        let cgroup_paths =
+            (args.json && !view.stats.cgroups.is_empty()).then(CgroupPaths::discover);
         to_stdout(|o| {
             if args.json {
-                let doc = stats_json(&view, n, release, &procs, &caches);
+                let mut doc = stats_json(&view, n, release, &procs, &caches);
+                if let Some(top) = args.top {
+                    doc.callsites.truncate(top);
+                }
+                if let Some(paths) = &cgroup_paths {
+                    resolve_cgroups(&mut doc, paths);
+                }
                 serde_json::to_writer(&mut *o, &doc)?;
                 o.write_all(b"\n")
             } else {

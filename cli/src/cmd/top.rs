@@ -18,12 +18,13 @@ Examples:
   kmlink top                        # live; q quits, p pauses, / filters, a f b o … sort
   kmlink top -d 0.5 --sort allocs/s
   kmlink top --batch 3 > top.txt    # three text frames, a second apart (like top -b)
+  kmlink top --cgroups              # per cgroup: containers, systemd services and slices
   kmlink top --once --proc-root procview/tests/fixtures/busy-2   # a recorded snapshot
 
 Keys: q quit · p or space pause · / filter (comm:TEXT or cache:TEXT for one table)
 · Esc clear filter · sort by column: i pid, n name, a alloc/s, f free/s, b bytes/s,
 o outstanding, A allocs, F frees, B bytes · < > previous/next column · r reverse
-· Tab switch table · ↑↓ PgUp PgDn scroll · Ctrl-L repaint.")]
+· Tab switch table · c cgroups/processes · ↑↓ PgUp PgDn scroll · Ctrl-L repaint.")]
 pub struct TopArgs {
     /// Seconds between refreshes.
     #[arg(
@@ -40,6 +41,9 @@ pub struct TopArgs {
     /// Initial filter (as typed after `/`).
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
+    /// Per cgroup (v2, paths from /sys/fs/cgroup) instead of per process; `c` toggles.
+    #[arg(long)]
+    pub cgroups: bool,
     /// Print one frame as text and exit.
     #[arg(long, conflicts_with = "batch")]
     pub once: bool,
@@ -61,6 +65,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
     source.check_loaded()?;
     let mut state = TopState::new(interval, args.sort);
     state.filter = args.filter.clone().unwrap_or_default();
+    state.cgroups = args.cgroups;
     let sampler = Sampler::new(source);
     let frames = if args.once { Some(1) } else { args.batch };
     if let Some(frames) = frames {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::cgroup::CgroupPaths;
 use crate::view::SortKey;
 
 pub(crate) mod render;
@@ -78,6 +79,10 @@ pub struct TopState {
     pub message: Option<String>,
     /// Text rendering for `--batch`: no footer, no selection.
     pub batch: bool,
+    /// Per cgroup instead of per process (key `c`, `kmlink top --cgroups`).
+    pub cgroups: bool,
+    /// Cgroup ids to paths, refreshed with each sample in the cgroup view.
+    pub cgroup_paths: CgroupPaths,
     pub(crate) selected: [Option<usize>; 2],
 }
 
@@ -95,6 +100,8 @@ impl TopState {
             uname_release: None,
             message: None,
             batch: false,
+            cgroups: false,
+            cgroup_paths: CgroupPaths::default(),
             selected: [None, None],
         }
     }
@@ -151,6 +158,11 @@ impl TopState {
                 self.selected = [None, None];
             }
             KeyCode::Char('r') => self.reverse = !self.reverse,
+            KeyCode::Char('c') => {
+                self.cgroups = !self.cgroups;
+                self.selected[0] = None;
+                return Action::Refresh;
+            }
             KeyCode::Char('<') | KeyCode::Char(',') | KeyCode::Left => self.step_sort(-1),
             KeyCode::Char('>') | KeyCode::Char('.') | KeyCode::Right => self.step_sort(1),
             KeyCode::Tab | KeyCode::BackTab => {

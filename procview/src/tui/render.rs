@@ -10,8 +10,9 @@ use ratatui::{Frame, Terminal};
 use unicode_width::UnicodeWidthStr;
 
 use super::{Pane, TopState, COLUMNS};
-use crate::stats::{CacheKey, Counters, ProcessKey};
-use crate::view::{select, Filter, Rate, SortKey, View, ViewRow};
+use crate::cgroup::label;
+use crate::stats::{CacheKey, CgroupKey, Counters, ProcessKey};
+use crate::view::{select, sort_rows, Filter, Rate, SortKey, View, ViewRow};
 
 /// Counts: exact below 100000, then 3–4 significant digits with k/M/G.
 pub(crate) fn fmt_count(n: u64) -> String {
@@ -247,6 +248,8 @@ struct TableData<'a> {
     title: String,
     cols: Vec<usize>,
     processes: bool,
+    /// The name column's title when it is neither COMM nor CACHE.
+    name_title: Option<&'static str>,
     rows: Vec<(String, Option<u32>, &'a Counters, Option<&'a Rate>)>,
 }
 
@@ -254,7 +257,11 @@ fn table_widget<'a>(data: &TableData<'_>, state: &TopState, focused: bool) -> Ta
     let head_style = Style::new().add_modifier(Modifier::BOLD);
     let header = Row::new(data.cols.iter().map(|&i| {
         let (key, _, ptitle, ctitle, _, _) = COLUMNS[i];
-        let title = if data.processes { ptitle } else { ctitle };
+        let title = match (key, data.name_title) {
+            (SortKey::Name, Some(t)) => t,
+            _ if data.processes => ptitle,
+            _ => ctitle,
+        };
         let numeric = !matches!(key, SortKey::Name);
         let (text, style) = if key == state.sort {
             let arrow = if key.descending() != state.reverse {
@@ -342,6 +349,14 @@ fn footer_lines(state: &TopState) -> Vec<Line<'static>> {
         ("/", "filter"),
         ("Esc", "clear filter"),
         ("Tab", "switch table"),
+        (
+            "c",
+            if state.cgroups {
+                "processes"
+            } else {
+                "cgroups"
+            },
+        ),
         ("↑↓ PgUp PgDn", "scroll"),
     ] {
         other.push(Span::styled(k, key));
@@ -356,12 +371,35 @@ struct Prepared<'a> {
     caches: TableData<'a>,
 }
 
+/// The name of a cgroup row: its path and what the path says it is, or
+/// the id when the path is unknown.
+fn cgroup_name(key: &CgroupKey, state: &TopState) -> String {
+    match key {
+        CgroupKey::Other => "(other)".to_string(),
+        CgroupKey::Id(id) => match state.cgroup_paths.path(*id) {
+            Some(p) => match label(p) {
+                Some(l) if l != "root" => format!("{p} ({l})"),
+                _ => p.to_string(),
+            },
+            None => format!("cgroup {id}"),
+        },
+    }
+}
+
+/// The cgroup rows, sorted like the others.
+fn cgroup_rows(view: &View, state: &TopState) -> Vec<ViewRow<CgroupKey>> {
+    let mut rows = view.cgroups.clone();
+    sort_rows(&mut rows, state.sort, state.reverse);
+    rows
+}
+
 fn prepare<'a>(
     view: &View,
     state: &TopState,
     width: u16,
     procs: &'a [ViewRow<ProcessKey>],
     caches: &'a [ViewRow<CacheKey>],
+    cgroups: &'a [ViewRow<CgroupKey>],
 ) -> Prepared<'a> {
     let (all_p, all_c) = (view.processes.len(), view.caches.len());
     let count = |shown: usize, all: usize| {
@@ -371,21 +409,37 @@ fn prepare<'a>(
             format!("{shown} of {all}")
         }
     };
-    Prepared {
-        header: header_lines(view, state),
-        procs: TableData {
+    let first = if state.cgroups {
+        TableData {
+            title: format!("cgroups ({}) ", cgroups.len()),
+            cols: fit_columns(width, false),
+            processes: false,
+            name_title: Some("CGROUP"),
+            rows: cgroups
+                .iter()
+                .map(|r| (cgroup_name(&r.key, state), None, &r.counts, r.rate.as_ref()))
+                .collect(),
+        }
+    } else {
+        TableData {
             title: format!("processes ({}) ", count(procs.len(), all_p)),
             cols: fit_columns(width, true),
             processes: true,
+            name_title: None,
             rows: procs
                 .iter()
                 .map(|r| (r.key.comm.display(), r.key.pid, &r.counts, r.rate.as_ref()))
                 .collect(),
-        },
+        }
+    };
+    Prepared {
+        header: header_lines(view, state),
+        procs: first,
         caches: TableData {
             title: format!("caches ({}) ", count(caches.len(), all_c)),
             cols: fit_columns(width, false),
             processes: false,
+            name_title: None,
             rows: caches
                 .iter()
                 .map(|r| (r.key.display(), None, &r.counts, r.rate.as_ref()))
@@ -398,7 +452,8 @@ fn draw(frame: &mut Frame<'_>, view: &View, state: &mut TopState) {
     let area = frame.area();
     let filter = Filter::parse(&state.filter);
     let (procs, caches) = select(view, &filter, state.sort, state.reverse, None);
-    let p = prepare(view, state, area.width, &procs, &caches);
+    let cgroups = cgroup_rows(view, state);
+    let p = prepare(view, state, area.width, &procs, &caches, &cgroups);
     let footer = if state.batch {
         Vec::new()
     } else {
@@ -452,7 +507,8 @@ pub fn render(frame: &mut Frame<'_>, view: &View, state: &mut TopState) {
 pub fn render_text(view: &View, state: &mut TopState, width: u16) -> String {
     let filter = Filter::parse(&state.filter);
     let (procs, caches) = select(view, &filter, state.sort, state.reverse, None);
-    let p = prepare(view, state, width, &procs, &caches);
+    let cgroups = cgroup_rows(view, state);
+    let p = prepare(view, state, width, &procs, &caches, &cgroups);
     let footer = if state.batch { 0 } else { 2 };
     let height = p.header.len() + p.procs.rows.len() + 2 + p.caches.rows.len() + 2 + footer;
     // ratatui clamps an area of more than 65,535 cells by shrinking both

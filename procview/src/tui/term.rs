@@ -1,6 +1,7 @@
 //! Driving `kmlink top`: the interactive loop on a terminal, and the batch
 //! mode that prints frames as text.
 
+use crate::cgroup::CgroupPaths;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ fn event_loop(
                 Ok(v) => {
                     view = v;
                     state.message = None;
+                    if state.cgroups {
+                        state.cgroup_paths = CgroupPaths::discover();
+                    }
                 }
                 // Keep showing the last good snapshot; say what is wrong.
                 Err(e) => state.message = Some(e.to_string()),
@@ -94,6 +98,9 @@ pub fn run_batch(
             out.write_all(b"\n").map_err(term)?;
         }
         let view = sampler.sample()?;
+        if state.cgroups {
+            state.cgroup_paths = CgroupPaths::discover();
+        }
         out.write_all(render_text(&view, &mut state, width).as_bytes())
             .map_err(term)?;
         out.flush().map_err(term)?;

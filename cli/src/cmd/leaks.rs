@@ -1,0 +1,156 @@
+//! `kmlink leaks`: outstanding memory by allocating call site (the work is
+//! in kmlink-procview's `leaks`).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use kmlink_procview::leaks::{leaks, symbolize, Kallsyms, Leak, LeakQuery, LeakSort};
+use kmlink_procview::ProcSource;
+
+use super::stats::to_stdout;
+
+/// Arguments of `kmlink leaks`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  kmlink leaks                          # every call site with memory outstanding, oldest first
+  kmlink leaks --age 60 --top 10        # held for a minute or more
+  kmlink leaks --sort bytes --top 20    # the most bytes outstanding first
+  kmlink leaks --proc-root procview/tests/fixtures/leaks   # a recorded snapshot
+
+A call site is the return address the allocator was called from, named as the
+kernel names it (%pS); frees count to the call site that allocated the object.
+Only objects allocated since the monitor was loaded (or cleared) are seen.")]
+pub struct LeaksArgs {
+    /// Only call sites whose oldest outstanding object is at least S seconds old.
+    #[arg(long, value_name = "S", default_value = "0")]
+    pub age: f64,
+    /// At most N call sites.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Order: age (oldest object first), bytes or objects (most first).
+    #[arg(long, value_name = "KEY", default_value = "age", value_parser = LeakSort::parse)]
+    pub sort: LeakSort,
+    /// Read DIR/kmlink/stats instead of /proc (recorded snapshots).
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub proc_root: PathBuf,
+}
+
+/// Runs `kmlink leaks`.
+pub fn run(args: LeaksArgs) -> Result<ExitCode> {
+    let min_age = match Duration::try_from_secs_f64(args.age) {
+        Ok(d) => d,
+        Err(_) => bail!(
+            "--age {} is not a number of seconds (try --age 0 or --age 30)",
+            args.age
+        ),
+    };
+    let source = ProcSource::new(&args.proc_root);
+    source.check_loaded()?;
+    let stats = source.read_stats()?;
+    if stats.callsites.is_empty() && stats.totals.is_some_and(|t| t.allocs > 0) {
+        eprintln!(
+            "kmlink: the loaded monitor writes no callsite table: it is an older build \
+             (`kmlink unload && kmlink load` builds the current one)"
+        );
+    }
+    let query = LeakQuery {
+        min_age,
+        top: args.top,
+        sort: args.sort,
+    };
+    let mut rows = leaks(&stats, &query);
+    if rows
+        .iter()
+        .any(|l| kmlink_procview::leaks::is_bare_address(&l.caller))
+    {
+        // Only root reads real addresses there; others get no symbols.
+        if let Ok(text) = std::fs::read_to_string(args.proc_root.join("kallsyms")) {
+            symbolize(&mut rows, &Kallsyms::parse(&text));
+        }
+    }
+    let text = format_leaks(&rows, min_age);
+    to_stdout(|o| o.write_all(text.as_bytes()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1.5s`, `3m05s`, `2h01m`.
+fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+fn format_leaks(rows: &[Leak], min_age: Duration) -> String {
+    let mut out = String::new();
+    let objects: u64 = rows.iter().map(|l| l.objects).sum();
+    let bytes: u64 = rows.iter().map(|l| l.bytes).sum();
+    let _ = writeln!(
+        out,
+        "# {} call sites with objects outstanding for at least {}: {objects} objects, {bytes} bytes",
+        rows.len(),
+        age(min_age)
+    );
+    let _ = writeln!(
+        out,
+        "{:>9} {:>12} {:>8} {:>10} {:>10}  {:<18}  CALLER",
+        "OBJECTS", "BYTES", "OLDEST", "ALLOCS", "FREES", "CALL_SITE"
+    );
+    for l in rows {
+        let site = l
+            .addr
+            .map_or_else(|| "-".to_string(), |a| format!("{a:#x}"));
+        let _ = writeln!(
+            out,
+            "{:>9} {:>12} {:>8} {:>10} {:>10}  {:<18}  {}",
+            l.objects,
+            l.bytes,
+            age(l.oldest),
+            l.allocs,
+            l.frees,
+            site,
+            l.caller
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_top() {
+        assert_eq!(age(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(age(Duration::from_secs(185)), "3m05s");
+        assert_eq!(age(Duration::from_secs(7260)), "2h01m");
+    }
+
+    #[test]
+    fn rows_are_one_line_each() {
+        let l = Leak {
+            addr: Some(0xffffffff81301234),
+            caller: "alloc_pipe_info+0x3e/0x1c0".into(),
+            objects: 97,
+            bytes: 18624,
+            oldest: Duration::from_secs(5),
+            allocs: 100,
+            frees: 3,
+        };
+        let t = format_leaks(&[l], Duration::from_secs(2));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].contains("1 call sites") && lines[0].contains("97 objects"));
+        assert!(lines[2].contains("0xffffffff81301234  alloc_pipe_info+0x3e/0x1c0"));
+        assert!(lines[2].trim_start().starts_with("97 "));
+    }
+}
