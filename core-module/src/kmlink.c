@@ -64,12 +64,16 @@ KML_IMPORT(kml_synchronize_rcu, "synchronize_rcu");
 extern void kml_synchronize_rcu(void);
 KML_WEAK(kml_synchronize_srcu, "synchronize_srcu");
 extern void kml_synchronize_srcu(void *ssp) __attribute__((weak));
+KML_WEAK_REF(kml_synchronize_srcu);
 KML_WEAK(kml_tracepoint_srcu, "tracepoint_srcu");
 extern char kml_tracepoint_srcu[] __attribute__((weak));
+KML_WEAK_REF(kml_tracepoint_srcu);
 KML_WEAK(kml_rcu_tasks_trace_srcu_struct, "rcu_tasks_trace_srcu_struct");
 extern char kml_rcu_tasks_trace_srcu_struct[] __attribute__((weak));
+KML_WEAK_REF(kml_rcu_tasks_trace_srcu_struct);
 KML_WEAK(kml_synchronize_rcu_tasks_trace, "synchronize_rcu_tasks_trace");
 extern void kml_synchronize_rcu_tasks_trace(void) __attribute__((weak));
+KML_WEAK_REF(kml_synchronize_rcu_tasks_trace);
 
 KML_IMPORT(kml_proc_mkdir, "proc_mkdir");
 extern void *kml_proc_mkdir(const char *name, void *parent);
@@ -112,17 +116,23 @@ extern u64 kml_ktime_ns(void);
  * (the backend then refuses to start). */
 KML_WEAK(kml_register_kprobe, "register_kprobe");
 extern int kml_register_kprobe(void *kp) __attribute__((weak));
+KML_WEAK_REF(kml_register_kprobe);
 KML_WEAK(kml_unregister_kprobe, "unregister_kprobe");
 extern void kml_unregister_kprobe(void *kp) __attribute__((weak));
+KML_WEAK_REF(kml_unregister_kprobe);
 KML_WEAK(kml_register_kretprobe, "register_kretprobe");
 extern int kml_register_kretprobe(void *rp) __attribute__((weak));
+KML_WEAK_REF(kml_register_kretprobe);
 KML_WEAK(kml_unregister_kretprobe, "unregister_kretprobe");
 extern void kml_unregister_kretprobe(void *rp) __attribute__((weak));
+KML_WEAK_REF(kml_unregister_kretprobe);
 KML_WEAK(kml_ksize, "ksize");
 extern size_t kml_ksize(const void *obj) __attribute__((weak));
+KML_WEAK_REF(kml_ksize);
 /* Sizes of the probed functions (kallsyms), for telling nested hooks apart. */
 KML_WEAK(kml_sprint_symbol, "sprint_symbol");
 extern int kml_sprint_symbol(char *buf, unsigned long addr) __attribute__((weak));
+KML_WEAK_REF(kml_sprint_symbol);
 
 /* ---- layout table: filled by the linker for the target kernel ----------- */
 
@@ -161,19 +171,17 @@ KML_SLOT(kretprobe_maxactive, "offsetof kretprobe.maxactive");	/* int */
 KML_SLOT(kretprobe_nmissed, "offsetof kretprobe.nmissed");	/* int */
 KML_SLOT(kretprobe_data_size, "offsetof kretprobe.data_size");	/* size_t */
 KML_SLOT(kri_data, "offsetof kretprobe_instance.data");
-KML_SLOT(regs_di, "offsetof pt_regs.di");
-KML_SLOT(regs_si, "offsetof pt_regs.si");
-KML_SLOT(regs_dx, "offsetof pt_regs.dx");
-KML_SLOT(regs_cx, "offsetof pt_regs.cx");
-KML_SLOT(regs_r8, "offsetof pt_regs.r8");
-KML_SLOT(regs_r9, "offsetof pt_regs.r9");
-KML_SLOT(regs_ax, "offsetof pt_regs.ax");
-KML_SLOT(regs_sp, "offsetof pt_regs.sp");
-KML_SLOT(regs_ip, "offsetof pt_regs.ip");
-
-/* Per-CPU variables: the slot holds the variable's per-CPU address. */
-KML_SLOT(pcpu_current_task, "percpu current_task|pcpu_hot.current_task");
-KML_SLOT(pcpu_cpu_number, "percpu cpu_number|pcpu_hot.cpu_number");
+/*
+ * The architecture's part: pt_regs slots, per-CPU slots, current, the CPU
+ * number and the atomic helpers (one header per architecture).
+ */
+#if defined(__x86_64__)
+#include "kml_arch_x86.h"
+#elif defined(__aarch64__)
+#include "kml_arch_arm64.h"
+#else
+#error "kmlink's core is built for x86_64 and aarch64 only"
+#endif
 
 /*
  * Probe argument positions (1-based, after the data pointer). Each probe
@@ -314,28 +322,6 @@ KML_OPTION(max_rings, 64);	/* rings (and counter shards) at most */
 KML_OPTION(events_mask, 0x3f);	/* bit per event type, KML_EV_* - 1 */
 KML_OPTION(page_size, 4096);
 
-/* ---- per-CPU access ------------------------------------------------------ */
-
-static inline void *kml_current(void)
-{
-	void *task;
-
-	__asm__ __volatile__("movq %%gs:(%1), %0"
-			     : "=r"(task)
-			     : "r"(kml_slot_pcpu_current_task));
-	return task;
-}
-
-static inline u32 kml_cpu(void)
-{
-	u32 cpu;
-
-	__asm__ __volatile__("movl %%gs:(%1), %0"
-			     : "=r"(cpu)
-			     : "r"(kml_slot_pcpu_cpu_number));
-	return cpu;
-}
-
 /* ---- state ----------------------------------------------------------------- */
 
 #define KML_COMM_LEN 16
@@ -473,23 +459,6 @@ static u64 kml_events_seq_ops[8];
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static inline bool kml_cmpxchg64(u64 *p, u64 old, u64 new)
-{
-	u64 prev = old;
-
-	__asm__ __volatile__("lock; cmpxchgq %2, %1"
-			     : "+a"(prev), "+m"(*p)
-			     : "r"(new)
-			     : "memory");
-	return prev == old;
-}
-
-static inline u64 kml_xadd64(u64 *p, u64 v)
-{
-	__asm__ __volatile__("lock; xaddq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
-	return v;
-}
-
 static u64 kml_proc_key(u32 tgid, const char *comm)
 {
 	u64 h = 0xcbf29ce484222325ULL ^ tgid;
@@ -583,7 +552,7 @@ static u32 kml_proc_row(u32 tgid, const char *comm)
 		row->tgid = tgid;
 		for (c = 0; c < KML_COMM_LEN; c++)
 			row->comm[c] = comm[c];
-		barrier();
+		kml_smp_wmb();
 		WRITE_ONCE(row->ready, 1);
 		return idx;
 	}
@@ -617,7 +586,7 @@ static u32 kml_cache_row(const void *cache)
 		kml_copy_name(row->name,
 			      KML_FIELD(cache, cache_name, const char *),
 			      KML_CACHE_NAME_LEN);
-		barrier();
+		kml_smp_wmb();
 		WRITE_ONCE(row->ready, 1);
 		return idx;
 	}
@@ -743,7 +712,7 @@ static void kml_ring_put(const struct kml_ctx *c, u8 type, u64 call_site,
 	int i;
 
 	WRITE_ONCE(e->seq, 0);
-	barrier();
+	kml_smp_wmb();
 	e->time_ns = kml_ktime_ns();
 	e->call_site = call_site;
 	e->ptr = ptr;
@@ -758,7 +727,7 @@ static void kml_ring_put(const struct kml_ctx *c, u8 type, u64 call_site,
 	e->order = order;
 	for (i = 0; i < KML_COMM_LEN; i++)
 		e->comm[i] = c->comm[i];
-	barrier();
+	kml_smp_wmb();
 	WRITE_ONCE(e->seq, n + 1);
 }
 
@@ -1063,32 +1032,9 @@ static bool kml_hook_returns(const struct kml_hook *h)
 	       h->kind == KML_HK_PAGES;
 }
 
-/* Argument `pos` (1-6, x86-64 integer registers) of the probed function. */
-static u64 kml_reg_arg(const void *regs, u64 pos)
-{
-	u64 off;
-
-	switch (pos) {
-	case 1: off = kml_slot_regs_di; break;
-	case 2: off = kml_slot_regs_si; break;
-	case 3: off = kml_slot_regs_dx; break;
-	case 4: off = kml_slot_regs_cx; break;
-	case 5: off = kml_slot_regs_r8; break;
-	case 6: off = kml_slot_regs_r9; break;
-	default: return 0;
-	}
-	return *(const u64 *)((const char *)regs + off);
-}
-
 static u64 kml_hook_arg(const void *regs, const volatile u64 *slot)
 {
-	return slot ? kml_reg_arg(regs, *slot) : 0;
-}
-
-/* At function entry the stack pointer addresses the return address. */
-static u64 kml_entry_caller(const void *regs)
-{
-	return **(const u64 *const *)((const char *)regs + kml_slot_regs_sp);
+	return slot ? kml_regs_arg(regs, *slot) : 0;
 }
 
 /*
@@ -1160,8 +1106,8 @@ static int kml_kp_entry(struct kml_hook *h, void *ri, void *regs)
 	d->gfp = (u32)kml_hook_arg(regs, h->a_gfp);
 	d->order = (u32)kml_hook_arg(regs, h->a_order);
 	d->call_site = h->a_caller && *h->a_caller ? kml_hook_arg(regs, h->a_caller)
-						   : kml_entry_caller(regs);
-	d->ret_ip = kml_entry_caller(regs);
+						   : kml_regs_caller(regs);
+	d->ret_ip = kml_regs_caller(regs);
 	d->nested = h->kind == KML_HK_ALLOC_LARGE ? 0 : kml_kp_enclosing(h->type, d->ret_ip);
 	return 0;
 }
@@ -1189,9 +1135,9 @@ static bool kml_kp_counted_inside(struct kml_hook *h, const struct kml_kp_data *
 static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 {
 	const struct kml_kp_data *d = (const void *)((char *)ri + kml_slot_kri_data);
-	u64 ret = *(const u64 *)((const char *)regs + kml_slot_regs_ax);
+	u64 ret = kml_regs_ret(regs);
 	/* The real return address (the trampoline's, at entry, if tail-called). */
-	u64 ret_ip = *(const u64 *)((const char *)regs + kml_slot_regs_ip);
+	u64 ret_ip = kml_regs_ip(regs);
 	u64 call_site = d->call_site == d->ret_ip ? ret_ip : d->call_site;
 	const void *cache = (const void *)d->cache;
 	u64 req = d->size, alloc = d->size;
@@ -1207,8 +1153,8 @@ static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 		alloc = KML_FIELD(cache, cache_size, u32);
 		if (h->type == KML_EV_KMEM_CACHE_ALLOC)
 			req = KML_FIELD(cache, cache_object_size, u32);
-	} else if (ret > 16 && kml_ksize) {
-		alloc = kml_ksize((const void *)ret);
+	} else if (ret > 16 && KML_WEAK_ADDR(kml_ksize)) {
+		alloc = KML_WEAK_ADDR(kml_ksize)((const void *)ret);
 	}
 	/* kmalloc events carry no cache (as the tracepoint's): report "-". */
 	kml_on_alloc(h->type, h->type == KML_EV_KMALLOC ? NULL : cache,
@@ -1233,7 +1179,7 @@ static int kml_kp_pre(struct kml_hook *h, void *regs)
 		return 0;
 	}
 	kml_on_free(h->type, (const void *)kml_hook_arg(regs, h->a_cache),
-		    kml_entry_caller(regs), ptr);
+		    kml_regs_caller(regs), ptr);
 	return 0;
 }
 
@@ -1329,10 +1275,10 @@ static void kml_hook_range(struct kml_hook *h, const u64 *kp)
 	const char *p = buf;
 	u64 off, size;
 
-	if (!kml_sprint_symbol || !addr)
+	if (!KML_WEAK_ADDR(kml_sprint_symbol) || !addr)
 		return;
 	kml_memzero(buf, sizeof(buf));
-	kml_sprint_symbol(buf, addr);
+	KML_WEAK_ADDR(kml_sprint_symbol)(buf, addr);
 	while (*p && *p != '+')
 		p++;
 	if (*p++ != '+')
@@ -1357,9 +1303,9 @@ static void kml_kprobes_unregister(void)
 		if (!h->registered)
 			continue;
 		if (kml_hook_returns(h))
-			kml_unregister_kretprobe(h->probe);
+			KML_WEAK_ADDR(kml_unregister_kretprobe)(h->probe);
 		else
-			kml_unregister_kprobe(h->probe);
+			KML_WEAK_ADDR(kml_unregister_kprobe)(h->probe);
 		h->registered = 0;
 		h->start = h->end = 0;
 	}
@@ -1399,8 +1345,10 @@ static int kml_kprobes_register(void)
 	u32 i, n = 0;
 	int err;
 
-	if (!kml_register_kprobe || !kml_unregister_kprobe ||
-	    !kml_register_kretprobe || !kml_unregister_kretprobe) {
+	if (!KML_WEAK_ADDR(kml_register_kprobe) ||
+	    !KML_WEAK_ADDR(kml_unregister_kprobe) ||
+	    !KML_WEAK_ADDR(kml_register_kretprobe) ||
+	    !KML_WEAK_ADDR(kml_unregister_kretprobe)) {
 		kml_printk("\0013kmlink: this kernel exports no kprobe API; build with --backend tracepoint\n");
 		return -38; /* -ENOSYS */
 	}
@@ -1435,7 +1383,8 @@ static int kml_kprobes_register(void)
 				(void *)kml_kp_fns[i][2];
 		}
 		*(const char **)kml_field_ptr(kp, kml_slot_kprobe_symbol_name) = h->sym;
-		err = ret ? kml_register_kretprobe(h->probe) : kml_register_kprobe(h->probe);
+		err = ret ? KML_WEAK_ADDR(kml_register_kretprobe)(h->probe)
+			  : KML_WEAK_ADDR(kml_register_kprobe)(h->probe);
 		if (err) {
 			kml_printk("\0014kmlink: kprobe on %s: register failed (%d); not monitored\n",
 				   h->sym, err);
@@ -1535,6 +1484,7 @@ static const char *kml_cache_label(u32 row, char *buf)
 		return "(other)";
 	if (!READ_ONCE(kml.caches[row].ready))
 		return "-";
+	kml_smp_rmb();	/* the name was written before ready */
 	kml_escape(buf, kml.caches[row].name, KML_CACHE_NAME_LEN);
 	return buf;
 }
@@ -1565,6 +1515,7 @@ static int kml_stats_show(void *m, void *v)
 
 		if (i < KML_PROC_ROWS && !READ_ONCE(row->ready))
 			continue;
+		kml_smp_rmb();	/* tgid and comm were written before ready */
 		kml_sum(&sum, kml_pc, i);
 		if (i == KML_PROC_ROWS) {
 			if (!sum.allocs && !sum.frees && !sum.page_allocs && !sum.page_frees)
@@ -1702,9 +1653,9 @@ static struct kml_snapshot *kml_take_snapshot(void)
 
 			if (seq != i + 1)
 				continue;	/* being written, or overwritten */
-			barrier();
+			kml_smp_rmb();
 			*dst = *e;
-			barrier();
+			kml_smp_rmb();
 			if (READ_ONCE(e->seq) != seq)
 				continue;
 			snap->n++;
@@ -1835,7 +1786,7 @@ static int kml_clear(void)
 	kml.caches[0].ready = 1;
 	kml.loaded_ns = kml_ktime_ns();
 	kml.generation++;
-	barrier();
+	kml_smp_wmb();
 	WRITE_ONCE(kml.paused, was_paused);
 	WRITE_ONCE(kml.clearing, 0);
 	return 0;
@@ -1939,12 +1890,17 @@ static int kml_alloc_tables(void)
  * kernel's tracepoint_synchronize_unregister() waits for. */
 static void kml_sync_probes(void)
 {
-	if (kml_synchronize_rcu_tasks_trace)
-		kml_synchronize_rcu_tasks_trace();
-	if (kml_synchronize_srcu && kml_rcu_tasks_trace_srcu_struct)
-		kml_synchronize_srcu(kml_rcu_tasks_trace_srcu_struct);
-	if (kml_synchronize_srcu && kml_tracepoint_srcu)
-		kml_synchronize_srcu(kml_tracepoint_srcu);
+	void (*sync_srcu)(void *ssp) = KML_WEAK_ADDR(kml_synchronize_srcu);
+	void (*sync_tasks_trace)(void) = KML_WEAK_ADDR(kml_synchronize_rcu_tasks_trace);
+	void *tasks_trace_srcu = KML_WEAK_ADDR(kml_rcu_tasks_trace_srcu_struct);
+	void *tp_srcu = KML_WEAK_ADDR(kml_tracepoint_srcu);
+
+	if (sync_tasks_trace)
+		sync_tasks_trace();
+	if (sync_srcu && tasks_trace_srcu)
+		sync_srcu(tasks_trace_srcu);
+	if (sync_srcu && tp_srcu)
+		sync_srcu(tp_srcu);
 	kml_synchronize_rcu();
 }
 
