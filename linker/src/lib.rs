@@ -28,7 +28,7 @@ use object::build::elf::{Builder, Relocation, SectionData, SectionId, SymbolId};
 use object::build::{ByteString, Bytes};
 use object::elf;
 
-use kmlink_core_module::{Manifest, LAYOUT_SECTION, MANIFEST_SECTION, OPTIONS_SECTION};
+use kmlink_core_module::{Arch, Manifest, LAYOUT_SECTION, MANIFEST_SECTION, OPTIONS_SECTION};
 use kmlink_metadata_db::record::KernelRecord;
 
 pub use plan::{Binding, Plan, SlotValue};
@@ -48,6 +48,26 @@ pub enum LinkError {
     /// The core object's manifest is unusable.
     #[error(transparent)]
     Manifest(#[from] kmlink_core_module::ManifestError),
+    /// The record is for another architecture than the core object.
+    #[error("{release}: the record is for {record_arch}, the core object is built for {core_arch}: a module is linked only with a record of its own architecture (take the {core_arch} record of the kernel, or the {record_arch} core)")]
+    ArchMismatch {
+        /// Kernel release.
+        release: String,
+        /// The record's `identity.arch`.
+        record_arch: String,
+        /// The core object's architecture (its ELF machine), or
+        /// `unknown ELF machine N`.
+        core_arch: String,
+    },
+    /// The core is built for an architecture this linker does not emit
+    /// modules for yet.
+    #[error("{release}: linking {arch} modules is not supported yet (this linker emits x86_64 modules; the {arch} core object exists, its module sections and relocations do not)")]
+    UnsupportedArch {
+        /// Kernel release.
+        release: String,
+        /// The architecture.
+        arch: String,
+    },
     /// The kernel exports none of the names an import needs.
     #[error("{release}: the kernel exports no {wanted} (needed by {by}); this kernel cannot run the monitor as built")]
     MissingExport {
@@ -214,6 +234,46 @@ pub fn content_hash(core: &[u8], record: &KernelRecord) -> String {
     hex::encode(h.finalize())
 }
 
+/// The architecture of a core object: its ELF `e_machine`.
+pub fn core_arch(core: &[u8]) -> Result<Arch, String> {
+    use object::read::elf::FileHeader as _;
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(core)
+        .map_err(|e| format!("not an ELF64 object: {e}"))?;
+    let endian = header.endian().map_err(|e| format!("ELF header: {e}"))?;
+    let machine = header.e_machine(endian);
+    Arch::of_elf_machine(machine).ok_or_else(|| format!("unknown ELF machine {machine}"))
+}
+
+/// Refuses a record of another architecture than the core object, naming
+/// both, and an architecture this linker cannot emit modules for yet.
+fn check_arch(core: &[u8], record: &KernelRecord) -> Result<(), LinkError> {
+    let release = record.identity.release.clone();
+    let core_arch = match core_arch(core) {
+        Ok(a) => a,
+        Err(why) => {
+            return Err(LinkError::ArchMismatch {
+                release,
+                record_arch: record.identity.arch.clone(),
+                core_arch: why,
+            })
+        }
+    };
+    if record.identity.arch != core_arch.machine() {
+        return Err(LinkError::ArchMismatch {
+            release,
+            record_arch: record.identity.arch.clone(),
+            core_arch: core_arch.machine().to_string(),
+        });
+    }
+    if core_arch != Arch::X86_64 {
+        return Err(LinkError::UnsupportedArch {
+            release,
+            arch: core_arch.machine().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Links `core` (with its `manifest`) for the kernel `record` describes.
 ///
 /// This is the bare linker: it checks the record against itself only. Use
@@ -244,6 +304,7 @@ pub fn link_with(
         }
     }
     record.validate()?;
+    check_arch(core, record)?;
     let plan = Plan::resolve(manifest, record)?;
     check_this_module(record)?;
     if record.vermagic.trim().is_empty() {

@@ -354,6 +354,14 @@ pub struct Extracted {
     pub btf: Vec<u8>,
 }
 
+/// The architecture of an ELF64 file, by its `e_machine`.
+fn elf_arch(elf: &[u8]) -> Option<kmlink_core_module::Arch> {
+    use object::read::elf::FileHeader as _;
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(elf).ok()?;
+    let machine = header.e_machine(header.endian().ok()?);
+    kmlink_core_module::Arch::of_elf_machine(machine)
+}
+
 /// [`extract`], also returning the kernel's `.BTF`.
 pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, ExtractError> {
     let release = art.release.clone();
@@ -384,6 +392,12 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     let elf = kmlink_donor::bzimage::extract_vmlinux(&bz)
         .map_err(donor(format!("{}", art.vmlinuz.display())))?;
     let vmlinux = Vmlinux::parse(&elf).map_err(donor("vmlinux".into()))?;
+    let arch = elf_arch(&elf).ok_or_else(|| {
+        missing(format!(
+            "vmlinux is not an ELF64 file of an architecture kmlink links for ({})",
+            crate::record::known_arches().join(", ")
+        ))
+    })?;
     let btf_bytes = vmlinux
         .btf_section()
         .ok_or_else(|| missing("vmlinux has no .BTF section".into()))?;
@@ -632,7 +646,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
             distro: art.distro.clone(),
             suite: art.suite.clone(),
             flavour: art.flavour.clone(),
-            arch: "x86_64".into(),
+            arch: arch.machine().into(),
             build_string: build,
             btf_sha256: hex::encode(Sha256::digest(btf_bytes)),
             packages: art.packages.clone(),

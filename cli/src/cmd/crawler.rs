@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmlink_crawler::cache::Cache;
-use kmlink_crawler::discover::{self, Distro, KernelInfo, Origin};
+use kmlink_crawler::discover::{self, Arch, Distro, KernelInfo, Origin};
 use kmlink_crawler::pinned::{self, PinnedKernel};
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::{ingest, Http};
@@ -27,6 +27,10 @@ pub struct SourceOpts {
     /// Distribution (ubuntu is experimental).
     #[arg(long, default_value = "debian", value_parser = parse_distro)]
     pub distro: Distro,
+    /// Architecture whose kernels are listed (`amd64`, `arm64`; the
+    /// `binary-<arch>` indexes are read); default: the host's.
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<Arch>,
     /// Archive mirror base URL (repeatable); default: the host's apt sources.
     #[arg(long, value_name = "URL")]
     pub mirror: Vec<String>,
@@ -51,6 +55,10 @@ fn parse_distro(s: &str) -> Result<Distro, String> {
     s.parse()
 }
 
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse()
+}
+
 impl SourceOpts {
     fn cache(&self) -> Cache {
         Cache::new(self.cache.clone().unwrap_or_else(Cache::default_root))
@@ -61,6 +69,9 @@ impl SourceOpts {
             sources::host_sources(Path::new("/")).context("reading the host's apt sources")?;
         let mut o = Origin::from_sources(self.distro, &srcs);
         o.allow_expired = self.allow_expired;
+        if let Some(a) = self.arch {
+            o.arch = a;
+        }
         if !self.mirror.is_empty() {
             o.mirrors.archive = trimmed(&self.mirror);
         }
