@@ -2,8 +2,8 @@
 /*
  * kmlink core, aarch64: the registers of struct pt_regs the kprobe backend
  * reads, current (sp_el0 holds it in the kernel) and the CPU number (the
- * task's own `cpu`, so no per-CPU base register: the kernel picks
- * tpidr_el1 or tpidr_el2 at boot), and the atomic helpers.
+ * task's own thread_info.cpu, so no per-CPU base register: the kernel
+ * picks tpidr_el1 or tpidr_el2 at boot), and the atomic helpers.
  *
  * The atomics are the compiler's __atomic builtins, built with
  * -mno-outline-atomics: inline LL/SC loops (ldaxr/stlxr), correct on every
@@ -20,7 +20,9 @@ KML_IMPORT(memset, "memset");
 /* x0..x30 are `u64 regs[31]` (an anonymous member of struct pt_regs). */
 KML_SLOT(regs_x0, "offsetof pt_regs.regs");
 KML_SLOT(regs_pc, "offsetof pt_regs.pc");
-KML_SLOT(task_cpu, "offsetof task_struct.cpu");	/* unsigned int cpu */
+/* 5.16+ keep the CPU in thread_info, the first member of task_struct
+ * (6.1.0-47-arm64 BTF: offset 16). */
+KML_SLOT(task_cpu, "offsetof task_struct.thread_info.cpu");	/* u32 cpu */
 
 /* ---- current and the CPU number ---------------------------------------- */
 
