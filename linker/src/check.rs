@@ -564,6 +564,9 @@ fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
                 format!("nothing linked: the record is impossible (see {})", e.group),
             )
         }
+        Err(LinkError::ArchMismatch { .. } | LinkError::UnsupportedArch { .. }) => {
+            return Check::skip(NAME, "nothing linked: see identity")
+        }
         Err(e) => return link_failed(NAME, e, release),
     };
     let r = &linked.report;
