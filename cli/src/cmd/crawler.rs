@@ -362,7 +362,21 @@ fn print_table(out: &mut impl Write, kernels: &[(PinnedKernel, KernelInfo)]) -> 
 }
 
 fn fetch(a: FetchArgs) -> Result<ExitCode> {
-    let origin = a.source.origin()?;
+    let mut origin = a.source.origin()?;
+    // Without --arch, releases that all name one architecture (Debian's
+    // flavours do) are looked for in its indexes.
+    if a.source.arch.is_none() {
+        let arches: Vec<Option<Arch>> = a
+            .releases
+            .iter()
+            .map(|r| discover::release_arch(r))
+            .collect();
+        if let Some(Some(first)) = arches.first() {
+            if arches.iter().all(|x| *x == Some(*first)) {
+                origin.arch = *first;
+            }
+        }
+    }
     let cache = a.source.cache();
     let http = Http::new().context("setting up HTTP")?;
     let mut trees = Vec::new();
