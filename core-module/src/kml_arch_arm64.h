@@ -17,6 +17,35 @@
  * stores inline): bind it to the kernel's. */
 KML_IMPORT(memset, "memset");
 
+/*
+ * copy_from_user: arm64 inlines _copy_from_user (INLINE_COPY_FROM_USER), so
+ * the kernel exports only __arch_copy_from_user, which returns the bytes it
+ * could not copy and relies on its caller for access_ok. The range check
+ * here is stricter than the kernel's (user addresses below 2^48, whatever
+ * VA_BITS); TTBR0 PAN emulation (CONFIG_ARM64_SW_TTBR0_PAN, not set in
+ * Debian's kernels) would need more than this call.
+ */
+KML_IMPORT(kml_arch_copy_from_user, "__arch_copy_from_user");
+extern unsigned long kml_arch_copy_from_user(void *to, const void *from,
+					     unsigned long n);
+
+#define KML_USER_ADDR_END (1ULL << 48)
+
+static inline unsigned long kml_copy_from_user(void *to, const void *from,
+					       unsigned long n)
+{
+	unsigned long addr = (unsigned long)from, left = n, i;
+	char *dst = to;
+
+	if (n <= KML_USER_ADDR_END && addr <= KML_USER_ADDR_END - n)
+		left = kml_arch_copy_from_user(to, from, n);
+	if (left > n)
+		left = n;
+	for (i = n - left; i < n; i++)	/* what was not copied reads as 0 */
+		dst[i] = 0;
+	return left;
+}
+
 /* x0..x30 are `u64 regs[31]` (an anonymous member of struct pt_regs). */
 KML_SLOT(regs_x0, "offsetof pt_regs.regs");
 KML_SLOT(regs_pc, "offsetof pt_regs.pc");

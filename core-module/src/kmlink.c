@@ -98,9 +98,11 @@ KML_IMPORT(kml_seq_open, "seq_open");
 extern int kml_seq_open(void *file, const void *ops);
 KML_IMPORT(kml_seq_release, "seq_release");
 extern int kml_seq_release(void *inode, void *file);
+#if defined(__x86_64__)	/* arm64 inlines it: see kml_arch_arm64.h */
 KML_IMPORT(kml_copy_from_user, "_copy_from_user");
 extern unsigned long kml_copy_from_user(void *to, const void *from,
 					unsigned long n);
+#endif
 
 KML_IMPORT(kml_vzalloc, "vzalloc_noprof|vzalloc");
 extern void *kml_vzalloc(unsigned long size);

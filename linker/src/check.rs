@@ -255,13 +255,7 @@ pub fn verify(facts: &Facts<'_>, link: &Result<Linked, LinkError>) -> Verdict {
         layouts(facts),
     ];
     // A record of another architecture than the core: no module.
-    if let Err(
-        e @ (LinkError::ArchMismatch { record_arch, .. }
-        | LinkError::UnsupportedArch {
-            arch: record_arch, ..
-        }),
-    ) = link
-    {
+    if let Err(e @ LinkError::ArchMismatch { record_arch, .. }) = link {
         if let Some(c) = checks.iter_mut().find(|c| c.name == "identity") {
             *c = Check::fail(
                 "identity",
@@ -564,7 +558,7 @@ fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
                 format!("nothing linked: the record is impossible (see {})", e.group),
             )
         }
-        Err(LinkError::ArchMismatch { .. } | LinkError::UnsupportedArch { .. }) => {
+        Err(LinkError::ArchMismatch { .. }) => {
             return Check::skip(NAME, "nothing linked: see identity")
         }
         Err(e) => return link_failed(NAME, e, release),

@@ -548,8 +548,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         )?;
         said.line(format_args!("kmlink: record written to {}", path.display()));
     }
+    // The core object (and its manifest) of the record's architecture.
+    let arch = kmlink_core_module::Arch::from_machine(&sources.record.identity.arch)
+        .unwrap_or(kmlink_core_module::Arch::X86_64);
+    let arch_manifest;
+    let (core, manifest) = if arch == kmlink_core_module::Arch::X86_64 {
+        (CORE_OBJECT, manifest)
+    } else {
+        arch_manifest = Manifest::core_for(arch)
+            .with_context(|| format!("reading the embedded {arch} core's manifest"))?;
+        (arch.core_object(), &arch_manifest)
+    };
     let facts = sources.facts(manifest);
-    let built = kmlink_linker::build_with(CORE_OBJECT, &facts, &options);
+    let built = kmlink_linker::build_with(core, &facts, &options);
     let (verdict, ko): (&Verdict, Option<Vec<u8>>) = match &built {
         Ok(b) => (&b.verdict, Some(b.linked.ko.clone())),
         Err(r) => (&r.verdict, None),
@@ -567,7 +578,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 "kmlink: WARNING: --unchecked-for-tests: writing a module the checks REFUSED; \
                  it exists to show what the kernel does with it. Never load it on a real system.",
             );
-            kmlink_linker::link_with(CORE_OBJECT, manifest, &sources.record, &options)
+            kmlink_linker::link_with(core, manifest, &sources.record, &options)
                 .with_context(|| format!("linking for {}", sources.release))?
                 .ko
         }
