@@ -358,6 +358,18 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     };
     let is_running = running.as_ref().is_some_and(|h| h.release == release);
     let host_id = if is_running { running.clone() } else { None };
+    // A release of another architecture than the built-in core's (Debian
+    // names it in the flavour): its facts are those that core asks.
+    let other_arch = kmlink_crawler::discover::release_arch(&release)
+        .filter(|a| *a != kmlink_core_module::Arch::X86_64);
+    let other_manifest = match other_arch {
+        Some(a) => Some(
+            Manifest::core_for(a)
+                .with_context(|| format!("reading the embedded {a} core's manifest"))?,
+        ),
+        None => None,
+    };
+    let arch_manifest = other_manifest.as_ref();
     let mut notes = Vec::new();
 
     let btf = match &args.btf {
@@ -413,7 +425,7 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     } else if args.from_packages {
         let fetched = kernels::materialize(&release, &args.fetch)?;
         let art = kernels::artifacts(&fetched);
-        let r = kmlink_metadata_db::extract::extract(&art, manifest)
+        let r = kmlink_metadata_db::extract::extract(&art, arch_manifest.unwrap_or(manifest))
             .with_context(|| format!("extracting the facts of {release}"))?;
         (r, format!("extracted from the {} packages", fetched.suite))
     } else {
@@ -422,7 +434,8 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
         } else {
             let store = open_store(args.db.as_deref())?;
             let lookup = || format!("looking up {release} in {}", store.path().display());
-            let fast = if projected {
+            // Projections are of the built-in (x86_64) core's facts.
+            let fast = if projected && arch_manifest.is_none() {
                 store.get_projected(&release).with_context(lookup)?
             } else {
                 None
