@@ -592,7 +592,10 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     let db = a.db.clone().unwrap_or_else(Store::default_path);
     let store =
         Store::open(&db).with_context(|| format!("opening the record store {}", db.display()))?;
-    let manifest = kmlink_core_module::Manifest::core().context("the core's manifest")?;
+    // The facts asked are those of the core built for the kernels'
+    // architecture (the indexes read: --arch, default the host's).
+    let manifest = kmlink_core_module::Manifest::core_for(origin.arch)
+        .with_context(|| format!("the {} core's manifest", origin.arch))?;
     let total = kernels.len();
     let total_size: u64 = kernels.iter().map(|k| k.1.download_size).sum();
     eprintln!(
