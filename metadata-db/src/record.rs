@@ -166,6 +166,17 @@ pub fn known_arches() -> Vec<&'static str> {
         .collect()
 }
 
+/// The architecture a release's flavour names, if any: a `-`-separated
+/// word after the version that is a Debian architecture (`6.1.0-47-amd64`,
+/// `6.12.57+deb13-cloud-arm64`, `6.12.57+deb13-arm64-16k`).
+pub fn release_names_arch(release: &str) -> Option<kmlink_core_module::Arch> {
+    release.split('-').skip(1).find_map(|w| {
+        kmlink_core_module::Arch::ALL
+            .into_iter()
+            .find(|a| a.debian() == w)
+    })
+}
+
 /// A record's architecture when it has none (records written before the
 /// architecture was part of discovery were all x86-64).
 pub const DEFAULT_ARCH: &str = "x86_64";
@@ -250,6 +261,19 @@ impl KernelRecord {
                     known_arches().join(", ")
                 ),
             ));
+        }
+        if let Some(named) = release_names_arch(release) {
+            if named.machine() != self.identity.arch {
+                return Err(bad(
+                    "identity",
+                    format!("arch = {:?}", self.identity.arch),
+                    format!(
+                        "contradicts the release {release}, whose flavour names {} ({})",
+                        named.debian(),
+                        named.machine()
+                    ),
+                ));
+            }
         }
         if release.is_empty()
             || release.len() > MAX_RELEASE_LEN
