@@ -62,7 +62,13 @@ pub fn locate(release: &str, opts: &FetchOpts) -> Result<(pinned::PinnedKernel, 
         return Ok((pin, "debian".into(), flavour));
     }
     let http = Http::new().context("setting up HTTP")?;
-    let found = discover::find_kernel(&http, &cache(opts), &origin(opts)?, release)
+    let mut origin = origin(opts)?;
+    // The release names its architecture (`-arm64`, `-cloud-amd64`, ...):
+    // it is looked for in that architecture's indexes.
+    if let Some(arch) = discover::release_arch(release) {
+        origin.arch = arch;
+    }
+    let found = discover::find_kernel(&http, &cache(opts), &origin, release)
         .with_context(|| format!("looking for {release} in the archives"))?;
     let Some((pin, info)) = found else {
         bail!(

@@ -62,7 +62,7 @@ fn absurd() -> Vec<(
         (
             "arch",
             Box::new(|r| r["identity"]["arch"] = "aarch64".into()),
-            "arch = \"aarch64\" is a foreign architecture",
+            "arch = \"aarch64\" contradicts the release 6.1.0-47-amd64, whose flavour names amd64 (x86_64)",
         ),
     ]
 }

@@ -13,7 +13,12 @@ use kmlink_core_module::{CORE_CFLAGS, CORE_OBJECT};
 use sha2::{Digest, Sha256};
 
 /// The files the object is compiled from (build.rs).
-const SOURCES: &[&str] = &["src/kmlink.c", "src/kmlink.h", "src/kml_hash.h"];
+const SOURCES: &[&str] = &[
+    "src/kmlink.c",
+    "src/kmlink.h",
+    "src/kml_hash.h",
+    "src/kml_arch_x86.h",
+];
 
 fn main() -> ExitCode {
     let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {

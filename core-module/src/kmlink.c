@@ -67,12 +67,16 @@ KML_IMPORT(kml_synchronize_rcu, "synchronize_rcu");
 extern void kml_synchronize_rcu(void);
 KML_WEAK(kml_synchronize_srcu, "synchronize_srcu");
 extern void kml_synchronize_srcu(void *ssp) __attribute__((weak));
+KML_WEAK_REF(kml_synchronize_srcu);
 KML_WEAK(kml_tracepoint_srcu, "tracepoint_srcu");
 extern char kml_tracepoint_srcu[] __attribute__((weak));
+KML_WEAK_REF(kml_tracepoint_srcu);
 KML_WEAK(kml_rcu_tasks_trace_srcu_struct, "rcu_tasks_trace_srcu_struct");
 extern char kml_rcu_tasks_trace_srcu_struct[] __attribute__((weak));
+KML_WEAK_REF(kml_rcu_tasks_trace_srcu_struct);
 KML_WEAK(kml_synchronize_rcu_tasks_trace, "synchronize_rcu_tasks_trace");
 extern void kml_synchronize_rcu_tasks_trace(void) __attribute__((weak));
+KML_WEAK_REF(kml_synchronize_rcu_tasks_trace);
 
 KML_IMPORT(kml_proc_mkdir, "proc_mkdir");
 extern void *kml_proc_mkdir(const char *name, void *parent);
@@ -97,9 +101,11 @@ KML_IMPORT(kml_seq_open, "seq_open");
 extern int kml_seq_open(void *file, const void *ops);
 KML_IMPORT(kml_seq_release, "seq_release");
 extern int kml_seq_release(void *inode, void *file);
+#if defined(__x86_64__)	/* arm64 inlines it: see kml_arch_arm64.h */
 KML_IMPORT(kml_copy_from_user, "_copy_from_user");
 extern unsigned long kml_copy_from_user(void *to, const void *from,
 					unsigned long n);
+#endif
 
 KML_IMPORT(kml_vzalloc, "vzalloc_noprof|vzalloc");
 extern void *kml_vzalloc(unsigned long size);
@@ -110,8 +116,10 @@ extern void kml_vfree(const void *addr);
  * RCU is not preemptible, neither is the probe: nothing to bracket). */
 KML_WEAK(kml_rcu_read_lock, "__rcu_read_lock");
 extern void kml_rcu_read_lock(void) __attribute__((weak));
+KML_WEAK_REF(kml_rcu_read_lock);
 KML_WEAK(kml_rcu_read_unlock, "__rcu_read_unlock");
 extern void kml_rcu_read_unlock(void) __attribute__((weak));
+KML_WEAK_REF(kml_rcu_read_unlock);
 
 KML_IMPORT(kml_ns_capable_noaudit, "ns_capable_noaudit");
 extern bool kml_ns_capable_noaudit(void *ns, int cap);
@@ -128,17 +136,23 @@ extern u64 kml_ktime_ns(void);
  * (the backend then refuses to start). */
 KML_WEAK(kml_register_kprobe, "register_kprobe");
 extern int kml_register_kprobe(void *kp) __attribute__((weak));
+KML_WEAK_REF(kml_register_kprobe);
 KML_WEAK(kml_unregister_kprobe, "unregister_kprobe");
 extern void kml_unregister_kprobe(void *kp) __attribute__((weak));
+KML_WEAK_REF(kml_unregister_kprobe);
 KML_WEAK(kml_register_kretprobe, "register_kretprobe");
 extern int kml_register_kretprobe(void *rp) __attribute__((weak));
+KML_WEAK_REF(kml_register_kretprobe);
 KML_WEAK(kml_unregister_kretprobe, "unregister_kretprobe");
 extern void kml_unregister_kretprobe(void *rp) __attribute__((weak));
+KML_WEAK_REF(kml_unregister_kretprobe);
 KML_WEAK(kml_ksize, "ksize");
 extern size_t kml_ksize(const void *obj) __attribute__((weak));
+KML_WEAK_REF(kml_ksize);
 /* Sizes of the probed functions (kallsyms), for telling nested hooks apart. */
 KML_WEAK(kml_sprint_symbol, "sprint_symbol");
 extern int kml_sprint_symbol(char *buf, unsigned long addr) __attribute__((weak));
+KML_WEAK_REF(kml_sprint_symbol);
 
 /* ---- layout table: filled by the linker for the target kernel ----------- */
 
@@ -183,19 +197,17 @@ KML_SLOT(kretprobe_maxactive, "offsetof kretprobe.maxactive");	/* int */
 KML_SLOT(kretprobe_nmissed, "offsetof kretprobe.nmissed");	/* int */
 KML_SLOT(kretprobe_data_size, "offsetof kretprobe.data_size");	/* size_t */
 KML_SLOT(kri_data, "offsetof kretprobe_instance.data");
-KML_SLOT(regs_di, "offsetof pt_regs.di");
-KML_SLOT(regs_si, "offsetof pt_regs.si");
-KML_SLOT(regs_dx, "offsetof pt_regs.dx");
-KML_SLOT(regs_cx, "offsetof pt_regs.cx");
-KML_SLOT(regs_r8, "offsetof pt_regs.r8");
-KML_SLOT(regs_r9, "offsetof pt_regs.r9");
-KML_SLOT(regs_ax, "offsetof pt_regs.ax");
-KML_SLOT(regs_sp, "offsetof pt_regs.sp");
-KML_SLOT(regs_ip, "offsetof pt_regs.ip");
-
-/* Per-CPU variables: the slot holds the variable's per-CPU address. */
-KML_SLOT(pcpu_current_task, "percpu current_task|pcpu_hot.current_task");
-KML_SLOT(pcpu_cpu_number, "percpu cpu_number|pcpu_hot.cpu_number");
+/*
+ * The architecture's part: pt_regs slots, per-CPU slots, current, the CPU
+ * number and the atomic helpers (one header per architecture).
+ */
+#if defined(__x86_64__)
+#include "kml_arch_x86.h"
+#elif defined(__aarch64__)
+#include "kml_arch_arm64.h"
+#else
+#error "kmlink's core is built for x86_64 and aarch64 only"
+#endif
 
 /*
  * Probe argument positions (1-based, after the data pointer). Each probe
@@ -335,28 +347,6 @@ KML_OPTION(ptr_slots, 131072);	/* outstanding-object table (power of two) */
 KML_OPTION(max_rings, 64);	/* rings (and counter shards) at most */
 KML_OPTION(events_mask, 0x3f);	/* bit per event type, KML_EV_* - 1 */
 KML_OPTION(page_size, 4096);
-
-/* ---- per-CPU access ------------------------------------------------------ */
-
-static inline void *kml_current(void)
-{
-	void *task;
-
-	__asm__ __volatile__("movq %%gs:(%1), %0"
-			     : "=r"(task)
-			     : "r"(kml_slot_pcpu_current_task));
-	return task;
-}
-
-static inline u32 kml_cpu(void)
-{
-	u32 cpu;
-
-	__asm__ __volatile__("movl %%gs:(%1), %0"
-			     : "=r"(cpu)
-			     : "r"(kml_slot_pcpu_cpu_number));
-	return cpu;
-}
 
 /* ---- state ----------------------------------------------------------------- */
 
@@ -515,23 +505,6 @@ static u64 kml_events_seq_ops[8];
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static inline bool kml_cmpxchg64(u64 *p, u64 old, u64 new)
-{
-	u64 prev = old;
-
-	__asm__ __volatile__("lock; cmpxchgq %2, %1"
-			     : "+a"(prev), "+m"(*p)
-			     : "r"(new)
-			     : "memory");
-	return prev == old;
-}
-
-static inline u64 kml_xadd64(u64 *p, u64 v)
-{
-	__asm__ __volatile__("lock; xaddq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
-	return v;
-}
-
 static u64 kml_proc_key(u32 tgid, const char *comm)
 {
 	u64 h = 0xcbf29ce484222325ULL ^ tgid;
@@ -635,7 +608,7 @@ static u32 kml_proc_row(u32 tgid, const char *comm)
 		row->tgid = tgid;
 		for (c = 0; c < KML_COMM_LEN; c++)
 			row->comm[c] = comm[c];
-		barrier();
+		kml_smp_wmb();
 		WRITE_ONCE(row->ready, 1);
 		return idx;
 	}
@@ -669,7 +642,7 @@ static u32 kml_cache_row(const void *cache)
 		kml_copy_name(row->name,
 			      KML_FIELD(cache, cache_name, const char *),
 			      KML_CACHE_NAME_LEN);
-		barrier();
+		kml_smp_wmb();
 		WRITE_ONCE(row->ready, 1);
 		return idx;
 	}
@@ -715,15 +688,15 @@ static u64 kml_cgroup_id(void *task)
 	const void *cset, *cgrp, *kn = NULL;
 	u64 id = 0;
 
-	if (kml_rcu_read_lock && kml_rcu_read_unlock)
-		kml_rcu_read_lock();
+	if (KML_WEAK_ADDR(kml_rcu_read_lock) && KML_WEAK_ADDR(kml_rcu_read_unlock))
+		KML_WEAK_ADDR(kml_rcu_read_lock)();
 	cset = READ_ONCE(KML_FIELD(task, task_cgroups, const void *));
 	cgrp = cset ? READ_ONCE(KML_FIELD(cset, css_set_dfl_cgrp, const void *)) : NULL;
 	kn = cgrp ? READ_ONCE(KML_FIELD(cgrp, cgroup_kn, const void *)) : NULL;
 	if (kn)
 		id = READ_ONCE(KML_FIELD(kn, kernfs_node_id, u64));
-	if (kml_rcu_read_lock && kml_rcu_read_unlock)
-		kml_rcu_read_unlock();
+	if (KML_WEAK_ADDR(kml_rcu_read_lock) && KML_WEAK_ADDR(kml_rcu_read_unlock))
+		KML_WEAK_ADDR(kml_rcu_read_unlock)();
 	return id;
 }
 
@@ -831,6 +804,7 @@ KML_OPTION(stacks, 0);		/* save the stack of 1 in N allocations; 0: off */
 KML_WEAK(kml_stack_trace_save, "stack_trace_save");
 extern unsigned int kml_stack_trace_save(unsigned long *store, unsigned int size,
 					 unsigned int skipnr) __attribute__((weak));
+KML_WEAK_REF(kml_stack_trace_save);
 
 #define KML_STACK_SLOTS 2048	/* distinct stacks kept (power of two) */
 #define KML_STACK_DEPTH 32	/* frames kept per stack, innermost first */
@@ -881,7 +855,7 @@ static void kml_stack_sample(u32 cpu, u64 bytes)
 
 	if (!kml_stk.slots || ++kml_stk.ticks[cpu % KML_STACK_TICKS] % kml_opt_stacks)
 		return;
-	depth = kml_stack_trace_save(frames, KML_STACK_DEPTH, 0);
+	depth = KML_WEAK_ADDR(kml_stack_trace_save)(frames, KML_STACK_DEPTH, 0);
 	if (depth > KML_STACK_DEPTH)
 		depth = KML_STACK_DEPTH;
 	h = kml_stack_hash(frames, depth);
@@ -960,7 +934,7 @@ static void kml_ring_put(const struct kml_ctx *c, u8 type, u64 call_site,
 	int i;
 
 	WRITE_ONCE(e->seq, 0);
-	barrier();
+	kml_smp_wmb();
 	e->time_ns = c->now;
 	e->call_site = call_site;
 	e->ptr = ptr;
@@ -975,7 +949,7 @@ static void kml_ring_put(const struct kml_ctx *c, u8 type, u64 call_site,
 	e->order = order;
 	for (i = 0; i < KML_COMM_LEN; i++)
 		e->comm[i] = c->comm[i];
-	barrier();
+	kml_smp_wmb();
 	WRITE_ONCE(e->seq, n + 1);
 }
 
@@ -1304,32 +1278,9 @@ static bool kml_hook_returns(const struct kml_hook *h)
 	       h->kind == KML_HK_PAGES;
 }
 
-/* Argument `pos` (1-6, x86-64 integer registers) of the probed function. */
-static u64 kml_reg_arg(const void *regs, u64 pos)
-{
-	u64 off;
-
-	switch (pos) {
-	case 1: off = kml_slot_regs_di; break;
-	case 2: off = kml_slot_regs_si; break;
-	case 3: off = kml_slot_regs_dx; break;
-	case 4: off = kml_slot_regs_cx; break;
-	case 5: off = kml_slot_regs_r8; break;
-	case 6: off = kml_slot_regs_r9; break;
-	default: return 0;
-	}
-	return *(const u64 *)((const char *)regs + off);
-}
-
 static u64 kml_hook_arg(const void *regs, const volatile u64 *slot)
 {
-	return slot ? kml_reg_arg(regs, *slot) : 0;
-}
-
-/* At function entry the stack pointer addresses the return address. */
-static u64 kml_entry_caller(const void *regs)
-{
-	return **(const u64 *const *)((const char *)regs + kml_slot_regs_sp);
+	return slot ? kml_regs_arg(regs, *slot) : 0;
 }
 
 /*
@@ -1401,8 +1352,8 @@ static int kml_kp_entry(struct kml_hook *h, void *ri, void *regs)
 	d->gfp = (u32)kml_hook_arg(regs, h->a_gfp);
 	d->order = (u32)kml_hook_arg(regs, h->a_order);
 	d->call_site = h->a_caller && *h->a_caller ? kml_hook_arg(regs, h->a_caller)
-						   : kml_entry_caller(regs);
-	d->ret_ip = kml_entry_caller(regs);
+						   : kml_regs_caller(regs);
+	d->ret_ip = kml_regs_caller(regs);
 	d->nested = h->kind == KML_HK_ALLOC_LARGE ? 0 : kml_kp_enclosing(h->type, d->ret_ip);
 	return 0;
 }
@@ -1430,9 +1381,9 @@ static bool kml_kp_counted_inside(struct kml_hook *h, const struct kml_kp_data *
 static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 {
 	const struct kml_kp_data *d = (const void *)((char *)ri + kml_slot_kri_data);
-	u64 ret = *(const u64 *)((const char *)regs + kml_slot_regs_ax);
+	u64 ret = kml_regs_ret(regs);
 	/* The real return address (the trampoline's, at entry, if tail-called). */
-	u64 ret_ip = *(const u64 *)((const char *)regs + kml_slot_regs_ip);
+	u64 ret_ip = kml_regs_ip(regs);
 	u64 call_site = d->call_site == d->ret_ip ? ret_ip : d->call_site;
 	const void *cache = (const void *)d->cache;
 	u64 req = d->size, alloc = d->size;
@@ -1448,8 +1399,8 @@ static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 		alloc = KML_FIELD(cache, cache_size, u32);
 		if (h->type == KML_EV_KMEM_CACHE_ALLOC)
 			req = KML_FIELD(cache, cache_object_size, u32);
-	} else if (ret > 16 && kml_ksize) {
-		alloc = kml_ksize((const void *)ret);
+	} else if (ret > 16 && KML_WEAK_ADDR(kml_ksize)) {
+		alloc = KML_WEAK_ADDR(kml_ksize)((const void *)ret);
 	}
 	/* kmalloc events carry no cache (as the tracepoint's): report "-". */
 	kml_on_alloc(h->type, h->type == KML_EV_KMALLOC ? NULL : cache,
@@ -1474,7 +1425,7 @@ static int kml_kp_pre(struct kml_hook *h, void *regs)
 		return 0;
 	}
 	kml_on_free(h->type, (const void *)kml_hook_arg(regs, h->a_cache),
-		    kml_entry_caller(regs), ptr);
+		    kml_regs_caller(regs), ptr);
 	return 0;
 }
 
@@ -1570,10 +1521,10 @@ static void kml_hook_range(struct kml_hook *h, const u64 *kp)
 	const char *p = buf;
 	u64 off, size;
 
-	if (!kml_sprint_symbol || !addr)
+	if (!KML_WEAK_ADDR(kml_sprint_symbol) || !addr)
 		return;
 	kml_memzero(buf, sizeof(buf));
-	kml_sprint_symbol(buf, addr);
+	KML_WEAK_ADDR(kml_sprint_symbol)(buf, addr);
 	while (*p && *p != '+')
 		p++;
 	if (*p++ != '+')
@@ -1598,9 +1549,9 @@ static void kml_kprobes_unregister(void)
 		if (!h->registered)
 			continue;
 		if (kml_hook_returns(h))
-			kml_unregister_kretprobe(h->probe);
+			KML_WEAK_ADDR(kml_unregister_kretprobe)(h->probe);
 		else
-			kml_unregister_kprobe(h->probe);
+			KML_WEAK_ADDR(kml_unregister_kprobe)(h->probe);
 		h->registered = 0;
 		h->start = h->end = 0;
 	}
@@ -1640,8 +1591,10 @@ static int kml_kprobes_register(void)
 	u32 i, n = 0;
 	int err;
 
-	if (!kml_register_kprobe || !kml_unregister_kprobe ||
-	    !kml_register_kretprobe || !kml_unregister_kretprobe) {
+	if (!KML_WEAK_ADDR(kml_register_kprobe) ||
+	    !KML_WEAK_ADDR(kml_unregister_kprobe) ||
+	    !KML_WEAK_ADDR(kml_register_kretprobe) ||
+	    !KML_WEAK_ADDR(kml_unregister_kretprobe)) {
 		kml_printk("\0013kmlink: this kernel exports no kprobe API; build with --backend tracepoint\n");
 		return -38; /* -ENOSYS */
 	}
@@ -1676,7 +1629,8 @@ static int kml_kprobes_register(void)
 				(void *)kml_kp_fns[i][2];
 		}
 		*(const char **)kml_field_ptr(kp, kml_slot_kprobe_symbol_name) = h->sym;
-		err = ret ? kml_register_kretprobe(h->probe) : kml_register_kprobe(h->probe);
+		err = ret ? KML_WEAK_ADDR(kml_register_kretprobe)(h->probe)
+			  : KML_WEAK_ADDR(kml_register_kprobe)(h->probe);
 		if (err) {
 			kml_printk("\0014kmlink: kprobe on %s: register failed (%d); not monitored\n",
 				   h->sym, err);
@@ -1776,6 +1730,7 @@ static const char *kml_cache_label(u32 row, char *buf)
 		return "(other)";
 	if (!READ_ONCE(kml.caches[row].ready))
 		return "-";
+	kml_smp_rmb();	/* the name was written before ready */
 	kml_escape(buf, kml.caches[row].name, KML_CACHE_NAME_LEN);
 	return buf;
 }
@@ -1891,6 +1846,7 @@ static int kml_stats_show(void *m, void *v)
 
 		if (i < KML_PROC_ROWS && !READ_ONCE(row->ready))
 			continue;
+		kml_smp_rmb();	/* tgid and comm were written before ready */
 		kml_sum(&sum, kml_pc, i);
 		if (i == KML_PROC_ROWS) {
 			if (!sum.allocs && !sum.frees && !sum.page_allocs && !sum.page_frees)
@@ -2051,9 +2007,9 @@ static struct kml_snapshot *kml_take_snapshot(void)
 
 			if (seq != i + 1)
 				continue;	/* being written, or overwritten */
-			barrier();
+			kml_smp_rmb();
 			*dst = *e;
-			barrier();
+			kml_smp_rmb();
 			if (READ_ONCE(e->seq) != seq)
 				continue;
 			snap->n++;
@@ -2190,7 +2146,7 @@ static int kml_clear(void)
 	kml.caches[0].ready = 1;
 	kml.loaded_ns = kml_ktime_ns();
 	kml.generation++;
-	barrier();
+	kml_smp_wmb();
 	WRITE_ONCE(kml.paused, was_paused);
 	WRITE_ONCE(kml.clearing, 0);
 	return 0;
@@ -2305,12 +2261,17 @@ static int kml_alloc_tables(void)
  * kernel's tracepoint_synchronize_unregister() waits for. */
 static void kml_sync_probes(void)
 {
-	if (kml_synchronize_rcu_tasks_trace)
-		kml_synchronize_rcu_tasks_trace();
-	if (kml_synchronize_srcu && kml_rcu_tasks_trace_srcu_struct)
-		kml_synchronize_srcu(kml_rcu_tasks_trace_srcu_struct);
-	if (kml_synchronize_srcu && kml_tracepoint_srcu)
-		kml_synchronize_srcu(kml_tracepoint_srcu);
+	void (*sync_srcu)(void *ssp) = KML_WEAK_ADDR(kml_synchronize_srcu);
+	void (*sync_tasks_trace)(void) = KML_WEAK_ADDR(kml_synchronize_rcu_tasks_trace);
+	void *tasks_trace_srcu = KML_WEAK_ADDR(kml_rcu_tasks_trace_srcu_struct);
+	void *tp_srcu = KML_WEAK_ADDR(kml_tracepoint_srcu);
+
+	if (sync_tasks_trace)
+		sync_tasks_trace();
+	if (sync_srcu && tasks_trace_srcu)
+		sync_srcu(tasks_trace_srcu);
+	if (sync_srcu && tp_srcu)
+		sync_srcu(tp_srcu);
 	kml_synchronize_rcu();
 }
 
@@ -2374,7 +2335,7 @@ static int kml_stacks_show(void *m, void *v)
 	kml_seq_printf(m, "# stacks: sample_every %llu slots %u depth %u sampled %llu dropped %llu available %u\n",
 		       kml_stk.slots ? kml_opt_stacks : 0ULL, KML_STACK_SLOTS, KML_STACK_DEPTH,
 		       READ_ONCE(kml_stk.sampled), READ_ONCE(kml_stk.dropped),
-		       kml_stack_trace_save ? 1 : 0);
+		       KML_WEAK_ADDR(kml_stack_trace_save) ? 1 : 0);
 	if (!kml_stk.slots)
 		return 0;
 	for (i = 0; i < KML_STACK_SLOTS; i++) {
@@ -2402,7 +2363,7 @@ static int kml_stacks_open(void *inode, void *file)
  * file (always: it says when stacks are off). Undone by kml_stacks_free. */
 static int kml_stacks_init(void *proc_dir)
 {
-	if (kml_opt_stacks && kml_stack_trace_save) {
+	if (kml_opt_stacks && KML_WEAK_ADDR(kml_stack_trace_save)) {
 		kml_stk.slots = kml_vzalloc(sizeof(struct kml_stack) * KML_STACK_SLOTS);
 		if (!kml_stk.slots)
 			return -KML_ENOMEM;

@@ -63,6 +63,24 @@ typedef _Bool bool;
 #define KML_IMPORT(sym, cands) KML_MANIFEST("import " #sym " " cands)
 #define KML_WEAK(sym, cands) KML_MANIFEST("weak " #sym " " cands)
 
+/*
+ * A weak import's address. The kernel resolves a weak symbol the kernel
+ * lacks to 0. x86-64 takes the address in code (an absolute relocation).
+ * aarch64 code would take it through a GOT (R_AARCH64_ADR_GOT_PAGE), which
+ * the arm64 module loader does not apply, and ADRP cannot reach address 0
+ * from a module: there the address is kept in a pointer the loader
+ * relocates with R_AARCH64_ABS64 (KML_WEAK_REF after the declaration), and
+ * read at run time (volatile: not folded back into a GOT access).
+ */
+#if defined(__aarch64__)
+#define KML_WEAK_REF(sym)                                                      \
+	static __typeof__(&(sym)) const volatile kml_wref_##sym = &(sym)
+#define KML_WEAK_ADDR(sym) (kml_wref_##sym)
+#else
+#define KML_WEAK_REF(sym) extern __typeof__(sym) sym
+#define KML_WEAK_ADDR(sym) (&(sym))
+#endif
+
 /* A layout-table slot: one u64 the linker fills for the target kernel. */
 #define KML_SLOT(name, spec)                                                   \
 	KML_MANIFEST("slot kml_slot_" #name " " spec);                         \
@@ -84,7 +102,7 @@ typedef _Bool bool;
 /*
  * Error numbers the core returns (negated), by name. These are the kernel's
  * user-visible ABI values, the same on every kernel version and
- * architecture kmlink supports (x86_64).
+ * architecture kmlink supports (x86_64, aarch64).
  */
 #define KML_ENOENT 2
 #define KML_ENOMEM 12
@@ -104,28 +122,5 @@ typedef _Bool bool;
 /* Field access through a layout slot. */
 #define KML_FIELD(ptr, slot, type)                                             \
 	(*(type *)((char *)(ptr) + kml_slot_##slot))
-
-/* Atomic RMW: correct whichever CPU the caller runs on (and if preempted). */
-static inline void kml_atomic_add(u64 *p, u64 v)
-{
-	__asm__ __volatile__("lock; addq %1, %0" : "+m"(*p) : "er"(v) : "memory");
-}
-
-static inline bool kml_cmpxchg32(u32 *p, u32 old, u32 new)
-{
-	u32 prev = old;
-
-	__asm__ __volatile__("lock; cmpxchgl %2, %1"
-			     : "+a"(prev), "+m"(*p)
-			     : "r"(new)
-			     : "memory");
-	return prev == old;
-}
-
-static inline u32 kml_xchg32(u32 *p, u32 v)
-{
-	__asm__ __volatile__("xchgl %0, %1" : "+r"(v), "+m"(*p) : : "memory");
-	return v;
-}
 
 #endif /* KMLINK_H */

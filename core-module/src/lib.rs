@@ -10,11 +10,99 @@ use object::{Object, ObjectSection};
 
 pub mod needs;
 
-/// The relocatable object compiled from `src/kmlink.c`.
+/// The relocatable object compiled from `src/kmlink.c` for x86_64.
 pub const CORE_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kmlink-core.o"));
 
-/// The compiler flags the object was built with.
+/// The compiler flags the x86_64 object was built with.
 pub const CORE_CFLAGS: &str = env!("KMLINK_CORE_CFLAGS");
+
+/// The relocatable object compiled from `src/kmlink.c` for aarch64.
+pub const CORE_OBJECT_AARCH64: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kmlink-core-aarch64.o"));
+
+/// The compiler flags the aarch64 object was built with.
+pub const CORE_CFLAGS_AARCH64: &str = env!("KMLINK_CORE_CFLAGS_AARCH64");
+
+/// A machine architecture kmlink builds its core for and links modules for.
+/// A kernel record names one (its `identity.arch`, the machine name); Debian
+/// names it differently in package names and archive paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Arch {
+    /// x86-64 (Debian `amd64`).
+    X86_64,
+    /// AArch64 (Debian `arm64`).
+    Aarch64,
+}
+
+impl Arch {
+    /// Every architecture, in a fixed order.
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// The machine name (`uname -m`, a record's `identity.arch`).
+    pub fn machine(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// Debian's name (`binary-<arch>`, the flavour suffix of releases).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+
+    /// The architecture of the machine kmlink runs on, if it is one of its
+    /// architectures.
+    pub fn host() -> Option<Arch> {
+        Arch::from_machine(std::env::consts::ARCH)
+    }
+
+    /// By machine name (`x86_64`, `aarch64`).
+    pub fn from_machine(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.machine() == name)
+    }
+
+    /// The core object built for this architecture.
+    pub fn core_object(self) -> &'static [u8] {
+        match self {
+            Arch::X86_64 => CORE_OBJECT,
+            Arch::Aarch64 => CORE_OBJECT_AARCH64,
+        }
+    }
+
+    /// The ELF machine of this architecture's objects.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => object::elf::EM_X86_64,
+            Arch::Aarch64 => object::elf::EM_AARCH64,
+        }
+    }
+
+    /// The architecture of an ELF object, by its `e_machine`.
+    pub fn of_elf_machine(machine: u16) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.elf_machine() == machine)
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.machine())
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    /// Either name: `amd64` or `x86_64`, `arm64` or `aarch64`.
+    fn from_str(s: &str) -> Result<Arch, String> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.machine() == s || a.debian() == s)
+            .ok_or_else(|| format!("unknown architecture {s:?} (amd64 or arm64)"))
+    }
+}
 
 /// Name of the section holding the manifest strings.
 pub const MANIFEST_SECTION: &str = ".kmlink.manifest";
@@ -206,6 +294,11 @@ impl Manifest {
     /// The manifest of the embedded core.
     pub fn core() -> Result<Self, ManifestError> {
         Self::from_object(CORE_OBJECT)
+    }
+
+    /// The manifest of the embedded core built for `arch`.
+    pub fn core_for(arch: Arch) -> Result<Self, ManifestError> {
+        Self::from_object(arch.core_object())
     }
 
     fn add(&mut self, entry: &str) -> Result<(), String> {

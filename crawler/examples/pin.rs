@@ -121,7 +121,7 @@ fn all_signed(mirrors: &Mirrors, http: &Http) -> Result<Vec<PinnedKernel>, Strin
         let mut idx = None;
         for base in mirrors.for_kind(kind).unwrap_or(&[]) {
             eprintln!("fetching the {suite} index from {base}");
-            match index::fetch_packages(http, base, suite) {
+            match index::fetch_packages(http, base, suite, "amd64") {
                 Ok(i) => {
                     idx = Some(i);
                     break;
@@ -199,7 +199,7 @@ fn mirrors() -> Result<Mirrors, String> {
 fn run() -> Result<String, String> {
     let mirrors = mirrors()?;
     let http = Http::new().map_err(|e| e.to_string())?;
-    let mut indexes: HashMap<(&str, &str), Vec<PackageEntry>> = HashMap::new();
+    let mut indexes: HashMap<(&str, &str, &str), Vec<PackageEntry>> = HashMap::new();
     let mut kernels = Vec::new();
     if secureboot() && all() {
         let body = pinned::to_toml(&all_signed(&mirrors, &http)?).map_err(|e| e.to_string())?;
@@ -220,14 +220,17 @@ fn run() -> Result<String, String> {
     };
     for &(release, suite, kind, names) in pins {
         let bases = mirrors.for_kind(kind).unwrap_or(&[]);
-        let idx = match indexes.entry((suite, kind)) {
+        let arch = kmlink_crawler::discover::release_arch(release)
+            .ok_or_else(|| format!("{release}: no architecture in its flavour"))?
+            .debian();
+        let idx = match indexes.entry((suite, kind, arch)) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
                 let mut last = Err(format!("no {kind} mirror"));
                 for base in bases {
-                    eprintln!("fetching the {suite} index from {base}");
-                    last =
-                        index::fetch_packages(&http, base, suite).map_err(|e: Error| e.to_string());
+                    eprintln!("fetching the {suite} {arch} index from {base}");
+                    last = index::fetch_packages(&http, base, suite, arch)
+                        .map_err(|e: Error| e.to_string());
                     if last.is_ok() {
                         break;
                     }

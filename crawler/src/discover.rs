@@ -54,6 +54,20 @@ pub const UBUNTU_SUITES: &[&str] = &[
     "noble-security",
 ];
 
+pub use kmlink_core_module::Arch;
+
+/// The architecture a Debian kernel release is built for, from its flavour:
+/// `amd64`, `cloud-amd64`, `rt-amd64`; `arm64`, `cloud-arm64`, `rt-arm64`,
+/// `arm64-16k` (16 KiB pages). `None` for other releases (Ubuntu's
+/// `generic`, ...).
+pub fn release_arch(release: &str) -> Option<Arch> {
+    let flavour = parse_release(release)?.flavour;
+    Arch::ALL.into_iter().find(|a| {
+        let d = a.debian();
+        flavour == d || flavour.ends_with(&format!("-{d}")) || flavour.starts_with(&format!("{d}-"))
+    })
+}
+
 /// A distribution.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -99,11 +113,12 @@ impl Distro {
         }
     }
 
-    /// Best guess from a release string: Debian's amd64 flavours all end in
-    /// `amd64` (`amd64`, `cloud-amd64`, `rt-amd64`); anything else is taken
-    /// for Ubuntu (`generic`, `lowlatency`, `aws`, ...).
+    /// Best guess from a release string: Debian's flavours all name the
+    /// architecture ([`release_arch`]: `amd64`, `cloud-arm64`, `arm64-16k`,
+    /// ...); anything else is taken for Ubuntu (`generic`, `lowlatency`,
+    /// `aws`, ...).
     pub fn guess(release: &str) -> Distro {
-        if release.ends_with("amd64") {
+        if release_arch(release).is_some() {
             Distro::Debian
         } else {
             Distro::Ubuntu
@@ -157,8 +172,13 @@ pub struct KernelInfo {
     /// build of it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also_in: Vec<String>,
-    /// Flavour: `amd64`, `cloud-amd64`, `rt-amd64`; Ubuntu `generic`, ...
+    /// Flavour: `amd64`, `cloud-amd64`, `rt-amd64`, `arm64-16k`; Ubuntu
+    /// `generic`, ...
     pub flavour: String,
+    /// Debian architecture (`amd64`, `arm64`): the `binary-<arch>` index the
+    /// kernel was found in. Absent in older caches: `amd64`.
+    #[serde(default = "default_arch")]
+    pub arch: String,
     /// Version of the package carrying vmlinuz.
     pub version: String,
     /// Package layout.
@@ -180,6 +200,10 @@ pub struct KernelInfo {
     pub missing: Vec<String>,
     /// Total download size of the kernel's packages (bytes).
     pub download_size: u64,
+}
+
+fn default_arch() -> String {
+    Arch::X86_64.debian().to_string()
 }
 
 /// The parts of a release string.
@@ -474,6 +498,12 @@ fn assemble(
         packages.push(h);
     }
     let flavour = parse_release(rel)?.flavour.to_owned();
+    // Debian names the architecture in the flavour; Ubuntu (fixtures only)
+    // is amd64.
+    let arch = release_arch(rel)
+        .unwrap_or(Arch::X86_64)
+        .debian()
+        .to_owned();
     let info = KernelInfo {
         release: rel.to_owned(),
         distro,
@@ -481,6 +511,7 @@ fn assemble(
         archive: archive.to_owned(),
         also_in: Vec::new(),
         flavour,
+        arch,
         version: vmlinuz.version.clone(),
         layout,
         signed,
@@ -552,6 +583,9 @@ pub struct Origin {
     /// Use a suite whose signed `Valid-Until` has passed (a stale or
     /// replayed mirror), with a warning; refused by default, as apt does.
     pub allow_expired: bool,
+    /// The architecture whose `binary-<arch>` indexes are read (default:
+    /// the host's); kernels of any other architecture are left out.
+    pub arch: Arch,
 }
 
 impl Origin {
@@ -564,6 +598,7 @@ impl Origin {
             keyrings: BTreeMap::new(),
             default_keyring: keyring.unwrap_or_else(|| PathBuf::from(distro.default_keyring())),
             allow_expired: false,
+            arch: Arch::host().unwrap_or(Arch::X86_64),
         }
     }
 
@@ -689,8 +724,11 @@ fn scan_suite_with(
                     http,
                     cache,
                     base,
-                    suite,
-                    component,
+                    &index::IndexAt {
+                        suite,
+                        component,
+                        arch: origin.arch.debian(),
+                    },
                     &release,
                     &is_kernel_package_name,
                 ) {
@@ -708,7 +746,10 @@ fn scan_suite_with(
             } else {
                 kind
             };
-            Ok(kernels_in_index(origin.distro, suite, kind, &entries))
+            let mut kernels = kernels_in_index(origin.distro, suite, kind, &entries);
+            // An index of one architecture never yields another's kernel.
+            kernels.retain(|k| k.1.arch == origin.arch.debian());
+            Ok(kernels)
         })();
         match r {
             Ok(k) => return Ok(k),
@@ -855,6 +896,22 @@ mod tests {
         ] {
             assert!(parse_release(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn architectures_of_releases() {
+        let a = |r: &str| release_arch(r).map(Arch::debian);
+        assert_eq!(a("6.1.0-47-amd64"), Some("amd64"));
+        assert_eq!(a("6.12.107+deb13-cloud-amd64"), Some("amd64"));
+        assert_eq!(a("6.12.90+deb12.1-rt-amd64"), Some("amd64"));
+        assert_eq!(a("6.1.0-47-arm64"), Some("arm64"));
+        assert_eq!(a("6.12.57+deb13-cloud-arm64"), Some("arm64"));
+        assert_eq!(a("6.12.57+deb13-rt-arm64"), Some("arm64"));
+        assert_eq!(a("6.12.57+deb13-arm64-16k"), Some("arm64"));
+        assert_eq!(a("6.8.0-45-generic"), None);
+        assert_eq!(a("6.1.0-47-armmp"), None);
+        assert_eq!(Distro::guess("6.12.57+deb13-arm64-16k"), Distro::Debian);
+        assert_eq!(Distro::guess("6.8.0-45-generic"), Distro::Ubuntu);
     }
 
     #[test]

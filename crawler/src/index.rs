@@ -177,15 +177,20 @@ fn shift_line(e: Error, by: usize) -> Error {
 const MAX_COMPRESSED: u64 = 256 << 20;
 const MAX_INDEX: u64 = 1 << 30;
 
-/// Download `dists/<suite>/main/binary-amd64/Packages.xz` (falling back to
+/// Download `dists/<suite>/main/binary-<arch>/Packages.xz` (falling back to
 /// `Packages.gz` on HTTP 404) from `base_uri`, decompress and parse it.
 ///
 /// This index is NOT authenticated: it is only as trustworthy as the
 /// transport (the pinned-kernel substitute search still uses it). Use
 /// [`fetch_release`] + [`fetch_verified_packages`] for anything to be
 /// trusted, as discovery does.
-pub fn fetch_packages(http: &Http, base_uri: &str, suite: &str) -> Result<Vec<PackageEntry>> {
-    let dir = format!("dists/{suite}/main/binary-amd64");
+pub fn fetch_packages(
+    http: &Http,
+    base_uri: &str,
+    suite: &str,
+    arch: &str,
+) -> Result<Vec<PackageEntry>> {
+    let dir = format!("dists/{suite}/main/binary-{arch}");
     let mut last = None;
     for (name, kind) in [
         ("Packages.xz", Compression::Xz),
@@ -267,10 +272,22 @@ pub fn fetch_release(
     Ok(release)
 }
 
-/// Download the `Packages` index of `component` (`main`, ...) of a suite
+/// Which `Packages` index of an archive: `dists/<suite>/<component>/binary-<arch>`.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexAt<'a> {
+    /// Suite (`bookworm`, `trixie-security`, ...).
+    pub suite: &'a str,
+    /// Component (`main`, ...).
+    pub component: &'a str,
+    /// Debian architecture (`amd64`, `arm64`).
+    pub arch: &'a str,
+}
+
+/// Download the `Packages` index of `component` (`main`, ...) and `arch`
+/// (Debian's name: `amd64`, `arm64`) of a suite
 /// whose verified [`Release`] is `release`: `Packages.xz` if the Release
 /// lists it, else `Packages.gz`; by hash
-/// (`dists/<suite>/<component>/binary-amd64/by-hash/SHA256/<hash>`) when the
+/// (`dists/<suite>/<component>/binary-<arch>/by-hash/SHA256/<hash>`) when the
 /// Release says `Acquire-By-Hash: yes` (falling back to the plain name on
 /// HTTP 404). The file must have exactly the size and SHA256 the Release
 /// gives ([`Error::SizeMismatch`] / [`Error::HashMismatch`] otherwise).
@@ -282,12 +299,16 @@ pub fn fetch_verified_packages(
     http: &Http,
     cache: Option<&Cache>,
     base_uri: &str,
-    suite: &str,
-    component: &str,
+    at: &IndexAt<'_>,
     release: &Release,
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<PackageEntry>> {
-    let dir = format!("{component}/binary-amd64");
+    let IndexAt {
+        suite,
+        component,
+        arch,
+    } = *at;
+    let dir = format!("{component}/binary-{arch}");
     let mut chosen = None;
     for (name, kind) in [
         ("Packages.xz", Compression::Xz),
@@ -520,7 +541,7 @@ mod tests {
             .first()
             .expect("a Debian archive in the host's apt sources");
         let http = Http::new().unwrap();
-        let p = fetch_packages(&http, base, "bookworm").unwrap();
+        let p = fetch_packages(&http, base, "bookworm", "amd64").unwrap();
         assert!(p.len() > 10_000, "{} packages", p.len());
         assert!(p.iter().any(|e| e.package.starts_with("linux-image-6.1.0-")
             && e.package.ends_with("-amd64-unsigned")));

@@ -258,10 +258,12 @@ fn substitute(
     kernel: &PinnedKernel,
     cause: &Error,
 ) -> Result<(String, Vec<PackageEntry>)> {
+    let arch =
+        crate::discover::release_arch(&kernel.release).unwrap_or(crate::discover::Arch::X86_64);
     let mut index = None;
     let mut last = None;
     for base in bases {
-        match index::fetch_packages(http, base, &kernel.suite) {
+        match index::fetch_packages(http, base, &kernel.suite, arch.debian()) {
             Ok(i) => {
                 index = Some(i);
                 break;

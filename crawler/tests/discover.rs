@@ -450,37 +450,59 @@ fn suite_routes_until(
     by_hash: bool,
     valid_until: Option<&str>,
 ) -> Vec<(String, Vec<common::Reply>)> {
+    suite_routes_arches(
+        key,
+        suite,
+        &[("amd64", component_pkgs)],
+        by_hash,
+        valid_until,
+    )
+}
+
+/// Packages per component (`main`, ...).
+type Components<'a> = &'a [(&'a str, &'a [Pkg])];
+
+/// [`suite_routes_until`] with one index per architecture.
+fn suite_routes_arches(
+    key: &pgp::composed::SignedSecretKey,
+    suite: &str,
+    arch_pkgs: &[(&str, Components<'_>)],
+    by_hash: bool,
+    valid_until: Option<&str>,
+) -> Vec<(String, Vec<common::Reply>)> {
     let mut routes = Vec::new();
     let mut sums = String::new();
-    for (component, pkgs) in component_pkgs {
-        let text = packages_text(pkgs);
-        let xz = compress("xz", text.as_bytes());
-        sums.push_str(&format!(
-            " {} {} {component}/binary-amd64/Packages.xz\n {} {} {component}/binary-amd64/Packages\n",
-            sha256(&xz),
-            xz.len(),
-            sha256(text.as_bytes()),
-            text.len()
-        ));
-        routes.push((
-            format!(
-                "dists/{suite}/{component}/binary-amd64/by-hash/SHA256/{}",
-                sha256(&xz)
-            ),
-            vec![(200, xz.clone())],
-        ));
-        routes.push((
-            format!("dists/{suite}/{component}/binary-amd64/Packages.xz"),
-            vec![(200, xz)],
-        ));
-        for p in pkgs.iter() {
-            routes.push((p.entry.filename.clone(), vec![(200, p.body.clone())]));
+    for (arch, component_pkgs) in arch_pkgs {
+        for (component, pkgs) in component_pkgs.iter() {
+            let index = format!("{component}/binary-{arch}");
+            let text = packages_text(pkgs);
+            let xz = compress("xz", text.as_bytes());
+            sums.push_str(&format!(
+                " {} {} {index}/Packages.xz\n {} {} {index}/Packages\n",
+                sha256(&xz),
+                xz.len(),
+                sha256(text.as_bytes()),
+                text.len()
+            ));
+            routes.push((
+                format!("dists/{suite}/{index}/by-hash/SHA256/{}", sha256(&xz)),
+                vec![(200, xz.clone())],
+            ));
+            routes.push((
+                format!("dists/{suite}/{index}/Packages.xz"),
+                vec![(200, xz)],
+            ));
+            for p in pkgs.iter() {
+                routes.push((p.entry.filename.clone(), vec![(200, p.body.clone())]));
+            }
         }
     }
+    let arches: Vec<&str> = arch_pkgs.iter().map(|(a, _)| *a).collect();
     let release = format!(
-        "Origin: Test\nLabel: Test\nSuite: {suite}\nCodename: {suite}\nDate: Sat, 21 Nov 2026 00:00:00 UTC\n{}Acquire-By-Hash: {}\nArchitectures: amd64\nComponents: main\nSHA256:\n{sums}",
+        "Origin: Test\nLabel: Test\nSuite: {suite}\nCodename: {suite}\nDate: Sat, 21 Nov 2026 00:00:00 UTC\n{}Acquire-By-Hash: {}\nArchitectures: {}\nComponents: main\nSHA256:\n{sums}",
         valid_until.map_or(String::new(), |v| format!("Valid-Until: {v}\n")),
-        if by_hash { "yes" } else { "no" }
+        if by_hash { "yes" } else { "no" },
+        arches.join(" ")
     );
     routes.push((
         format!("dists/{suite}/InRelease"),
@@ -808,4 +830,81 @@ fn an_expired_suite_is_refused_unless_allowed() {
     let d = discover::discover(&http, None, &o, &["sid".into(), "trixie".into()]);
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     assert!(d.kernels.iter().any(|(_, i)| i.suite == "sid"));
+}
+
+/// One unsigned image (vmlinuz, config, a module) and its headers.
+fn debian_image(rel: &str, v: &str) -> Vec<Pkg> {
+    vec![
+        deb(
+            &format!("linux-image-{rel}-unsigned"),
+            v,
+            "kmod",
+            "xz",
+            &[
+                f(format!("./boot/vmlinuz-{rel}"), b"vmlinuz"),
+                f(format!("./boot/config-{rel}"), b"CONFIG_X=y\n"),
+                f(format!("./lib/modules/{rel}/kernel/fs/a.ko"), b"\x7fELF a"),
+            ],
+        ),
+        deb(&format!("linux-headers-{rel}"), v, "", "xz", &[]),
+    ]
+}
+
+#[test]
+fn the_architecture_picks_the_index_and_the_kernels() {
+    let (key, dir, keyring) =
+        keyring_in_tempdir("Test Archive <archive@example.invalid>", "keyring.gpg");
+    let amd64 = debian_image("9.1.0-3-amd64", "9.1.17-1");
+    let mut arm64 = Vec::new();
+    for rel in [
+        "9.1.0-3-arm64",
+        "9.12.7+deb13-arm64-16k",
+        "9.12.7+deb13-cloud-arm64",
+        "9.12.7+deb13-rt-arm64",
+        // An amd64 kernel listed in the arm64 index is not an arm64 kernel.
+        "9.12.7+deb13-amd64",
+    ] {
+        arm64.extend(debian_image(rel, "9.12.7-1"));
+    }
+    let routes = suite_routes_arches(
+        &key,
+        "sid",
+        &[
+            ("amd64", &[("main", &amd64)]),
+            ("arm64", &[("main", &arm64)]),
+        ],
+        true,
+        None,
+    );
+    let server = serve(routes);
+    let cache = Cache::new(dir.path().join("cache"));
+    let http = http();
+    let releases = |o: &Origin| -> Vec<(String, String)> {
+        let d = discover::discover(&http, Some(&cache), o, &["sid".into()]);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        d.kernels
+            .into_iter()
+            .map(|k| (k.1.release, k.1.arch))
+            .collect()
+    };
+    let mut o = origin(Distro::Debian, &server.base, &keyring);
+    o.arch = discover::Arch::Aarch64;
+    let got = releases(&o);
+    let want: Vec<(String, String)> = [
+        "9.1.0-3-arm64",
+        "9.12.7+deb13-arm64-16k",
+        "9.12.7+deb13-cloud-arm64",
+        "9.12.7+deb13-rt-arm64",
+    ]
+    .iter()
+    .map(|r| (r.to_string(), "arm64".to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert!(server.paths().iter().all(|p| !p.contains("binary-amd64")));
+    o.arch = discover::Arch::X86_64;
+    assert_eq!(
+        releases(&o),
+        [("9.1.0-3-amd64".to_string(), "amd64".to_string())]
+    );
+    assert!(server.paths().iter().any(|p| p.contains("binary-amd64")));
 }

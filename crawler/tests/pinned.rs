@@ -290,7 +290,7 @@ fn fetch_packages_xz_then_gz() {
         )],
         5,
     );
-    let got = index::fetch_packages(&http(), &srv.base, "sid").unwrap();
+    let got = index::fetch_packages(&http(), &srv.base, "sid", "amd64").unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].filename, entries[0].filename);
     assert_eq!(got[0].depends, "kmod");
@@ -305,7 +305,7 @@ fn fetch_packages_xz_then_gz() {
         5,
     );
     assert_eq!(
-        index::fetch_packages(&http(), &srv.base, "sid")
+        index::fetch_packages(&http(), &srv.base, "sid", "amd64")
             .unwrap()
             .len(),
         2
@@ -318,10 +318,10 @@ fn fetch_packages_xz_then_gz() {
         )],
         5,
     );
-    let e = index::fetch_packages(&http(), &srv.base, "sid").unwrap_err();
+    let e = index::fetch_packages(&http(), &srv.base, "sid", "amd64").unwrap_err();
     assert!(kmlink_errors::chain(&e).contains("Packages.xz"), "{e}");
     let srv = Server::start(vec![], 5);
-    assert!(index::fetch_packages(&http(), &srv.base, "sid")
+    assert!(index::fetch_packages(&http(), &srv.base, "sid", "amd64")
         .unwrap_err()
         .is_not_found());
 }

@@ -4,6 +4,8 @@
 //! about one build is read here, from the files the distribution ships:
 //!
 //! - [`bzimage`]: the compressed `vmlinuz` → the `vmlinux` ELF inside it;
+//! - [`arm64_image`]: arm64's raw `Image` (`vmlinuz`) → its `.BTF` and
+//!   banner, found by content;
 //! - [`vmlinux`]: that ELF's `.BTF`, its `linux_banner` and its own export
 //!   table (names, CRCs, GPL-only flags, namespaces);
 //! - [`btf`]: struct layouts, functions, per-CPU variables and tracepoint
@@ -18,6 +20,7 @@
 //! panicking.
 #![deny(missing_docs)]
 
+pub mod arm64_image;
 pub mod btf;
 pub mod bzimage;
 mod codec;

@@ -75,38 +75,7 @@ impl<'a> Vmlinux<'a> {
                 section: ".rodata".into(),
                 context: "looking for linux_banner".into(),
             })?;
-        let mut candidates = Vec::new();
-        let mut from = 0;
-        while let Some(pos) = find(&rodata[from..], BANNER_PREFIX) {
-            let start = from + pos;
-            from = start + 1;
-            let rest = &rodata[start..];
-            let Some(end) = rest.iter().position(|&b| b == 0) else {
-                break;
-            };
-            let s = &rest[..end];
-            let release_ok = s
-                .get(BANNER_PREFIX.len())
-                .is_some_and(|b| b.is_ascii_alphanumeric());
-            if release_ok && s.ends_with(b"\n") && s.len() < 1024 {
-                if let Ok(s) = std::str::from_utf8(s) {
-                    candidates.push(s);
-                }
-            }
-        }
-        // Since 6.1 (init/version-timestamp.c) .rodata holds two banners: the
-        // weak placeholder compiled into init/version.o ("... # SMP ...", no
-        // build number) and the real one linked last ("... #1 SMP ...").
-        // Prefer the one with a build number.
-        let numbered = candidates.iter().find(|s| {
-            s.find(") #")
-                .and_then(|i| s.as_bytes().get(i + 3))
-                .is_some_and(u8::is_ascii_digit)
-        });
-        if let Some(s) = numbered.or(candidates.first()) {
-            return Ok((*s).to_owned());
-        }
-        Err(Error::NotFound {
+        banner_in(rodata).ok_or_else(|| Error::NotFound {
             what: "linux_banner (\"Linux version <release> ...\\n\" in .rodata)".into(),
         })
     }
@@ -205,6 +174,43 @@ impl<'a> Prel32 for Vmlinux<'a> {
             )
         })
     }
+}
+
+/// The kernel banner among `bytes` (`.rodata`, or a whole raw image): a
+/// NUL-terminated string starting with `"Linux version "` followed by a
+/// release and ending in a newline; of several, the first with a build
+/// number after `#` (6.1+ also keep the weak placeholder banner
+/// `"... # SMP ..."` of `init/version.o`).
+pub(crate) fn banner_in(bytes: &[u8]) -> Option<String> {
+    let mut candidates = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = find(&bytes[from..], BANNER_PREFIX) {
+        let start = from + pos;
+        from = start + 1;
+        let rest = &bytes[start..];
+        let Some(end) = rest.iter().position(|&b| b == 0) else {
+            break;
+        };
+        let s = &rest[..end];
+        let release_ok = s
+            .get(BANNER_PREFIX.len())
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+        if release_ok && s.ends_with(b"\n") && s.len() < 1024 {
+            if let Ok(s) = std::str::from_utf8(s) {
+                candidates.push(s);
+            }
+        }
+    }
+    // Since 6.1 (init/version-timestamp.c) .bytes holds two banners: the
+    // weak placeholder compiled into init/version.o ("... # SMP ...", no
+    // build number) and the real one linked last ("... #1 SMP ...").
+    // Prefer the one with a build number.
+    let numbered = candidates.iter().find(|s| {
+        s.find(") #")
+            .and_then(|i| s.as_bytes().get(i + 3))
+            .is_some_and(u8::is_ascii_digit)
+    });
+    numbered.or(candidates.first()).map(|s| (*s).to_owned())
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -254,6 +254,20 @@ pub fn verify(facts: &Facts<'_>, link: &Result<Linked, LinkError>) -> Verdict {
         this_module(facts),
         layouts(facts),
     ];
+    // A record of another architecture than the core: no module.
+    if let Err(e @ LinkError::ArchMismatch { record_arch, .. }) = link {
+        if let Some(c) = checks.iter_mut().find(|c| c.name == "identity") {
+            *c = Check::fail(
+                "identity",
+                e.to_string(),
+                vec![Source::new(
+                    "record",
+                    format!("{release} arch {record_arch}"),
+                )],
+                "link with the core object and the record of the same architecture".to_string(),
+            );
+        }
+    }
     // A fact no kernel can have fails its check whatever else is at hand:
     // without a donor or BTF the other sources cannot catch it.
     if let Err(e) = facts.record.validate() {
@@ -543,6 +557,9 @@ fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
                 NAME,
                 format!("nothing linked: the record is impossible (see {})", e.group),
             )
+        }
+        Err(LinkError::ArchMismatch { .. }) => {
+            return Check::skip(NAME, "nothing linked: see identity")
         }
         Err(e) => return link_failed(NAME, e, release),
     };

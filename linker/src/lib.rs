@@ -28,7 +28,7 @@ use object::build::elf::{Builder, Relocation, SectionData, SectionId, SymbolId};
 use object::build::{ByteString, Bytes};
 use object::elf;
 
-use kmlink_core_module::{Manifest, LAYOUT_SECTION, MANIFEST_SECTION, OPTIONS_SECTION};
+use kmlink_core_module::{Arch, Manifest, LAYOUT_SECTION, MANIFEST_SECTION, OPTIONS_SECTION};
 use kmlink_metadata_db::record::KernelRecord;
 
 pub use plan::{Binding, Plan, SlotValue};
@@ -48,6 +48,17 @@ pub enum LinkError {
     /// The core object's manifest is unusable.
     #[error(transparent)]
     Manifest(#[from] kmlink_core_module::ManifestError),
+    /// The record is for another architecture than the core object.
+    #[error("{release}: the record is for {record_arch}, the core object is built for {core_arch}: a module is linked only with a record of its own architecture (take the {core_arch} record of the kernel, or the {record_arch} core)")]
+    ArchMismatch {
+        /// Kernel release.
+        release: String,
+        /// The record's `identity.arch`.
+        record_arch: String,
+        /// The core object's architecture (its ELF machine), or
+        /// `unknown ELF machine N`.
+        core_arch: String,
+    },
     /// The kernel exports none of the names an import needs.
     #[error("{release}: the kernel exports no {wanted} (needed by {by}); this kernel cannot run the monitor as built")]
     MissingExport {
@@ -214,6 +225,60 @@ pub fn content_hash(core: &[u8], record: &KernelRecord) -> String {
     hex::encode(h.finalize())
 }
 
+/// The architecture of a core object: its ELF `e_machine`.
+pub fn core_arch(core: &[u8]) -> Result<Arch, String> {
+    use object::read::elf::FileHeader as _;
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(core)
+        .map_err(|e| format!("not an ELF64 object: {e}"))?;
+    let endian = header.endian().map_err(|e| format!("ELF header: {e}"))?;
+    let machine = header.e_machine(endian);
+    Arch::of_elf_machine(machine).ok_or_else(|| format!("unknown ELF machine {machine}"))
+}
+
+/// Refuses a record of another architecture than the core object, naming
+/// both; the architecture the module is linked for.
+fn check_arch(core: &[u8], record: &KernelRecord) -> Result<Arch, LinkError> {
+    let release = record.identity.release.clone();
+    let core_arch = match core_arch(core) {
+        Ok(a) => a,
+        Err(why) => {
+            return Err(LinkError::ArchMismatch {
+                release,
+                record_arch: record.identity.arch.clone(),
+                core_arch: why,
+            })
+        }
+    };
+    if record.identity.arch != core_arch.machine() {
+        return Err(LinkError::ArchMismatch {
+            release,
+            record_arch: record.identity.arch.clone(),
+            core_arch: core_arch.machine().to_string(),
+        });
+    }
+    Ok(core_arch)
+}
+
+/// The 64-bit absolute relocation of `arch`.
+fn abs64(arch: Arch) -> u32 {
+    match arch {
+        Arch::X86_64 => elf::R_X86_64_64,
+        Arch::Aarch64 => elf::R_AARCH64_ABS64,
+    }
+}
+
+/// The arm64 module loader sizes a module's PLTs at load time into
+/// sections the module must carry: `.plt` (core text), `.init.plt` and,
+/// with dynamic ftrace, `.text.ftrace_trampoline`. Debian's stock modules
+/// have each as a one-byte PROGBITS placeholder (the kernel's module.lds:
+/// `BYTE(0)`), `.init.plt` without SHF_EXECINSTR.
+fn add_arm64_plt_sections(b: &mut Builder<'_>) {
+    let ax = elf::SHF_ALLOC | elf::SHF_EXECINSTR;
+    add_data_section(b, ".plt", vec![0], 1, ax);
+    add_data_section(b, ".init.plt", vec![0], 1, elf::SHF_ALLOC);
+    add_data_section(b, ".text.ftrace_trampoline", vec![0], 1, ax);
+}
+
 /// Links `core` (with its `manifest`) for the kernel `record` describes.
 ///
 /// This is the bare linker: it checks the record against itself only. Use
@@ -244,6 +309,7 @@ pub fn link_with(
         }
     }
     record.validate()?;
+    let arch = check_arch(core, record)?;
     let plan = Plan::resolve(manifest, record)?;
     check_this_module(record)?;
     if record.vermagic.trim().is_empty() {
@@ -288,7 +354,7 @@ pub fn link_with(
     }
 
     // Layout table and options.
-    fill_layout(&mut b, &plan, symtab, &release)?;
+    fill_layout(&mut b, &plan, symtab, &release, arch)?;
     fill_options(&mut b, manifest, options, &release)?;
     report.options = manifest
         .options
@@ -316,7 +382,7 @@ pub fn link_with(
         }
     }
 
-    check_zero_targets(&b, &release)?;
+    check_zero_targets(&b, &release, arch)?;
 
     // Thunk sites.
     let (returns, retpolines) = thunk_sites(&b, &text_sections, &release)?;
@@ -349,7 +415,10 @@ pub fn link_with(
         }
         add_data_section(&mut b, "__versions", data, 32, elf::SHF_ALLOC);
     }
-    add_this_module(&mut b, record, symtab, &release)?;
+    add_this_module(&mut b, record, symtab, &release, arch)?;
+    if arch == Arch::Aarch64 {
+        add_arm64_plt_sections(&mut b);
+    }
 
     b.delete_orphans();
     let mut ko = Vec::new();
@@ -509,6 +578,7 @@ fn fill_layout(
     plan: &Plan,
     symtab: SectionId,
     release: &str,
+    arch: Arch,
 ) -> Result<(), LinkError> {
     let Some(layout) = section_by_name(b, LAYOUT_SECTION) else {
         return if plan.slots.is_empty() {
@@ -560,7 +630,7 @@ fn fill_layout(
                 Relocation {
                     r_offset: off,
                     symbol: Some(sym),
-                    r_type: elf::R_X86_64_64,
+                    r_type: abs64(arch),
                     r_addend: addend,
                 },
             );
@@ -619,7 +689,7 @@ fn fill_options(
 
 /// RELA targets must hold zero: newer loaders refuse anything else, older
 /// ones silently add to it.
-fn check_zero_targets(b: &Builder<'_>, release: &str) -> Result<(), LinkError> {
+fn check_zero_targets(b: &Builder<'_>, release: &str, arch: Arch) -> Result<(), LinkError> {
     for rela in b
         .sections
         .iter()
@@ -635,12 +705,33 @@ fn check_zero_targets(b: &Builder<'_>, release: &str) -> Result<(), LinkError> {
         };
         let data = data.as_slice();
         for r in relocs {
-            let width = match r.r_type {
-                elf::R_X86_64_64 => 8,
-                elf::R_X86_64_PC32 | elf::R_X86_64_PLT32 | elf::R_X86_64_32 | elf::R_X86_64_32S => {
-                    4
-                }
-                other => {
+            let width = match (arch, r.r_type) {
+                (Arch::X86_64, elf::R_X86_64_64) => 8,
+                (
+                    Arch::X86_64,
+                    elf::R_X86_64_PC32 | elf::R_X86_64_PLT32 | elf::R_X86_64_32 | elf::R_X86_64_32S,
+                ) => 4,
+                (Arch::Aarch64, elf::R_AARCH64_ABS64 | elf::R_AARCH64_PREL64) => 8,
+                (Arch::Aarch64, elf::R_AARCH64_ABS32 | elf::R_AARCH64_PREL32) => 4,
+                // Instruction relocations: the loader rewrites the
+                // immediate field of the instruction there, which is not 0.
+                (
+                    Arch::Aarch64,
+                    elf::R_AARCH64_CALL26
+                    | elf::R_AARCH64_JUMP26
+                    | elf::R_AARCH64_CONDBR19
+                    | elf::R_AARCH64_TSTBR14
+                    | elf::R_AARCH64_ADR_PREL_PG_HI21
+                    | elf::R_AARCH64_ADR_PREL_PG_HI21_NC
+                    | elf::R_AARCH64_ADR_PREL_LO21
+                    | elf::R_AARCH64_ADD_ABS_LO12_NC
+                    | elf::R_AARCH64_LDST8_ABS_LO12_NC
+                    | elf::R_AARCH64_LDST16_ABS_LO12_NC
+                    | elf::R_AARCH64_LDST32_ABS_LO12_NC
+                    | elf::R_AARCH64_LDST64_ABS_LO12_NC
+                    | elf::R_AARCH64_LDST128_ABS_LO12_NC,
+                ) => continue,
+                (_, other) => {
                     return Err(LinkError::Inconsistent {
                         release: release.into(),
                         what: format!(
@@ -841,6 +932,7 @@ fn add_this_module(
     record: &KernelRecord,
     symtab: SectionId,
     release: &str,
+    arch: Arch,
 ) -> Result<(), LinkError> {
     let t = record.this_module;
     let mut data = vec![0u8; t.size as usize];
@@ -869,7 +961,7 @@ fn add_this_module(
             Relocation {
                 r_offset: off,
                 symbol: Some(sym),
-                r_type: elf::R_X86_64_64,
+                r_type: abs64(arch),
                 r_addend: 0,
             },
         );

@@ -66,8 +66,22 @@ fn each_absurd_value_of_the_issue_is_refused() {
     r.schema = 999;
     refused(&r, &["schema = 999"]);
     let mut r = base.clone();
+    r.identity.arch = "riscv64".into();
+    refused(
+        &r,
+        &["arch = \"riscv64\"", "not an architecture kmlink links"],
+    );
+    // An amd64 release said to be aarch64: the record contradicts itself
+    // (a real aarch64 record with the x86 core: tests/arm64.rs).
+    let mut r = base.clone();
     r.identity.arch = "aarch64".into();
-    refused(&r, &["arch = \"aarch64\"", "foreign architecture"]);
+    refused(
+        &r,
+        &[
+            "arch = \"aarch64\"",
+            "contradicts the release 6.1.0-47-amd64, whose flavour names amd64",
+        ],
+    );
 }
 
 /// xorshift64*: a fixed sequence, no dependency.

@@ -354,6 +354,14 @@ pub struct Extracted {
     pub btf: Vec<u8>,
 }
 
+/// The architecture of an ELF64 file, by its `e_machine`.
+fn elf_arch(elf: &[u8]) -> Option<kmlink_core_module::Arch> {
+    use object::read::elf::FileHeader as _;
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(elf).ok()?;
+    let machine = header.e_machine(header.endian().ok()?);
+    kmlink_core_module::Arch::of_elf_machine(machine)
+}
+
 /// [`extract`], also returning the kernel's `.BTF`.
 pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, ExtractError> {
     let release = art.release.clone();
@@ -381,14 +389,51 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     let mut provenance = BTreeMap::new();
 
     let bz = std::fs::read(&art.vmlinuz).map_err(io(&art.vmlinuz))?;
-    let elf = kmlink_donor::bzimage::extract_vmlinux(&bz)
-        .map_err(donor(format!("{}", art.vmlinuz.display())))?;
-    let vmlinux = Vmlinux::parse(&elf).map_err(donor("vmlinux".into()))?;
-    let btf_bytes = vmlinux
-        .btf_section()
-        .ok_or_else(|| missing("vmlinux has no .BTF section".into()))?;
+    // x86: a bzImage carrying the vmlinux ELF. arm64: the raw Image itself,
+    // without a section table (BTF and banner found by content, the exports
+    // from Module.symvers).
+    let raw = if kmlink_donor::arm64_image::is_arm64_image(&bz) {
+        Some(
+            kmlink_donor::arm64_image::Arm64Image::parse(&bz)
+                .map_err(donor(format!("{}", art.vmlinuz.display())))?,
+        )
+    } else {
+        None
+    };
+    let elf = match raw {
+        Some(_) => Vec::new(),
+        None => kmlink_donor::bzimage::extract_vmlinux(&bz)
+            .map_err(donor(format!("{}", art.vmlinuz.display())))?,
+    };
+    let vmlinux = match raw {
+        Some(_) => None,
+        None => Some(Vmlinux::parse(&elf).map_err(donor("vmlinux".into()))?),
+    };
+    let arch = match raw {
+        Some(_) => kmlink_core_module::Arch::Aarch64,
+        None => elf_arch(&elf).ok_or_else(|| {
+            missing(format!(
+                "vmlinux is not an ELF64 file of an architecture kmlink links for ({})",
+                crate::record::known_arches().join(", ")
+            ))
+        })?,
+    };
+    // The bytes searched for the vermagic string.
+    let image_bytes: &[u8] = if raw.is_some() { &bz } else { &elf };
+    let btf_bytes = match (&vmlinux, &raw) {
+        (Some(v), _) => v
+            .btf_section()
+            .ok_or_else(|| missing("vmlinux has no .BTF section".into()))?,
+        (None, Some(r)) => r.btf().map_err(donor("arm64 Image .BTF".into()))?,
+        (None, None) => return Err(missing("no kernel image".into())),
+    };
     let btf = Btf::parse(btf_bytes).map_err(donor("vmlinux .BTF".into()))?;
-    let banner = vmlinux.banner().map_err(donor("linux_banner".into()))?;
+    let banner = match (&vmlinux, &raw) {
+        (Some(v), _) => v.banner(),
+        (None, Some(r)) => r.banner(),
+        (None, None) => return Err(missing("no kernel image".into())),
+    }
+    .map_err(donor("linux_banner".into()))?;
     let build = build_string(&banner)
         .ok_or_else(|| missing(format!("cannot find the build string in banner {banner:?}")))?;
     if !banner.starts_with(&format!("Linux version {} ", art.release)) {
@@ -404,10 +449,24 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
 
     // Exports, from the image's own tables, checked against Module.symvers.
     let mut exports = BTreeMap::new();
-    for e in vmlinux
-        .exports()
-        .map_err(donor("vmlinux export tables".into()))?
-    {
+    let own_exports = match &vmlinux {
+        Some(v) => v.exports().map_err(donor("vmlinux export tables".into()))?,
+        None => {
+            let path = art.symvers.as_ref().ok_or_else(|| {
+                missing(
+                    "Module.symvers (linux-headers): the arm64 Image has no export table kmlink reads"
+                        .into(),
+                )
+            })?;
+            let text = std::fs::read_to_string(path).map_err(io(path))?;
+            symvers::parse(&text)
+                .map_err(donor(format!("{}", path.display())))?
+                .into_iter()
+                .filter(|s| s.owner == "vmlinux")
+                .collect()
+        }
+    };
+    for e in own_exports {
         exports.insert(
             e.name.clone(),
             Export {
@@ -420,9 +479,13 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     }
     provenance.insert(
         "exports".to_string(),
-        "vmlinux __ksymtab/__kcrctab".to_string(),
+        match &vmlinux {
+            Some(_) => "vmlinux __ksymtab/__kcrctab",
+            None => "Module.symvers (vmlinux entries; the arm64 Image has no section table)",
+        }
+        .to_string(),
     );
-    if let Some(path) = &art.symvers {
+    if let (Some(path), Some(_)) = (&art.symvers, &vmlinux) {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         let listed = symvers::parse(&text).map_err(donor(format!("{}", path.display())))?;
         let mut checked = 0usize;
@@ -469,10 +532,13 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     }
 
     // The module loader's own vermagic, from the image.
-    let image_vermagic = find_vermagic(&art.release, &elf).map_err(&missing)?;
-    let image_crcs = ["__kcrctab", "__kcrctab_gpl"]
-        .iter()
-        .any(|s| vmlinux.section(s).is_some());
+    let image_vermagic = find_vermagic(&art.release, image_bytes).map_err(&missing)?;
+    let image_crcs = match &vmlinux {
+        Some(v) => ["__kcrctab", "__kcrctab_gpl"]
+            .iter()
+            .any(|s| v.section(s).is_some()),
+        None => exports.values().any(|e| e.crc.is_some_and(|c| c != 0)),
+    };
     let enabled = |keys: &[&str]| {
         config
             .as_ref()
@@ -632,7 +698,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
             distro: art.distro.clone(),
             suite: art.suite.clone(),
             flavour: art.flavour.clone(),
-            arch: "x86_64".into(),
+            arch: arch.machine().into(),
             build_string: build,
             btf_sha256: hex::encode(Sha256::digest(btf_bytes)),
             packages: art.packages.clone(),

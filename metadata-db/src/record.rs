@@ -19,7 +19,9 @@ pub struct Identity {
     pub suite: String,
     /// Flavour (`amd64`, `cloud-amd64`, `rt-amd64`, `generic`, …).
     pub flavour: String,
-    /// Machine architecture (`x86_64`).
+    /// Machine architecture (`x86_64`, `aarch64`: `uname -m`); records
+    /// without one are x86-64 ([`DEFAULT_ARCH`]).
+    #[serde(default = "default_arch")]
     pub arch: String,
     /// `uname -v` of the kernel, from its `linux_banner`.
     pub build_string: String,
@@ -28,6 +30,10 @@ pub struct Identity {
     pub btf_sha256: String,
     /// The package files the facts were extracted from.
     pub packages: Vec<PackageRef>,
+}
+
+fn default_arch() -> String {
+    DEFAULT_ARCH.to_string()
 }
 
 /// One package file a record was extracted from.
@@ -149,9 +155,31 @@ pub fn content_hash(record: &KernelRecord) -> [u8; 32] {
     Sha256::digest(&json).into()
 }
 
-/// The machine architecture kmlink links modules for: its core object is
-/// built for it, and a record of any other architecture is refused.
-pub const TARGET_ARCH: &str = "x86_64";
+/// The machine architectures a record may be for (`identity.arch`, the
+/// `uname -m` name): those kmlink builds its core for. Which one a module
+/// is linked for is the core object's; the linker refuses a record of
+/// another (naming both).
+pub fn known_arches() -> Vec<&'static str> {
+    kmlink_core_module::Arch::ALL
+        .iter()
+        .map(|a| a.machine())
+        .collect()
+}
+
+/// The architecture a release's flavour names, if any: a `-`-separated
+/// word after the version that is a Debian architecture (`6.1.0-47-amd64`,
+/// `6.12.57+deb13-cloud-arm64`, `6.12.57+deb13-arm64-16k`).
+pub fn release_names_arch(release: &str) -> Option<kmlink_core_module::Arch> {
+    release.split('-').skip(1).find_map(|w| {
+        kmlink_core_module::Arch::ALL
+            .into_iter()
+            .find(|a| a.debian() == w)
+    })
+}
+
+/// A record's architecture when it has none (records written before the
+/// architecture was part of discovery were all x86-64).
+pub const DEFAULT_ARCH: &str = "x86_64";
 
 /// The largest JSON file of one record `kmlink build --record` reads (the
 /// full records of today's kernels are 1 to 2 MiB).
@@ -202,8 +230,9 @@ impl RecordInvalid {
 }
 
 impl KernelRecord {
-    /// Checks that every fact is possible for a kernel of [`TARGET_ARCH`]:
-    /// the schema is [`RECORD_SCHEMA`], the architecture is ours, offsets
+    /// Checks that every fact is possible for a kernel kmlink serves:
+    /// the schema is [`RECORD_SCHEMA`], the architecture one of
+    /// [`known_arches`], offsets
     /// lie inside their structure, sizes are non-zero and bounded. Every
     /// way a record enters (JSON, store, bundle, the embedded bundle) and
     /// the linker call this; it cannot prove a record right, only refuse
@@ -223,14 +252,28 @@ impl KernelRecord {
                 format!("is not the record schema this kmlink reads ({RECORD_SCHEMA})"),
             ));
         }
-        if self.identity.arch != TARGET_ARCH {
+        if kmlink_core_module::Arch::from_machine(&self.identity.arch).is_none() {
             return Err(bad(
                 "identity",
                 format!("arch = {:?}", self.identity.arch),
                 format!(
-                    "is a foreign architecture: this kmlink links modules for {TARGET_ARCH} only"
+                    "is not an architecture kmlink links modules for ({})",
+                    known_arches().join(", ")
                 ),
             ));
+        }
+        if let Some(named) = release_names_arch(release) {
+            if named.machine() != self.identity.arch {
+                return Err(bad(
+                    "identity",
+                    format!("arch = {:?}", self.identity.arch),
+                    format!(
+                        "contradicts the release {release}, whose flavour names {} ({})",
+                        named.debian(),
+                        named.machine()
+                    ),
+                ));
+            }
         }
         if release.is_empty()
             || release.len() > MAX_RELEASE_LEN

@@ -24,7 +24,7 @@ fn absurd() -> Vec<(KernelRecord, &'static str)> {
     let mut schema = base.clone();
     schema.schema = 999;
     let mut arch = base.clone();
-    arch.identity.arch = "aarch64".into();
+    arch.identity.arch = "riscv64".into();
     vec![
         (
             layout("offsetof:task_struct.pid", u64::MAX),
@@ -40,7 +40,10 @@ fn absurd() -> Vec<(KernelRecord, &'static str)> {
             "percpu:current_task = 0x4000000000000000",
         ),
         (schema, "schema = 999"),
-        (arch, "arch = \"aarch64\" is a foreign architecture"),
+        (
+            arch,
+            "arch = \"riscv64\" is not an architecture kmlink links modules for (x86_64, aarch64)",
+        ),
     ]
 }
 

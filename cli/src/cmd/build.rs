@@ -358,6 +358,18 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     };
     let is_running = running.as_ref().is_some_and(|h| h.release == release);
     let host_id = if is_running { running.clone() } else { None };
+    // A release of another architecture than the built-in core's (Debian
+    // names it in the flavour): its facts are those that core asks.
+    let other_arch = kmlink_crawler::discover::release_arch(&release)
+        .filter(|a| *a != kmlink_core_module::Arch::X86_64);
+    let other_manifest = match other_arch {
+        Some(a) => Some(
+            Manifest::core_for(a)
+                .with_context(|| format!("reading the embedded {a} core's manifest"))?,
+        ),
+        None => None,
+    };
+    let arch_manifest = other_manifest.as_ref();
     let mut notes = Vec::new();
 
     let btf = match &args.btf {
@@ -413,7 +425,7 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     } else if args.from_packages {
         let fetched = kernels::materialize(&release, &args.fetch)?;
         let art = kernels::artifacts(&fetched);
-        let r = kmlink_metadata_db::extract::extract(&art, manifest)
+        let r = kmlink_metadata_db::extract::extract(&art, arch_manifest.unwrap_or(manifest))
             .with_context(|| format!("extracting the facts of {release}"))?;
         (r, format!("extracted from the {} packages", fetched.suite))
     } else {
@@ -422,7 +434,8 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
         } else {
             let store = open_store(args.db.as_deref())?;
             let lookup = || format!("looking up {release} in {}", store.path().display());
-            let fast = if projected {
+            // Projections are of the built-in (x86_64) core's facts.
+            let fast = if projected && arch_manifest.is_none() {
                 store.get_projected(&release).with_context(lookup)?
             } else {
                 None
@@ -548,8 +561,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         )?;
         said.line(format_args!("kmlink: record written to {}", path.display()));
     }
+    // The core object (and its manifest) of the record's architecture.
+    let arch = kmlink_core_module::Arch::from_machine(&sources.record.identity.arch)
+        .unwrap_or(kmlink_core_module::Arch::X86_64);
+    let arch_manifest;
+    let (core, manifest) = if arch == kmlink_core_module::Arch::X86_64 {
+        (CORE_OBJECT, manifest)
+    } else {
+        arch_manifest = Manifest::core_for(arch)
+            .with_context(|| format!("reading the embedded {arch} core's manifest"))?;
+        (arch.core_object(), &arch_manifest)
+    };
     let facts = sources.facts(manifest);
-    let built = kmlink_linker::build_with(CORE_OBJECT, &facts, &options);
+    let built = kmlink_linker::build_with(core, &facts, &options);
     let (verdict, ko): (&Verdict, Option<Vec<u8>>) = match &built {
         Ok(b) => (&b.verdict, Some(b.linked.ko.clone())),
         Err(r) => (&r.verdict, None),
@@ -567,7 +591,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 "kmlink: WARNING: --unchecked-for-tests: writing a module the checks REFUSED; \
                  it exists to show what the kernel does with it. Never load it on a real system.",
             );
-            kmlink_linker::link_with(CORE_OBJECT, manifest, &sources.record, &options)
+            kmlink_linker::link_with(core, manifest, &sources.record, &options)
                 .with_context(|| format!("linking for {}", sources.release))?
                 .ko
         }

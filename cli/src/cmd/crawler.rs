@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmlink_crawler::cache::Cache;
-use kmlink_crawler::discover::{self, Distro, KernelInfo, Origin};
+use kmlink_crawler::discover::{self, Arch, Distro, KernelInfo, Origin};
 use kmlink_crawler::pinned::{self, PinnedKernel};
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::{ingest, Http};
@@ -27,6 +27,10 @@ pub struct SourceOpts {
     /// Distribution (ubuntu is experimental).
     #[arg(long, default_value = "debian", value_parser = parse_distro)]
     pub distro: Distro,
+    /// Architecture whose kernels are listed (`amd64`, `arm64`; the
+    /// `binary-<arch>` indexes are read); default: the host's.
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<Arch>,
     /// Archive mirror base URL (repeatable); default: the host's apt sources.
     #[arg(long, value_name = "URL")]
     pub mirror: Vec<String>,
@@ -51,6 +55,10 @@ fn parse_distro(s: &str) -> Result<Distro, String> {
     s.parse()
 }
 
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse()
+}
+
 impl SourceOpts {
     fn cache(&self) -> Cache {
         Cache::new(self.cache.clone().unwrap_or_else(Cache::default_root))
@@ -61,6 +69,9 @@ impl SourceOpts {
             sources::host_sources(Path::new("/")).context("reading the host's apt sources")?;
         let mut o = Origin::from_sources(self.distro, &srcs);
         o.allow_expired = self.allow_expired;
+        if let Some(a) = self.arch {
+            o.arch = a;
+        }
         if !self.mirror.is_empty() {
             o.mirrors.archive = trimmed(&self.mirror);
         }
@@ -351,7 +362,21 @@ fn print_table(out: &mut impl Write, kernels: &[(PinnedKernel, KernelInfo)]) -> 
 }
 
 fn fetch(a: FetchArgs) -> Result<ExitCode> {
-    let origin = a.source.origin()?;
+    let mut origin = a.source.origin()?;
+    // Without --arch, releases that all name one architecture (Debian's
+    // flavours do) are looked for in its indexes.
+    if a.source.arch.is_none() {
+        let arches: Vec<Option<Arch>> = a
+            .releases
+            .iter()
+            .map(|r| discover::release_arch(r))
+            .collect();
+        if let Some(Some(first)) = arches.first() {
+            if arches.iter().all(|x| *x == Some(*first)) {
+                origin.arch = *first;
+            }
+        }
+    }
     let cache = a.source.cache();
     let http = Http::new().context("setting up HTTP")?;
     let mut trees = Vec::new();
@@ -567,7 +592,10 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     let db = a.db.clone().unwrap_or_else(Store::default_path);
     let store =
         Store::open(&db).with_context(|| format!("opening the record store {}", db.display()))?;
-    let manifest = kmlink_core_module::Manifest::core().context("the core's manifest")?;
+    // The facts asked are those of the core built for the kernels'
+    // architecture (the indexes read: --arch, default the host's).
+    let manifest = kmlink_core_module::Manifest::core_for(origin.arch)
+        .with_context(|| format!("the {} core's manifest", origin.arch))?;
     let total = kernels.len();
     let total_size: u64 = kernels.iter().map(|k| k.1.download_size).sum();
     eprintln!(

@@ -184,7 +184,12 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
         DbCommand::Verify { repair, json } => verify(&args.db, repair, json),
         DbCommand::Add { release, fetch } => {
             let store = open_store(&args.db)?;
-            let manifest = Manifest::core().context("reading the embedded core's manifest")?;
+            // The facts asked are those of the core built for the release's
+            // architecture (Debian names it in the flavour).
+            let arch = kmlink_crawler::discover::release_arch(&release)
+                .unwrap_or(kmlink_core_module::Arch::X86_64);
+            let manifest = Manifest::core_for(arch)
+                .with_context(|| format!("reading the embedded {arch} core's manifest"))?;
             let fetched = kernels::materialize(&release, &fetch)?;
             let art = kernels::artifacts(&fetched);
             let start = std::time::Instant::now();

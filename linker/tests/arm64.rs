@@ -1,0 +1,120 @@
+//! Linking for arm64: the aarch64 core with the record of Debian's
+//! 6.1.0-47-arm64 (extracted by `kmlink db add 6.1.0-47-arm64`), and the
+//! refusal of a record of the other architecture.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use kmlink_core_module::{Arch, Manifest, CORE_OBJECT, CORE_OBJECT_AARCH64};
+use object::read::elf::{ElfFile64, FileHeader};
+use object::{Object, ObjectSection};
+
+const R: &str = "6.1.0-47-arm64";
+
+/// Relocation types arch/arm64/kernel/module.c applies (those a
+/// small-code-model object carries).
+const LOADER_RELOCS: &[u32] = &[
+    object::elf::R_AARCH64_ABS64,
+    object::elf::R_AARCH64_ABS32,
+    object::elf::R_AARCH64_PREL64,
+    object::elf::R_AARCH64_PREL32,
+    object::elf::R_AARCH64_CALL26,
+    object::elf::R_AARCH64_JUMP26,
+    object::elf::R_AARCH64_CONDBR19,
+    object::elf::R_AARCH64_TSTBR14,
+    object::elf::R_AARCH64_ADR_PREL_LO21,
+    object::elf::R_AARCH64_ADR_PREL_PG_HI21,
+    object::elf::R_AARCH64_ADR_PREL_PG_HI21_NC,
+    object::elf::R_AARCH64_ADD_ABS_LO12_NC,
+    object::elf::R_AARCH64_LDST8_ABS_LO12_NC,
+    object::elf::R_AARCH64_LDST16_ABS_LO12_NC,
+    object::elf::R_AARCH64_LDST32_ABS_LO12_NC,
+    object::elf::R_AARCH64_LDST64_ABS_LO12_NC,
+    object::elf::R_AARCH64_LDST128_ABS_LO12_NC,
+];
+
+#[test]
+fn links_an_arm64_module_the_arm64_loader_accepts() {
+    let record = common::record(R);
+    assert_eq!(record.identity.arch, "aarch64");
+    let manifest = Manifest::core_for(Arch::Aarch64).unwrap();
+    let linked = kmlink_linker::link(CORE_OBJECT_AARCH64, &manifest, &record).unwrap();
+    let file = ElfFile64::<object::Endianness>::parse(&*linked.ko).unwrap();
+    let endian = file.endian();
+    assert_eq!(file.elf_header().e_machine(endian), object::elf::EM_AARCH64);
+    // The PLT placeholders the loader sizes at load time, as in stock modules.
+    for (name, exec) in [
+        (".plt", true),
+        (".init.plt", false),
+        (".text.ftrace_trampoline", true),
+    ] {
+        let s = file
+            .section_by_name(name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(s.size(), 1, "{name}");
+        let flags = match s.flags() {
+            object::SectionFlags::Elf { sh_flags } => sh_flags,
+            _ => 0,
+        };
+        assert_eq!(
+            flags & u64::from(object::elf::SHF_EXECINSTR) != 0,
+            exec,
+            "{name}"
+        );
+    }
+    let modinfo = file.section_by_name(".modinfo").unwrap();
+    let text = String::from_utf8_lossy(modinfo.data().unwrap()).into_owned();
+    assert!(
+        text.contains("vermagic=6.1.0-47-arm64 SMP mod_unload modversions aarch64\0"),
+        "{text:?}"
+    );
+    assert!(!text.contains("retpoline"), "{text:?}");
+    assert!(file.section_by_name(".return_sites").is_none());
+    // memset and __arch_copy_from_user are what arm64 imports differently.
+    let versions = &linked.report.versions;
+    for name in ["module_layout", "memset", "__arch_copy_from_user"] {
+        assert!(versions.iter().any(|(n, _)| n == name), "{name}");
+    }
+    assert!(!versions.iter().any(|(n, _)| n == "_copy_from_user"));
+    // this_module: init and exit relocated with R_AARCH64_ABS64 at the
+    // record's offsets.
+    let tm = file.section_by_name(".gnu.linkonce.this_module").unwrap();
+    assert_eq!(tm.size(), 896);
+    let offs: Vec<u64> = tm.relocations().map(|(o, _)| o).collect();
+    assert_eq!(offs, [312, 832]);
+    for section in file.sections() {
+        for (off, r) in section.relocations() {
+            let object::RelocationFlags::Elf { r_type } = r.flags() else {
+                panic!("not ELF relocation flags");
+            };
+            assert!(
+                LOADER_RELOCS.contains(&r_type),
+                "{}+{off:#x}: relocation type {r_type}",
+                section.name().unwrap_or("?")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_record_of_the_other_architecture_is_refused_naming_both() {
+    let arm = common::record(R);
+    let e = kmlink_linker::link(CORE_OBJECT, &common::manifest(), &arm)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("the record is for aarch64, the core object is built for x86_64"),
+        "{e}"
+    );
+    let x86 = common::record("6.1.0-47-amd64");
+    let manifest = Manifest::core_for(Arch::Aarch64).unwrap();
+    let e = kmlink_linker::link(CORE_OBJECT_AARCH64, &manifest, &x86)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("the record is for x86_64, the core object is built for aarch64"),
+        "{e}"
+    );
+}
