@@ -163,6 +163,7 @@ fn all_signed(mirrors: &Mirrors, http: &Http) -> Result<Vec<PinnedKernel>, Strin
                 suite: (*suite).into(),
                 archive: kind.into(),
                 packages: vec![e],
+                fallbacks: Vec::new(),
             });
         }
     }
@@ -249,6 +250,7 @@ fn run() -> Result<String, String> {
             suite: suite.into(),
             archive: kind.into(),
             packages,
+            fallbacks: Vec::new(),
         });
     }
     let body = pinned::to_toml(&kernels).map_err(|e| e.to_string())?;
