@@ -56,6 +56,22 @@ KML_IMPORT(kml_tp_kfree, "__tracepoint_kfree");
 extern char kml_tp_kfree[];
 KML_IMPORT(kml_tp_kmem_cache_free, "__tracepoint_kmem_cache_free");
 extern char kml_tp_kmem_cache_free[];
+/* Separate events for node-specific allocations up to 5.x (merged into
+ * kmalloc / kmem_cache_alloc from 6.0): absent later. */
+KML_WEAK(kml_tp_kmalloc_node, "__tracepoint_kmalloc_node");
+extern char kml_tp_kmalloc_node[] __attribute__((weak));
+KML_WEAK(kml_tp_kmem_cache_alloc_node, "__tracepoint_kmem_cache_alloc_node");
+extern char kml_tp_kmem_cache_alloc_node[] __attribute__((weak));
+
+/* Where struct page array and the direct map start (x86-64, randomized):
+ * to find an object's slab page on kernels whose kmem_cache_alloc event
+ * passes no cache (5.10). */
+KML_WEAK(kml_page_offset_base, "page_offset_base");
+extern unsigned long kml_page_offset_base __attribute__((weak));
+KML_WEAK_REF(kml_page_offset_base);
+KML_WEAK(kml_vmemmap_base, "vmemmap_base");
+extern unsigned long kml_vmemmap_base __attribute__((weak));
+KML_WEAK_REF(kml_vmemmap_base);
 
 /*
  * Grace periods. tracepoint_synchronize_unregister() is an inline whose body
@@ -209,6 +225,16 @@ KML_SLOT(kri_data, "offsetof kretprobe_instance.data");
 #error "kmlink's core is built for x86_64 and aarch64 only"
 #endif
 
+/* Up to 5.18 (before rethook): the real return address; 5.10's trampoline
+ * hands the handlers regs->ip = the trampoline itself. 0: absent. */
+KML_SLOT(kri_ret_addr, "offsetof? kretprobe_instance.ret_addr");
+
+/* struct page, where it still names its slab cache (up to 5.16; 0 when
+ * absent: flags sits at offset 0, so no member of interest can). */
+KML_SLOT(page_struct_size, "sizeof? page");
+KML_SLOT(page_compound_head, "offsetof? page.compound_head"); /* unsigned long, bit 0: tail */
+KML_SLOT(page_slab_cache, "offsetof? page.slab_cache");	/* struct kmem_cache * */
+
 /*
  * Probe argument positions (1-based, after the data pointer). Each probe
  * below is declared with the arity named in its `probe` entry; the linker
@@ -223,8 +249,18 @@ KML_SLOT(kmalloc_gfp, "tparg kmalloc.gfp_flags:4");
 KML_MANIFEST("probe kmem_cache_alloc 5");
 KML_SLOT(kca_call_site, "tparg kmem_cache_alloc.call_site:8");
 KML_SLOT(kca_ptr, "tparg kmem_cache_alloc.ptr:8");
-KML_SLOT(kca_cache, "tparg kmem_cache_alloc.s:8");
+KML_SLOT(kca_cache, "tparg? kmem_cache_alloc.s:8");
 KML_SLOT(kca_gfp, "tparg kmem_cache_alloc.gfp_flags:4");
+KML_MANIFEST("probe kmalloc_node 6");
+KML_SLOT(kmn_call_site, "tparg? kmalloc_node.call_site:8");
+KML_SLOT(kmn_ptr, "tparg? kmalloc_node.ptr:8");
+KML_SLOT(kmn_bytes_req, "tparg? kmalloc_node.bytes_req:8");
+KML_SLOT(kmn_bytes_alloc, "tparg? kmalloc_node.bytes_alloc:8");
+KML_SLOT(kmn_gfp, "tparg? kmalloc_node.gfp_flags:4");
+KML_MANIFEST("probe kmem_cache_alloc_node 6");
+KML_SLOT(kcan_call_site, "tparg? kmem_cache_alloc_node.call_site:8");
+KML_SLOT(kcan_ptr, "tparg? kmem_cache_alloc_node.ptr:8");
+KML_SLOT(kcan_gfp, "tparg? kmem_cache_alloc_node.gfp_flags:4");
 KML_MANIFEST("probe kfree 2");
 KML_SLOT(kfree_call_site, "tparg kfree.call_site:8");
 KML_SLOT(kfree_ptr, "tparg kfree.ptr:8");
@@ -261,6 +297,18 @@ KML_SLOT(kp_kmalloc_caller, "fn? " KP_KMALLOC_CALLER);
 KML_SLOT(kp_kmalloc_caller_size, "fnarg " KP_KMALLOC_CALLER ".size:8");
 KML_SLOT(kp_kmalloc_caller_gfp, "fnarg " KP_KMALLOC_CALLER ".flags|gfpflags:4");
 KML_SLOT(kp_kmalloc_caller_caller, "fnarg? " KP_KMALLOC_CALLER ".caller:8");
+/* 5.10 (CONFIG_NUMA): kmalloc_track_caller() beside the _node form. */
+#define KP_KMALLOC_CALLER_ANY "__kmalloc_track_caller"
+KML_SLOT(kp_kmalloc_caller_any, "fn? " KP_KMALLOC_CALLER_ANY);
+KML_SLOT(kp_kmalloc_caller_any_size, "fnarg " KP_KMALLOC_CALLER_ANY ".size:8");
+KML_SLOT(kp_kmalloc_caller_any_gfp, "fnarg " KP_KMALLOC_CALLER_ANY ".flags|gfpflags:4");
+KML_SLOT(kp_kmalloc_caller_any_caller, "fnarg? " KP_KMALLOC_CALLER_ANY ".caller:8");
+/* 5.10: kmalloc_large() is an inline calling kmalloc_order_trace(), which
+ * traces once (no second event in the caller: a plain nested hook). */
+#define KP_KMALLOC_ORDER "kmalloc_order_trace"
+KML_SLOT(kp_kmalloc_order, "fn? " KP_KMALLOC_ORDER);
+KML_SLOT(kp_kmalloc_order_size, "fnarg " KP_KMALLOC_ORDER ".size:8");
+KML_SLOT(kp_kmalloc_order_gfp, "fnarg " KP_KMALLOC_ORDER ".flags|gfpflags:4");
 #define KP_KMALLOC_LARGE "__kmalloc_large_noprof|kmalloc_large_noprof|kmalloc_large"
 KML_SLOT(kp_kmalloc_large, "fn? " KP_KMALLOC_LARGE);
 KML_SLOT(kp_kmalloc_large_size, "fnarg " KP_KMALLOC_LARGE ".size:8");
@@ -270,12 +318,12 @@ KML_SLOT(kp_kmalloc_large_node, "fn? " KP_KMALLOC_LARGE_NODE);
 KML_SLOT(kp_kmalloc_large_node_size, "fnarg " KP_KMALLOC_LARGE_NODE ".size:8");
 KML_SLOT(kp_kmalloc_large_node_gfp, "fnarg " KP_KMALLOC_LARGE_NODE ".flags|gfpflags:4");
 /* The constant-size fast path: kmalloc(N) with N known at compile time. */
-#define KP_KMALLOC_CACHE "__kmalloc_cache_noprof|kmalloc_trace_noprof|kmalloc_trace"
+#define KP_KMALLOC_CACHE "__kmalloc_cache_noprof|kmalloc_trace_noprof|kmalloc_trace|kmem_cache_alloc_trace"
 KML_SLOT(kp_kmalloc_cache, "fn? " KP_KMALLOC_CACHE);
 KML_SLOT(kp_kmalloc_cache_s, "fnarg " KP_KMALLOC_CACHE ".s:8");
 KML_SLOT(kp_kmalloc_cache_size, "fnarg " KP_KMALLOC_CACHE ".size:8");
 KML_SLOT(kp_kmalloc_cache_gfp, "fnarg " KP_KMALLOC_CACHE ".flags|gfpflags:4");
-#define KP_KMALLOC_CACHE_NODE "__kmalloc_cache_node_noprof|kmalloc_node_trace_noprof|kmalloc_node_trace"
+#define KP_KMALLOC_CACHE_NODE "__kmalloc_cache_node_noprof|kmalloc_node_trace_noprof|kmalloc_node_trace|kmem_cache_alloc_node_trace"
 KML_SLOT(kp_kmalloc_cache_node, "fn? " KP_KMALLOC_CACHE_NODE);
 KML_SLOT(kp_kmalloc_cache_node_s, "fnarg " KP_KMALLOC_CACHE_NODE ".s:8");
 KML_SLOT(kp_kmalloc_cache_node_size, "fnarg " KP_KMALLOC_CACHE_NODE ".size:8");
@@ -317,7 +365,7 @@ KML_SLOT(kp_kcf, "fn? " KP_KCF);
 KML_SLOT(kp_kcf_s, "fnarg " KP_KCF ".s|cachep:8");
 KML_SLOT(kp_kcf_ptr, "fnarg " KP_KCF ".x|objp:8");
 /* The page allocator: the innermost entry every allocation passes. */
-#define KP_PAGES "__alloc_frozen_pages_noprof|__alloc_pages_noprof|__alloc_pages"
+#define KP_PAGES "__alloc_frozen_pages_noprof|__alloc_pages_noprof|__alloc_pages|__alloc_pages_nodemask"
 KML_SLOT(kp_pages, "fn? " KP_PAGES);
 KML_SLOT(kp_pages_gfp, "fnarg " KP_PAGES ".gfp|gfp_mask:4");
 KML_SLOT(kp_pages_order, "fnarg " KP_PAGES ".order:4");
@@ -327,10 +375,12 @@ KML_SLOT(kp_pages_order, "fnarg " KP_PAGES ".order:4");
 KML_SLOT(kp_pages_nolock, "fn? " KP_PAGES_NOLOCK);
 KML_SLOT(kp_pages_nolock_gfp, "fnarg? " KP_PAGES_NOLOCK ".gfp_flags|gfp:4");
 KML_SLOT(kp_pages_nolock_order, "fnarg " KP_PAGES_NOLOCK ".order:4");
+/* 5.10's free_unref_page(page) frees order-0 pages only and takes no
+ * order: the absent argument reads as 0. */
 #define KP_PAGES_FREE "free_frozen_pages|free_unref_page"
 KML_SLOT(kp_pages_free, "fn? " KP_PAGES_FREE);
 KML_SLOT(kp_pages_free_page, "fnarg " KP_PAGES_FREE ".page:8");
-KML_SLOT(kp_pages_free_order, "fnarg " KP_PAGES_FREE ".order:4");
+KML_SLOT(kp_pages_free_order, "fnarg? " KP_PAGES_FREE ".order:4");
 #define KP_PAGES_FREE_OK "__free_pages_ok"
 KML_SLOT(kp_pages_free_ok, "fn? " KP_PAGES_FREE_OK);
 KML_SLOT(kp_pages_free_ok_page, "fnarg " KP_PAGES_FREE_OK ".page:8");
@@ -493,6 +543,7 @@ struct kml_state {
 	void *proc_dir;
 	void *tp[KML_EV_NR];		/* struct tracepoint * per event type */
 	u32 registered;			/* bit per event type */
+	u32 node_registered;		/* bit per kml_node_tps entry */
 };
 
 static struct kml_state kml;
@@ -1074,22 +1125,79 @@ static void kml_probe_kmalloc(void *data, u64 a1, u64 a2, u64 a3, u64 a4,
 		     (u32)KML_ARG(args, kmalloc_gfp));
 }
 
-static void kml_probe_kmem_cache_alloc(void *data, u64 a1, u64 a2, u64 a3,
-				       u64 a4, u64 a5)
+static void kml_probe_kmalloc_node(void *data, u64 a1, u64 a2, u64 a3,
+				   u64 a4, u64 a5, u64 a6)
 {
-	const u64 args[5] = { a1, a2, a3, a4, a5 };
-	const void *cache = (const void *)KML_ARG(args, kca_cache);
-	u64 req = 0, alloc = 0;
+	const u64 args[6] = { a1, a2, a3, a4, a5, a6 };
 
 	if (!kml_active())
 		return;
+	kml_on_alloc(KML_EV_KMALLOC, NULL, KML_ARG(args, kmn_call_site),
+		     KML_ARG(args, kmn_ptr), KML_ARG(args, kmn_bytes_req),
+		     KML_ARG(args, kmn_bytes_alloc), (u32)KML_ARG(args, kmn_gfp));
+}
+
+/*
+ * The cache of a slab object, from its page (kernels whose kmem_cache_alloc
+ * event passes no cache: 5.10): virt_to_page() through page_offset_base and
+ * vmemmap_base, the head of a compound page, then page.slab_cache. NULL
+ * where the kernel describes none of this. Bounded: a few loads.
+ */
+static const void *kml_obj_cache(u64 ptr)
+{
+	const unsigned long *offset_base = KML_WEAK_ADDR(kml_page_offset_base);
+	const unsigned long *vmemmap = KML_WEAK_ADDR(kml_vmemmap_base);
+	u64 page, head;
+
+	if (!ptr || !kml_slot_page_struct_size || !kml_slot_page_slab_cache ||
+	    !kml_slot_page_compound_head || !offset_base || !vmemmap ||
+	    !kml_opt_page_size)
+		return NULL;
+	if (ptr < *offset_base)
+		return NULL;
+	page = *vmemmap + (ptr - *offset_base) /
+		kml_opt_page_size * kml_slot_page_struct_size;
+	head = READ_ONCE(KML_FIELD(page, page_compound_head, u64));
+	if (head & 1)
+		page = head - 1;
+	return KML_FIELD(page, page_slab_cache, const void *);
+}
+
+static void kml_cache_alloc(const void *cache, u64 call_site, u64 ptr, u32 gfp)
+{
+	u64 req = 0, alloc = 0;
+
+	if (!cache)
+		cache = kml_obj_cache(ptr);
 	if (cache) {
 		req = KML_FIELD(cache, cache_object_size, u32);
 		alloc = KML_FIELD(cache, cache_size, u32);
 	}
-	kml_on_alloc(KML_EV_KMEM_CACHE_ALLOC, cache, KML_ARG(args, kca_call_site),
-		     KML_ARG(args, kca_ptr), req, alloc,
-		     (u32)KML_ARG(args, kca_gfp));
+	kml_on_alloc(KML_EV_KMEM_CACHE_ALLOC, cache, call_site, ptr, req, alloc,
+		     gfp);
+}
+
+static void kml_probe_kmem_cache_alloc(void *data, u64 a1, u64 a2, u64 a3,
+				       u64 a4, u64 a5)
+{
+	const u64 args[5] = { a1, a2, a3, a4, a5 };
+
+	if (!kml_active())
+		return;
+	kml_cache_alloc((const void *)KML_ARG(args, kca_cache),
+			KML_ARG(args, kca_call_site), KML_ARG(args, kca_ptr),
+			(u32)KML_ARG(args, kca_gfp));
+}
+
+static void kml_probe_kmem_cache_alloc_node(void *data, u64 a1, u64 a2,
+					    u64 a3, u64 a4, u64 a5, u64 a6)
+{
+	const u64 args[6] = { a1, a2, a3, a4, a5, a6 };
+
+	if (!kml_active())
+		return;
+	kml_cache_alloc(NULL, KML_ARG(args, kcan_call_site),
+			KML_ARG(args, kcan_ptr), (u32)KML_ARG(args, kcan_gfp));
 }
 
 static void kml_probe_kfree(void *data, u64 a1, u64 a2)
@@ -1142,6 +1250,18 @@ static void *const kml_probes[KML_EV_NR] = {
 	(void *)kml_probe_kmem_cache_free,
 	(void *)kml_probe_page_alloc,
 	(void *)kml_probe_page_free,
+};
+
+static const struct kml_node_tp {
+	void *tp;
+	void *probe;
+	u8 type;
+	const char *name;
+} kml_node_tps[] = {
+	{ kml_tp_kmalloc_node, (void *)kml_probe_kmalloc_node, KML_EV_KMALLOC,
+	  "kmalloc_node" },
+	{ kml_tp_kmem_cache_alloc_node, (void *)kml_probe_kmem_cache_alloc_node,
+	  KML_EV_KMEM_CACHE_ALLOC, "kmem_cache_alloc_node" },
 };
 
 /* mm_page_alloc / mm_page_free are not exported: find them by name. */
@@ -1226,6 +1346,13 @@ static struct kml_hook kml_hooks[] = {
 	KML_HOOK(KP_KMALLOC_CALLER, kp_kmalloc_caller, S(kp_kmalloc_caller_size), NULL,
 		 S(kp_kmalloc_caller_gfp), NULL, NULL, S(kp_kmalloc_caller_caller),
 		 KML_HK_ALLOC, KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_CALLER_ANY, kp_kmalloc_caller_any,
+		 S(kp_kmalloc_caller_any_size), NULL, S(kp_kmalloc_caller_any_gfp),
+		 NULL, NULL, S(kp_kmalloc_caller_any_caller), KML_HK_ALLOC,
+		 KML_EV_KMALLOC),
+	KML_HOOK(KP_KMALLOC_ORDER, kp_kmalloc_order, S(kp_kmalloc_order_size), NULL,
+		 S(kp_kmalloc_order_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
+		 KML_EV_KMALLOC),
 	KML_HOOK(KP_KMALLOC_LARGE, kp_kmalloc_large, S(kp_kmalloc_large_size), NULL,
 		 S(kp_kmalloc_large_gfp), NULL, NULL, NULL, KML_HK_ALLOC_LARGE,
 		 KML_EV_KMALLOC),
@@ -1383,7 +1510,9 @@ static int kml_kp_return(struct kml_hook *h, void *ri, void *regs)
 	const struct kml_kp_data *d = (const void *)((char *)ri + kml_slot_kri_data);
 	u64 ret = kml_regs_ret(regs);
 	/* The real return address (the trampoline's, at entry, if tail-called). */
-	u64 ret_ip = kml_regs_ip(regs);
+	u64 ret_ip = kml_slot_kri_ret_addr
+		? *(const u64 *)((const char *)ri + kml_slot_kri_ret_addr)
+		: kml_regs_ip(regs);
 	u64 call_site = d->call_site == d->ret_ip ? ret_ip : d->call_site;
 	const void *cache = (const void *)d->cache;
 	u64 req = d->size, alloc = d->size;
@@ -1448,7 +1577,8 @@ KML_KP_HANDLERS(0) KML_KP_HANDLERS(1) KML_KP_HANDLERS(2) KML_KP_HANDLERS(3)
 KML_KP_HANDLERS(4) KML_KP_HANDLERS(5) KML_KP_HANDLERS(6) KML_KP_HANDLERS(7)
 KML_KP_HANDLERS(8) KML_KP_HANDLERS(9) KML_KP_HANDLERS(10) KML_KP_HANDLERS(11)
 KML_KP_HANDLERS(12) KML_KP_HANDLERS(13) KML_KP_HANDLERS(14) KML_KP_HANDLERS(15)
-KML_KP_HANDLERS(16) KML_KP_HANDLERS(17) KML_KP_HANDLERS(18)
+KML_KP_HANDLERS(16) KML_KP_HANDLERS(17) KML_KP_HANDLERS(18) KML_KP_HANDLERS(19)
+KML_KP_HANDLERS(20)
 
 #define KML_KP_FNS(n) { kml_kp_entry_##n, kml_kp_return_##n, kml_kp_pre_##n }
 
@@ -1457,7 +1587,8 @@ static int (*const kml_kp_fns[][3])(void *, void *) = {
 	KML_KP_FNS(4), KML_KP_FNS(5), KML_KP_FNS(6), KML_KP_FNS(7),
 	KML_KP_FNS(8), KML_KP_FNS(9), KML_KP_FNS(10), KML_KP_FNS(11),
 	KML_KP_FNS(12), KML_KP_FNS(13), KML_KP_FNS(14), KML_KP_FNS(15),
-	KML_KP_FNS(16), KML_KP_FNS(17), KML_KP_FNS(18),
+	KML_KP_FNS(16), KML_KP_FNS(17), KML_KP_FNS(18), KML_KP_FNS(19),
+	KML_KP_FNS(20),
 };
 
 _Static_assert(ARRAY_SIZE(kml_kp_fns) == ARRAY_SIZE(kml_hooks),
@@ -1610,6 +1741,11 @@ static int kml_kprobes_register(void)
 		bool ret = kml_hook_returns(h);
 
 		if (!(kml_opt_events_mask & (1u << (h->type - 1))) || !*h->fn)
+			continue;
+		/* Kernels with kmalloc_order_trace() (up to 6.0) have a static
+		 * kmalloc_large_node() that does not trace: the kmalloc_node
+		 * event of its caller is the only one. */
+		if (h->fn == &kml_slot_kp_kmalloc_large_node && kml_slot_kp_kmalloc_order)
 			continue;
 		if (!kml_pick_symbol(h, *h->fn))
 			continue;
@@ -2283,11 +2419,40 @@ static void kml_unregister_all(void)
 		if (kml.registered & (1u << i))
 			kml_tracepoint_probe_unregister(kml.tp[i], kml_probes[i], NULL);
 	}
+	for (i = 0; i < ARRAY_SIZE(kml_node_tps); i++) {
+		if (kml.node_registered & (1u << i))
+			kml_tracepoint_probe_unregister(kml_node_tps[i].tp,
+							kml_node_tps[i].probe, NULL);
+	}
 	/* unregister_k(ret)probe() waits for running handlers itself. */
 	kml_kprobes_unregister();
-	if (kml.registered)
+	if (kml.registered || kml.node_registered)
 		kml_sync_probes();
 	kml.registered = 0;
+	kml.node_registered = 0;
+}
+
+/* The _node events of kernels that have them (weak: NULL elsewhere),
+ * counted as the event type they are a variant of. */
+static int kml_register_node_tps(void)
+{
+	u32 i;
+	int err;
+
+	for (i = 0; i < ARRAY_SIZE(kml_node_tps); i++) {
+		const struct kml_node_tp *n = &kml_node_tps[i];
+
+		if (!n->tp || !(kml.registered & (1u << n->type)))
+			continue;
+		err = kml_tracepoint_probe_register(n->tp, n->probe, NULL);
+		if (err) {
+			kml_printk("\0013kmlink: tracepoint %s: register failed (%d)\n",
+				   n->name, err);
+			return err;
+		}
+		kml.node_registered |= 1u << i;
+	}
+	return 0;
 }
 
 static bool kml_ops_fit(void)
@@ -2456,6 +2621,9 @@ int init_module(void)
 		}
 		kml.registered |= 1u << i;
 	}
+	err = kml_register_node_tps();
+	if (err)
+		goto err_hooks;
 	kml_printk("\0016kmlink: monitoring kmem tracepoints (%u rings of %llu events, %u shards, %llu pointer slots)\n",
 		   kml.nrings, kml.ring_cap, kml.shards, kml.ptr_mask + 1);
 	return 0;

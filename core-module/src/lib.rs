@@ -165,17 +165,24 @@ impl PercpuRef {
 /// What the linker writes into a layout-table slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotKind {
-    /// Byte offset of a member (path through nested members).
+    /// Byte offset of a member (path through nested members); `offsetof?`:
+    /// 0 when the kernel has no such member (the core must treat 0 as
+    /// absent, so only for members that cannot sit at offset 0).
     Offsetof {
         /// Struct or union name.
         strukt: String,
         /// Member path, dot-separated.
         path: String,
+        /// Whether the member may be absent.
+        optional: bool,
     },
-    /// `sizeof(struct NAME)`.
+    /// `sizeof(struct NAME)`; `sizeof?`: 0 when the kernel has no such
+    /// struct.
     Sizeof {
         /// Struct or union name.
         strukt: String,
+        /// Whether the struct may be absent.
+        optional: bool,
     },
     /// Address of a per-CPU variable (relocated against the export).
     Percpu {
@@ -224,8 +231,8 @@ impl SlotKind {
     /// layout fact (`offsetof:task_struct.pid`, `sizeof:proc_ops`).
     pub fn layout_key(&self) -> Option<String> {
         match self {
-            SlotKind::Offsetof { strukt, path } => Some(format!("offsetof:{strukt}.{path}")),
-            SlotKind::Sizeof { strukt } => Some(format!("sizeof:{strukt}")),
+            SlotKind::Offsetof { strukt, path, .. } => Some(format!("offsetof:{strukt}.{path}")),
+            SlotKind::Sizeof { strukt, .. } => Some(format!("sizeof:{strukt}")),
             _ => None,
         }
     }
@@ -419,12 +426,17 @@ fn split_member(spec: &str) -> Result<(String, String), String> {
 
 fn parse_slot(kind: &str, spec: &str) -> Result<SlotKind, String> {
     Ok(match kind {
-        "offsetof" => {
+        "offsetof" | "offsetof?" => {
             let (strukt, path) = split_member(spec)?;
-            SlotKind::Offsetof { strukt, path }
+            SlotKind::Offsetof {
+                strukt,
+                path,
+                optional: kind == "offsetof?",
+            }
         }
-        "sizeof" => SlotKind::Sizeof {
+        "sizeof" | "sizeof?" => SlotKind::Sizeof {
             strukt: spec.to_string(),
+            optional: kind == "sizeof?",
         },
         "percpu" => SlotKind::Percpu {
             candidates: spec

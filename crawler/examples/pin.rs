@@ -68,6 +68,17 @@ const PINS: &[(&str, &str, &str, &[&str])] = &[
             "linux-headers-6.12.107+deb13-rt-amd64",
         ],
     ),
+    (
+        // Debian 11: kmem events without a cache pointer, separate _node
+        // events, BTF without per-CPU variables or __bpf_trace_* names.
+        "5.10.0-46-amd64",
+        "bullseye-security",
+        "security",
+        &[
+            "linux-image-5.10.0-46-amd64-unsigned",
+            "linux-headers-5.10.0-46-amd64",
+        ],
+    ),
 ];
 
 /// Debian's signed images (Authenticode-signed vmlinuz, signed modules) for
@@ -163,6 +174,7 @@ fn all_signed(mirrors: &Mirrors, http: &Http) -> Result<Vec<PinnedKernel>, Strin
                 suite: (*suite).into(),
                 archive: kind.into(),
                 packages: vec![e],
+                fallbacks: Vec::new(),
             });
         }
     }
@@ -252,6 +264,7 @@ fn run() -> Result<String, String> {
             suite: suite.into(),
             archive: kind.into(),
             packages,
+            fallbacks: Vec::new(),
         });
     }
     let body = pinned::to_toml(&kernels).map_err(|e| e.to_string())?;

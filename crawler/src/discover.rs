@@ -34,6 +34,8 @@ use kmlink_errors::Chain;
 /// Debian suites searched by default (security suites come from the
 /// security mirror).
 pub const DEBIAN_SUITES: &[&str] = &[
+    "bullseye",
+    "bullseye-security",
     "bookworm",
     "bookworm-security",
     "bookworm-backports",
@@ -432,6 +434,10 @@ fn assemble(
     let headers = get(Role::Headers);
     let mut missing = Vec::new();
     let mut packages: Vec<&PackageEntry> = Vec::new();
+    // The signed image carries the same vmlinuz, config and modules as the
+    // preferred unsigned one: fetched instead when the archive has lost the
+    // unsigned package's file (seen on bullseye-security).
+    let mut fallbacks: Vec<&PackageEntry> = Vec::new();
     let (layout, vmlinuz, config, modules, signed);
     match distro {
         Distro::Debian => {
@@ -465,6 +471,9 @@ fn assemble(
                 vmlinuz = main;
                 modules = Some(main);
                 packages.push(main);
+                if let (Some(_), Some(i)) = (unsigned, image) {
+                    fallbacks.push(i);
+                }
                 let base_name = name_of(Role::Base);
                 if depends_on(&main.depends, &base_name)
                     || image.is_some_and(|i| depends_on(&i.depends, &base_name))
@@ -486,6 +495,9 @@ fn assemble(
             signed = unsigned.is_none();
             vmlinuz = main;
             packages.push(main);
+            if let (Some(_), Some(i)) = (unsigned, image) {
+                fallbacks.push(i);
+            }
             modules = get(Role::Modules);
             config = modules;
             match modules {
@@ -527,6 +539,7 @@ fn assemble(
         suite: suite.to_owned(),
         archive: archive.to_owned(),
         packages: packages.into_iter().cloned().collect(),
+        fallbacks: fallbacks.into_iter().cloned().collect(),
     };
     Some((pinned, info))
 }

@@ -68,6 +68,19 @@ pub enum Error {
         /// The URLs tried.
         urls: Vec<String>,
     },
+    /// A kernel none of whose copies of a needed package is left: the index
+    /// lists it, every mirror answers 404, and no other package the index
+    /// lists carries the same files. Not a failure of the crawl: the
+    /// archive has lost the kernel.
+    #[error("kernel {release} is unavailable: {file} is gone from the archive (HTTP 404 from every mirror){}", if tried.is_empty() { String::new() } else { format!(", and so is {}", tried.join(", ")) })]
+    Unavailable {
+        /// The kernel release.
+        release: String,
+        /// The file the index lists (`pool/…/<package>_<version>_amd64.deb`).
+        file: String,
+        /// Files of the packages tried in its place, also gone.
+        tried: Vec<String>,
+    },
     /// A downloaded or cached file has the wrong size.
     #[error("{package}: size mismatch for {source_name}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
@@ -243,11 +256,20 @@ impl Error {
         }
     }
 
-    /// Whether this is (or wraps) an HTTP 404 / [`Error::NotFound`].
+    /// Whether this is (or wraps) [`Error::Unavailable`]: the archive has
+    /// lost the kernel.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.root(), Error::Unavailable { .. })
+    }
+
+    /// Whether this is (or wraps) an HTTP 404 / [`Error::NotFound`] /
+    /// [`Error::Unavailable`].
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.root(),
-            Error::NotFound { .. } | Error::HttpStatus { status: 404, .. }
+            Error::NotFound { .. }
+                | Error::HttpStatus { status: 404, .. }
+                | Error::Unavailable { .. }
         )
     }
 

@@ -36,6 +36,89 @@ pub struct PinnedKernel {
     pub archive: String,
     /// The packages, exactly as listed in the suite's index.
     pub packages: Vec<PackageEntry>,
+    /// Packages the same index lists that carry the same files as one of
+    /// [`Self::packages`] (the signed `linux-image-<rel>` beside the
+    /// preferred `linux-image-<rel>-unsigned`: the same vmlinuz, config and
+    /// modules): fetched in its place when its file is gone from every
+    /// mirror ([`fallback_for`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<PackageEntry>,
+}
+
+/// The package among `fallbacks` that carries the same files as `missing`:
+/// for Debian's `linux-image-<rel>-unsigned` the signed
+/// `linux-image-<rel>`, for Ubuntu's `linux-image-unsigned-<rel>` the
+/// signed `linux-image-<rel>` (the newest version of that name). No other
+/// package has a twin.
+pub fn fallback_for<'f>(
+    missing: &PackageEntry,
+    fallbacks: &'f [PackageEntry],
+) -> Option<&'f PackageEntry> {
+    let name = &missing.package;
+    let twin = match name.strip_suffix("-unsigned") {
+        Some(signed) if signed.starts_with("linux-image-") => signed.to_owned(),
+        _ => format!(
+            "linux-image-{}",
+            name.strip_prefix("linux-image-unsigned-")?
+        ),
+    };
+    fallbacks
+        .iter()
+        .filter(|f| f.package == twin)
+        .max_by(|a, b| version::compare(&a.version, &b.version))
+}
+
+/// Fetch every package of `kernel` (up to `jobs` at a time); a package gone
+/// from every mirror is replaced by its twin among
+/// [`PinnedKernel::fallbacks`] ([`fallback_for`]). Returns the packages
+/// used (in the order of `kernel.packages`) with their files. A package
+/// gone with no twin left is [`Error::Unavailable`], naming its file.
+pub fn fetch_with_fallbacks(
+    cache: &Cache,
+    http: &Http,
+    bases: &[String],
+    kernel: &PinnedKernel,
+    jobs: usize,
+) -> Result<(Vec<PackageEntry>, Vec<PathBuf>)> {
+    let results = fetch_each(cache, http, bases, &kernel.packages, jobs);
+    let mut used = Vec::new();
+    let mut paths = Vec::new();
+    for (p, r) in kernel.packages.iter().zip(results) {
+        match r {
+            Ok(path) => {
+                used.push(p.clone());
+                paths.push(path);
+            }
+            Err(e) if e.is_not_found() => {
+                let unavailable = |tried: Vec<String>| Error::Unavailable {
+                    release: kernel.release.clone(),
+                    file: p.filename.clone(),
+                    tried,
+                };
+                let Some(twin) = fallback_for(p, &kernel.fallbacks) else {
+                    return Err(unavailable(Vec::new()));
+                };
+                log::warn!(
+                    "kernel {}: {} is gone from the archive; using {} (the same vmlinuz and modules)",
+                    kernel.release,
+                    p.filename,
+                    twin.label()
+                );
+                match cache.fetch(http, bases, twin) {
+                    Ok(path) => {
+                        used.push(twin.clone());
+                        paths.push(path);
+                    }
+                    Err(e) if e.is_not_found() => {
+                        return Err(unavailable(vec![twin.filename.clone()]))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((used, paths))
 }
 
 #[derive(serde::Deserialize, serde::Serialize)]
@@ -180,8 +263,8 @@ pub fn materialize_with(
     }
     let start = Instant::now();
     let fetch_all = |pkgs: &[PackageEntry]| fetch_all(cache, http, bases, pkgs, jobs);
-    let (release, packages, debs) = match fetch_all(&kernel.packages) {
-        Ok(debs) => (kernel.release.clone(), kernel.packages.clone(), debs),
+    let (release, packages, debs) = match fetch_with_fallbacks(cache, http, bases, kernel, jobs) {
+        Ok((pkgs, debs)) => (kernel.release.clone(), pkgs, debs),
         Err(e) if e.is_not_found() => {
             let (rel, pkgs) = substitute(http, bases, kernel, &e).map_err(|e| e.context(ctx()))?;
             let debs = fetch_all(&pkgs).map_err(|e| {
@@ -215,6 +298,20 @@ pub(crate) fn fetch_all(
     packages: &[PackageEntry],
     jobs: usize,
 ) -> Result<Vec<PathBuf>> {
+    fetch_each(cache, http, bases, packages, jobs)
+        .into_iter()
+        .collect()
+}
+
+/// Fetch every package, up to `jobs` at a time: one result per package, in
+/// the order of `packages`.
+fn fetch_each(
+    cache: &Cache,
+    http: &Http,
+    bases: &[String],
+    packages: &[PackageEntry],
+    jobs: usize,
+) -> Vec<Result<PathBuf>> {
     let jobs = jobs.clamp(1, packages.len().max(1));
     if jobs == 1 {
         return packages
@@ -683,6 +780,27 @@ mod tests {
     }
 
     #[test]
+    fn fallback_is_the_signed_twin_only() {
+        let fb = [
+            entry("linux-image-5.10.0-46-cloud-amd64", "5.10.261-1"),
+            entry("linux-image-5.10.0-46-cloud-amd64", "5.10.262-1"),
+            entry("linux-image-5.10.0-46-rt-amd64", "5.10.262-1"),
+        ];
+        let twin = |name: &str| {
+            fallback_for(&entry(name, "5.10.262-1"), &fb)
+                .map(|p| (p.package.as_str(), p.version.as_str()))
+        };
+        assert_eq!(
+            twin("linux-image-5.10.0-46-cloud-amd64-unsigned"),
+            Some(("linux-image-5.10.0-46-cloud-amd64", "5.10.262-1"))
+        );
+        assert_eq!(twin("linux-image-5.10.0-46-amd64-unsigned"), None);
+        assert_eq!(twin("linux-headers-5.10.0-46-cloud-amd64"), None);
+        assert_eq!(twin("linux-image-5.10.0-46-cloud-amd64"), None);
+        assert_eq!(twin("linux-modules-unsigned"), None);
+    }
+
+    #[test]
     fn shapes() {
         let (s, k) = shape("6.1.0-47-amd64").unwrap();
         assert_eq!(
@@ -728,6 +846,7 @@ mod tests {
                 entry("linux-image-6.1.0-47-amd64-unsigned", "6.1.158-1"),
                 entry("linux-headers-6.1.0-47-amd64", "6.1.158-1"),
             ],
+            fallbacks: Vec::new(),
         };
         let (rel, pkgs) = pick_substitute(&index, &k).unwrap();
         assert_eq!(rel, "6.1.0-50-amd64");
@@ -748,6 +867,7 @@ mod tests {
             suite: "trixie-backports".into(),
             archive: "archive".into(),
             packages: vec![entry("linux-binary-7.3.4+deb13-amd64", "7.3.4-1")],
+            fallbacks: Vec::new(),
         };
         assert_eq!(pick_substitute(&index, &k).unwrap().0, "7.3.10+deb13-amd64");
     }
@@ -777,6 +897,7 @@ mod tests {
             suite: "bookworm".into(),
             archive: "archive".into(),
             packages: vec![entry("linux-image-6.1.0-47-amd64-unsigned", "6.1.158-1")],
+            fallbacks: Vec::new(),
         };
         let p = d.path().join("k.toml");
         std::fs::write(&p, to_toml(std::slice::from_ref(&k)).unwrap()).unwrap();

@@ -167,8 +167,11 @@ pub struct Options {
 
 /// Download (verified) the packages of `kernel` and unpack the files
 /// record extraction needs into a temporary directory (see the module
-/// documentation). A package gone from every mirror is an error (no
-/// substitution: the crawl takes what the index lists).
+/// documentation). A package gone from every mirror is replaced by its twin
+/// the index also lists ([`pinned::fetch_with_fallbacks`]: the signed image
+/// for the unsigned one); with no twin left the kernel is
+/// [`Error::Unavailable`] (no other release is substituted: the crawl takes
+/// what the index lists). [`Staged::tree`]'s packages are the ones used.
 pub fn fetch(
     cache: &Cache,
     http: &crate::Http,
@@ -183,16 +186,20 @@ pub fn fetch(
             msg: "release is not a plain file name".into(),
         });
     }
-    let mut discard = Vec::new();
-    let mut downloaded = 0;
-    for p in &kernel.packages {
+    // Packages not in the cache before this call (the listed ones and their
+    // twins): downloaded now, removed with the staging unless kept.
+    let mut fresh = Vec::new();
+    for p in kernel.packages.iter().chain(&kernel.fallbacks) {
         if cache.cached(p)?.is_none() {
-            downloaded += p.size;
-            if !opts.keep_debs {
-                discard.push(p.clone());
-            }
+            fresh.push(p.sha256.clone());
         }
     }
+    let downloaded: u64 = kernel
+        .packages
+        .iter()
+        .filter(|p| fresh.contains(&p.sha256))
+        .map(|p| p.size)
+        .sum();
     let bases = mirrors.for_kind(&kernel.archive).unwrap_or(&[]);
     if bases.is_empty() && downloaded > 0 {
         return Err(Error::Kernel {
@@ -225,17 +232,36 @@ pub fn fetch(
         unpacking: Duration::ZERO,
         files: 0,
         dir: Some(dir),
-        discard,
+        discard: Vec::new(),
         cache: cache.clone(),
     };
     let ctx = |e: Error| e.context(format!("kernel {rel}"));
     let t = Instant::now();
-    let debs = pinned::fetch_all(cache, http, bases, &kernel.packages, opts.jobs).map_err(ctx)?;
+    let fetched = pinned::fetch_with_fallbacks(cache, http, bases, kernel, opts.jobs);
+    // Whatever was downloaded is cleaned up, also when a later package
+    // turned out to be gone.
+    if !opts.keep_debs {
+        staged.discard = kernel
+            .packages
+            .iter()
+            .chain(&kernel.fallbacks)
+            .filter(|p| fresh.contains(&p.sha256))
+            .cloned()
+            .collect();
+    }
+    // Unavailable names the kernel itself.
+    let (packages, debs) = fetched.map_err(|e| if e.is_unavailable() { e } else { ctx(e) })?;
+    staged.downloaded = packages
+        .iter()
+        .filter(|p| fresh.contains(&p.sha256))
+        .map(|p| p.size)
+        .sum();
+    staged.tree.packages = packages.clone();
     staged.fetching = t.elapsed();
     let t = Instant::now();
     let root = staged.tree.root.clone();
     let mut cut_short = Vec::new();
-    for (deb_path, p) in debs.iter().zip(&kernel.packages) {
+    for (deb_path, p) in debs.iter().zip(&packages) {
         let mut sel = Selection::new(rel);
         let mut stopped = false;
         let sel_cell = std::cell::RefCell::new(&mut sel);
@@ -291,7 +317,7 @@ pub fn fetch(
         std::fs::create_dir_all(&empty).map_err(|e| Error::io("creating", &empty, e))?;
     }
     staged.unpacking = t.elapsed();
-    let tree = pinned::locate(&root, rel, &kernel.packages).map_err(ctx)?;
+    let tree = pinned::locate(&root, rel, &packages).map_err(ctx)?;
     staged.tree = tree;
     Ok(staged)
 }

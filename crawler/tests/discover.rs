@@ -343,6 +343,15 @@ fn assembles_every_debian_layout() {
         Some("linux-image-9.1.0-3-amd64-unsigned")
     );
     assert_eq!(i.symvers.as_deref(), Some("linux-headers-9.1.0-3-amd64"));
+    // The signed image is the unsigned one's twin, fetched if its file is
+    // gone from the pool.
+    let fallbacks: Vec<&str> = pin.fallbacks.iter().map(|p| p.package.as_str()).collect();
+    assert_eq!(fallbacks, ["linux-image-9.1.0-3-amd64"]);
+    assert_eq!(
+        pinned::fallback_for(&pin.packages[0], &pin.fallbacks).map(|p| p.package.as_str()),
+        Some("linux-image-9.1.0-3-amd64")
+    );
+    assert!(pinned::fallback_for(&pin.packages[1], &pin.fallbacks).is_none());
 
     let (_, i) = one(&ks, "9.12.7+deb13-cloud-amd64");
     assert_eq!(i.flavour, "cloud-amd64");
@@ -350,6 +359,7 @@ fn assembles_every_debian_layout() {
 
     let (pin, i) = one(&ks, "9.16.3+deb13-rt-amd64");
     assert_eq!(names(pin), ["linux-image-9.16.3+deb13-rt-amd64"]);
+    assert!(pin.fallbacks.is_empty(), "the signed image has no twin");
     assert!(i.signed);
     assert_eq!(i.symvers, None);
     assert_eq!(
@@ -401,6 +411,10 @@ fn assembles_ubuntu_layout() {
         ]
     );
     assert_eq!(i.config.as_deref(), Some("linux-modules-9.8.0-49-generic"));
+    assert_eq!(
+        pinned::fallback_for(&pin.packages[0], &pin.fallbacks).map(|p| p.package.as_str()),
+        Some("linux-image-9.8.0-49-generic")
+    );
 }
 
 #[test]

@@ -91,3 +91,62 @@ fn fetches_a_6_1_and_a_split_kernel_via_discovery() {
         assert!(tree.symvers.is_some());
     }
 }
+
+/// bullseye-security (measured 2026-12-07): the index lists the unsigned
+/// 5.10.0-46-cloud image but the pool has lost its file; the signed image
+/// (same vmlinuz and modules) is there. Discovery lists 5.10 kernels of the
+/// three flavours; fetching the cloud kernel uses whichever of the twins
+/// the pool still has, and a kernel the pool has lost entirely
+/// (5.10.0-45-rt) is unavailable, naming its file: never another error.
+#[test]
+#[ignore = "network: reads bullseye-security, downloads a 5.10 cloud image (~22 MB)"]
+fn bullseye_security_falls_back_to_the_signed_twin() {
+    use kmlink_crawler::targeted;
+    let http = Http::new().unwrap();
+    let cache = Cache::new(Cache::default_root());
+    let mut o = origin();
+    o.allow_expired = true;
+    let ks = discover::scan_suite(&http, Some(&cache), &o, "bullseye-security").unwrap();
+    for flavour in ["amd64", "cloud-amd64", "rt-amd64"] {
+        assert!(
+            ks.iter()
+                .any(|k| k.1.release.starts_with("5.10.0-") && k.1.flavour == flavour),
+            "no 5.10 {flavour} kernel in bullseye-security"
+        );
+    }
+    let find = |rel: &str| ks.iter().find(|k| k.1.release == rel).unwrap().0.clone();
+    let cloud = find("5.10.0-46-cloud-amd64");
+    let unsigned = &cloud.packages[0];
+    assert_eq!(
+        unsigned.package,
+        "linux-image-5.10.0-46-cloud-amd64-unsigned"
+    );
+    let twin = pinned::fallback_for(unsigned, &cloud.fallbacks).expect("the signed twin");
+    assert_eq!(twin.package, "linux-image-5.10.0-46-cloud-amd64");
+    let mirrors = kmlink_crawler::sources::Mirrors {
+        archive: o.mirrors.archive.clone(),
+        security: o.mirrors.security.clone(),
+    };
+    let opts = targeted::Options {
+        jobs: 2,
+        keep_debs: false,
+        staging: None,
+    };
+    let staged = targeted::fetch(&cache, &http, &mirrors, &cloud, &opts).unwrap();
+    assert!(staged.tree.vmlinuz.is_file());
+    let used = &staged.tree.packages[0].package;
+    eprintln!("5.10.0-46-cloud-amd64: vmlinuz from {used}");
+    assert!(used == &unsigned.package || used == &twin.package, "{used}");
+    drop(staged);
+
+    let rt = find("5.10.0-45-rt-amd64");
+    match targeted::fetch(&cache, &http, &mirrors, &rt, &opts) {
+        Ok(s) => eprintln!("5.10.0-45-rt-amd64 is back: {:?}", s.tree.packages),
+        Err(e) => {
+            let text = kmlink_errors::chain(&e);
+            eprintln!("{text}");
+            assert!(e.is_unavailable(), "{text}");
+            assert!(text.contains(&rt.packages[0].filename), "{text}");
+        }
+    }
+}

@@ -113,6 +113,7 @@ fn pin(rel: &str, debs: &[(PackageEntry, Vec<u8>)]) -> PinnedKernel {
         suite: "sid".into(),
         archive: "archive".into(),
         packages: debs.iter().map(|(e, _)| e.clone()).collect(),
+        fallbacks: Vec::new(),
     }
 }
 

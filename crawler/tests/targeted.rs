@@ -95,6 +95,7 @@ fn kernel(debs: &[(PackageEntry, Vec<u8>)]) -> PinnedKernel {
         suite: "sid".into(),
         archive: "archive".into(),
         packages: debs.iter().map(|(e, _)| e.clone()).collect(),
+        fallbacks: Vec::new(),
     }
 }
 
@@ -231,4 +232,84 @@ fn missing_package_fails_and_leaves_nothing() {
     assert!(e.to_string().contains(REL), "{e}");
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     assert!(cache.cached(&debs[0].0).unwrap().is_none(), "image removed");
+}
+
+/// bullseye-security: the index lists `linux-image-<rel>-unsigned` but the
+/// pool has lost its file; the signed `linux-image-<rel>` (same vmlinuz,
+/// config, modules) is there and is used in its place.
+#[test]
+fn gone_unsigned_image_falls_back_to_the_signed_twin() {
+    let debs = debs(false);
+    let (image, body) = debs[0].clone();
+    let mut signed = image.clone();
+    signed.package = format!("linux-image-{REL}");
+    signed.filename = format!("pool/main/l/linux-signed-amd64/linux-image-{REL}_9.9.7-1_amd64.deb");
+    // Served: the signed twin and the headers; not the unsigned image.
+    let srv = serve(&[(signed.clone(), body), debs[1].clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path().join("cache"));
+    let mirrors = Mirrors {
+        archive: vec![srv.base.clone()],
+        security: vec![],
+    };
+    let opts = Options {
+        jobs: 2,
+        keep_debs: false,
+        staging: Some(dir.path().join("staging")),
+    };
+    let mut k = kernel(&debs);
+    k.fallbacks = vec![signed.clone()];
+    let staged = targeted::fetch(&cache, &http(), &mirrors, &k, &opts).unwrap();
+    let t = &staged.tree;
+    assert_eq!(t.vmlinuz, t.root.join(format!("boot/vmlinuz-{REL}")));
+    let used: Vec<&str> = t.packages.iter().map(|p| p.package.as_str()).collect();
+    assert_eq!(used, [signed.package.as_str(), debs[1].0.package.as_str()]);
+    assert_eq!(staged.downloaded, signed.size + debs[1].0.size);
+    drop(staged);
+    assert!(cache.cached(&signed).unwrap().is_none(), "twin removed");
+    assert!(cache.cached(&image).unwrap().is_none());
+}
+
+/// Nothing left of the image: the kernel is unavailable, naming the file the
+/// index lists and the twin tried; nothing is left behind.
+#[test]
+fn kernel_with_nothing_left_is_unavailable_naming_the_file() {
+    let debs = debs(false);
+    let mut signed = debs[0].0.clone();
+    signed.package = format!("linux-image-{REL}");
+    signed.filename = format!("pool/main/l/linux-signed-amd64/linux-image-{REL}_9.9.7-1_amd64.deb");
+    let srv = serve(&debs[1..]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path().join("cache"));
+    let mirrors = Mirrors {
+        archive: vec![srv.base.clone()],
+        security: vec![],
+    };
+    let staging = dir.path().join("staging");
+    let opts = Options {
+        jobs: 1,
+        keep_debs: false,
+        staging: Some(staging.clone()),
+    };
+    let mut k = kernel(&debs);
+    k.fallbacks = vec![signed.clone()];
+    let e = targeted::fetch(&cache, &http(), &mirrors, &k, &opts).unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+    let text = kmlink_errors::chain(&e);
+    assert!(
+        text.contains(&format!("kernel {REL} is unavailable")),
+        "{text}"
+    );
+    assert!(text.contains(&debs[0].0.filename), "{text}");
+    assert!(text.contains(&signed.filename), "{text}");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+    assert!(
+        cache.cached(&debs[1].0).unwrap().is_none(),
+        "headers removed"
+    );
+    // Without a twin: unavailable too, naming the file alone.
+    k.fallbacks.clear();
+    let e = targeted::fetch(&cache, &http(), &mirrors, &k, &opts).unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+    assert!(!kmlink_errors::chain(&e).contains("and so is"), "{e}");
 }

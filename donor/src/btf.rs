@@ -884,6 +884,14 @@ impl Btf {
         Ok(found)
     }
 
+    /// Whether the BTF describes the per-CPU section at all (a
+    /// `.data..percpu` DATASEC). Debian 5.10's does not: its pahole (1.20)
+    /// encoded no variables.
+    pub fn has_percpu_datasec(&self) -> bool {
+        self.named(".data..percpu")
+            .any(|(_, t)| matches!(t.kind, Kind::Datasec { .. }))
+    }
+
     /// Whether `name` is a variable in the `.data..percpu` DATASEC.
     pub fn is_percpu_var(&self, name: &str) -> bool {
         self.named(".data..percpu").any(|(_, t)| match &t.kind {
@@ -900,8 +908,9 @@ impl Btf {
     ///
     /// Types come from typedef `btf_trace_<tp>` (pointer to a `FUNC_PROTO`
     /// whose first parameter is `void *`), names from the `FUNC`
-    /// `__bpf_trace_<tp>` (`argN` if that function is missing or its arity
-    /// differs). `Ok(None)` if the typedef does not exist.
+    /// `__bpf_trace_<tp>`, else `__traceiter_<tp>` with the same parameter
+    /// types (`argN` if neither is there or agrees). `Ok(None)` if the
+    /// typedef does not exist.
     pub fn tracepoint_params(&self, tp: &str) -> Result<Option<Vec<TpParam>>, Error> {
         let tname = format!("btf_trace_{tp}");
         let Some(td) = self.named(&tname).find_map(|(_, t)| match t.kind {
@@ -936,21 +945,33 @@ impl Btf {
         if !first_is_void_ptr {
             return Err(bad("first parameter is not `void *`".into()));
         }
-        let names: Vec<String> = self
-            .named(&format!("__bpf_trace_{tp}"))
-            .find_map(|(_, t)| match t.kind {
-                Kind::Func { proto, .. } => match self.get(proto).map(|p| &p.kind) {
-                    Some(Kind::FuncProto { params, .. }) => Some(
-                        self.params(params)
-                            .iter()
-                            .map(|p| self.str_at(p.name).to_owned())
-                            .collect(),
-                    ),
-                    _ => None,
-                },
-                _ => None,
+        // Names: `__bpf_trace_<tp>` (6.x), else `__traceiter_<tp>` (5.10's
+        // BTF has no `__bpf_trace_*` functions; its tracepoint iterators
+        // `int __traceiter_<tp>(void *__data, <proto>)` carry the names),
+        // taken only when the arity and every parameter type agree.
+        let names: Vec<String> = ["__bpf_trace_", "__traceiter_"]
+            .iter()
+            .find_map(|prefix| {
+                self.named(&format!("{prefix}{tp}"))
+                    .find_map(|(_, t)| match t.kind {
+                        Kind::Func { proto, .. } => match self.get(proto).map(|p| &p.kind) {
+                            Some(Kind::FuncProto { params, .. }) => {
+                                let ps = self.params(params);
+                                let same = ps.len() == types.len()
+                                    && ps
+                                        .iter()
+                                        .zip(types.iter())
+                                        .skip(1)
+                                        .all(|(a, b)| a.ty == b.ty);
+                                same.then(|| {
+                                    ps.iter().map(|p| self.str_at(p.name).to_owned()).collect()
+                                })
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    })
             })
-            .filter(|n: &Vec<String>| n.len() == types.len())
             .unwrap_or_default();
         let mut out = Vec::new();
         for (i, p) in types.iter().enumerate().skip(1) {
@@ -1216,6 +1237,18 @@ mod tests {
         let p2 = w.proto(0, &[("", void_ptr), ("", int)]);
         let p2p = w.ptr(p2);
         w.typedef("btf_trace_noname", p2p);
+        // An iterator whose parameter type differs names nothing.
+        let iter_bad = w.proto(int, &[("__data", void_ptr), ("wrong", ulong)]);
+        w.func("__traceiter_noname", iter_bad);
+        // 5.10: no __bpf_trace_ function, the names on __traceiter_<tp>.
+        let p3 = w.proto(0, &[("", void_ptr), ("", ulong), ("", int)]);
+        let p3p = w.ptr(p3);
+        w.typedef("btf_trace_kmalloc_node", p3p);
+        let iter = w.proto(
+            int,
+            &[("__data", void_ptr), ("call_site", ulong), ("node", int)],
+        );
+        w.func("__traceiter_kmalloc_node", iter);
         let v = w.var("current_task", ulong);
         let v2 = w.var("not_percpu", ulong);
         w.datasec(".data..percpu", &[(v, 0, 8)]);
@@ -1283,6 +1316,13 @@ mod tests {
         assert_eq!(ps[0].name, "arg0");
         assert_eq!(ps[0].type_name, "int");
         assert_eq!(btf.tracepoint_params("absent").expect("ok"), None);
+        let ps = btf
+            .tracepoint_params("kmalloc_node")
+            .expect("ok")
+            .expect("exists");
+        let names: Vec<&str> = ps.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["call_site", "node"]);
+        assert!(btf.has_percpu_datasec());
     }
 
     #[test]

@@ -128,6 +128,54 @@ impl<'a> Vmlinux<'a> {
         Ok(out)
     }
 
+    /// Names of the exports whose value lies in `.data..percpu`: the
+    /// exported per-CPU variables (`current_task`, `__per_cpu_offset` is
+    /// not one). For kernels whose BTF has no `.data..percpu` DATASEC
+    /// (Debian 5.10: pahole 1.20 ran with `--skip_encoding_btf_vars`), this
+    /// is the only place the image says which exports are per-CPU. The
+    /// value field of each `__ksymtab*` entry is PREL32 (wrapping: per-CPU
+    /// symbols of a zero-based per-CPU area sit at small addresses).
+    pub fn percpu_exports(&self) -> Result<Vec<String>, Error> {
+        let Some(pcpu) = self.elf.section_by_name(".data..percpu") else {
+            return Ok(Vec::new());
+        };
+        let (start, end) = (pcpu.address(), pcpu.address().saturating_add(pcpu.size()));
+        let mut out = Vec::new();
+        for name in ["__ksymtab", "__ksymtab_gpl"] {
+            let Some(sec) = self.elf.section_by_name(name) else {
+                continue;
+            };
+            let data = sec
+                .data()
+                .map_err(|e| Error::elf(format!("vmlinux section {name}"), e))?;
+            let table = Table {
+                name,
+                size: sec.size(),
+                gpl: name == "__ksymtab_gpl",
+                crcs: None,
+                flags: None,
+            };
+            let esize = if sec.size().is_multiple_of(12) { 12 } else { 8 };
+            let entries = exports::read_table(&table, self, "vmlinux")?;
+            for (i, e) in entries.into_iter().enumerate() {
+                let off = i as u64 * esize;
+                let field = usize::try_from(off)
+                    .ok()
+                    .and_then(|o| data.get(o..o.checked_add(4)?))
+                    .ok_or_else(|| Error::section(name, off, "entry past end of section"))?;
+                let rel = i32::from_le_bytes([field[0], field[1], field[2], field[3]]);
+                let va = sec
+                    .address()
+                    .wrapping_add(off)
+                    .wrapping_add(i64::from(rel) as u64);
+                if (start..end).contains(&va) {
+                    out.push(e.name);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// File bytes from virtual address `va` to the end of its section.
     fn va_bytes(&self, va: u64) -> Option<&'a [u8]> {
         self.elf.sections().find_map(|s| {

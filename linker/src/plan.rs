@@ -107,9 +107,13 @@ fn resolve_slot(
 ) -> Result<SlotValue, LinkError> {
     let release = &record.identity.release;
     match kind {
-        SlotKind::Offsetof { .. } | SlotKind::Sizeof { .. } => {
+        SlotKind::Offsetof { optional, .. } | SlotKind::Sizeof { optional, .. } => {
             let key = kind.layout_key().unwrap_or_default();
-            Ok(SlotValue::Const(layout(record, &key, symbol)?))
+            match record.layouts.get(&key) {
+                Some(v) => Ok(SlotValue::Const(*v)),
+                None if *optional => Ok(SlotValue::Const(0)),
+                None => Ok(SlotValue::Const(layout(record, &key, symbol)?)),
+            }
         }
         SlotKind::Percpu { candidates } => {
             for cand in candidates {
@@ -156,14 +160,18 @@ fn resolve_slot(
             size,
             optional,
         } => {
-            let params =
-                record
-                    .tracepoints
-                    .get(tp)
-                    .ok_or_else(|| LinkError::MissingTracepoint {
+            let params = match record.tracepoints.get(tp) {
+                Some(p) => p,
+                // An optional argument of a tracepoint the kernel lacks
+                // (kmalloc_node after 5.x): its probe is never registered.
+                None if *optional => return Ok(SlotValue::Const(0)),
+                None => {
+                    return Err(LinkError::MissingTracepoint {
                         release: release.clone(),
                         tracepoint: tp.clone(),
-                    })?;
+                    })
+                }
+            };
             let Some(pos) = params.iter().position(|p| &p.name == param) else {
                 if *optional {
                     return Ok(SlotValue::Const(0));

@@ -688,8 +688,18 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     };
 
     // Layouts, tracepoints, functions the core asks for.
-    let (layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    let (mut layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
     provenance.insert("layouts".into(), "vmlinux .BTF".into());
+    if !btf.has_percpu_datasec() {
+        let pcpu = vmlinux
+            .percpu_exports()
+            .map_err(donor("vmlinux per-CPU exports".into()))?;
+        let n = percpu_from_exports(manifest, &pcpu, &mut layouts);
+        provenance.insert(
+            "layouts".into(),
+            format!("vmlinux .BTF; {n} per-CPU variable(s) from the export table (the BTF has no .data..percpu)"),
+        );
+    }
 
     let record = KernelRecord {
         schema: RECORD_SCHEMA,
@@ -768,6 +778,27 @@ pub fn btf_layouts(
         }
     }
     Ok(layouts)
+}
+
+/// For BTF without a `.data..percpu` DATASEC (Debian 5.10): the
+/// `percpu:` facts the manifest asks for, from the names of the exports
+/// whose value lies in the image's `.data..percpu` section
+/// ([`Vmlinux::percpu_exports`]). Returns how many were added.
+pub fn percpu_from_exports(
+    manifest: &Manifest,
+    percpu_exports: &[String],
+    layouts: &mut BTreeMap<String, u64>,
+) -> usize {
+    let mut n = 0;
+    for key in manifest.layout_keys() {
+        if let Some(v) = key.strip_prefix("percpu:") {
+            if percpu_exports.iter().any(|e| e == v) {
+                layouts.insert(key.clone(), 0);
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Splits a function layout key: `fn:F` → (F, None); `fnarg:F.P` →
@@ -890,7 +921,16 @@ pub fn rederive(
             b: format!("{again:#x?}"),
         })));
     }
-    let (layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    let (mut layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    if !btf.has_percpu_datasec() {
+        // Such BTF cannot say which variables are per-CPU; the record took
+        // them from the image's export table, which is not kept.
+        for (k, v) in &record.layouts {
+            if k.starts_with("percpu:") {
+                layouts.insert(k.clone(), *v);
+            }
+        }
+    }
     let mut r = record.clone();
     r.layouts = layouts;
     r.tracepoints = tracepoints;

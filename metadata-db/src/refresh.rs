@@ -2,7 +2,8 @@
 //! skip what is stored, extract the rest on `jobs` threads, store each
 //! record (and its BTF) as it comes. A kernel that fails — download, unpack,
 //! extraction, even a panic — is reported and skipped; it never aborts the
-//! run or touches the store.
+//! run or touches the store. A kernel the archive has lost (its closure
+//! says [`NotStaged::Unavailable`]) is reported as unavailable, not failed.
 //!
 //! How artifacts are obtained is the caller's business (a closure), so this
 //! crate does not depend on the crawler. The closure may return anything
@@ -31,6 +32,22 @@ pub trait Staged: Send {
 impl Staged for Artifacts {
     fn artifacts(&self) -> &Artifacts {
         self
+    }
+}
+
+/// Why a candidate's closure gave no artifacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStaged {
+    /// The archive has lost the kernel (its index lists packages whose
+    /// files are gone): reported as unavailable, not as a failed crawl.
+    Unavailable(String),
+    /// Anything else (network, verification, unpacking...).
+    Failed(String),
+}
+
+impl From<String> for NotStaged {
+    fn from(s: String) -> NotStaged {
+        NotStaged::Failed(s)
     }
 }
 
@@ -65,6 +82,13 @@ pub enum Outcome {
         /// Release.
         release: String,
     },
+    /// Unavailable: the archive has lost a file the kernel needs.
+    Unavailable {
+        /// Release.
+        release: String,
+        /// Which file is gone.
+        reason: String,
+    },
     /// Failed: the reason.
     Failed {
         /// Release.
@@ -96,6 +120,18 @@ impl RefreshReport {
             .filter(|o| matches!(o, Outcome::Unchanged { .. }))
             .count()
     }
+    /// Kernels the archive has lost: (release, which file).
+    pub fn unavailable(&self) -> Vec<(&str, &str)> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Unavailable { release, reason } => {
+                    Some((release.as_str(), reason.as_str()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
     /// Failed kernels: (release, reason).
     pub fn failed(&self) -> Vec<(&str, &str)> {
         self.outcomes
@@ -124,7 +160,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// [`refresh_with`] without progress reports.
-pub fn refresh<I, F, S>(
+pub fn refresh<I, F, S, E>(
     store: &Store,
     kernels: I,
     manifest: &Manifest,
@@ -133,7 +169,8 @@ pub fn refresh<I, F, S>(
 where
     I: IntoIterator<Item = Candidate<F>>,
     I::IntoIter: Send,
-    F: FnOnce() -> Result<S, String> + Send,
+    F: FnOnce() -> Result<S, E> + Send,
+    E: Into<NotStaged>,
     S: Staged,
 {
     refresh_with(store, kernels, manifest, jobs, &|_| {})
@@ -141,7 +178,7 @@ where
 
 /// Refreshes the store from `kernels` on `jobs` threads, calling `progress`
 /// with each outcome as it happens.
-pub fn refresh_with<I, F, S>(
+pub fn refresh_with<I, F, S, E>(
     store: &Store,
     kernels: I,
     manifest: &Manifest,
@@ -151,7 +188,8 @@ pub fn refresh_with<I, F, S>(
 where
     I: IntoIterator<Item = Candidate<F>>,
     I::IntoIter: Send,
-    F: FnOnce() -> Result<S, String> + Send,
+    F: FnOnce() -> Result<S, E> + Send,
+    E: Into<NotStaged>,
     S: Staged,
 {
     let queue = Mutex::new(kernels.into_iter());
@@ -181,13 +219,14 @@ where
                 }
                 let start = Instant::now();
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    let staged = (c.artifacts)()?;
+                    let staged = (c.artifacts)().map_err(Into::into)?;
                     let t = Instant::now();
                     let art = staged.artifacts();
                     if art.release != release {
                         log::warn!("{release}: the artifacts are of {}", art.release);
                     }
-                    let x = extract_full(art, manifest).map_err(|e| kmlink_errors::chain(&e));
+                    let x = extract_full(art, manifest)
+                        .map_err(|e| NotStaged::Failed(kmlink_errors::chain(&e)));
                     let extracting = t.elapsed();
                     // Cleans up (temporary files) before the next kernel.
                     drop(staged);
@@ -195,7 +234,10 @@ where
                 }));
                 let msg = match result {
                     Ok(Ok((x, extracting))) => Ok((x, start.elapsed(), extracting)),
-                    Ok(Err(error)) => Err(Outcome::Failed { release, error }),
+                    Ok(Err(NotStaged::Failed(error))) => Err(Outcome::Failed { release, error }),
+                    Ok(Err(NotStaged::Unavailable(reason))) => {
+                        Err(Outcome::Unavailable { release, reason })
+                    }
                     Err(p) => Err(Outcome::Failed {
                         release,
                         error: format!("extraction panicked: {}", panic_text(p)),

@@ -37,6 +37,17 @@ fn expected(release: &str) -> Vec<&'static str> {
             "layout       offsetof:pcpu_hot.current_task = 0",
             "conventions  modversions=true",
         ],
+        // BTF without per-CPU variables: current_task from the export table.
+        "5.10.0-46-amd64" => vec![
+            "this_module  size=960 (0x3c0) name=0x18[56] init=0x150 exit=0x380",
+            "layout       offsetof:task_struct.pid = 2232",
+            "layout       offsetof:task_struct.comm = 2736",
+            "layout       percpu:current_task = 0",
+            "layout       offsetof:page.slab_cache = 24",
+            "layout       offsetof:kretprobe_instance.ret_addr = 24",
+            "vermagic     \"5.10.0-46-amd64 SMP mod_unload modversions \"",
+            "exports      9842 (9842 with CRC)",
+        ],
         "7.3.4+deb13-amd64" => vec![
             "this_module  size=1280 (0x500) name=0x18[56] init=0x130 exit=0x4b8",
             "layout       percpu:current_task = 0",

@@ -567,7 +567,7 @@ fn mib(b: u64) -> f64 {
 
 fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     use kmlink_crawler::targeted;
-    use kmlink_metadata_db::refresh::{self, Candidate, Outcome};
+    use kmlink_metadata_db::refresh::{self, Candidate, NotStaged, Outcome};
     use kmlink_metadata_db::Store;
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
@@ -635,7 +635,7 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
         staging: None,
     };
     let min_free = a.min_free.saturating_mul(1 << 30);
-    type Job<'a> = Box<dyn FnOnce() -> Result<StagedKernel, String> + Send + 'a>;
+    type Job<'a> = Box<dyn FnOnce() -> Result<StagedKernel, NotStaged> + Send + 'a>;
     let candidates: Vec<Candidate<Job>> = kernels
         .iter()
         .map(|(pin, info)| {
@@ -643,12 +643,12 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
             let job: Job = Box::new(move || {
                 if let Some(free) = free_bytes(&cache.root) {
                     if free < min_free {
-                        return Err(format!(
+                        return Err(NotStaged::Failed(format!(
                             "not started: only {:.1} GiB free under {} (--min-free {} GiB)",
                             mib(free) / 1024.0,
                             cache.root.display(),
                             min_free >> 30
-                        ));
+                        )));
                     }
                 }
                 eprintln!(
@@ -659,8 +659,13 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                     info.suite,
                     info.version
                 );
-                let staged =
-                    targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| chain(&e))?;
+                let staged = targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| {
+                    if e.is_unavailable() {
+                        NotStaged::Unavailable(chain(&e))
+                    } else {
+                        NotStaged::Failed(chain(&e))
+                    }
+                })?;
                 if let Some(r) = runs
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -681,7 +686,9 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                     config: tree.config.clone(),
                     modules_dir: tree.modules_dir.clone(),
                     symvers: tree.symvers.clone(),
-                    packages: refs(&pin.packages),
+                    // The packages used (the signed twin of an unsigned
+                    // image whose file is gone).
+                    packages: refs(&tree.packages),
                 };
                 Ok(StagedKernel {
                     art,
@@ -730,6 +737,13 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                 }
                 format!("{release}: already stored")
             }
+            Outcome::Unavailable { release, reason } => {
+                if let Some(r) = runs.get_mut(release) {
+                    r.outcome = "unavailable".into();
+                    r.reason = Some(reason.clone());
+                }
+                format!("unavailable {release}: {reason}")
+            }
             Outcome::Failed { release, error } => {
                 if let Some(r) = runs.get_mut(release) {
                     r.outcome = "failed".into();
@@ -761,17 +775,22 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     }
     let downloaded: u64 = runs.values().map(|r| r.downloaded).sum();
     let failed = report.failed();
+    let unavailable = report.unavailable();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} kernels: {} stored, {} already stored, {} failed; {:.1} GiB downloaded in {:.0} s",
+        "{} kernels: {} stored, {} already stored, {} unavailable, {} failed; {:.1} GiB downloaded in {:.0} s",
         total,
         report.stored(),
         report.unchanged(),
+        unavailable.len(),
         failed.len(),
         mib(downloaded) / 1024.0,
         start.elapsed().as_secs_f64()
     )?;
+    for (rel, why) in &unavailable {
+        writeln!(out, "  unavailable {rel}: {why}")?;
+    }
     for (rel, why) in &failed {
         writeln!(out, "  failed {rel}: {why}")?;
     }
