@@ -2421,7 +2421,7 @@ static void kml_unregister_all(void)
 	}
 	for (i = 0; i < ARRAY_SIZE(kml_node_tps); i++) {
 		if (kml.node_registered & (1u << i))
-			kml_tracepoint_probe_unregister(kml_node_tps[i].tp,
+			kml_tracepoint_probe_unregister(READ_ONCE(kml_node_tps[i].tp),
 							kml_node_tps[i].probe, NULL);
 	}
 	/* unregister_k(ret)probe() waits for running handlers itself. */
@@ -2433,7 +2433,9 @@ static void kml_unregister_all(void)
 }
 
 /* The _node events of kernels that have them (weak: NULL elsewhere),
- * counted as the event type they are a variant of. */
+ * counted as the event type they are a variant of. The table's weak
+ * addresses are read as data (READ_ONCE), relocated with ABS64: folded into
+ * code, aarch64 would take them through a GOT (see KML_WEAK_ADDR). */
 static int kml_register_node_tps(void)
 {
 	u32 i;
@@ -2441,10 +2443,11 @@ static int kml_register_node_tps(void)
 
 	for (i = 0; i < ARRAY_SIZE(kml_node_tps); i++) {
 		const struct kml_node_tp *n = &kml_node_tps[i];
+		void *tp = READ_ONCE(n->tp);
 
-		if (!n->tp || !(kml.registered & (1u << n->type)))
+		if (!tp || !(kml.registered & (1u << n->type)))
 			continue;
-		err = kml_tracepoint_probe_register(n->tp, n->probe, NULL);
+		err = kml_tracepoint_probe_register(tp, n->probe, NULL);
 		if (err) {
 			kml_printk("\0013kmlink: tracepoint %s: register failed (%d)\n",
 				   n->name, err);

@@ -691,9 +691,18 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     let (mut layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
     provenance.insert("layouts".into(), "vmlinux .BTF".into());
     if !btf.has_percpu_datasec() {
-        let pcpu = vmlinux
-            .percpu_exports()
-            .map_err(donor("vmlinux per-CPU exports".into()))?;
+        let pcpu = match &vmlinux {
+            Some(v) => v
+                .percpu_exports()
+                .map_err(donor("vmlinux per-CPU exports".into()))?,
+            None => {
+                return Err(missing(
+                    "the image's BTF has no .data..percpu and a raw Image has no export \
+                     table to find per-CPU variables in"
+                        .into(),
+                ))
+            }
+        };
         let n = percpu_from_exports(manifest, &pcpu, &mut layouts);
         provenance.insert(
             "layouts".into(),
