@@ -77,15 +77,25 @@ fn cached(release: &str) -> Option<Artifacts> {
     let symvers = first(vec![root
         .join(format!("usr/src/linux-headers-{release}"))
         .join("Module.symvers")]);
-    let suite = match release {
-        r if r.starts_with("6.1.") => "bookworm",
-        r if r.starts_with("6.12.") => "trixie",
-        _ => "trixie-backports",
-    };
+    // The pinned set says where a pinned kernel comes from; the others are
+    // named by their series.
+    let pinned_suite = pinned::load(&workspace().join("tests/kernels.toml"))
+        .ok()
+        .and_then(|pins| pins.into_iter().find(|p| p.release == release))
+        .map(|p| p.suite);
+    let suite = pinned_suite.unwrap_or_else(|| {
+        match release {
+            r if r.starts_with("5.10.") => "bullseye",
+            r if r.starts_with("6.1.") => "bookworm",
+            r if r.starts_with("6.12.") => "trixie",
+            _ => "trixie-backports",
+        }
+        .to_string()
+    });
     Some(Artifacts {
         release: release.into(),
         distro: "debian".into(),
-        suite: suite.into(),
+        suite,
         flavour: flavour_of(release),
         vmlinuz,
         config,
@@ -115,7 +125,11 @@ fn all_kernels() -> Vec<Artifacts> {
         let mut extra: Vec<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|r| !PINNED.contains(&r.as_str()) && !r.starts_with('.'))
+            // This suite's checks are x86-64's (amd64 flavours); an arm64
+            // tree in the cache (scripts/arm64-smoke) is not for it.
+            .filter(|r| {
+                !PINNED.contains(&r.as_str()) && !r.starts_with('.') && r.ends_with("amd64")
+            })
             .collect();
         extra.sort();
         out.extend(extra.iter().filter_map(|r| cached(r)));
