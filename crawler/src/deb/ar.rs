@@ -30,6 +30,14 @@ pub(crate) fn for_each_member(
     deb: &Path,
     f: &mut dyn FnMut(&str, &mut dyn Read) -> Result<Next>,
 ) -> Result<()> {
+    for_each_member_sized(deb, &mut |name, _size, r| f(name, r))
+}
+
+/// [`for_each_member`] that also hands `f` each member's declared size.
+pub(crate) fn for_each_member_sized(
+    deb: &Path,
+    f: &mut dyn FnMut(&str, u64, &mut dyn Read) -> Result<Next>,
+) -> Result<()> {
     let file = File::open(deb).map_err(|e| Error::io("opening", deb, e))?;
     let mut archive = ::ar::Archive::new(BufReader::with_capacity(256 * 1024, file));
     let mut index = 0usize;
@@ -68,7 +76,7 @@ pub(crate) fn for_each_member(
                     ),
                 ));
             }
-        } else if f(&name, &mut entry)? == Next::Stop {
+        } else if f(&name, entry.header().size(), &mut entry)? == Next::Stop {
             return Ok(());
         }
         index += 1;
