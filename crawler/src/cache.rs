@@ -147,6 +147,8 @@ impl Cache {
             .suffix(".part")
             .tempfile_in(&dir)
             .map_err(|e| Error::io("creating a temporary file in", &dir, e))?;
+        // Locked while this run lives (crate::sweep removes it after a crash).
+        let _ = part.as_file().try_lock();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
@@ -273,6 +275,7 @@ impl Cache {
                     .suffix(".part")
                     .tempfile_in(dir)
                     .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+                let _ = private.as_file().try_lock();
                 self.download_into(http, url, entry, private.as_file(), private.path())?;
                 private
                     .persist(path)
