@@ -184,3 +184,23 @@ fn cached_package_corrupted_after_its_marker_is_fetched_again() {
     assert_eq!(cache.cached(&e).unwrap(), Some(p2));
     assert_eq!(srv.hits(), 2);
 }
+
+/// Found by fuzzing (fuzz/regressions/deb): a member named `/11` (a GNU
+/// long-name reference) with no name table made the `ar` crate panic
+/// (slice index out of range) in `control`, `extract` and `verify`.
+#[test]
+fn gnu_long_name_reference_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = deb_bytes("", &[Ent::File("./a", b"x")]);
+    let at = bytes.windows(11).position(|w| w == b"control.tar").unwrap();
+    bytes[at..at + 16].copy_from_slice(b"/11             ");
+    let p = write_deb(dir.path(), "longname.deb", &bytes);
+    for r in [
+        kmlink_crawler::deb::control(&p).map(|_| ()),
+        kmlink_crawler::deb::verify(&p).map(|_| ()),
+        kmlink_crawler::deb::extract(&p, dir.path(), &mut |_| true).map(|_| ()),
+    ] {
+        let e = r.unwrap_err();
+        assert!(e.to_string().contains("long-name member"), "{e}");
+    }
+}
