@@ -101,9 +101,7 @@ impl Coverage {
             let live = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
             // Most counters stay zero: skip them eight at a time.
             for (k, chunk) in live.chunks(8).enumerate() {
-                if chunk.len() == 8
-                    && u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])) == 0
-                {
+                if chunk.len() == 8 && u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])) == 0 {
                     continue;
                 }
                 for (j, &c) in chunk.iter().enumerate() {
