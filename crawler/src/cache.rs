@@ -4,7 +4,10 @@
 //!
 //! - `debs/<sha256>`: a package file, named by its hex SHA256;
 //! - `debs/<sha256>.ok`: marker written once the file was hashed and found
-//!   correct (later uses only check the size);
+//!   correct, holding the file's identity then (size, inode, modification
+//!   and change times); a later use re-hashes the file unless it is the
+//!   same file untouched since, so a copy corrupted after its check is
+//!   found, deleted and fetched again;
 //! - `kernels/<release>/`: unpacked kernels, see [`crate::pinned`].
 
 use std::fs::{File, OpenOptions};
@@ -144,6 +147,8 @@ impl Cache {
             .suffix(".part")
             .tempfile_in(&dir)
             .map_err(|e| Error::io("creating a temporary file in", &dir, e))?;
+        // Locked while this run lives (crate::sweep removes it after a crash).
+        let _ = part.as_file().try_lock();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
@@ -161,9 +166,8 @@ impl Cache {
         }
         let sha = hex::encode(hasher.finalize());
         let path = dir.join(&sha);
-        let marker = ok_marker(&path);
         let present = std::fs::metadata(&path).is_ok_and(|m| m.len() == size)
-            && (marker.exists() || hash_file(&path)? == sha);
+            && (marker_valid(&path) || hash_file(&path)? == sha);
         if !present {
             part.as_file()
                 .sync_all()
@@ -171,10 +175,21 @@ impl Cache {
             part.persist(&path)
                 .map_err(|e| Error::io("renaming into place", &path, e.error))?;
         }
-        if !marker.exists() {
-            std::fs::write(&marker, b"").map_err(|e| Error::io("writing", &marker, e))?;
+        if !marker_valid(&path) {
+            write_marker(&path)?;
         }
         Ok((sha, size, path))
+    }
+
+    /// Remove a file [`Cache::store_file`] stored (and its marker), for a
+    /// caller that found it unusable. Best effort: a file that cannot be
+    /// removed is only logged.
+    pub fn discard_stored(&self, stored: &Path) {
+        for p in [ok_marker(stored), stored.to_owned()] {
+            if let Err(e) = remove_if_exists(&p) {
+                log::warn!("{}", Chain(&e));
+            }
+        }
     }
 
     /// Whether a good copy is cached; removes a corrupt one.
@@ -190,7 +205,7 @@ impl Cache {
         };
         let problem = if meta.len() != entry.size {
             Some(format!("size {} instead of {}", meta.len(), entry.size))
-        } else if marker.exists() {
+        } else if marker_valid(path) {
             None
         } else {
             let actual = hash_file(path)?;
@@ -198,8 +213,8 @@ impl Cache {
         };
         match problem {
             None => {
-                if !marker.exists() {
-                    std::fs::write(&marker, b"").map_err(|e| Error::io("writing", &marker, e))?;
+                if !marker_valid(path) {
+                    write_marker(path)?;
                 }
                 Ok(true)
             }
@@ -260,6 +275,7 @@ impl Cache {
                     .suffix(".part")
                     .tempfile_in(dir)
                     .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+                let _ = private.as_file().try_lock();
                 self.download_into(http, url, entry, private.as_file(), private.path())?;
                 private
                     .persist(path)
@@ -272,9 +288,7 @@ impl Cache {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        let marker = ok_marker(path);
-        std::fs::write(&marker, b"").map_err(|e| Error::io("writing", &marker, e))?;
-        Ok(())
+        write_marker(path)
     }
 
     /// Fill `part` (resuming from its current length) and verify it.
@@ -377,6 +391,52 @@ fn ok_marker(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".ok");
     PathBuf::from(s)
+}
+
+/// The identity of `path` as the `.ok` marker records it: size, device,
+/// inode, modification and change times (nanoseconds). Any write to the
+/// file changes its change time, which no user can set back.
+fn file_stamp(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    m.is_file().then(|| {
+        format!(
+            "{} {} {} {}.{:09} {}.{:09}\n",
+            m.len(),
+            m.dev(),
+            m.ino(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        )
+    })
+}
+
+/// Whether the `.ok` marker of `path` records the file as it is now.
+fn marker_valid(path: &Path) -> bool {
+    let Some(now) = file_stamp(path) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    File::open(ok_marker(path))
+        .and_then(|f| f.take(256).read_to_end(&mut buf))
+        .is_ok()
+        && buf == now.as_bytes()
+}
+
+/// Record `path` (just hashed and found correct) as verified.
+fn write_marker(path: &Path) -> Result<()> {
+    let marker = ok_marker(path);
+    let stamp = file_stamp(path).ok_or_else(|| {
+        Error::io(
+            "inspecting",
+            path,
+            std::io::Error::other("not a regular file"),
+        )
+    })?;
+    kmlink_fsio::write_file(&marker, stamp.as_bytes(), kmlink_fsio::Durability::Visible)
+        .map_err(|e| Error::io("writing", &marker, e))
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {

@@ -56,11 +56,31 @@ fn valid_version(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b".+~:-".contains(&c))
 }
 
-/// Put `path` (a `.deb`) into the cache and the local index. The package
-/// must have a readable control stanza with a valid `Package` and
-/// `Version`; the error names the file and the reason.
+/// Put `path` (a `.deb`) into the cache and the local index. The input
+/// must be a regular file (a pipe or device is refused before it is
+/// opened: save it to a file first), and the whole package must pass
+/// [`deb::verify`] (every member complete, both tar members decompressing
+/// to their end) and have a control stanza with a valid `Package` and
+/// `Version`; the error names the file and the reason. The checks read the
+/// copy taken into the cache, so what was checked is what is kept; a
+/// refused copy is removed again.
 pub fn ingest(cache: &Cache, path: &Path) -> Result<Ingested> {
-    let control = deb::control(path)?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("inspecting", path, e))?;
+    if !meta.is_file() {
+        return Err(bad(
+            path,
+            "not a regular file (a pipe, device or directory); save the package to a file first",
+        ));
+    }
+    let (sha256, size, stored) = cache.store_file(path)?;
+    let checked = deb::verify(&stored).and_then(|_| deb::control(&stored));
+    let control = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            cache.discard_stored(&stored);
+            return Err(e.context(format!("ingesting {}", path.display())));
+        }
+    };
     let field = |k: &str| {
         control
             .iter()
@@ -96,7 +116,6 @@ pub fn ingest(cache: &Cache, path: &Path) -> Result<Ingested> {
     } else {
         base
     };
-    let (sha256, size, _) = cache.store_file(path)?;
     let entry = PackageEntry {
         package,
         version,

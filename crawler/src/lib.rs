@@ -44,6 +44,7 @@ pub mod ingest;
 pub mod pinned;
 pub mod release;
 pub mod sources;
+pub mod sweep;
 pub mod targeted;
 pub mod version;
 

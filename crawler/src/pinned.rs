@@ -606,6 +606,9 @@ fn unpack(
         .suffix(".tmp")
         .tempdir_in(&kernels)
         .map_err(|e| Error::io("creating a temporary directory in", &kernels, e))?;
+    // Held until the tree is renamed into place: `sweep` removes it only
+    // once this run is gone.
+    let _held = crate::sweep::hold(tmp.path())?;
     for (deb_path, p) in debs.iter().zip(packages) {
         let t = Instant::now();
         let n = deb::extract(deb_path, tmp.path(), &mut |path| wanted(rel, path))
@@ -717,6 +720,7 @@ pub fn boot_image(
             .suffix(".tmp")
             .tempdir_in(&boot)
             .map_err(|e| Error::io("creating a temporary directory in", &boot, e))?;
+        let _held = crate::sweep::hold(tmp.path())?;
         // Only one of the candidate paths exists: stop at the first.
         let out = deb::extract_until(
             &deb_path,

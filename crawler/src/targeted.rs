@@ -133,6 +133,8 @@ pub struct Staged {
     /// Files unpacked.
     pub files: usize,
     dir: Option<tempfile::TempDir>,
+    /// The staging tree's lock (see [`crate::sweep`]).
+    _held: crate::sweep::Held,
     discard: Vec<PackageEntry>,
     cache: Cache,
 }
@@ -216,6 +218,7 @@ pub fn fetch(
         .prefix(&format!(".{rel}."))
         .tempdir_in(&staging)
         .map_err(|e| Error::io("creating a temporary directory in", &staging, e))?;
+    let held = crate::sweep::hold(dir.path())?;
     // From here on, dropping `staged` cleans up, whatever happens.
     let mut staged = Staged {
         tree: KernelTree {
@@ -232,6 +235,7 @@ pub fn fetch(
         unpacking: Duration::ZERO,
         files: 0,
         dir: Some(dir),
+        _held: held,
         discard: Vec::new(),
         cache: cache.clone(),
     };

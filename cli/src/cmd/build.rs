@@ -432,21 +432,36 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
         let stored = if args.from_host {
             None
         } else {
-            let store = open_store(args.db.as_deref())?;
-            let lookup = || format!("looking up {release} in {}", store.path().display());
-            // Projections are of the built-in (x86_64) core's facts.
-            let fast = if projected && arch_manifest.is_none() {
-                store.get_projected(&release).with_context(lookup)?
+            // Looking records up creates no store: a missing one leaves
+            // the built-in bundle.
+            let db_path = args
+                .db
+                .clone()
+                .unwrap_or_else(kmlink_metadata_db::Store::default_path);
+            let (records, source) = if std::fs::symlink_metadata(&db_path).is_err() {
+                let embedded = kmlink_metadata_db::Store::embedded()
+                    .context("reading the bundle built into kmlink")?
+                    .into_iter()
+                    .filter(|r| r.identity.release == release)
+                    .collect();
+                (embedded, RecordSource::Embedded)
             } else {
-                None
-            };
-            let (records, source) = match fast {
-                Some(records) => (records, RecordSource::Store),
-                None => store.get_or_embedded(&release).with_context(lookup)?,
+                let store = open_store(Some(&db_path))?;
+                let lookup = || format!("looking up {release} in {}", store.path().display());
+                // Projections are of the built-in (x86_64) core's facts.
+                let fast = if projected && arch_manifest.is_none() {
+                    store.get_projected(&release).with_context(lookup)?
+                } else {
+                    None
+                };
+                match fast {
+                    Some(records) => (records, RecordSource::Store),
+                    None => store.get_or_embedded(&release).with_context(lookup)?,
+                }
             };
             pick_build(records, &release, btf.as_ref())?.map(|r| {
                 let from = match source {
-                    RecordSource::Store => format!("store {}", store.path().display()),
+                    RecordSource::Store => format!("store {}", db_path.display()),
                     RecordSource::Embedded => "the bundle built into kmlink".to_string(),
                 };
                 (r, from)

@@ -11,7 +11,7 @@ use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Arch, Distro, KernelInfo, Origin};
 use kmlink_crawler::pinned::{self, PinnedKernel};
 use kmlink_crawler::sources::{self, Mirrors};
-use kmlink_crawler::{ingest, Http};
+use kmlink_crawler::{ingest, sweep, Http};
 use kmlink_errors::{chain, Chain};
 
 /// Arguments of `kmlink crawler`.
@@ -361,6 +361,24 @@ fn print_table(out: &mut impl Write, kernels: &[(PinnedKernel, KernelInfo)]) -> 
     Ok(())
 }
 
+/// Remove what runs killed mid-way left in `cache` (temporary kernel
+/// trees, partial downloads), saying what on stderr.
+fn sweep_leftovers(cache: &Cache) {
+    let mut report = |l: &sweep::Leftover| {
+        eprintln!(
+            "kmlink: removed {} ({} bytes), left by a run that died",
+            l.path.display(),
+            l.bytes
+        )
+    };
+    if let Err(e) = sweep::sweep(cache, &mut report) {
+        eprintln!(
+            "kmlink: warning: cleaning up after dead runs: {}",
+            Chain(&e)
+        );
+    }
+}
+
 fn fetch(a: FetchArgs) -> Result<ExitCode> {
     let mut origin = a.source.origin()?;
     // Without --arch, releases that all name one architecture (Debian's
@@ -378,6 +396,7 @@ fn fetch(a: FetchArgs) -> Result<ExitCode> {
         }
     }
     let cache = a.source.cache();
+    sweep_leftovers(&cache);
     let http = Http::new().context("setting up HTTP")?;
     let mut trees = Vec::new();
     let wanted: Vec<&str> = a.releases.iter().map(String::as_str).collect();
@@ -441,6 +460,7 @@ fn fetch(a: FetchArgs) -> Result<ExitCode> {
 
 fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
     let cache = Cache::new(a.cache.clone().unwrap_or_else(Cache::default_root));
+    sweep_leftovers(&cache);
     let mut done = Vec::new();
     let mut failed = 0;
     for f in &a.files {
@@ -576,6 +596,7 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let origin = a.source.origin()?;
     let cache = a.source.cache();
+    sweep_leftovers(&cache);
     let http = Http::new().context("setting up HTTP")?;
     let d = scan(&http, &cache, &origin, &a.suites);
     let mut kernels = discover::merge(d.kernels);

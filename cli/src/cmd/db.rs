@@ -309,12 +309,22 @@ fn print_list(list: &[RecordSummary]) {
 }
 
 fn show(db: &Option<PathBuf>, release: &str, json: bool, exports: &[String]) -> Result<ExitCode> {
-    let store = open_store(db)?;
-    let (records, source) = store.get_or_embedded(release)?;
+    // A missing store is not created: the built-in bundle answers.
+    let path = db.clone().unwrap_or_else(Store::default_path);
+    let (records, source) = match open_store_existing(db)? {
+        Some(store) => store.get_or_embedded(release)?,
+        None => (
+            Store::embedded()?
+                .into_iter()
+                .filter(|r| r.identity.release == release)
+                .collect(),
+            kmlink_metadata_db::RecordSource::Embedded,
+        ),
+    };
     if records.is_empty() {
         bail!(
             "no record of {release} in {} nor built in; add it with `kmlink db add {release}` or `kmlink bundle install FILE`, or see `kmlink db list`",
-            store.path().display(),
+            path.display(),
         );
     }
     if json {
@@ -490,7 +500,7 @@ fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
 }
 
 fn rederive(db: &Option<PathBuf>, glob: Option<&str>) -> Result<ExitCode> {
-    let store = open_store(db)?;
+    let store = open_store_existing(db)?.ok_or_else(|| no_store(db))?;
     let manifest = Manifest::core().context("reading the embedded core's manifest")?;
     let mut out = Vec::new();
     let mut failed = 0usize;

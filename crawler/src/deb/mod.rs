@@ -8,12 +8,14 @@
 
 mod ar;
 mod tar;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
 use crate::{deb822, Error, Result};
 
 pub use self::tar::normalise;
+pub use self::verify::{verify, Verified, MAX_UNPACKED};
 
 /// Stream `deb` once and write every regular file and symlink of its data
 /// member whose normalised path (leading `./` stripped) `select` accepts
