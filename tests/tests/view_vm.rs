@@ -238,6 +238,7 @@ fn check_exporter(release: &str, output: &str) {
     }
     let opts = kmlink_exporter::Options {
         top_processes: 1000,
+        top_callsites: 100_000,
     };
     let render = |s: &kmlink_procview::Stats| {
         kmlink_exporter::render(Some(s.clone()), opts, kmlink_exporter::Format::Prometheus)
