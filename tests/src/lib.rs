@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 use anyhow::{bail, Context, Result};
 use kmlink_crawler::{cache::Cache, pinned, sources, Http};
 
+pub mod arm64;
 pub mod bpf;
 pub mod monitor;
 pub mod secureboot;

@@ -1,0 +1,216 @@
+//! The monitor on an arm64 Debian kernel: `kmlink build --from-packages`
+//! links the aarch64 core for 6.1.0-47-arm64; in qemu-system-aarch64 (virt,
+//! TCG) with Debian's arm64 busybox the module loads, taints exactly O|E,
+//! counts a busybox workload's allocations as the kernel's own kmem
+//! tracepoint events do, and unloads cleanly.
+//!
+//! These boot real kernels: `cargo test -p kmlink-tests -- --ignored`.
+
+use std::time::Duration;
+
+use kmlink_tests::monitor::{field, section, tables, within, Backend};
+use kmlink_tests::{arm64, kmlink_ok};
+
+const RELEASE: &str = "6.1.0-47-arm64";
+
+/// TAINT_OOT_MODULE | TAINT_UNSIGNED_MODULE.
+const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
+
+/// Guest script: tracefs's kmem events and the monitor armed around a
+/// busybox workload in a subshell; both counts for its pid, the taint
+/// before and after, the kernel log since insmod.
+const SCRIPT: &str = r#"
+T=/sys/kernel/tracing
+[ -d $T/events/kmem ] || exit 19
+echo "@@TAINT-BEFORE $(cat /proc/sys/kernel/tainted)"
+echo 0 > $T/tracing_on
+echo 65536 > $T/buffer_size_kb || exit 18
+echo > $T/trace
+for e in kmem/kmalloc kmem/kmem_cache_alloc kmem/kfree kmem/kmem_cache_free; do
+  echo 1 > $T/events/$e/enable || exit 20
+done
+dmesg -c > /dev/null
+insmod /kmlink.ko; echo "@@INSMOD $?"
+echo "@@TAINT-AFTER $(cat /proc/sys/kernel/tainted)"
+[ -r /proc/kmlink/stats ] || exit 23
+echo 1 > $T/tracing_on
+sh -c 'for i in $(seq 50); do cat /proc/self/status >/dev/null; ls -R /sys/kernel > /dev/null 2>&1; done' &
+pid=$!
+wait $pid
+echo 0 > $T/tracing_on
+cat /proc/kmlink/stats > /tmp/stats
+cat $T/trace > /tmp/trace
+drops=0
+for s in $T/per_cpu/cpu*/stats; do
+  o=$(awk '/^overrun:/ {print $2}' $s); d=$(awk '/^dropped events:/ {print $3}' $s)
+  drops=$((drops + ${o:-0} + ${d:-0}))
+done
+grep -E -- "-$pid +\[" /tmp/trace > /tmp/mine
+km=$(grep -c ' kmalloc: ' /tmp/mine)
+kca=$(grep -c ' kmem_cache_alloc: ' /tmp/mine)
+echo "@@CHECK pid=$pid trace_kmalloc=$km trace_kmem_cache_alloc=$kca trace_drops=$drops"
+echo "@@STATS-BEGIN"
+cat /tmp/stats
+echo "@@STATS-END"
+rmmod kmlink; echo "@@RMMOD $?"
+[ -e /proc/kmlink ] && echo "@@PROC-LEFT"
+echo "@@DMESG-BEGIN"
+dmesg
+echo "@@DMESG-END"
+"#;
+
+fn number(console: &str, tag: &str) -> u64 {
+    console
+        .lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {tag} in:\n{console}"))
+}
+
+fn run(backend: Backend) {
+    if std::process::Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        kmlink_testkit::missing("qemu-system-aarch64 (scripts/setup)");
+        return;
+    }
+    let busybox = match arm64::busybox() {
+        Ok(b) => b,
+        Err(e) => {
+            kmlink_testkit::missing(&format!("Debian's busybox-static for arm64: {e:#}"));
+            return;
+        }
+    };
+    let fetched = kmlink_ok(&["crawler", "fetch", RELEASE]).expect("kmlink crawler fetch");
+    let vmlinuz = fetched
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("vmlinuz"))
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .expect("a vmlinuz for the release");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ko = dir.path().join("kmlink.ko");
+    let ko_s = ko.to_str().expect("utf-8 path");
+    kmlink_ok(&[
+        "build",
+        "--kernel",
+        RELEASE,
+        "--from-packages",
+        "--backend",
+        backend.arg(),
+        "-o",
+        ko_s,
+    ])
+    .expect("kmlink build");
+    let module = std::fs::read(&ko).expect("module");
+    let ir = arm64::initramfs(&busybox, SCRIPT, &[("kmlink.ko", module)]).expect("initramfs");
+    let boot = arm64::boot(&vmlinuz, &ir, Duration::from_secs(900)).expect("boot");
+    let c = &boot.console;
+    let ctx = || format!("{RELEASE} [{}]", backend.arg());
+    assert!(
+        c.lines().any(|l| l == format!("@@UNAME {RELEASE} aarch64")),
+        "{}: did not boot to /init:\n{c}",
+        ctx()
+    );
+    assert_eq!(number(c, "@@EXIT "), 0, "{}: guest script:\n{c}", ctx());
+    assert_eq!(number(c, "@@INSMOD "), 0, "{}: insmod:\n{c}", ctx());
+    assert_eq!(number(c, "@@TAINT-BEFORE "), 0, "{}: taint before", ctx());
+    assert_eq!(
+        number(c, "@@TAINT-AFTER "),
+        TAINT_O_E,
+        "{}: taint after insmod",
+        ctx()
+    );
+    assert_eq!(number(c, "@@RMMOD "), 0, "{}: rmmod:\n{c}", ctx());
+    assert!(!c.contains("@@PROC-LEFT"), "{}: /proc/kmlink left", ctx());
+
+    let check = c
+        .lines()
+        .find(|l| l.starts_with("@@CHECK"))
+        .expect("check line");
+    let n = |k: &str| -> u64 {
+        field(check, k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {check}"))
+    };
+    let pid = n("pid").to_string();
+    let trace = n("trace_kmalloc") + n("trace_kmem_cache_alloc");
+    assert_eq!(n("trace_drops"), 0, "{}: tracefs dropped events", ctx());
+    let stats = section(c, "STATS");
+    let t = tables(stats);
+    let (cols, rows) = t.get("process").expect("process table");
+    let col = |name: &str| {
+        cols.iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+    };
+    let monitor: u64 = rows
+        .iter()
+        .filter(|r| r[0] == pid)
+        .map(|r| r[col("allocs")].parse::<u64>().expect("number"))
+        .sum();
+    let (_, dropped) = t.get("dropped").expect("dropped table");
+    let missed: u64 = dropped
+        .iter()
+        .find(|r| r[0] == "kprobe_missed")
+        .map_or(0, |r| r[1].parse().expect("number"));
+    eprintln!(
+        "{}: pid {pid}: allocations monitor {monitor}, tracefs {} kmalloc + {} kmem_cache_alloc = {trace}; kprobe_missed {missed}; {:.1} s in QEMU",
+        ctx(),
+        n("trace_kmalloc"),
+        n("trace_kmem_cache_alloc"),
+        boot.duration.as_secs_f64()
+    );
+    assert!(trace > 100, "{}: the workload must allocate", ctx());
+    if backend == Backend::Tracepoint {
+        assert_eq!(missed, 0, "{}: kprobe_missed without kprobes", ctx());
+    }
+    assert!(
+        within(backend, monitor, trace, missed),
+        "{}: allocations: monitor {monitor}, tracefs {trace}, kprobe_missed {missed}\n{stats}",
+        ctx()
+    );
+    let backend_line = format!("backend {}", backend.arg());
+    assert!(
+        stats.lines().any(|l| l.trim() == backend_line),
+        "{}: stats must say {backend_line}",
+        ctx()
+    );
+
+    let dmesg = section(c, "DMESG");
+    for bad in [
+        "WARNING",
+        "BUG",
+        "Oops",
+        "Call trace",
+        "refus",
+        "Unknown symbol",
+        "disagrees",
+        "invalid",
+        "panic",
+    ] {
+        assert!(
+            !dmesg.contains(bad),
+            "{}: the kernel log says {bad:?}:\n{dmesg}",
+            ctx()
+        );
+    }
+    assert!(
+        dmesg.lines().any(|l| l.contains("kmlink: unloaded")),
+        "{}: no unload line:\n{dmesg}",
+        ctx()
+    );
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn arm64_monitor_tracepoint() {
+    run(Backend::Tracepoint);
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn arm64_monitor_kprobe() {
+    run(Backend::Kprobe);
+}
