@@ -63,7 +63,7 @@ hog=$!
 kmlink top --batch 2 -d 1 --sort allocs/s > /tmp/top.txt 2>&1 || { cat /tmp/top.txt; exit 21; }
 kmlink stats --json > /tmp/stats.json || exit 22
 ifconfig lo 127.0.0.1 up || exit 24
-kmlink exporter --listen 127.0.0.1:9465 --top-processes 1000 2>/tmp/exporter.err &
+kmlink exporter --listen 127.0.0.1:9465 --top-processes 1000 --top-callsites 100000 2>/tmp/exporter.err &
 exporter=$!
 i=0; until wget -q -O /dev/null http://127.0.0.1:9465/metrics 2>/dev/null; do
   i=$((i+1)); [ $i -lt 50 ] || { cat /tmp/exporter.err; exit 25; }; sleep 0.2
