@@ -14,8 +14,19 @@ use std::process::{Command, Output};
 
 const KERNEL: &str = "6.1.0-47-amd64";
 
+/// The binary with the host's record store kept out (`KMLINK_DB` names a
+/// store that does not exist), so builds use the built-in bundle as on CI.
+fn kmlink_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kmlink"));
+    c.env(
+        "KMLINK_DB",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-store/records.db"),
+    );
+    c
+}
+
 fn kmlink(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
+    kmlink_cmd()
         .args(args)
         .env_remove("KMLINK_SIGN_KEY")
         .env_remove("KMLINK_SIGN_CERT")
@@ -75,7 +86,7 @@ fn sign_file() -> Option<PathBuf> {
 fn generated_key(dir: &Path) -> (PathBuf, PathBuf) {
     let keys = dir.join("keys");
     let out = String::from_utf8(
-        Command::new(env!("CARGO_BIN_EXE_kmlink"))
+        kmlink_cmd()
             .args([
                 "key",
                 "generate",
@@ -172,7 +183,7 @@ fn signed_build_is_sign_files_output_and_reproducible() {
         "--sign-hash",
         "sha512",
     ]);
-    let show = Command::new(env!("CARGO_BIN_EXE_kmlink"))
+    let show = kmlink_cmd()
         .args(["sign", "--show", s(&signed), "--sign-cert", s(&cert)])
         .output()
         .unwrap();

@@ -68,10 +68,15 @@ pub fn kmlink_bin() -> PathBuf {
 }
 
 /// Runs `kmlink` with `args`; the output is returned whatever the status.
+///
+/// The host's record store is kept out (`KMLINK_DB` names a store that does
+/// not exist), so a test reads the records it names (`--db`, `--record`,
+/// `--from-packages`) or the built-in bundle, as on CI's fresh machine.
 pub fn kmlink(args: &[&str]) -> Result<Output> {
     let bin = kmlink_bin();
     Command::new(&bin)
         .args(args)
+        .env("KMLINK_DB", no_store())
         .output()
         .with_context(|| format!("running {}", bin.display()))
 }
@@ -185,4 +190,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
+}
+
+/// A record-store path that does not exist (see [`kmlink`]).
+pub fn no_store() -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join("kmlink-tests-no-store")
+        .join("records.db")
 }
