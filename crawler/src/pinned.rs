@@ -698,9 +698,9 @@ pub fn boot_image(
             2
         }
     });
-    for p in &cands {
+    for p in cands.iter().copied().chain(&kernel.fallbacks) {
         if std::fs::read_to_string(dest.join(MARKER)).ok().as_deref()
-            == Some(marker_text(std::slice::from_ref(*p)).as_str())
+            == Some(marker_text(std::slice::from_ref(p)).as_str())
             && image.is_file()
         {
             return Ok(image);
@@ -711,10 +711,25 @@ pub fn boot_image(
     let wanted = image_paths(rel);
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     for p in cands {
-        let was_cached = cache.cached(p)?.is_some();
-        let deb_path = cache
-            .fetch(http, bases, p)
-            .map_err(|e| e.context(format!("kernel {rel}")))?;
+        // A package gone from the pool is replaced by its twin, as a full
+        // fetch does ([`fetch_with_fallbacks`]).
+        let mut was_cached = cache.cached(p)?.is_some();
+        let (p, fetched) = match cache.fetch(http, bases, p) {
+            Err(e) if e.is_not_found() => match fallback_for(p, &kernel.fallbacks) {
+                Some(twin) => {
+                    log::warn!(
+                        "kernel {rel}: {} is gone from the archive; using {} (the same vmlinuz)",
+                        p.filename,
+                        twin.label()
+                    );
+                    was_cached = cache.cached(twin)?.is_some();
+                    (twin, cache.fetch(http, bases, twin))
+                }
+                None => (p, Err(e)),
+            },
+            r => (p, r),
+        };
+        let deb_path = fetched.map_err(|e| e.context(format!("kernel {rel}")))?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{rel}."))
             .suffix(".tmp")

@@ -374,6 +374,43 @@ fn boot_image_fetches_only_the_image_and_can_evict_the_package() {
     assert!(cache.cached(&debs6[0].0).unwrap().is_some());
 }
 
+/// The index lists an unsigned image the pool has lost: the image comes from
+/// its signed twin (as Debian 11's cloud kernels need), and is reused.
+#[test]
+fn boot_image_falls_back_to_the_signed_twin() {
+    let (rel, debs) = kernel_debs(8, "signed twin");
+    let (image, body) = debs[0].clone();
+    let mut signed = image.clone();
+    signed.package = format!("linux-image-{rel}");
+    signed.filename = format!("pool/main/l/linux-signed-amd64/linux-image-{rel}_9.9.8-1_amd64.deb");
+    let srv = start(routes(&[(signed.clone(), body), debs[1].clone()]));
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::new(d.path().to_owned());
+    let mirrors = Mirrors::explicit(&srv.base, None);
+    let mut k = pin(&rel, &debs);
+    k.fallbacks = vec![signed.clone()];
+    let p = pinned::boot_image(&cache, &http(), &mirrors, &k, true).unwrap();
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), "signed twin");
+    assert!(cache.cached(&signed).unwrap().is_none(), "twin evicted");
+    let hits = srv.hits();
+    assert_eq!(
+        pinned::boot_image(&cache, &http(), &mirrors, &k, true).unwrap(),
+        p
+    );
+    assert_eq!(srv.hits(), hits, "reused without a download");
+    // Without the twin the 404 is the error.
+    let d2 = tempfile::tempdir().unwrap();
+    let e = pinned::boot_image(
+        &Cache::new(d2.path().to_owned()),
+        &http(),
+        &mirrors,
+        &pin(&rel, &debs),
+        true,
+    )
+    .unwrap_err();
+    assert!(e.is_not_found(), "{e:?}");
+}
+
 #[test]
 fn boot_image_without_an_image_is_an_error_naming_the_packages() {
     let (rel, debs) = kernel_debs(7, "x");
