@@ -250,6 +250,9 @@ impl ImageExports {
 /// export table too, so that a cross-build checks the record's exports and
 /// CRCs against the kernel itself. The image is decompressed once.
 pub fn read_btf_source(path: &Path) -> Result<(LiveBtf, Option<ImageExports>), HostError> {
+    if path == Path::new(LIVE_BTF) {
+        return Ok((LiveBtf::read(path)?, None));
+    }
     let data = kmlink_fsio::read_bounded(
         path,
         kmlink_donor::MAX_DECOMPRESSED,
