@@ -204,8 +204,9 @@ pub struct Facts<'a> {
     pub btf: Option<&'a LiveBtf>,
     /// The running kernel, when it is the target.
     pub host: Option<&'a HostIdentity>,
-    /// The running kernel's image export table, when it is the target and
-    /// its image was found.
+    /// The target kernel's image export table: the running kernel's image
+    /// when it is the target, or the image given as `--btf` on a
+    /// cross-build ([`crate::host::read_btf_source`]).
     pub image: Option<&'a ImageExports>,
 }
 
@@ -335,6 +336,14 @@ fn identity(f: &Facts<'_>) -> Check {
             format!("image {}", img.path.display()),
             format!("{:?} btf {}", img.build_string, abbrev(&img.btf_sha256)),
         ));
+        if img.release != id.release {
+            problems.push(format!(
+                "release: record {}, {} {}",
+                id.release,
+                img.path.display(),
+                img.release
+            ));
+        }
         if let Some(h) = f.host {
             if img.build_string != h.build_string {
                 problems.push(format!(
@@ -578,6 +587,35 @@ fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
             None => format!("{} exports", f.record.exports.len()),
         },
     )];
+    if let Some(img) = f.image {
+        let problems = imports_against_image(f, linked, img);
+        let mut sources = sources;
+        sources.push(Source::new(
+            format!("image {}", img.path.display()),
+            format!("{} exports", img.exports.len()),
+        ));
+        if !problems.is_empty() {
+            return Check::fail(
+                NAME,
+                format!(
+                    "the record's exports are not the kernel's: {}",
+                    problems.join("; ")
+                ),
+                sources,
+                format!(
+                    "the record's export list is not {release}'s; re-extract the record for {release} or build from the host's facts"
+                ),
+            );
+        }
+        let mut detail = format!(
+            "{} imports bound, each the kernel image's own choice and namespace",
+            r.bindings.len() - absent.len()
+        );
+        if !absent.is_empty() {
+            detail.push_str(&format!("; weak, absent here: {}", absent.join(", ")));
+        }
+        return Check::pass(NAME, detail, sources);
+    }
     let mut detail = format!(
         "{} imports bound, every one exported{}",
         r.bindings.len() - absent.len(),
@@ -591,6 +629,103 @@ fn imports(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
         detail.push_str(&format!("; weak, absent here: {}", absent.join(", ")));
     }
     Check::pass(NAME, detail, sources)
+}
+
+/// Each import bound as the kernel image binds it: the first candidate the
+/// image exports (an export the record says a module owns is taken on the
+/// record's word: the image cannot show it), present or absent alike, and
+/// in the image's symbol namespace (the module's `import_ns=` follows it).
+fn imports_against_image(f: &Facts<'_>, linked: &Linked, img: &ImageExports) -> Vec<String> {
+    let exported = |name: &str| {
+        img.exports.contains_key(name)
+            || f.record
+                .exports
+                .get(name)
+                .is_some_and(|e| e.owner != "vmlinux")
+    };
+    let mut problems = Vec::new();
+    for b in &linked.report.bindings {
+        let Some(import) = f.manifest.imports.iter().find(|i| i.symbol == b.symbol) else {
+            continue;
+        };
+        let theirs = import.candidates.iter().find(|c| exported(c));
+        match (b.present, theirs) {
+            (true, Some(c)) if *c == b.kernel_name => {}
+            (false, None) => {}
+            (true, Some(c)) => problems.push(format!(
+                "{}: bound to {}, the image exports {c} first",
+                b.symbol, b.kernel_name
+            )),
+            (true, None) => problems.push(format!(
+                "{}: bound to {}, which {} does not export",
+                b.symbol,
+                b.kernel_name,
+                img.path.display()
+            )),
+            (false, Some(c)) => problems.push(format!(
+                "{}: the record has none of {}, the image exports {c}",
+                b.symbol,
+                import.candidates.join(" or ")
+            )),
+        }
+    }
+    // Every symbol the module references is imported in the image's
+    // namespace (the module's `import_ns=` lines follow the record's).
+    for name in &linked.report.undefined {
+        let Some(e) = img.exports.get(name) else {
+            continue;
+        };
+        let ours = f
+            .record
+            .exports
+            .get(name)
+            .and_then(|e| e.namespace.as_deref());
+        if ours != e.namespace.as_deref() {
+            problems.push(format!(
+                "{name}: namespace: record {ours:?}, image {:?}",
+                e.namespace
+            ));
+        }
+    }
+    // A versioned kernel checks its own struct module version first.
+    if f.record.conventions.modversions
+        && img.exports.contains_key("module_layout")
+        && !f.record.exports.contains_key("module_layout")
+    {
+        problems.push(format!(
+            "module_layout: {} exports it (its CRC is struct module's version), the record does not",
+            img.path.display()
+        ));
+    }
+    // Per-CPU slots choose the first candidate variable that is exported
+    // and per-CPU (the latter is compared with BTF under layouts).
+    for slot in &f.manifest.slots {
+        let kmlink_core_module::SlotKind::Percpu { candidates } = &slot.kind else {
+            continue;
+        };
+        let ours = match linked.report.slots.get(&slot.symbol) {
+            Some(crate::SlotValue::Symbol { name, .. }) => Some(name.as_str()),
+            _ => None,
+        };
+        let theirs = candidates
+            .iter()
+            .find(|c| {
+                exported(&c.var)
+                    && f.record.layouts.contains_key(&format!("percpu:{}", c.var))
+                    && c.offset_key()
+                        .is_none_or(|k| f.record.layouts.contains_key(&k))
+            })
+            .map(|c| c.var.as_str());
+        if ours != theirs {
+            problems.push(format!(
+                "{}: per-CPU variable {}, the image's choice {}",
+                slot.symbol,
+                ours.unwrap_or("none"),
+                theirs.unwrap_or("none")
+            ));
+        }
+    }
+    problems
 }
 
 fn crcs(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
@@ -631,6 +766,14 @@ fn crcs(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
                 }
             }
         }
+        // Every stock module of a kernel that exports it versions
+        // module_layout (struct module's own version) first.
+        if theirs.contains_key("module_layout") && !ours.iter().any(|(n, _)| n == "module_layout") {
+            problems.push(format!(
+                "module_layout: {} versions it (struct module's version), the record has no module_layout",
+                donor_source(d)
+            ));
+        }
         sources.push(Source::new(
             donor_source(d),
             format!("{n} of them in its __versions"),
@@ -658,7 +801,7 @@ fn crcs(f: &Facts<'_>, link: &Result<Linked, LinkError>) -> Check {
             format!("image {}", img.path.display()),
             format!("{n} compared"),
         ));
-        compared.push(format!("{n} against the running kernel's image"));
+        compared.push(format!("{n} against the kernel image"));
     }
     if compared.is_empty() {
         return Check::pass(
@@ -886,6 +1029,15 @@ fn this_module(f: &Facts<'_>) -> Check {
                             h.map(|h| format!("{h:#x}")).unwrap_or("absent".into())
                         )),
                     }
+                }
+                // The name array bounds the name the linker writes.
+                match btf.member_size("module", "name").ok().flatten() {
+                    Some(len) if len == t.name_len => {}
+                    len => problems.push(format!(
+                        "sizeof(struct module.name): record {}, {bsrc} {}",
+                        t.name_len,
+                        len.map(|l| l.to_string()).unwrap_or("absent".into())
+                    )),
                 }
                 compared.push("BTF");
             }

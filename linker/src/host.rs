@@ -194,15 +194,27 @@ impl ImageExports {
     pub fn read(path: &Path) -> Result<Self, HostError> {
         let bz = kmlink_fsio::read_bounded(path, kmlink_donor::MAX_DECOMPRESSED, "kernel image")
             .map_err(io(path, ""))?;
+        let elf =
+            kmlink_donor::bzimage::extract_vmlinux(&bz).map_err(|source| HostError::Donor {
+                what: path.display().to_string(),
+                source,
+            })?;
+        let v = Vmlinux::parse(&elf).map_err(|source| HostError::Donor {
+            what: format!("vmlinux in {}", path.display()),
+            source,
+        })?;
+        Self::from_vmlinux(path, &v)
+    }
+
+    /// The banner, BTF hash and export table of a parsed vmlinux read from
+    /// `path` (a bzImage or the vmlinux itself).
+    pub fn from_vmlinux(path: &Path, v: &Vmlinux<'_>) -> Result<Self, HostError> {
         let donor = |what: String| {
             move |source| HostError::Donor {
                 what: what.clone(),
                 source,
             }
         };
-        let elf = kmlink_donor::bzimage::extract_vmlinux(&bz)
-            .map_err(donor(path.display().to_string()))?;
-        let v = Vmlinux::parse(&elf).map_err(donor(format!("vmlinux in {}", path.display())))?;
         let banner = v
             .banner()
             .map_err(donor(format!("linux_banner in {}", path.display())))?;
@@ -231,6 +243,43 @@ impl ImageExports {
             exports,
         })
     }
+}
+
+/// What `--btf PATH` gives: the kernel's BTF and, when `PATH` is a kernel
+/// image (a bzImage or a vmlinux ELF) rather than raw BTF, that image's
+/// export table too, so that a cross-build checks the record's exports and
+/// CRCs against the kernel itself. The image is decompressed once.
+pub fn read_btf_source(path: &Path) -> Result<(LiveBtf, Option<ImageExports>), HostError> {
+    if path == Path::new(LIVE_BTF) {
+        return Ok((LiveBtf::read(path)?, None));
+    }
+    let data = kmlink_fsio::read_bounded(
+        path,
+        kmlink_donor::MAX_DECOMPRESSED,
+        "kernel's BTF, vmlinux or bzImage",
+    )
+    .map_err(io(path, ""))?;
+    let elf = if data.get(0x202..0x206) == Some(b"HdrS".as_slice()) {
+        kmlink_donor::bzimage::extract_vmlinux(&data).map_err(|source| HostError::Donor {
+            what: format!("bzImage {}", path.display()),
+            source,
+        })?
+    } else if data.starts_with(b"\x7fELF") {
+        data
+    } else {
+        return Ok((LiveBtf::from_bytes(path, &data)?, None));
+    };
+    let v = Vmlinux::parse(&elf).map_err(|source| HostError::Donor {
+        what: format!("vmlinux {}", path.display()),
+        source,
+    })?;
+    let btf = v.btf_section().ok_or_else(|| HostError::Missing {
+        what: format!("{} has no .BTF section", path.display()),
+        how: "the kernel was built without CONFIG_DEBUG_INFO_BTF".into(),
+    })?;
+    let btf = LiveBtf::from_bytes(path, btf)?;
+    let image = ImageExports::from_vmlinux(path, &v)?;
+    Ok((btf, Some(image)))
 }
 
 /// Where a host keeps the image of `release`.

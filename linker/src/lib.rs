@@ -161,6 +161,8 @@ pub struct LinkReport {
     pub modinfo: Vec<String>,
     /// Every option's value in this module (set or default).
     pub options: BTreeMap<String, u64>,
+    /// Every kernel symbol the module references (undefined in it), sorted.
+    pub undefined: Vec<String>,
 }
 
 /// A linked module.
@@ -383,6 +385,7 @@ pub fn link_with(
     }
 
     check_zero_targets(&b, &release, arch)?;
+    report.undefined = undefined.clone();
 
     // Thunk sites.
     let (returns, retpolines) = thunk_sites(&b, &text_sections, &release)?;

@@ -186,6 +186,93 @@ fn btf_of_another_kernel_is_refused_on_identity_and_layouts() {
     }
 }
 
+/// The fixture record with `edit` applied to its JSON, written into `dir`.
+fn edited(release: &str, dir: &Path, name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let text = std::fs::read_to_string(fixture(release)).expect("fixture");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("fixture parses");
+    edit(&mut v);
+    let path = dir.join(format!("{release}-{name}.json"));
+    std::fs::write(&path, serde_json::to_vec(&v).expect("json")).expect("write");
+    path
+}
+
+/// `--btf VMLINUZ` on a cross-build also reads the image's export table:
+/// a CRC the donor does not carry, a namespace, or a dropped export that
+/// moves an import to another candidate are caught by the image alone
+/// (docs/soundness.md: holes of the mutation measurement before this).
+#[test]
+fn btf_image_checks_exports_and_crcs_the_donor_cannot() {
+    let tree = kernel(R61).expect("pinned kernel");
+    let donor = stock_donor(R61);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // (name, refusal, whether the donor alone refuses it too, edit)
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: [(&str, &str, bool, Edit); 3] = [
+        (
+            "crc",
+            "✗ crcs",
+            false,
+            Box::new(|v| {
+                let crc = &mut v["exports"]["proc_create"]["crc"];
+                *crc = serde_json::json!(crc.as_u64().expect("crc") ^ 1);
+            }),
+        ),
+        (
+            "namespace",
+            "namespace: record Some(\"KMLINK_TEST\"), image None",
+            false,
+            Box::new(|v| {
+                v["exports"]["proc_create"]["namespace"] = serde_json::json!("KMLINK_TEST")
+            }),
+        ),
+        (
+            "module_layout",
+            "module_layout",
+            true,
+            Box::new(|v| {
+                v["exports"]
+                    .as_object_mut()
+                    .expect("exports")
+                    .remove("module_layout");
+            }),
+        ),
+    ];
+    for (name, want, donor_sees, edit) in cases {
+        let record = edited(R61, dir.path(), name, edit);
+        let args = [
+            "build",
+            "--kernel",
+            R61,
+            "--record",
+            s(&record),
+            "--donor",
+            s(&donor),
+            "--btf",
+            s(&tree.vmlinuz),
+            "--check",
+        ];
+        let r = run(&args);
+        assert_eq!(r.code, Some(1), "{name}\n{}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains(want),
+            "{name}: {want:?} missing\n{}",
+            r.stdout
+        );
+        // Without the image only the donor's own __versions can tell.
+        let mut no_btf = args[..args.len() - 3].to_vec();
+        no_btf.push("--check");
+        let r = run(&no_btf);
+        let code = if donor_sees { 1 } else { 0 };
+        assert_eq!(
+            r.code,
+            Some(code),
+            "{name} without --btf\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}
+
 #[test]
 fn same_inputs_give_the_same_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -189,7 +189,8 @@ pub struct Sources {
     pub btf: Option<LiveBtf>,
     /// The running kernel, when it is the target.
     pub host: Option<HostIdentity>,
-    /// The running kernel's image exports, when it is the target.
+    /// The target's image exports: the running kernel's image when it is
+    /// the target, or the image given as `--btf`.
     pub image: Option<ImageExports>,
     /// What was not available and why (one line each).
     pub notes: Vec<String>,
@@ -372,8 +373,16 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
     let arch_manifest = other_manifest.as_ref();
     let mut notes = Vec::new();
 
+    // `--btf` naming a kernel image also gives its export table: on a
+    // cross-build the record's exports, CRCs and namespaces are then
+    // checked against the kernel itself.
+    let mut btf_image = None;
     let btf = match &args.btf {
-        Some(p) => Some(LiveBtf::read(p).context("--btf")?),
+        Some(p) => {
+            let (btf, image) = host::read_btf_source(p).context("--btf")?;
+            btf_image = image;
+            Some(btf)
+        }
         None if is_running => match LiveBtf::read(Path::new(host::LIVE_BTF)) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -400,7 +409,7 @@ fn gather_with(args: &BuildArgs, manifest: &Manifest, projected: bool) -> Result
             }
         }
     } else {
-        None
+        btf_image
     };
     let mut donor_error = None;
     let donor = match &args.donor {
