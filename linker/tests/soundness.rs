@@ -649,6 +649,7 @@ const PROVABLE_WITHOUT_BTF: &[&str] = &[
 ];
 
 #[test]
+#[ignore = "reads the pinned kernels' unpacked trees (scripts/test runs it after the VM suite has unpacked them)"]
 fn every_mutation_of_a_used_fact_is_refused() {
     let manifest = common::manifest();
     let mut report = String::new();
