@@ -614,6 +614,8 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     use std::time::Instant;
 
     let start = Instant::now();
+    let bundle_out =
+        super::refresh_bundle::BundleOut::new(a.bundle_out.as_ref(), a.sign_key.as_ref(), a.slim)?;
     let origin = a.source.origin()?;
     let cache = a.source.cache();
     sweep_leftovers(&cache);
@@ -628,8 +630,6 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     }
     let matched = kernels.len();
     let kernels = super::refresh_bundle::select(a.shard, kernels);
-    let bundle_out =
-        super::refresh_bundle::BundleOut::new(a.bundle_out.as_ref(), a.sign_key.as_ref(), a.slim)?;
     if kernels.is_empty() {
         eprintln!("kmlink: no kernel matches");
         // An empty shard of a crawl that found kernels is not a failure:
