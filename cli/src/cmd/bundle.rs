@@ -165,9 +165,13 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
         BundleCommand::Install { files, trust } if files.len() > 1 => {
             let trust = Trust::from_files(&trust).context("reading the trusted keys")?;
             let read = read_all(&files)?;
+            // Checked and combined before the store is opened: a refused
+            // set of bundles creates no store.
+            let m = merge::merge(&inputs(&read), &trust)?;
             let store = open_store(&args.db)?;
-            let (m, put) =
-                merge::install(&store, &inputs(&read), &trust).context("installing the bundles")?;
+            let put = store
+                .put_many(&m.records)
+                .with_context(|| format!("storing the records in {}", store.path().display()))?;
             print_inputs(&m);
             println!(
                 "{} bundles: {} records ({} in several bundles, kept once): {} added, {} replaced, {} unchanged, {} kept (full record already stored) in {}",
