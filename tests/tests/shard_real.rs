@@ -113,6 +113,42 @@ fn two_shards_merged_installed_and_checked() {
     assert!(out.contains("2 records signed by"), "{out}");
     assert!(out.contains(": 2 added"), "{out}");
 
+    // A shard without kernels (5.10.0-46 alone is in shard 0) still hands
+    // on a bundle, of no records, and succeeds; it merges with the others.
+    let empty = d.join("empty.kmb");
+    let out = kmlink_ok(&[
+        "crawler",
+        "refresh",
+        "--arch",
+        "amd64",
+        "--shard",
+        "1/2",
+        "--release",
+        KERNELS[0].0,
+        "--suite",
+        KERNELS[0].1,
+        "--db",
+        s(&d.join("empty.db")),
+        "--bundle-out",
+        s(&empty),
+        "--sign-key",
+        s(&key),
+    ])
+    .expect("an empty shard succeeds");
+    assert!(out.contains("0 records of 0 kernels"), "{out}");
+    let out = kmlink_ok(&[
+        "bundle",
+        "merge",
+        "-o",
+        s(&d.join("m2.kmb")),
+        "--trust",
+        &public,
+        s(&empty),
+        s(&bundles[0]),
+    ])
+    .expect("merge with the empty shard");
+    assert!(out.contains("1 records from 2 bundles"), "{out}");
+
     for (rel, _) in KERNELS {
         let out = kmlink_ok(&["build", "--kernel", rel, "--db", s(&db), "--check"])
             .unwrap_or_else(|e| panic!("build --check {rel}: {e:#}"));

@@ -631,13 +631,13 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     let matched = kernels.len();
     let kernels = super::refresh_bundle::select(a.shard, kernels);
     if kernels.is_empty() {
-        eprintln!("kmlink: no kernel matches");
         // An empty shard of a crawl that found kernels is not a failure:
         // its job hands on an empty bundle.
         if let (Some(out), true, false) = (&bundle_out, matched > 0, a.dry_run) {
             println!("{}", out.write(None, &[], origin.arch)?);
             return Ok(ExitCode::SUCCESS);
         }
+        eprintln!("kmlink: no kernel matches");
         return Ok(ExitCode::from(1));
     }
     let db = a.db.clone().unwrap_or_else(Store::default_path);
