@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod cmd;
+#[cfg(test)]
+mod deploy_tests;
 mod kernels;
 
 /// kmlink: a kernel memory-allocation monitor, compiled once, linked for any

@@ -23,6 +23,8 @@
 //! - [`targeted`]: what `kmlink crawler refresh` fetches: the kernel's
 //!   packages, of which only vmlinuz, config, `Module.symvers` and a few
 //!   stock modules are unpacked into a temporary directory;
+//! - [`shard`]: a deterministic share of the kernels (`refresh --shard I/N`),
+//!   keyed by each kernel's identity;
 //! - [`ingest`]: local `.deb` files put into the cache, so kernels can be
 //!   unpacked without network.
 //!
@@ -43,6 +45,7 @@ pub mod index;
 pub mod ingest;
 pub mod pinned;
 pub mod release;
+pub mod shard;
 pub mod sources;
 pub mod sweep;
 pub mod targeted;

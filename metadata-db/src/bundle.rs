@@ -180,13 +180,28 @@ pub fn export(
     slim: Option<(&Manifest, &[u8])>,
     sign: Option<&SigningKey>,
 ) -> Result<Vec<u8>, BundleError> {
-    let mut records: Vec<KernelRecord> = match slim {
+    let records: Vec<KernelRecord> = match slim {
         Some((m, core)) => records
             .iter()
             .map(|r| crate::slim::slim(r, m, core))
             .collect(),
         None => records.to_vec(),
     };
+    encode(
+        records,
+        slim.map(|(m, core)| crate::slim::fingerprint(m, core)),
+        sign,
+    )
+}
+
+/// Makes a bundle of `records` as they are: slim records cut for the core
+/// of fingerprint `slim_core` when that is given (what the header says),
+/// signed with `sign` if given. The output is deterministic.
+pub(crate) fn encode(
+    mut records: Vec<KernelRecord>,
+    slim_core: Option<String>,
+    sign: Option<&SigningKey>,
+) -> Result<Vec<u8>, BundleError> {
     records.sort_by_key(RecordKey::of);
     let image = Image::rebuild(&records)
         .map_err(|what| BundleError::Damaged(format!("encoding: {what}")))?;
@@ -196,8 +211,8 @@ pub fn export(
     let header = BundleHeader {
         format: BUNDLE_FORMAT,
         record_schema: RECORD_SCHEMA,
-        slim: slim.is_some(),
-        core: slim.map(|(m, core)| crate::slim::fingerprint(m, core)),
+        slim: slim_core.is_some(),
+        core: slim_core,
         records: image
             .entries
             .iter()
@@ -228,6 +243,26 @@ pub fn export(
         out.extend_from_slice(&sig.to_bytes());
     }
     Ok(out)
+}
+
+/// The stored records of `releases` (every build of each stored) as a
+/// bundle, cut to `slim` and signed as [`export`] does: what `kmlink crawler
+/// refresh --bundle-out` writes for the kernels of its shard. A release
+/// with no stored record (its crawl failed, or the archive lost it) is
+/// left out; none at all gives a bundle of no records, which installs and
+/// merges as such. Returns the bytes and the number of records.
+pub fn export_releases(
+    store: &Store,
+    releases: &[String],
+    slim: Option<(&Manifest, &[u8])>,
+    sign: Option<&SigningKey>,
+) -> Result<(Vec<u8>, usize), BundleError> {
+    let mut records = Vec::new();
+    for release in releases {
+        records.extend(store.get(release).map_err(Box::new)?);
+    }
+    let n = records.len();
+    Ok((export(&records, slim, sign)?, n))
 }
 
 /// Reads a bundle file, bounded by what its own header says it holds

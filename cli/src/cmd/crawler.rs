@@ -144,6 +144,7 @@ pub enum CrawlerCommand {
     ///   kmlink crawler refresh --distro debian --jobs 2
     ///   kmlink crawler refresh --suite trixie-backports --release '7.*' --flavour amd64
     ///   kmlink crawler refresh --release '6.1.0-4?-amd64' --keep-debs --report out.json
+    ///   kmlink crawler refresh --shard 0/4 --bundle-out shard-0.kmb --sign-key publisher.key
     #[command(verbatim_doc_comment)]
     Refresh(RefreshArgs),
 }
@@ -187,6 +188,25 @@ pub struct RefreshArgs {
     /// packages is stored (it is replaced), e.g. after an extractor fix.
     #[arg(long)]
     pub force: bool,
+    /// Only shard I of N (`I/N`, 0 <= I < N): the kernels whose identity
+    /// (architecture and release) hashes to I. N jobs given 0/N .. N-1/N
+    /// take every kernel exactly once, whatever order discovery lists
+    /// them in (docs/crawler.md, "A crawl that scales out").
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<kmlink_crawler::shard::Shard>,
+    /// Also write the records of the kernels this run selected (every
+    /// stored build of each) as a bundle; `kmlink bundle merge` combines
+    /// the shards' bundles. Written even when no kernel was selected.
+    #[arg(long, value_name = "FILE")]
+    pub bundle_out: Option<PathBuf>,
+    /// Sign the --bundle-out bundle with this secret key (from `kmlink
+    /// bundle keygen`).
+    #[arg(long, value_name = "KEYFILE", requires = "bundle_out")]
+    pub sign_key: Option<PathBuf>,
+    /// Slim records in the --bundle-out bundle (what the core of the
+    /// crawled architecture needs, as `bundle export --slim`).
+    #[arg(long, requires = "bundle_out")]
+    pub slim: bool,
     #[command(flatten)]
     pub source: SourceOpts,
 }
@@ -594,6 +614,8 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     use std::time::Instant;
 
     let start = Instant::now();
+    let bundle_out =
+        super::refresh_bundle::BundleOut::new(a.bundle_out.as_ref(), a.sign_key.as_ref(), a.slim)?;
     let origin = a.source.origin()?;
     let cache = a.source.cache();
     sweep_leftovers(&cache);
@@ -606,7 +628,15 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     if let Some(f) = &a.flavour {
         kernels.retain(|k| &k.1.flavour == f);
     }
+    let matched = kernels.len();
+    let kernels = super::refresh_bundle::select(a.shard, kernels);
     if kernels.is_empty() {
+        // An empty shard of a crawl that found kernels is not a failure:
+        // its job hands on an empty bundle.
+        if let (Some(out), true, false) = (&bundle_out, matched > 0, a.dry_run) {
+            println!("{}", out.write(None, &[], origin.arch)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         eprintln!("kmlink: no kernel matches");
         return Ok(ExitCode::from(1));
     }
@@ -817,6 +847,10 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     }
     if !d.errors.is_empty() {
         writeln!(out, "  {} suite(s) could not be read", d.errors.len())?;
+    }
+    if let Some(b) = &bundle_out {
+        let releases: Vec<String> = kernels.iter().map(|k| k.1.release.clone()).collect();
+        writeln!(out, "{}", b.write(Some(&store), &releases, origin.arch)?)?;
     }
     Ok(if report.stored() == 0 && !failed.is_empty() {
         ExitCode::from(1)

@@ -11,6 +11,7 @@ pub mod flame;
 pub mod key;
 pub mod leaks;
 pub mod load;
+pub mod refresh_bundle;
 pub mod sign;
 pub mod stats;
 pub mod system;
