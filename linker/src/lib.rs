@@ -259,6 +259,66 @@ fn check_arch(core: &[u8], record: &KernelRecord) -> Result<Arch, LinkError> {
     Ok(core_arch)
 }
 
+/// The kernel's page size from its record's config: `CONFIG_PAGE_SHIFT`
+/// (every architecture from 6.9 on) or arm64's `CONFIG_ARM64_PAGE_SHIFT`.
+/// `None` when the record names neither (4 KiB on x86; records extracted
+/// before the page size was a fact).
+fn record_page_size(record: &KernelRecord) -> Result<Option<u64>, LinkError> {
+    for key in ["CONFIG_PAGE_SHIFT", "CONFIG_ARM64_PAGE_SHIFT"] {
+        if let Some(v) = record.config.get(key) {
+            return match v.trim().parse::<u32>() {
+                Ok(shift @ 12..=16) => Ok(Some(1u64 << shift)),
+                _ => Err(LinkError::Inconsistent {
+                    release: record.identity.release.clone(),
+                    what: format!("{key}={v} is not a page shift (12 to 16)"),
+                }),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// `options` with the core's `page_size` option set from the record's page
+/// size (a link-time fact, like a layout): an explicit `page_size` must
+/// agree with the kernel's. A record without a page size keeps the core's
+/// default (4096) unless its flavour says larger pages (Debian's
+/// `arm64-16k`), which is refused: such a record predates the fact.
+fn with_page_size(
+    manifest: &Manifest,
+    record: &KernelRecord,
+    options: &Options,
+) -> Result<Options, LinkError> {
+    let mut out = options.clone();
+    if !manifest.options.iter().any(|o| o.name == "page_size") {
+        return Ok(out);
+    }
+    let release = record.identity.release.clone();
+    match (record_page_size(record)?, options.get("page_size")) {
+        (Some(kernel), Some(&set)) if set != kernel => Err(LinkError::Inconsistent {
+            release,
+            what: format!("option page_size={set}, but the kernel's pages are {kernel} bytes"),
+        }),
+        (Some(kernel), _) => {
+            out.insert("page_size".into(), kernel);
+            Ok(out)
+        }
+        (None, None)
+            if ["16k", "64k"]
+                .iter()
+                .any(|s| record.identity.flavour.ends_with(s)) =>
+        {
+            Err(LinkError::Inconsistent {
+                release,
+                what: format!(
+                    "flavour {} has larger pages than 4 KiB but the record names no page size (CONFIG_PAGE_SHIFT); re-extract the record",
+                    record.identity.flavour
+                ),
+            })
+        }
+        (None, _) => Ok(out),
+    }
+}
+
 /// The 64-bit absolute relocation of `arch`.
 fn abs64(arch: Arch) -> u32 {
     match arch {
@@ -310,6 +370,7 @@ pub fn link_with(
     }
     record.validate()?;
     let arch = check_arch(core, record)?;
+    let options = &with_page_size(manifest, record, options)?;
     let plan = Plan::resolve(manifest, record)?;
     check_this_module(record)?;
     if record.vermagic.trim().is_empty() {

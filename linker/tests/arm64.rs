@@ -118,3 +118,39 @@ fn a_record_of_the_other_architecture_is_refused_naming_both() {
         "{e}"
     );
 }
+
+#[test]
+fn the_page_size_is_a_link_time_fact_from_the_record() {
+    let manifest = Manifest::core_for(Arch::Aarch64).unwrap();
+    let link = |record: &kmlink_metadata_db::record::KernelRecord, opts: &[(&str, u64)]| {
+        let options = opts.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        kmlink_linker::link_with(CORE_OBJECT_AARCH64, &manifest, record, &options)
+    };
+    // A 4 KiB record without the fact keeps the core's default.
+    let plain = common::record(R);
+    let linked = link(&plain, &[]).unwrap();
+    assert_eq!(linked.report.options["page_size"], 4096);
+    // 16 KiB pages (arm64-16k): CONFIG_ARM64_PAGE_SHIFT=14, or 6.9+'s
+    // CONFIG_PAGE_SHIFT.
+    for key in ["CONFIG_ARM64_PAGE_SHIFT", "CONFIG_PAGE_SHIFT"] {
+        let mut r = plain.clone();
+        r.config.insert(key.into(), "14".into());
+        let linked = link(&r, &[]).unwrap();
+        assert_eq!(linked.report.options["page_size"], 16384, "{key}");
+        let e = link(&r, &[("page_size", 4096)]).err().unwrap().to_string();
+        assert!(
+            e.contains("option page_size=4096, but the kernel's pages are 16384 bytes"),
+            "{e}"
+        );
+        assert!(link(&r, &[("page_size", 16384)]).is_ok());
+    }
+    // A 16k flavour whose record predates the fact is refused.
+    let mut r = plain.clone();
+    r.identity.flavour = "arm64-16k".into();
+    let e = link(&r, &[]).err().unwrap().to_string();
+    assert!(e.contains("names no page size"), "{e}");
+    let mut r = plain;
+    r.config.insert("CONFIG_ARM64_PAGE_SHIFT".into(), "banana".into());
+    let e = link(&r, &[]).err().unwrap().to_string();
+    assert!(e.contains("is not a page shift"), "{e}");
+}

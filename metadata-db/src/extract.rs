@@ -66,6 +66,11 @@ pub const CONFIG_KEYS: &[&str] = &[
     "CONFIG_TRACEPOINTS",
     "CONFIG_DEBUG_INFO_BTF",
     "CONFIG_SECURITY_LOCKDOWN_LSM",
+    // The page size (the monitor's page-allocation bytes are
+    // PAGE_SIZE << order): every architecture from 6.9 on, arm64's own
+    // before that (4K, 16K or 64K pages).
+    "CONFIG_PAGE_SHIFT",
+    "CONFIG_ARM64_PAGE_SHIFT",
 ];
 
 /// Where a kernel's artifacts are.
