@@ -327,16 +327,43 @@ fn abs64(arch: Arch) -> u32 {
     }
 }
 
-/// The arm64 module loader sizes a module's PLTs at load time into
-/// sections the module must carry: `.plt` (core text), `.init.plt` and,
-/// with dynamic ftrace, `.text.ftrace_trampoline`. Debian's stock modules
-/// have each as a one-byte PROGBITS placeholder (the kernel's module.lds:
-/// `BYTE(0)`), `.init.plt` without SHF_EXECINSTR.
-fn add_arm64_plt_sections(b: &mut Builder<'_>) {
-    let ax = elf::SHF_ALLOC | elf::SHF_EXECINSTR;
-    add_data_section(b, ".plt", vec![0], 1, ax);
-    add_data_section(b, ".init.plt", vec![0], 1, elf::SHF_ALLOC);
-    add_data_section(b, ".text.ftrace_trampoline", vec![0], 1, ax);
+/// The arm64 module loader sizes a module's PLTs and ftrace trampolines at
+/// load time into sections the module must carry: `.plt` (core text),
+/// `.init.plt`, with dynamic ftrace `.text.ftrace_trampoline`, and on newer
+/// kernels `.init.text.ftrace_trampoline` (7.3 refuses a module without it:
+/// `invalid module format`, nothing in the log). Which ones is a fact of
+/// the record (`conventions.loader_sections`, from a stock module); a
+/// record without it (extracted before) gets the first three, 6.1's set.
+/// Debian's stock modules have each as a one-byte PROGBITS placeholder
+/// (the kernel's module.lds: `BYTE(0)`), the `.init.` ones without
+/// SHF_EXECINSTR.
+fn add_arm64_plt_sections(b: &mut Builder<'_>, record: &KernelRecord) -> Result<(), LinkError> {
+    const OLDER: &[&str] = &[".plt", ".init.plt", ".text.ftrace_trampoline"];
+    let names: Vec<&str> = if record.conventions.loader_sections.is_empty() {
+        OLDER.to_vec()
+    } else {
+        record
+            .conventions
+            .loader_sections
+            .iter()
+            .map(String::as_str)
+            .collect()
+    };
+    for name in names {
+        if !kmlink_metadata_db::record::LOADER_SECTIONS.contains(&name) {
+            return Err(LinkError::Inconsistent {
+                release: record.identity.release.clone(),
+                what: format!("loader section {name:?} is not one the linker knows how to lay out"),
+            });
+        }
+        let flags = if name.starts_with(".init.") {
+            elf::SHF_ALLOC
+        } else {
+            elf::SHF_ALLOC | elf::SHF_EXECINSTR
+        };
+        add_data_section(b, name, vec![0], 1, flags);
+    }
+    Ok(())
 }
 
 /// Links `core` (with its `manifest`) for the kernel `record` describes.
@@ -478,7 +505,7 @@ pub fn link_with(
     }
     add_this_module(&mut b, record, symtab, &release, arch)?;
     if arch == Arch::Aarch64 {
-        add_arm64_plt_sections(&mut b);
+        add_arm64_plt_sections(&mut b, record)?;
     }
 
     b.delete_orphans();

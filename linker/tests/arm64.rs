@@ -150,7 +150,62 @@ fn the_page_size_is_a_link_time_fact_from_the_record() {
     let e = link(&r, &[]).err().unwrap().to_string();
     assert!(e.contains("names no page size"), "{e}");
     let mut r = plain;
-    r.config.insert("CONFIG_ARM64_PAGE_SHIFT".into(), "banana".into());
+    r.config
+        .insert("CONFIG_ARM64_PAGE_SHIFT".into(), "banana".into());
     let e = link(&r, &[]).err().unwrap().to_string();
     assert!(e.contains("is not a page shift"), "{e}");
+}
+
+#[test]
+fn the_loader_sections_are_the_records() {
+    let manifest = Manifest::core_for(Arch::Aarch64).unwrap();
+    let sections = |record: &kmlink_metadata_db::record::KernelRecord| -> Vec<(String, u64)> {
+        let linked = kmlink_linker::link(CORE_OBJECT_AARCH64, &manifest, record).unwrap();
+        let file = ElfFile64::<object::Endianness>::parse(&*linked.ko).unwrap();
+        file.sections()
+            .filter(|s| s.name().unwrap().contains("plt") || s.name().unwrap().contains("ftrace"))
+            .map(|s| {
+                let flags = match s.flags() {
+                    object::SectionFlags::Elf { sh_flags } => sh_flags,
+                    _ => 0,
+                };
+                (s.name().unwrap().to_string(), flags)
+            })
+            .collect()
+    };
+    let (a, ax) = (
+        u64::from(object::elf::SHF_ALLOC),
+        u64::from(object::elf::SHF_ALLOC | object::elf::SHF_EXECINSTR),
+    );
+    // A record from before the fact: 6.1's three.
+    let mut r = common::record(R);
+    r.conventions.loader_sections.clear();
+    assert_eq!(
+        sections(&r),
+        [
+            (".plt".to_string(), ax),
+            (".init.plt".to_string(), a),
+            (".text.ftrace_trampoline".to_string(), ax)
+        ]
+    );
+    // 6.12 and 7.x stock modules also carry .init.text.ftrace_trampoline.
+    r.conventions.loader_sections = kmlink_metadata_db::record::LOADER_SECTIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        sections(&r),
+        [
+            (".plt".to_string(), ax),
+            (".init.plt".to_string(), a),
+            (".text.ftrace_trampoline".to_string(), ax),
+            (".init.text.ftrace_trampoline".to_string(), a)
+        ]
+    );
+    r.conventions.loader_sections.push(".got".into());
+    let e = kmlink_linker::link(CORE_OBJECT_AARCH64, &manifest, &r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("loader section \".got\""), "{e}");
 }

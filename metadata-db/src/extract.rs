@@ -628,6 +628,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 keys.dedup();
                 keys
             },
+            loader_sections: crate::record::loader_sections_of(&f.sections),
         };
         // struct module: BTF and the stock module must agree.
         let this_module = this_module_layout(&release, &btf, &stock)?;
@@ -674,6 +675,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]),
                 ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
                 stock_modinfo_keys: Vec::new(),
+                loader_sections: Vec::new(),
             }
         } else {
             // Neither config nor module: what the image itself shows.
@@ -685,6 +687,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 retpoline: exports.contains_key("__x86_indirect_thunk_rax"),
                 ibt: btf.has_function("ibt_save"),
                 stock_modinfo_keys: Vec::new(),
+                loader_sections: Vec::new(),
             }
         };
         let this_module = btf_module_layout(&release, &btf)?;
