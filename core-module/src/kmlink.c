@@ -921,16 +921,20 @@ static void kml_stack_sample(u32 cpu, u64 bytes)
 			s->depth = depth;
 			s->hash = h;
 			kml_stack_count(s, bytes);
-			barrier();
+			/* Publish: frames, depth and hash are visible before
+			 * READY on every CPU (paired with the readers' rmb). */
+			kml_smp_wmb();
 			WRITE_ONCE(s->state, KML_STACK_READY);
 			return;
 		}
 		/* A slot being filled may hold this very stack: the reader sums
 		 * equal stacks, so moving on only costs a slot. */
-		if (READ_ONCE(s->state) == KML_STACK_READY && READ_ONCE(s->hash) == h &&
-		    s->depth == depth) {
-			kml_stack_count(s, bytes);
-			return;
+		if (READ_ONCE(s->state) == KML_STACK_READY) {
+			kml_smp_rmb();	/* hash and depth were written before READY */
+			if (READ_ONCE(s->hash) == h && READ_ONCE(s->depth) == depth) {
+				kml_stack_count(s, bytes);
+				return;
+			}
 		}
 	}
 	kml_atomic_add(&kml_stk.dropped, 1);
@@ -2512,7 +2516,7 @@ static int kml_stacks_show(void *m, void *v)
 
 		if (READ_ONCE(s->state) != KML_STACK_READY)
 			continue;
-		barrier();
+		kml_smp_rmb();	/* frames, depth and hash were written before READY */
 		depth = s->depth < KML_STACK_DEPTH ? s->depth : KML_STACK_DEPTH;
 		kml_seq_printf(m, "\nstack %llx allocs %llu bytes %llu frames %u\n",
 			       s->hash, READ_ONCE(s->allocs), READ_ONCE(s->bytes), depth);

@@ -445,6 +445,7 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
             k.dedup();
             k
         },
+        loader_sections: kmlink_metadata_db::record::loader_sections_of(&d.facts.sections),
     };
     provenance.insert(
         "conventions".to_string(),

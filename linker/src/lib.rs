@@ -261,6 +261,66 @@ fn check_arch(core: &[u8], record: &KernelRecord) -> Result<Arch, LinkError> {
     Ok(core_arch)
 }
 
+/// The kernel's page size from its record's config: `CONFIG_PAGE_SHIFT`
+/// (every architecture from 6.9 on) or arm64's `CONFIG_ARM64_PAGE_SHIFT`.
+/// `None` when the record names neither (4 KiB on x86; records extracted
+/// before the page size was a fact).
+fn record_page_size(record: &KernelRecord) -> Result<Option<u64>, LinkError> {
+    for key in ["CONFIG_PAGE_SHIFT", "CONFIG_ARM64_PAGE_SHIFT"] {
+        if let Some(v) = record.config.get(key) {
+            return match v.trim().parse::<u32>() {
+                Ok(shift @ 12..=16) => Ok(Some(1u64 << shift)),
+                _ => Err(LinkError::Inconsistent {
+                    release: record.identity.release.clone(),
+                    what: format!("{key}={v} is not a page shift (12 to 16)"),
+                }),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// `options` with the core's `page_size` option set from the record's page
+/// size (a link-time fact, like a layout): an explicit `page_size` must
+/// agree with the kernel's. A record without a page size keeps the core's
+/// default (4096) unless its flavour says larger pages (Debian's
+/// `arm64-16k`), which is refused: such a record predates the fact.
+fn with_page_size(
+    manifest: &Manifest,
+    record: &KernelRecord,
+    options: &Options,
+) -> Result<Options, LinkError> {
+    let mut out = options.clone();
+    if !manifest.options.iter().any(|o| o.name == "page_size") {
+        return Ok(out);
+    }
+    let release = record.identity.release.clone();
+    match (record_page_size(record)?, options.get("page_size")) {
+        (Some(kernel), Some(&set)) if set != kernel => Err(LinkError::Inconsistent {
+            release,
+            what: format!("option page_size={set}, but the kernel's pages are {kernel} bytes"),
+        }),
+        (Some(kernel), _) => {
+            out.insert("page_size".into(), kernel);
+            Ok(out)
+        }
+        (None, None)
+            if ["16k", "64k"]
+                .iter()
+                .any(|s| record.identity.flavour.ends_with(s)) =>
+        {
+            Err(LinkError::Inconsistent {
+                release,
+                what: format!(
+                    "flavour {} has larger pages than 4 KiB but the record names no page size (CONFIG_PAGE_SHIFT); re-extract the record",
+                    record.identity.flavour
+                ),
+            })
+        }
+        (None, _) => Ok(out),
+    }
+}
+
 /// The 64-bit absolute relocation of `arch`.
 fn abs64(arch: Arch) -> u32 {
     match arch {
@@ -269,16 +329,43 @@ fn abs64(arch: Arch) -> u32 {
     }
 }
 
-/// The arm64 module loader sizes a module's PLTs at load time into
-/// sections the module must carry: `.plt` (core text), `.init.plt` and,
-/// with dynamic ftrace, `.text.ftrace_trampoline`. Debian's stock modules
-/// have each as a one-byte PROGBITS placeholder (the kernel's module.lds:
-/// `BYTE(0)`), `.init.plt` without SHF_EXECINSTR.
-fn add_arm64_plt_sections(b: &mut Builder<'_>) {
-    let ax = elf::SHF_ALLOC | elf::SHF_EXECINSTR;
-    add_data_section(b, ".plt", vec![0], 1, ax);
-    add_data_section(b, ".init.plt", vec![0], 1, elf::SHF_ALLOC);
-    add_data_section(b, ".text.ftrace_trampoline", vec![0], 1, ax);
+/// The arm64 module loader sizes a module's PLTs and ftrace trampolines at
+/// load time into sections the module must carry: `.plt` (core text),
+/// `.init.plt`, with dynamic ftrace `.text.ftrace_trampoline`, and on newer
+/// kernels `.init.text.ftrace_trampoline` (7.3 refuses a module without it:
+/// `invalid module format`, nothing in the log). Which ones is a fact of
+/// the record (`conventions.loader_sections`, from a stock module); a
+/// record without it (extracted before) gets the first three, 6.1's set.
+/// Debian's stock modules have each as a one-byte PROGBITS placeholder
+/// (the kernel's module.lds: `BYTE(0)`), the `.init.` ones without
+/// SHF_EXECINSTR.
+fn add_arm64_plt_sections(b: &mut Builder<'_>, record: &KernelRecord) -> Result<(), LinkError> {
+    const OLDER: &[&str] = &[".plt", ".init.plt", ".text.ftrace_trampoline"];
+    let names: Vec<&str> = if record.conventions.loader_sections.is_empty() {
+        OLDER.to_vec()
+    } else {
+        record
+            .conventions
+            .loader_sections
+            .iter()
+            .map(String::as_str)
+            .collect()
+    };
+    for name in names {
+        if !kmlink_metadata_db::record::LOADER_SECTIONS.contains(&name) {
+            return Err(LinkError::Inconsistent {
+                release: record.identity.release.clone(),
+                what: format!("loader section {name:?} is not one the linker knows how to lay out"),
+            });
+        }
+        let flags = if name.starts_with(".init.") {
+            elf::SHF_ALLOC
+        } else {
+            elf::SHF_ALLOC | elf::SHF_EXECINSTR
+        };
+        add_data_section(b, name, vec![0], 1, flags);
+    }
+    Ok(())
 }
 
 /// Links `core` (with its `manifest`) for the kernel `record` describes.
@@ -312,6 +399,7 @@ pub fn link_with(
     }
     record.validate()?;
     let arch = check_arch(core, record)?;
+    let options = &with_page_size(manifest, record, options)?;
     let plan = Plan::resolve(manifest, record)?;
     check_this_module(record)?;
     if record.vermagic.trim().is_empty() {
@@ -420,7 +508,7 @@ pub fn link_with(
     }
     add_this_module(&mut b, record, symtab, &release, arch)?;
     if arch == Arch::Aarch64 {
-        add_arm64_plt_sections(&mut b);
+        add_arm64_plt_sections(&mut b, record)?;
     }
 
     b.delete_orphans();

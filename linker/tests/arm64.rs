@@ -118,3 +118,94 @@ fn a_record_of_the_other_architecture_is_refused_naming_both() {
         "{e}"
     );
 }
+
+#[test]
+fn the_page_size_is_a_link_time_fact_from_the_record() {
+    let manifest = Manifest::core_for(Arch::Aarch64).unwrap();
+    let link = |record: &kmlink_metadata_db::record::KernelRecord, opts: &[(&str, u64)]| {
+        let options = opts.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        kmlink_linker::link_with(CORE_OBJECT_AARCH64, &manifest, record, &options)
+    };
+    // A 4 KiB record without the fact keeps the core's default.
+    let plain = common::record(R);
+    let linked = link(&plain, &[]).unwrap();
+    assert_eq!(linked.report.options["page_size"], 4096);
+    // 16 KiB pages (arm64-16k): CONFIG_ARM64_PAGE_SHIFT=14, or 6.9+'s
+    // CONFIG_PAGE_SHIFT.
+    for key in ["CONFIG_ARM64_PAGE_SHIFT", "CONFIG_PAGE_SHIFT"] {
+        let mut r = plain.clone();
+        r.config.insert(key.into(), "14".into());
+        let linked = link(&r, &[]).unwrap();
+        assert_eq!(linked.report.options["page_size"], 16384, "{key}");
+        let e = link(&r, &[("page_size", 4096)]).err().unwrap().to_string();
+        assert!(
+            e.contains("option page_size=4096, but the kernel's pages are 16384 bytes"),
+            "{e}"
+        );
+        assert!(link(&r, &[("page_size", 16384)]).is_ok());
+    }
+    // A 16k flavour whose record predates the fact is refused.
+    let mut r = plain.clone();
+    r.identity.flavour = "arm64-16k".into();
+    let e = link(&r, &[]).err().unwrap().to_string();
+    assert!(e.contains("names no page size"), "{e}");
+    let mut r = plain;
+    r.config
+        .insert("CONFIG_ARM64_PAGE_SHIFT".into(), "banana".into());
+    let e = link(&r, &[]).err().unwrap().to_string();
+    assert!(e.contains("is not a page shift"), "{e}");
+}
+
+#[test]
+fn the_loader_sections_are_the_records() {
+    let manifest = Manifest::core_for(Arch::Aarch64).unwrap();
+    let sections = |record: &kmlink_metadata_db::record::KernelRecord| -> Vec<(String, u64)> {
+        let linked = kmlink_linker::link(CORE_OBJECT_AARCH64, &manifest, record).unwrap();
+        let file = ElfFile64::<object::Endianness>::parse(&*linked.ko).unwrap();
+        file.sections()
+            .filter(|s| s.name().unwrap().contains("plt") || s.name().unwrap().contains("ftrace"))
+            .map(|s| {
+                let flags = match s.flags() {
+                    object::SectionFlags::Elf { sh_flags } => sh_flags,
+                    _ => 0,
+                };
+                (s.name().unwrap().to_string(), flags)
+            })
+            .collect()
+    };
+    let (a, ax) = (
+        u64::from(object::elf::SHF_ALLOC),
+        u64::from(object::elf::SHF_ALLOC | object::elf::SHF_EXECINSTR),
+    );
+    // A record from before the fact: 6.1's three.
+    let mut r = common::record(R);
+    r.conventions.loader_sections.clear();
+    assert_eq!(
+        sections(&r),
+        [
+            (".plt".to_string(), ax),
+            (".init.plt".to_string(), a),
+            (".text.ftrace_trampoline".to_string(), ax)
+        ]
+    );
+    // 6.12 and 7.x stock modules also carry .init.text.ftrace_trampoline.
+    r.conventions.loader_sections = kmlink_metadata_db::record::LOADER_SECTIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        sections(&r),
+        [
+            (".plt".to_string(), ax),
+            (".init.plt".to_string(), a),
+            (".text.ftrace_trampoline".to_string(), ax),
+            (".init.text.ftrace_trampoline".to_string(), a)
+        ]
+    );
+    r.conventions.loader_sections.push(".got".into());
+    let e = kmlink_linker::link(CORE_OBJECT_AARCH64, &manifest, &r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("loader section \".got\""), "{e}");
+}

@@ -66,6 +66,11 @@ pub const CONFIG_KEYS: &[&str] = &[
     "CONFIG_TRACEPOINTS",
     "CONFIG_DEBUG_INFO_BTF",
     "CONFIG_SECURITY_LOCKDOWN_LSM",
+    // The page size (the monitor's page-allocation bytes are
+    // PAGE_SIZE << order): every architecture from 6.9 on, arm64's own
+    // before that (4K, 16K or 64K pages).
+    "CONFIG_PAGE_SHIFT",
+    "CONFIG_ARM64_PAGE_SHIFT",
 ];
 
 /// Where a kernel's artifacts are.
@@ -623,6 +628,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 keys.dedup();
                 keys
             },
+            loader_sections: crate::record::loader_sections_of(&f.sections),
         };
         // struct module: BTF and the stock module must agree.
         let this_module = this_module_layout(&release, &btf, &stock)?;
@@ -669,6 +675,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]),
                 ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
                 stock_modinfo_keys: Vec::new(),
+                loader_sections: Vec::new(),
             }
         } else {
             // Neither config nor module: what the image itself shows.
@@ -680,6 +687,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 retpoline: exports.contains_key("__x86_indirect_thunk_rax"),
                 ibt: btf.has_function("ibt_save"),
                 stock_modinfo_keys: Vec::new(),
+                loader_sections: Vec::new(),
             }
         };
         let this_module = btf_module_layout(&release, &btf)?;

@@ -106,6 +106,33 @@ pub struct ModuleConventions {
     /// Stock modules carry `intree=Y` etc.: modinfo keys stock modules have,
     /// for reference only.
     pub stock_modinfo_keys: Vec<String>,
+    /// The placeholder sections the module loader sizes at load time, as a
+    /// stock module carries them (those of [`LOADER_SECTIONS`] it has, in
+    /// that order): arm64's PLT and ftrace trampoline sections. Empty on
+    /// x86, and in records extracted before this was a fact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loader_sections: Vec<String>,
+}
+
+/// Sections an architecture's module loader requires a module to carry as
+/// placeholders it sizes at load time (arm64: `.plt` and `.init.plt`,
+/// `.text.ftrace_trampoline` with dynamic ftrace, and from 6.x on
+/// `.init.text.ftrace_trampoline`, without which 7.3's loader refuses the
+/// module). A `.init.` one is allocated but not executable in stock modules.
+pub const LOADER_SECTIONS: &[&str] = &[
+    ".plt",
+    ".init.plt",
+    ".text.ftrace_trampoline",
+    ".init.text.ftrace_trampoline",
+];
+
+/// The [`LOADER_SECTIONS`] among a module's section names, in that order.
+pub fn loader_sections_of(sections: &[String]) -> Vec<String> {
+    LOADER_SECTIONS
+        .iter()
+        .filter(|n| sections.iter().any(|s| s == *n))
+        .map(|n| n.to_string())
+        .collect()
 }
 
 /// Everything the linker needs to know about one kernel build.

@@ -1,8 +1,12 @@
-//! The monitor on an arm64 Debian kernel: `kmlink build --from-packages`
-//! links the aarch64 core for 6.1.0-47-arm64; in qemu-system-aarch64 (virt,
-//! TCG) with Debian's arm64 busybox the module loads, taints exactly O|E,
-//! counts a busybox workload's allocations as the kernel's own kmem
-//! tracepoint events do, and unloads cleanly.
+//! The monitor on arm64 Debian kernels: `kmlink build --from-packages`
+//! links the aarch64 core for bookworm's 6.1.0-47-arm64 (4 KiB pages) and
+//! for trixie-backports' 7.3.4+deb13-arm64-16k (16 KiB pages, unversioned,
+//! PREEMPT); in qemu-system-aarch64 (virt, TCG) with Debian's arm64
+//! busybox the module loads, taints exactly O|E, counts a busybox
+//! workload's allocations as the kernel's own kmem tracepoint events do,
+//! and unloads cleanly. Both kernels come from the verified archive indexes
+//! (`kmlink crawler fetch`: InRelease signature, index hash, package size
+//! and SHA256), cached under the kmlink cache.
 //!
 //! These boot real kernels: `cargo test -p kmlink-tests -- --ignored`.
 
@@ -11,7 +15,10 @@ use std::time::Duration;
 use kmlink_tests::monitor::{field, section, tables, within, Backend};
 use kmlink_tests::{arm64, kmlink_ok};
 
-const RELEASE: &str = "6.1.0-47-arm64";
+/// Bookworm's arm64 kernel: 4 KiB pages, modversions.
+const BOOKWORM: &str = "6.1.0-47-arm64";
+/// The newest arm64 kernel in the archive, in its 16 KiB-page flavour.
+const NEWEST_16K: &str = "7.3.4+deb13-arm64-16k";
 
 /// TAINT_OOT_MODULE | TAINT_UNSIGNED_MODULE.
 const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
@@ -26,11 +33,12 @@ echo "@@TAINT-BEFORE $(cat /proc/sys/kernel/tainted)"
 echo 0 > $T/tracing_on
 echo 65536 > $T/buffer_size_kb || exit 18
 echo > $T/trace
-for e in kmem/kmalloc kmem/kmem_cache_alloc kmem/kfree kmem/kmem_cache_free; do
+for e in kmem/kmalloc kmem/kmem_cache_alloc kmem/kfree kmem/kmem_cache_free kmem/mm_page_alloc; do
   echo 1 > $T/events/$e/enable || exit 20
 done
 dmesg -c > /dev/null
-insmod /kmlink.ko; echo "@@INSMOD $?"
+insmod /kmlink.ko; r=$?; echo "@@INSMOD $r"
+[ $r = 0 ] || { dmesg; exit 22; }
 echo "@@TAINT-AFTER $(cat /proc/sys/kernel/tainted)"
 [ -r /proc/kmlink/stats ] || exit 23
 echo 1 > $T/tracing_on
@@ -50,7 +58,13 @@ done
 grep -E -- "-$pid +\[" /tmp/trace > /tmp/mine
 km=$(grep -c ' kmalloc: ' /tmp/mine)
 kca=$(grep -c ' kmem_cache_alloc: ' /tmp/mine)
-echo "@@CHECK pid=$pid trace_kmalloc=$km trace_kmem_cache_alloc=$kca trace_drops=$drops"
+# Page allocations that succeeded, and their size in pages (2^order each).
+pa=$(awk '/ mm_page_alloc: / && !/page=0000000000000000/ && !/page=\(null\)/ {
+  o = $0; sub(/.* order=/, "", o); sub(/ .*/, "", o); n++
+  p = 1; for (i = 0; i < o; i++) p *= 2; u += p }
+  END { printf "trace_page_alloc=%d trace_page_units=%d", n, u }' /tmp/mine)
+ps=$(awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
+echo "@@CHECK pid=$pid trace_kmalloc=$km trace_kmem_cache_alloc=$kca $pa page_size=$ps trace_drops=$drops"
 echo "@@STATS-BEGIN"
 cat /tmp/stats
 echo "@@STATS-END"
@@ -69,7 +83,8 @@ fn number(console: &str, tag: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {tag} in:\n{console}"))
 }
 
-fn run(backend: Backend) {
+/// `page_size` is the kernel's (the guest's `KernelPageSize` must say so).
+fn run(release: &str, page_size: u64, backend: Backend) {
     if std::process::Command::new("qemu-system-aarch64")
         .arg("--version")
         .output()
@@ -85,7 +100,7 @@ fn run(backend: Backend) {
             return;
         }
     };
-    let fetched = kmlink_ok(&["crawler", "fetch", RELEASE]).expect("kmlink crawler fetch");
+    let fetched = kmlink_ok(&["crawler", "fetch", release]).expect("kmlink crawler fetch");
     let vmlinuz = fetched
         .lines()
         .find_map(|l| l.trim().strip_prefix("vmlinuz"))
@@ -97,7 +112,7 @@ fn run(backend: Backend) {
     kmlink_ok(&[
         "build",
         "--kernel",
-        RELEASE,
+        release,
         "--from-packages",
         "--backend",
         backend.arg(),
@@ -109,9 +124,9 @@ fn run(backend: Backend) {
     let ir = arm64::initramfs(&busybox, SCRIPT, &[("kmlink.ko", module)]).expect("initramfs");
     let boot = arm64::boot(&vmlinuz, &ir, Duration::from_secs(900)).expect("boot");
     let c = &boot.console;
-    let ctx = || format!("{RELEASE} [{}]", backend.arg());
+    let ctx = || format!("{release} [{}]", backend.arg());
     assert!(
-        c.lines().any(|l| l == format!("@@UNAME {RELEASE} aarch64")),
+        c.lines().any(|l| l == format!("@@UNAME {release} aarch64")),
         "{}: did not boot to /init:\n{c}",
         ctx()
     );
@@ -147,22 +162,36 @@ fn run(backend: Backend) {
             .position(|c| c == name)
             .unwrap_or_else(|| panic!("column {name}"))
     };
-    let monitor: u64 = rows
-        .iter()
-        .filter(|r| r[0] == pid)
-        .map(|r| r[col("allocs")].parse::<u64>().expect("number"))
-        .sum();
+    let mine = |name: &str| -> u64 {
+        rows.iter()
+            .filter(|r| r[0] == pid)
+            .map(|r| r[col(name)].parse::<u64>().expect("number"))
+            .sum()
+    };
+    let monitor = mine("allocs");
+    let (pages, page_bytes) = (mine("page_allocs"), mine("page_bytes"));
     let (_, dropped) = t.get("dropped").expect("dropped table");
     let missed: u64 = dropped
         .iter()
         .find(|r| r[0] == "kprobe_missed")
         .map_or(0, |r| r[1].parse().expect("number"));
+    let (trace_pages, trace_page_bytes) = (
+        n("trace_page_alloc"),
+        n("trace_page_units") * n("page_size"),
+    );
     eprintln!(
-        "{}: pid {pid}: allocations monitor {monitor}, tracefs {} kmalloc + {} kmem_cache_alloc = {trace}; kprobe_missed {missed}; {:.1} s in QEMU",
+        "{}: pid {pid}: allocations monitor {monitor}, tracefs {} kmalloc + {} kmem_cache_alloc = {trace}; page allocations monitor {pages} ({page_bytes} bytes), tracefs {trace_pages} ({trace_page_bytes} bytes in {}-byte pages); kprobe_missed {missed}; {:.1} s in QEMU",
         ctx(),
         n("trace_kmalloc"),
         n("trace_kmem_cache_alloc"),
+        n("page_size"),
         boot.duration.as_secs_f64()
+    );
+    assert_eq!(
+        n("page_size"),
+        page_size,
+        "{}: the kernel's page size",
+        ctx()
     );
     assert!(trace > 100, "{}: the workload must allocate", ctx());
     if backend == Backend::Tracepoint {
@@ -173,6 +202,26 @@ fn run(backend: Backend) {
         "{}: allocations: monitor {monitor}, tracefs {trace}, kprobe_missed {missed}\n{stats}",
         ctx()
     );
+    // The page size is a link-time fact: the monitor's page bytes are
+    // PAGE_SIZE << order, as tracefs's orders say.
+    assert!(
+        trace_pages > 0,
+        "{}: the workload must allocate pages",
+        ctx()
+    );
+    assert!(
+        within(backend, pages, trace_pages, missed),
+        "{}: page allocations: monitor {pages}, tracefs {trace_pages}, kprobe_missed {missed}\n{stats}",
+        ctx()
+    );
+    if pages == trace_pages {
+        assert_eq!(
+            page_bytes,
+            trace_page_bytes,
+            "{}: page bytes ({page_size}-byte pages)",
+            ctx()
+        );
+    }
     let backend_line = format!("backend {}", backend.arg());
     assert!(
         stats.lines().any(|l| l.trim() == backend_line),
@@ -208,11 +257,23 @@ fn run(backend: Backend) {
 #[test]
 #[ignore = "boots real kernels in QEMU"]
 fn arm64_monitor_tracepoint() {
-    run(Backend::Tracepoint);
+    run(BOOKWORM, 4096, Backend::Tracepoint);
 }
 
 #[test]
 #[ignore = "boots real kernels in QEMU"]
 fn arm64_monitor_kprobe() {
-    run(Backend::Kprobe);
+    run(BOOKWORM, 4096, Backend::Kprobe);
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn arm64_16k_monitor_tracepoint() {
+    run(NEWEST_16K, 16384, Backend::Tracepoint);
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn arm64_16k_monitor_kprobe() {
+    run(NEWEST_16K, 16384, Backend::Kprobe);
 }

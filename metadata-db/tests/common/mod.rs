@@ -80,6 +80,7 @@ pub fn fixture(release: &str, build: u32, n: usize, same: impl Fn(usize) -> bool
             retpoline: true,
             ibt: false,
             stock_modinfo_keys: vec!["depends".into(), "intree".into(), "name".into()],
+            loader_sections: Vec::new(),
         },
         config: BTreeMap::from([
             ("CONFIG_MODVERSIONS".to_string(), "y".to_string()),
