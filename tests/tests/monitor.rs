@@ -69,7 +69,7 @@ echo go > /tmp/go_b
 n=0
 until [ -e /tmp/held ]; do n=$((n + 1)); [ $n -gt 100 ] && exit 44; sleep 1; done
 sleep 2
-kmlink leaks --age 1 > /tmp/leaks_held 2>&1 || { cat /tmp/leaks_held; exit 45; }
+kmlink leaks --age 1 --stacks --json > /tmp/leaks_held 2>&1 || { cat /tmp/leaks_held; exit 45; }
 wait $hpid || exit 46
 kmlink leaks > /tmp/leaks_freed 2>&1 || { cat /tmp/leaks_freed; exit 47; }
 echo pause > /proc/kmlink/control || exit 26
@@ -223,6 +223,11 @@ fn check_kernel(release: &str, backend: Backend) {
         "ring_events=131072",
         "--set",
         "ring_mem_mb=64",
+        // Every allocation's stack, so that each call site of the held
+        // pipes has its own (a sampling period could alias with the
+        // workload's per-pipe cycle and always miss one of them).
+        "--set",
+        "stacks=1",
         "-o",
         ko.to_str().expect("utf8"),
     ])
@@ -575,6 +580,42 @@ fn check_cgroups(
     );
 }
 
+/// The rows of `kmlink leaks --json` (validated against `$defs/leaks` of
+/// docs/stats.schema.json): (objects, bytes, caller), and the document.
+fn leak_json_rows(release: &str, text: &str) -> (Vec<(u64, u64, String)>, serde_json::Value) {
+    let doc: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{release}: kmlink leaks --json: {e}:\n{text}"));
+    let root: serde_json::Value =
+        serde_json::from_str(kmlink_procview::json::STATS_SCHEMA).expect("schema");
+    let schema = serde_json::json!({
+        "$schema": root["$schema"],
+        "$defs": root["$defs"],
+        "$ref": "#/$defs/leaks",
+    });
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{release}: kmlink leaks --json violates $defs/leaks: {errors:?}"
+    );
+    let rows = doc["callsites"]
+        .as_array()
+        .expect("callsites")
+        .iter()
+        .map(|c| {
+            (
+                c["objects"].as_u64().expect("objects"),
+                c["bytes"].as_u64().expect("bytes"),
+                c["caller"].as_str().expect("caller").to_string(),
+            )
+        })
+        .collect();
+    (rows, doc)
+}
+
 /// The rows of a `kmlink leaks` output: (objects, bytes, caller).
 fn leak_rows(text: &str) -> Vec<(u64, u64, String)> {
     text.lines()
@@ -590,11 +631,20 @@ fn leak_rows(text: &str) -> Vec<(u64, u64, String)> {
         .collect()
 }
 
-/// `hold` kept 97 pipes for 10 s: `kmlink leaks --age 1` lists each
-/// alloc_pipe_info call site with exactly 97 objects and the bytes of the
-/// 97 allocations the monitor saw there; after it exits they are gone.
+/// `hold` kept 97 pipes for 10 s: `kmlink leaks --age 1 --stacks --json`
+/// lists each alloc_pipe_info call site with exactly 97 objects and the
+/// bytes of the 97 allocations the monitor saw there, and under it the
+/// sampled stacks (every allocation's: `stacks=1`) that went through it,
+/// cut at it: the call site first, then do_pipe2 and the system call entry
+/// (both backends: under kprobes the unwinder gets past the kretprobe
+/// trampoline to the real return address, docs/core-module.md). After hold
+/// exits, `kmlink leaks` lists them no more.
 fn check_leaks(release: &str, output: &str) {
-    let held = leak_rows(section(output, "LEAKS-HELD"));
+    let (held, doc) = leak_json_rows(release, section(output, "LEAKS-HELD"));
+    assert_eq!(
+        doc["stacks"]["sample_every"], 1,
+        "{release}: the monitor records every stack:\n{doc:#}"
+    );
     let freed = leak_rows(section(output, "LEAKS-FREED"));
     let events: Vec<Vec<&str>> = section(output, "HOLDEV")
         .lines()
@@ -632,6 +682,53 @@ fn check_leaks(release: &str, output: &str) {
         assert_eq!(*objects, 97, "{release}: {caller}: 97 pipes held");
         assert_eq!(mine.len(), 97, "{release}: {caller}: hold's events there");
         assert_eq!(*bytes, want, "{release}: {caller}: bytes outstanding");
+        let site = doc["callsites"]
+            .as_array()
+            .expect("callsites")
+            .iter()
+            .find(|c| c["caller"] == caller.as_str())
+            .expect("the row");
+        let paths = site["stacks"].as_array().expect("stacks");
+        let sampled: u64 = paths
+            .iter()
+            .map(|p| p["allocs"].as_u64().expect("allocs"))
+            .sum();
+        let frames = |p: &serde_json::Value| -> Vec<String> {
+            p["frames"]
+                .as_array()
+                .expect("frames")
+                .iter()
+                .map(|f| f.as_str().expect("frame").to_string())
+                .collect()
+        };
+        // hold's 97 allocations there were all sampled (others may have
+        // allocated there too: pipes are everyone's).
+        assert!(
+            sampled >= 97,
+            "{release}: {caller}: {sampled} sampled stacks through it, want >= 97:\n{site:#}"
+        );
+        let pipe = paths
+            .iter()
+            .map(frames)
+            .find(|f| {
+                f.iter()
+                    .any(|f| kmlink_procview::stacks::function(f) == "do_pipe2")
+            })
+            .unwrap_or_else(|| panic!("{release}: {caller}: no stack through do_pipe2:\n{site:#}"));
+        assert_eq!(
+            &pipe[0], caller,
+            "{release}: a path starts at its call site"
+        );
+        assert!(
+            pipe.iter()
+                .any(|f| kmlink_procview::stacks::function(f) == "do_syscall_64"),
+            "{release}: {caller}: the path reaches the system call: {pipe:?}"
+        );
+        eprintln!(
+            "{release}: {caller}: {} paths, {sampled} sampled allocations; {}",
+            paths.len(),
+            pipe.join(" <- ")
+        );
         assert!(
             !freed.iter().any(|(_, _, c)| c == caller),
             "{release}: {caller} still listed after hold closed its pipes:
