@@ -200,14 +200,19 @@ mod tests {
             frees: 3,
             stacks: Vec::new(),
         };
-        let t = format_leaks(&[l.clone()], Duration::from_secs(2), false);
+        let t = format_leaks(std::slice::from_ref(&l), Duration::from_secs(2), false);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].contains("1 call sites") && lines[0].contains("97 objects"));
         assert!(lines[2].contains("0xffffffff81301234  alloc_pipe_info+0x3e/0x1c0"));
         assert!(lines[2].trim_start().starts_with("97 "));
-        let none = format_leaks(&[l.clone()], Duration::ZERO, true);
-        assert!(none.lines().nth(3).unwrap().contains("no sampled stack"));
+        let none = format_leaks(std::slice::from_ref(&l), Duration::ZERO, true);
+        assert!(
+            none.lines()
+                .nth(3)
+                .is_some_and(|l| l.contains("no sampled stack")),
+            "{none}"
+        );
         let with = Leak {
             stacks: vec![kmlink_procview::leaks::SitePath {
                 allocs: 3,
