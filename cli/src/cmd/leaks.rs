@@ -88,6 +88,12 @@ pub fn run(args: LeaksArgs) -> Result<ExitCode> {
                  (`sudo kmlink unload && sudo kmlink load --rebuild --set stacks=64`)"
             };
             eprintln!("kmlink: no stacks to show: {why}");
+        } else if st.cut_at_kretprobe_trampoline() {
+            eprintln!(
+                "kmlink: every sampled stack stops at kretprobe_trampoline: this kernel's \
+                 unwinder does not get past the kprobe backend's return trampoline, so no \
+                 stack shows a call site (load the tracepoint backend for stacks)"
+            );
         }
         // Matched on the kernel's own names, before any is renamed below.
         attach_stacks(&mut rows, &st);
