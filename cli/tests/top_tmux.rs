@@ -67,37 +67,14 @@ fn first_row(screen: &str, title: &str) -> String {
     lines.get(at + 2).unwrap_or(&"").to_string()
 }
 
-fn copy_snapshot(from: &str, to: &Path) {
-    for rel in ["kmlink/stats", "kmlink/events", "sys/kernel/osrelease"] {
-        let dst = to.join(rel);
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        // Written then renamed, as a reader would see /proc: whole.
-        let tmp = dst.with_extension("tmp");
-        std::fs::copy(fixtures().join(from).join(rel), &tmp).unwrap();
-        std::fs::rename(&tmp, &dst).unwrap();
-    }
-}
-
-#[test]
-fn top_in_tmux_sorts_filters_pauses_and_quits() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        return kmlink_testkit::missing(
-            "tmux (apt-get install tmux): kmlink top was not tested in a terminal",
-        );
-    }
-    let root = std::env::temp_dir().join(format!("kmlink-top-tmux-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    copy_snapshot("busy-1", &root);
-
-    let tmux = Tmux {
-        socket: format!("kmlink-test-{}", std::process::id()),
-    };
+/// `tmux new-session` running `kmlink top ARGS` in a 110×40 window; the
+/// shell prints top's exit status when it ends.
+fn start_top(tmux: &Tmux, args: &str) {
     // The shell reports top's exit status on the screen: tmux's own
     // #{pane_dead_status} is sometimes never filled in (tmux 3.3a).
     let cmd = format!(
-        "sh -c '{} top -d 0.3 --proc-root {}; echo kmlink-top-exit=$?; sleep 30'",
+        "sh -c '{} top {args}; echo kmlink-top-exit=$?; sleep 30'",
         env!("CARGO_BIN_EXE_kmlink"),
-        root.display()
     );
     let out = tmux.run(&[
         "new-session",
@@ -121,6 +98,38 @@ fn top_in_tmux_sorts_filters_pauses_and_quits() {
         "tmux: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn copy_snapshot(from: &str, to: &Path) {
+    for rel in ["kmlink/stats", "kmlink/events", "sys/kernel/osrelease"] {
+        let src = fixtures().join(from).join(rel);
+        if !src.exists() {
+            continue;
+        }
+        let dst = to.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        // Written then renamed, as a reader would see /proc: whole.
+        let tmp = dst.with_extension("tmp");
+        std::fs::copy(&src, &tmp).unwrap();
+        std::fs::rename(&tmp, &dst).unwrap();
+    }
+}
+
+#[test]
+fn top_in_tmux_sorts_filters_pauses_and_quits() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        return kmlink_testkit::missing(
+            "tmux (apt-get install tmux): kmlink top was not tested in a terminal",
+        );
+    }
+    let root = std::env::temp_dir().join(format!("kmlink-top-tmux-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    copy_snapshot("busy-1", &root);
+
+    let tmux = Tmux {
+        socket: format!("kmlink-test-{}", std::process::id()),
+    };
+    start_top(&tmux, &format!("-d 0.3 --proc-root {}", root.display()));
 
     // First frames: totals, the header from the monitor table.
     let s = tmux.wait("the first frame", |s| s.contains("processes (9)"));
@@ -187,4 +196,95 @@ fn top_in_tmux_sorts_filters_pauses_and_quits() {
         "the alternate screen was left: {s}"
     );
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The cgroup view (`c`): rows named from a cgroup2 hierarchy given with
+/// `--cgroup-root` (here a directory tree whose inode numbers the snapshot's
+/// cgroup table uses as ids), long paths shortened keeping what tells them
+/// apart (the leaf, or the container), sorted like the other views.
+#[test]
+fn top_in_tmux_shows_cgroups_by_path() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        return kmlink_testkit::missing(
+            "tmux (apt-get install tmux): kmlink top's cgroup view was not tested in a terminal",
+        );
+    }
+    use std::os::unix::fs::MetadataExt;
+    let base = std::env::temp_dir().join(format!("kmlink-top-cg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (root, cg) = (base.join("proc"), base.join("cgroup"));
+    copy_snapshot("leaks", &root);
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let groups = [
+        (format!("system.slice/docker-{id}.scope"), 5000u64),
+        (
+            "user.slice/user-1000.slice/session-3.scope".to_string(),
+            3000,
+        ),
+        (
+            "workloads/batch/nightly-reindex-of-the-search-cluster".to_string(),
+            9000,
+        ),
+        ("init.scope".to_string(), 10),
+    ];
+    let mut table =
+        "# cgroup: cgroup allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n"
+            .to_string();
+    for (path, allocs) in &groups {
+        std::fs::create_dir_all(cg.join(path)).unwrap();
+        let ino = std::fs::metadata(cg.join(path)).unwrap().ino();
+        table += &format!("{ino} {allocs} 0 {} 0 {} 0 0 0\n", allocs * 64, allocs * 60);
+    }
+    let stats_path = root.join("kmlink/stats");
+    let stats = std::fs::read_to_string(&stats_path).unwrap();
+    let start = stats.find("# cgroup:").unwrap();
+    let end = start + stats[start..].find("\n\n").unwrap() + 1;
+    std::fs::write(
+        &stats_path,
+        format!("{}{table}{}", &stats[..start], &stats[end..]),
+    )
+    .unwrap();
+
+    let tmux = Tmux {
+        socket: format!("kmlink-test-cg-{}", std::process::id()),
+    };
+    start_top(
+        &tmux,
+        &format!(
+            "-d 0.3 --sort allocs --proc-root {} --cgroup-root {}",
+            root.display(),
+            cg.display()
+        ),
+    );
+    tmux.wait("the process view", |s| s.contains("processes (1)"));
+    tmux.keys(&["c"]);
+    let s = tmux.wait("the cgroup view", |s| s.contains("cgroups (4)"));
+    assert!(s.contains("CGROUP"), "{s}");
+    assert!(s.contains("c processes"), "footer: {s}");
+    let rows: Vec<&str> = {
+        let lines: Vec<&str> = s.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("cgroups ("))
+            .unwrap();
+        lines[at + 2..at + 6].to_vec()
+    };
+    // Most allocations first; each name says which group it is.
+    // (110 columns leave the name 39: a full path of 54 keeps its leaf.)
+    assert!(
+        rows[0].starts_with("…/nightly-reindex-of-the-search-cluster "),
+        "{s}"
+    );
+    assert!(rows[1].contains("container docker 0123456789ab"), "{s}");
+    assert!(rows[2].contains("/user.slice/…/session-3.scope"), "{s}");
+    assert!(rows[3].contains("/init.scope (systemd init.scope)"), "{s}");
+    assert!(rows[0].contains("9000"), "{s}");
+    // Back to processes.
+    tmux.keys(&["c"]);
+    let s = tmux.wait("the process view again", |s| s.contains("processes (1)"));
+    assert!(!s.contains("cgroups ("), "{s}");
+    tmux.keys(&["q"]);
+    let s = tmux.wait("top to quit on q", |s| s.contains("kmlink-top-exit="));
+    assert!(s.contains("kmlink-top-exit=0"), "{s}");
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -166,3 +166,62 @@ fn not_loaded_and_not_a_terminal_are_advice() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("bytes/s"));
 }
+
+/// `kmlink leaks --stacks` and `--json` on the hand-written leaks snapshot:
+/// each call site with its sampled stacks cut at it; a snapshot without a
+/// stacks file is an error naming the file.
+#[test]
+fn leaks_stacks_text_and_json() {
+    let leaks = fixture("leaks");
+    let root = leaks.to_str().unwrap();
+    let text = stdout(&kmlink(&[
+        "leaks",
+        "--stacks",
+        "--age",
+        "1",
+        "--proc-root",
+        root,
+    ]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("# 2 call sites"), "{text}");
+    assert!(lines[2].ends_with("alloc_pipe_info+0x3e/0x1c0"), "{text}");
+    assert_eq!(
+        lines[3].trim(),
+        "24 sampled allocations, 4608 bytes:",
+        "{text}"
+    );
+    assert_eq!(lines[4].trim(), "alloc_pipe_info+0x3e/0x1c0", "{text}");
+    assert_eq!(lines[7].trim(), "do_pipe2+0x2e/0xe0", "{text}");
+    assert!(!text.contains("seq_read_iter"), "{text}");
+
+    let json = stdout(&kmlink(&[
+        "leaks",
+        "--json",
+        "--stacks",
+        "--sort",
+        "bytes",
+        "--top",
+        "1",
+        "--proc-root",
+        root,
+    ]));
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["format"], "kmlink-leaks/1");
+    assert_eq!(doc["sort"], "bytes");
+    assert_eq!(doc["callsites"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["callsites"][0]["caller"], "alloc_pipe_info+0x6a/0x1c0");
+    assert_eq!(doc["callsites"][0]["stacks"][0]["allocs"], 25);
+    let plain: serde_json::Value =
+        serde_json::from_str(&stdout(&kmlink(&["leaks", "--json", "--proc-root", root]))).unwrap();
+    assert!(plain["stacks"].is_null() && plain["callsites"][0]["stacks"].is_null());
+
+    let o = kmlink(&[
+        "leaks",
+        "--stacks",
+        "--proc-root",
+        fixture("busy-1").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("kmlink/stacks"), "{err}");
+}

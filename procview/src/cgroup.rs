@@ -37,6 +37,15 @@ impl CgroupPaths {
             .unwrap_or_default()
     }
 
+    /// The hierarchy at `root` when given (`--cgroup-root`), else this
+    /// host's ([`CgroupPaths::discover`]).
+    pub fn at(root: Option<&Path>) -> Self {
+        match root {
+            Some(r) => Self::walk(r),
+            None => Self::discover(),
+        }
+    }
+
     /// Walks the cgroup2 hierarchy at `root`. Directories that cannot be
     /// read (gone since listed, or not ours to list) are skipped: the map is
     /// a best effort, and ids it lacks stay numbers.
@@ -183,6 +192,78 @@ pub fn label(path: &str) -> Option<String> {
     }
 }
 
+/// A cgroup's name for a column `width` characters wide: the path and its
+/// label when both fit; else the path; else, for a container, its label
+/// (`container docker 0123456789ab`: the path's hex id is no help); else
+/// the path with its middle elided, keeping the first component and the
+/// leaf (`/user.slice/…/session-3.scope`), or only the leaf (`…/leaf`);
+/// else the leaf elided in its middle, keeping its start and end.
+pub fn display_name(path: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let fits = |s: &str| s.width() <= width;
+    let label = label(path).filter(|l| l != "root");
+    if let Some(l) = &label {
+        let full = format!("{path} ({l})");
+        if fits(&full) {
+            return full;
+        }
+    }
+    if fits(path) {
+        return path.to_string();
+    }
+    if let (Some(l), CgroupKind::Container { .. }) = (&label, classify(path)) {
+        if fits(l) {
+            return l.clone();
+        }
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let leaf = parts.last().copied().unwrap_or(path);
+    if parts.len() > 2 {
+        let s = format!("/{}/…/{leaf}", parts[0]);
+        if fits(&s) {
+            return s;
+        }
+    }
+    let s = format!("…/{leaf}");
+    if fits(&s) {
+        return s;
+    }
+    elide_middle(leaf, width)
+}
+
+/// `text` cut to `width` columns by replacing its middle with `…`, the end
+/// (where names differ: ids, unit suffixes) kept a little longer.
+fn elide_middle(text: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    if width == 0 {
+        return String::new();
+    }
+    let keep = width - 1;
+    let (head_w, tail_w) = (keep / 2, keep - keep / 2);
+    let mut head = String::new();
+    let mut w = 0;
+    for c in text.chars() {
+        let cw = c.width().unwrap_or(0);
+        if w + cw > head_w {
+            break;
+        }
+        head.push(c);
+        w += cw;
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut w = 0;
+    for c in text.chars().rev() {
+        let cw = c.width().unwrap_or(0);
+        if w + cw > tail_w {
+            break;
+        }
+        tail.push(c);
+        w += cw;
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -229,6 +310,44 @@ mod tests {
             label("/system.slice/mygroup").as_deref(),
             Some("systemd system.slice")
         );
+    }
+
+    #[test]
+    fn long_paths_keep_their_leaf() {
+        use unicode_width::UnicodeWidthStr;
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            display_name("/system.slice/ssh.service", 60),
+            "/system.slice/ssh.service (systemd ssh.service)"
+        );
+        assert_eq!(
+            display_name("/system.slice/ssh.service", 30),
+            "/system.slice/ssh.service"
+        );
+        assert_eq!(display_name("/", 18), "/");
+        assert_eq!(
+            display_name(&format!("/system.slice/docker-{id}.scope"), 30),
+            "container docker 0123456789ab"
+        );
+        assert_eq!(
+            display_name("/user.slice/user-1000.slice/session-3.scope", 30),
+            "/user.slice/…/session-3.scope"
+        );
+        assert_eq!(
+            display_name("/user.slice/user-1000.slice/session-3.scope", 18),
+            "…/session-3.scope"
+        );
+        let long = "/workloads/batch/nightly-reindex-of-the-search-cluster";
+        let s = display_name(long, 18);
+        assert_eq!(s, "nightly-…h-cluster");
+        for w in [1, 5, 18, 29, 40] {
+            assert!(display_name(long, w).width() <= w, "{w}");
+            assert!(
+                display_name(&format!("/system.slice/docker-{id}.scope"), w).width() <= w,
+                "{w}"
+            );
+        }
+        assert_eq!(elide_middle("abcdef", 0), "");
     }
 
     #[test]

@@ -80,6 +80,21 @@ impl Stacks {
     }
 }
 
+impl Stacks {
+    /// Whether every stack stops at the kretprobe trampoline: the kprobe
+    /// backend on kernels before rethook (5.x), whose unwinder does not get
+    /// past `kretprobe_trampoline` from a return handler, so no stack shows
+    /// who called the allocator (docs/core-module.md). False when empty.
+    pub fn cut_at_kretprobe_trampoline(&self) -> bool {
+        !self.stacks.is_empty()
+            && self.stacks.iter().all(|s| {
+                s.frames
+                    .last()
+                    .is_some_and(|f| function(f) == "kretprobe_trampoline")
+            })
+    }
+}
+
 /// `func+0x1a/0x40 [mod]` → `func`; `0xffffffffc0001234` stays as is.
 pub fn function(frame: &str) -> &str {
     let f = frame.split_ascii_whitespace().next().unwrap_or(frame);
@@ -283,6 +298,23 @@ stack 2 allocs 4 bytes 1024 frames 4
             assert_eq!(e.line, line, "{text:?}: {e}");
             assert!(e.to_string().contains(why), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn kretprobe_trampoline_cuts() {
+        let cut = parse_stacks(
+            "# stacks: sample_every 8 slots 2048 depth 32 sampled 429 dropped 0 available 1\n\n\
+             stack c1ae1821b46ec5d1 allocs 429 bytes 111224 frames 5\n\
+             \x20kml_on_alloc+0x263/0x420 [kmlink]\n\
+             \x20kml_kp_return+0x184/0x230 [kmlink]\n\
+             \x20__kretprobe_trampoline_handler+0xfe/0x190\n\
+             \x20trampoline_handler+0x44/0x60\n\
+             \x20kretprobe_trampoline+0x25/0x50\n",
+        )
+        .unwrap();
+        assert!(cut.cut_at_kretprobe_trampoline());
+        assert!(!parse_stacks(SAMPLE).unwrap().cut_at_kretprobe_trampoline());
+        assert!(!Stacks::default().cut_at_kretprobe_trampoline());
     }
 
     #[test]

@@ -300,6 +300,53 @@ fn events_json_validates_against_the_schema() {
 }
 
 #[test]
+fn leaks_json_validates_against_the_schema() {
+    use kmlink_procview::leaks::{attach_stacks, leaks, leaks_json, LeakQuery, LeakSort};
+    let root = schema();
+    let schema = serde_json::json!({
+        "$schema": root["$schema"],
+        "$defs": root["$defs"],
+        "$ref": "#/$defs/leaks",
+    });
+    let s = stats("leaks");
+    let st = fixture("leaks").read_stacks().unwrap();
+    let q = LeakQuery {
+        min_age: Duration::from_secs(1),
+        top: None,
+        sort: LeakSort::Age,
+    };
+    let mut rows = leaks(&s, &q);
+    let plain = serde_json::to_value(leaks_json(&s, &q, &rows, None)).unwrap();
+    check(&schema, &plain);
+    attach_stacks(&mut rows, &st);
+    let doc = serde_json::to_value(leaks_json(&s, &q, &rows, Some(&st))).unwrap();
+    check(&schema, &doc);
+    // The two alloc_pipe_info call sites, each with its sampled path from
+    // the call site out to the syscall.
+    let sites = doc["callsites"].as_array().unwrap();
+    assert_eq!(sites.len(), 2, "{doc:#}");
+    assert_eq!(sites[0]["caller"], "alloc_pipe_info+0x3e/0x1c0");
+    assert_eq!(sites[0]["objects"], 200);
+    let paths = sites[0]["stacks"].as_array().unwrap();
+    assert_eq!(paths.len(), 2, "pipe() and pipe2(): {doc:#}");
+    assert_eq!(paths[0]["allocs"], 24);
+    assert_eq!(paths[0]["frames"][0], "alloc_pipe_info+0x3e/0x1c0");
+    assert_eq!(paths[0]["frames"][3], "do_pipe2+0x2e/0xe0");
+    assert_eq!(sites[1]["stacks"][0]["bytes"], 25600);
+    // What the schema refuses: a missing field, a stray one, a bad address.
+    for (ptr, v) in [
+        ("/callsites/0/stacks/0/frames", serde_json::json!([])),
+        ("/callsites/0/call_site", serde_json::json!("ffff")),
+        ("/sort", serde_json::json!("size")),
+    ] {
+        let mut bad = doc.clone();
+        *bad.pointer_mut(ptr).unwrap() = v;
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        assert!(!validator.is_valid(&bad), "{ptr} accepted");
+    }
+}
+
+#[test]
 fn a_missing_monitor_is_advice() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nowhere");
     let src = ProcSource::new(&dir);

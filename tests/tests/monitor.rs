@@ -69,12 +69,16 @@ echo go > /tmp/go_b
 n=0
 until [ -e /tmp/held ]; do n=$((n + 1)); [ $n -gt 100 ] && exit 44; sleep 1; done
 sleep 2
-kmlink leaks --age 1 > /tmp/leaks_held 2>&1 || { cat /tmp/leaks_held; exit 45; }
+kmlink leaks --age 1 --stacks --json > /tmp/leaks_held 2> /tmp/leaks_held_err || { cat /tmp/leaks_held /tmp/leaks_held_err; exit 45; }
 wait $hpid || exit 46
 kmlink leaks > /tmp/leaks_freed 2>&1 || { cat /tmp/leaks_freed; exit 47; }
 echo pause > /proc/kmlink/control || exit 26
 echo 0 > $T/tracing_on
 cat /proc/kmlink/stats > /tmp/stats
+# The stack table in brief: its stacks, those ending at the kretprobe
+# trampoline, those reaching the system call entry.
+awk '/^stack /{n++} /^ kretprobe_trampoline\+/{k++} /^ do_syscall_64\+/{s++}
+  END {printf "@@STACKSUM stacks=%d trampoline=%d syscall=%d\n", n, k, s}' /proc/kmlink/stacks
 kmlink stats --json --top 5 > /tmp/stats.json 2>&1 || { cat /tmp/stats.json; exit 48; }
 cat /proc/kmlink/events > /tmp/events
 cat $T/trace > /tmp/trace
@@ -149,6 +153,7 @@ echo "@@STATS-BEGIN"
 cat /tmp/stats
 echo "@@STATS-END"
 echo "@@LEAKS-HELD-BEGIN"; cat /tmp/leaks_held; echo "@@LEAKS-HELD-END"
+echo "@@LEAKS-HELD-ERR-BEGIN"; cat /tmp/leaks_held_err; echo "@@LEAKS-HELD-ERR-END"
 echo "@@LEAKS-FREED-BEGIN"; cat /tmp/leaks_freed; echo "@@LEAKS-FREED-END"
 echo "@@JSON-BEGIN"; cat /tmp/stats.json; echo "@@JSON-END"
 echo "@@HOLDEV-BEGIN"
@@ -223,6 +228,11 @@ fn check_kernel(release: &str, backend: Backend) {
         "ring_events=131072",
         "--set",
         "ring_mem_mb=64",
+        // Every allocation's stack, so that each call site of the held
+        // pipes has its own (a sampling period could alias with the
+        // workload's per-pipe cycle and always miss one of them).
+        "--set",
+        "stacks=1",
         "-o",
         ko.to_str().expect("utf8"),
     ])
@@ -444,7 +454,7 @@ fn check_kernel(release: &str, backend: Backend) {
     );
     let parsed = parse_stats(stats).unwrap_or_else(|e| panic!("{release}: stats: {e}"));
     check_cgroups(release, backend, &r.output, &parsed, pid, missed);
-    check_leaks(release, &r.output);
+    check_leaks(release, backend, &r.output);
     check_callsites(release, backend, &r.output, &parsed);
 
     let cleared = r
@@ -575,6 +585,42 @@ fn check_cgroups(
     );
 }
 
+/// The rows of `kmlink leaks --json` (validated against `$defs/leaks` of
+/// docs/stats.schema.json): (objects, bytes, caller), and the document.
+fn leak_json_rows(release: &str, text: &str) -> (Vec<(u64, u64, String)>, serde_json::Value) {
+    let doc: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("{release}: kmlink leaks --json: {e}:\n{text}"));
+    let root: serde_json::Value =
+        serde_json::from_str(kmlink_procview::json::STATS_SCHEMA).expect("schema");
+    let schema = serde_json::json!({
+        "$schema": root["$schema"],
+        "$defs": root["$defs"],
+        "$ref": "#/$defs/leaks",
+    });
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{release}: kmlink leaks --json violates $defs/leaks: {errors:?}"
+    );
+    let rows = doc["callsites"]
+        .as_array()
+        .expect("callsites")
+        .iter()
+        .map(|c| {
+            (
+                c["objects"].as_u64().expect("objects"),
+                c["bytes"].as_u64().expect("bytes"),
+                c["caller"].as_str().expect("caller").to_string(),
+            )
+        })
+        .collect();
+    (rows, doc)
+}
+
 /// The rows of a `kmlink leaks` output: (objects, bytes, caller).
 fn leak_rows(text: &str) -> Vec<(u64, u64, String)> {
     text.lines()
@@ -590,11 +636,52 @@ fn leak_rows(text: &str) -> Vec<(u64, u64, String)> {
         .collect()
 }
 
-/// `hold` kept 97 pipes for 10 s: `kmlink leaks --age 1` lists each
-/// alloc_pipe_info call site with exactly 97 objects and the bytes of the
-/// 97 allocations the monitor saw there; after it exits they are gone.
-fn check_leaks(release: &str, output: &str) {
-    let held = leak_rows(section(output, "LEAKS-HELD"));
+/// `hold` kept 97 pipes for 10 s: `kmlink leaks --age 1 --stacks --json`
+/// lists each alloc_pipe_info call site with exactly 97 objects and the
+/// bytes of the 97 allocations the monitor saw there, and under it the
+/// sampled stacks (every allocation's: `stacks=1`) that went through it,
+/// cut at it: the call site first, then do_pipe2 and the system call entry
+/// (both backends: under kprobes the unwinder gets past the kretprobe
+/// trampoline to the real return address, docs/core-module.md). After hold
+/// exits, `kmlink leaks` lists them no more.
+///
+/// Kernels before rethook (5.x) are the exception with the kprobe backend:
+/// their unwinder stops at `kretprobe_trampoline` in a return handler, so
+/// every stack ends there, none reaches a call site, and the call sites have
+/// no stacks: that is asserted instead.
+fn check_leaks(release: &str, backend: Backend, output: &str) {
+    let (held, doc) = leak_json_rows(release, section(output, "LEAKS-HELD"));
+    assert_eq!(
+        doc["stacks"]["sample_every"], 1,
+        "{release}: the monitor records every stack:\n{doc:#}"
+    );
+    let sum = marker(output, "@@STACKSUM");
+    eprintln!("{release} [{backend:?}]: stack table: {sum:?}");
+    let pre_rethook = release.starts_with("5.");
+    let cut = backend == Backend::Kprobe && pre_rethook;
+    let note = section(output, "LEAKS-HELD-ERR").trim();
+    if cut {
+        assert!(
+            note.contains("every sampled stack stops at kretprobe_trampoline"),
+            "{release} [kprobe]: kmlink leaks --stacks should say why no stack is shown: {note:?}"
+        );
+    } else {
+        assert!(
+            note.is_empty(),
+            "{release} [{backend:?}]: kmlink leaks said: {note}"
+        );
+    }
+    if cut {
+        assert!(
+            sum["stacks"] > 0 && sum["trampoline"] == sum["stacks"] && sum["syscall"] == 0,
+            "{release} [kprobe]: every stack should stop at kretprobe_trampoline: {sum:?}"
+        );
+    } else {
+        assert!(
+            sum["trampoline"] == 0 && sum["syscall"] > 0,
+            "{release} [{backend:?}]: stacks should get past any trampoline to the system call: {sum:?}"
+        );
+    }
     let freed = leak_rows(section(output, "LEAKS-FREED"));
     let events: Vec<Vec<&str>> = section(output, "HOLDEV")
         .lines()
@@ -632,6 +719,65 @@ fn check_leaks(release: &str, output: &str) {
         assert_eq!(*objects, 97, "{release}: {caller}: 97 pipes held");
         assert_eq!(mine.len(), 97, "{release}: {caller}: hold's events there");
         assert_eq!(*bytes, want, "{release}: {caller}: bytes outstanding");
+        let site = doc["callsites"]
+            .as_array()
+            .expect("callsites")
+            .iter()
+            .find(|c| c["caller"] == caller.as_str())
+            .expect("the row");
+        let paths = site["stacks"].as_array().expect("stacks");
+        if cut {
+            assert!(
+                paths.is_empty(),
+                "{release}: {caller} has stacks through it:\n{site:#}"
+            );
+            continue;
+        }
+        let sampled: u64 = paths
+            .iter()
+            .map(|p| p["allocs"].as_u64().expect("allocs"))
+            .sum();
+        let frames = |p: &serde_json::Value| -> Vec<String> {
+            p["frames"]
+                .as_array()
+                .expect("frames")
+                .iter()
+                .map(|f| f.as_str().expect("frame").to_string())
+                .collect()
+        };
+        // Every allocation there was sampled: the stacks through the call
+        // site count at least its allocations (the stack table is read
+        // after the stats, so it may have more), unless the stack table
+        // dropped some.
+        let allocs = site["allocs"].as_u64().expect("allocs");
+        let dropped = doc["stacks"]["dropped"].as_u64().expect("dropped");
+        assert!(
+            sampled >= 97 && (dropped > 0 || sampled >= allocs),
+            "{release}: {caller}: {sampled} sampled stacks through it for {allocs} allocations \
+             ({dropped} stacks dropped):\n{site:#}"
+        );
+        let pipe = paths
+            .iter()
+            .map(frames)
+            .find(|f| {
+                f.iter()
+                    .any(|f| kmlink_procview::stacks::function(f) == "do_pipe2")
+            })
+            .unwrap_or_else(|| panic!("{release}: {caller}: no stack through do_pipe2:\n{site:#}"));
+        assert_eq!(
+            &pipe[0], caller,
+            "{release}: a path starts at its call site"
+        );
+        assert!(
+            pipe.iter()
+                .any(|f| kmlink_procview::stacks::function(f) == "do_syscall_64"),
+            "{release}: {caller}: the path reaches the system call: {pipe:?}"
+        );
+        eprintln!(
+            "{release}: {caller}: {} paths, {sampled} sampled allocations; {}",
+            paths.len(),
+            pipe.join(" <- ")
+        );
         assert!(
             !freed.iter().any(|(_, _, c)| c == caller),
             "{release}: {caller} still listed after hold closed its pipes:

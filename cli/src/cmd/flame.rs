@@ -63,6 +63,13 @@ pub fn run(args: FlameArgs) -> Result<ExitCode> {
              (`sudo kmlink unload && sudo kmlink load --rebuild --set stacks=64`)"
         );
     }
+    if stacks.cut_at_kretprobe_trampoline() {
+        eprintln!(
+            "kmlink: every sampled stack stops at kretprobe_trampoline: this kernel's unwinder \
+             does not get past the kprobe backend's return trampoline (load the tracepoint \
+             backend for whole stacks)"
+        );
+    }
     let weight = match args.by {
         By::Allocs => Weight::Allocs,
         By::Bytes => Weight::Bytes,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use kmlink_procview::leaks::{leaks, symbolize, Kallsyms, Leak, LeakQuery, LeakSort};
+use kmlink_procview::leaks::{
+    attach_stacks, leaks, leaks_json, symbolize, Kallsyms, Leak, LeakQuery, LeakSort,
+};
 use kmlink_procview::ProcSource;
 
 use super::stats::to_stdout;
@@ -20,11 +22,15 @@ Examples:
   kmlink leaks                          # every call site with memory outstanding, oldest first
   kmlink leaks --age 60 --top 10        # held for a minute or more
   kmlink leaks --sort bytes --top 20    # the most bytes outstanding first
+  kmlink leaks --stacks --top 5         # with the sampled stacks through each call site
+  kmlink leaks --json --stacks          # one JSON document (kmlink stats --schema, $defs/leaks)
   kmlink leaks --proc-root procview/tests/fixtures/leaks   # a recorded snapshot
 
 A call site is the return address the allocator was called from, named as the
 kernel names it (%pS); frees count to the call site that allocated the object.
-Only objects allocated since the monitor was loaded (or cleared) are seen.")]
+Only objects allocated since the monitor was loaded (or cleared) are seen.
+--stacks needs a monitor linked with --set stacks=N (one allocation in N has
+its stack saved): sudo kmlink load --rebuild --set stacks=64")]
 pub struct LeaksArgs {
     /// Only call sites whose oldest outstanding object is at least S seconds old.
     #[arg(long, value_name = "S", default_value = "0")]
@@ -35,7 +41,15 @@ pub struct LeaksArgs {
     /// Order: age (oldest object first), bytes or objects (most first).
     #[arg(long, value_name = "KEY", default_value = "age", value_parser = LeakSort::parse)]
     pub sort: LeakSort,
-    /// Read DIR/kmlink/stats instead of /proc (recorded snapshots).
+    /// Under each call site, the sampled kernel stacks through it (from
+    /// /proc/kmlink/stacks), from the call site out to the system call.
+    #[arg(long)]
+    pub stacks: bool,
+    /// One JSON document instead of the table (schema: `kmlink stats
+    /// --schema`, $defs/leaks).
+    #[arg(long)]
+    pub json: bool,
+    /// Read DIR/kmlink/stats (and stacks) instead of /proc (recorded snapshots).
     #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
 }
@@ -64,6 +78,29 @@ pub fn run(args: LeaksArgs) -> Result<ExitCode> {
         sort: args.sort,
     };
     let mut rows = leaks(&stats, &query);
+    let stacks = if args.stacks {
+        let st = source.read_stacks()?;
+        if st.sample_every == 0 {
+            let why = if st.info.get("available") == Some(&0) {
+                "this kernel does not export stack_trace_save"
+            } else {
+                "the loaded monitor records no stacks: load it linked with --set stacks=N \
+                 (`sudo kmlink unload && sudo kmlink load --rebuild --set stacks=64`)"
+            };
+            eprintln!("kmlink: no stacks to show: {why}");
+        } else if st.cut_at_kretprobe_trampoline() {
+            eprintln!(
+                "kmlink: every sampled stack stops at kretprobe_trampoline: this kernel's \
+                 unwinder does not get past the kprobe backend's return trampoline, so no \
+                 stack shows a call site (load the tracepoint backend for stacks)"
+            );
+        }
+        // Matched on the kernel's own names, before any is renamed below.
+        attach_stacks(&mut rows, &st);
+        Some(st)
+    } else {
+        None
+    };
     if rows
         .iter()
         .any(|l| kmlink_procview::leaks::is_bare_address(&l.caller))
@@ -73,7 +110,13 @@ pub fn run(args: LeaksArgs) -> Result<ExitCode> {
             symbolize(&mut rows, &Kallsyms::parse(&text));
         }
     }
-    let text = format_leaks(&rows, min_age);
+    let text = if args.json {
+        let mut t = serde_json::to_string(&leaks_json(&stats, &query, &rows, stacks.as_ref()))?;
+        t.push('\n');
+        t
+    } else {
+        format_leaks(&rows, min_age, args.stacks)
+    };
     to_stdout(|o| o.write_all(text.as_bytes()))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +133,7 @@ fn age(d: Duration) -> String {
     }
 }
 
-fn format_leaks(rows: &[Leak], min_age: Duration) -> String {
+fn format_leaks(rows: &[Leak], min_age: Duration, stacks: bool) -> String {
     let mut out = String::new();
     let objects: u64 = rows.iter().map(|l| l.objects).sum();
     let bytes: u64 = rows.iter().map(|l| l.bytes).sum();
@@ -120,6 +163,22 @@ fn format_leaks(rows: &[Leak], min_age: Duration) -> String {
             site,
             l.caller
         );
+        if !stacks {
+            continue;
+        }
+        if l.stacks.is_empty() {
+            let _ = writeln!(out, "{:>11}(no sampled stack through this call site)", "");
+        }
+        for p in &l.stacks {
+            let _ = writeln!(
+                out,
+                "{:>11}{} sampled allocations, {} bytes:",
+                "", p.allocs, p.bytes
+            );
+            for f in &p.frames {
+                let _ = writeln!(out, "{:>13}{f}", "");
+            }
+        }
     }
     out
 }
@@ -145,12 +204,36 @@ mod tests {
             oldest: Duration::from_secs(5),
             allocs: 100,
             frees: 3,
+            stacks: Vec::new(),
         };
-        let t = format_leaks(&[l], Duration::from_secs(2));
+        let t = format_leaks(std::slice::from_ref(&l), Duration::from_secs(2), false);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].contains("1 call sites") && lines[0].contains("97 objects"));
         assert!(lines[2].contains("0xffffffff81301234  alloc_pipe_info+0x3e/0x1c0"));
         assert!(lines[2].trim_start().starts_with("97 "));
+        let none = format_leaks(std::slice::from_ref(&l), Duration::ZERO, true);
+        assert!(
+            none.lines()
+                .nth(3)
+                .is_some_and(|l| l.contains("no sampled stack")),
+            "{none}"
+        );
+        let with = Leak {
+            stacks: vec![kmlink_procview::leaks::SitePath {
+                allocs: 3,
+                bytes: 576,
+                frames: vec![
+                    "alloc_pipe_info+0x3e/0x1c0".into(),
+                    "do_pipe2+0x2e/0xe0".into(),
+                ],
+            }],
+            ..l
+        };
+        let t = format_leaks(&[with], Duration::ZERO, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 6, "{t}");
+        assert_eq!(lines[3].trim(), "3 sampled allocations, 576 bytes:");
+        assert_eq!(lines[5].trim(), "do_pipe2+0x2e/0xe0");
     }
 }

@@ -56,6 +56,10 @@ pub struct TopArgs {
     /// Read DIR/kmlink/{stats,events} instead of /proc (recorded snapshots).
     #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// Name cgroups from the cgroup2 hierarchy mounted at DIR (cgroup ids
+    /// are its directories' inode numbers) [default: /sys/fs/cgroup].
+    #[arg(long, value_name = "DIR")]
+    pub cgroup_root: Option<PathBuf>,
 }
 
 /// Runs `kmlink top`.
@@ -66,6 +70,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
     let mut state = TopState::new(interval, args.sort);
     state.filter = args.filter.clone().unwrap_or_default();
     state.cgroups = args.cgroups;
+    state.cgroup_root = args.cgroup_root.clone();
     let sampler = Sampler::new(source);
     let frames = if args.once { Some(1) } else { args.batch };
     if let Some(frames) = frames {

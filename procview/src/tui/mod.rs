@@ -83,6 +83,9 @@ pub struct TopState {
     pub cgroups: bool,
     /// Cgroup ids to paths, refreshed with each sample in the cgroup view.
     pub cgroup_paths: CgroupPaths,
+    /// The cgroup2 hierarchy to name cgroups from (`--cgroup-root`);
+    /// `None`: this host's ([`CgroupPaths::discover`]).
+    pub cgroup_root: Option<std::path::PathBuf>,
     pub(crate) selected: [Option<usize>; 2],
 }
 
@@ -102,6 +105,7 @@ impl TopState {
             batch: false,
             cgroups: false,
             cgroup_paths: CgroupPaths::default(),
+            cgroup_root: None,
             selected: [None, None],
         }
     }

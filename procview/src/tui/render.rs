@@ -10,7 +10,7 @@ use ratatui::{Frame, Terminal};
 use unicode_width::UnicodeWidthStr;
 
 use super::{Pane, TopState, COLUMNS};
-use crate::cgroup::label;
+use crate::cgroup::display_name;
 use crate::stats::{CacheKey, CgroupKey, Counters, ProcessKey};
 use crate::view::{select, sort_rows, Filter, Rate, SortKey, View, ViewRow};
 
@@ -250,6 +250,9 @@ struct TableData<'a> {
     processes: bool,
     /// The name column's title when it is neither COMM nor CACHE.
     name_title: Option<&'static str>,
+    /// The name column's width, when wider than in [`COLUMNS`] (the cgroup
+    /// view gives paths the terminal's spare columns).
+    name_width: Option<u16>,
     rows: Vec<(String, Option<u32>, &'a Counters, Option<&'a Rate>)>,
 }
 
@@ -297,7 +300,10 @@ fn table_widget<'a>(data: &TableData<'_>, state: &TopState, focused: bool) -> Ta
     let widths: Vec<Constraint> = data
         .cols
         .iter()
-        .map(|&i| Constraint::Length(COLUMNS[i].4))
+        .map(|&i| match (COLUMNS[i].0, data.name_width) {
+            (SortKey::Name, Some(w)) => Constraint::Length(w),
+            _ => Constraint::Length(COLUMNS[i].4),
+        })
         .collect();
     let title_style = if focused && !state.batch {
         Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)
@@ -371,19 +377,30 @@ struct Prepared<'a> {
     caches: TableData<'a>,
 }
 
-/// The name of a cgroup row: its path and what the path says it is, or
-/// the id when the path is unknown.
-fn cgroup_name(key: &CgroupKey, state: &TopState) -> String {
+/// The name of a cgroup row in a column `width` wide: its path and what
+/// the path says it is, shortened to fit keeping the leaf
+/// ([`display_name`]), or the id when the path is unknown.
+fn cgroup_name(key: &CgroupKey, state: &TopState, width: u16) -> String {
     match key {
         CgroupKey::Other => "(other)".to_string(),
         CgroupKey::Id(id) => match state.cgroup_paths.path(*id) {
-            Some(p) => match label(p) {
-                Some(l) if l != "root" => format!("{p} ({l})"),
-                _ => p.to_string(),
-            },
+            Some(p) => display_name(p, usize::from(width)),
             None => format!("cgroup {id}"),
         },
     }
+}
+
+/// The name column's width in the cgroup view: its usual width and the
+/// terminal's spare columns, up to 64.
+fn cgroup_name_width(width: u16, cols: &[usize]) -> u16 {
+    let used: u32 = cols.iter().map(|&i| u32::from(COLUMNS[i].4) + 1).sum();
+    let spare = u32::from(width).saturating_sub(used);
+    let usual = COLUMNS
+        .iter()
+        .find(|c| c.0 == SortKey::Name)
+        .map_or(18, |c| c.4);
+    let name = u32::from(usual) + spare;
+    u16::try_from(name.min(64)).unwrap_or(64)
 }
 
 /// The cgroup rows, sorted like the others.
@@ -410,14 +427,24 @@ fn prepare<'a>(
         }
     };
     let first = if state.cgroups {
+        let cols = fit_columns(width, false);
+        let name_width = cgroup_name_width(width, &cols);
         TableData {
             title: format!("cgroups ({}) ", cgroups.len()),
-            cols: fit_columns(width, false),
+            cols,
             processes: false,
             name_title: Some("CGROUP"),
+            name_width: Some(name_width),
             rows: cgroups
                 .iter()
-                .map(|r| (cgroup_name(&r.key, state), None, &r.counts, r.rate.as_ref()))
+                .map(|r| {
+                    (
+                        cgroup_name(&r.key, state, name_width),
+                        None,
+                        &r.counts,
+                        r.rate.as_ref(),
+                    )
+                })
                 .collect(),
         }
     } else {
@@ -426,6 +453,7 @@ fn prepare<'a>(
             cols: fit_columns(width, true),
             processes: true,
             name_title: None,
+            name_width: None,
             rows: procs
                 .iter()
                 .map(|r| (r.key.comm.display(), r.key.pid, &r.counts, r.rate.as_ref()))
@@ -440,6 +468,7 @@ fn prepare<'a>(
             cols: fit_columns(width, false),
             processes: false,
             name_title: None,
+            name_width: None,
             rows: caches
                 .iter()
                 .map(|r| (r.key.display(), None, &r.counts, r.rate.as_ref()))

@@ -45,7 +45,7 @@ fn event_loop(
                     view = v;
                     state.message = None;
                     if state.cgroups {
-                        state.cgroup_paths = CgroupPaths::discover();
+                        state.cgroup_paths = CgroupPaths::at(state.cgroup_root.as_deref());
                     }
                 }
                 // Keep showing the last good snapshot; say what is wrong.
@@ -99,7 +99,7 @@ pub fn run_batch(
         }
         let view = sampler.sample()?;
         if state.cgroups {
-            state.cgroup_paths = CgroupPaths::discover();
+            state.cgroup_paths = CgroupPaths::at(state.cgroup_root.as_deref());
         }
         out.write_all(render_text(&view, &mut state, width).as_bytes())
             .map_err(term)?;
