@@ -46,10 +46,10 @@ pub mod release;
 pub mod sources;
 pub mod sweep;
 pub mod targeted;
-pub mod version;
 
 pub use error::Error;
 pub use http::Http;
+pub use kmlink_debian::version;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

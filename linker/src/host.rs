@@ -295,14 +295,13 @@ pub fn read_config(root: &Path, release: &str) -> Option<HostConfig> {
     None
 }
 
-/// The flavour part of a release (`6.1.0-47-amd64` → `amd64`).
+/// The flavour part of a release (`6.1.0-47-amd64` → `amd64`); a release
+/// that is not Debian's or Ubuntu's shape gives its last `-` part.
 fn flavour_of(release: &str) -> String {
-    for f in ["rt-amd64", "cloud-amd64"] {
-        if release.ends_with(&format!("-{f}")) {
-            return f.to_string();
-        }
+    match kmlink_debian::release::parse_release(release) {
+        Some(p) => p.flavour.to_string(),
+        None => release.rsplit('-').next().unwrap_or(release).to_string(),
     }
-    release.rsplit('-').next().unwrap_or(release).to_string()
 }
 
 /// Everything [`host_record`] builds a record from.
