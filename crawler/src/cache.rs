@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::http::join_url;
-use crate::index::{retrying, PackageEntry};
+use crate::http::retrying;
+use crate::index::PackageEntry;
+use crate::sha256::hash_file;
 use crate::{Error, Http, Result};
 use kmlink_errors::Chain;
 
@@ -445,23 +447,6 @@ fn remove_if_exists(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("removing", path, e)),
     }
-}
-
-/// SHA256 of a file, lowercase hex.
-pub fn hash_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::io("reading", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// All progress bars of the process, so parallel downloads stack.

@@ -653,7 +653,8 @@ fn scan_suite_with(
     for base in &bases {
         let r = (|| {
             let keyring = keyrings.get(origin.keyring_for(base))?;
-            let release = index::fetch_release(http, base, suite, keyring, origin.allow_expired)?;
+            let release =
+                crate::release::fetch_release(http, base, suite, keyring, origin.allow_expired)?;
             let mut entries = Vec::new();
             for (i, component) in origin.distro.components().iter().enumerate() {
                 match index::fetch_verified_packages(

@@ -9,7 +9,7 @@
 //!   against the source's keyring, and the signed `Release` text parsed
 //!   (which lists every index's SHA256 and size);
 //! - [`index`]: the `InRelease` of a suite fetched and verified
-//!   ([`index::fetch_release`]), then its `Packages` indexes fetched (by
+//!   ([`release::fetch_release`]), then its `Packages` indexes fetched (by
 //!   hash) and checked against the SHA256 and size that `Release` lists
 //!   ([`index::fetch_verified_packages`]);
 //! - [`discover`]: every kernel of the requested suites, with the packages
@@ -43,6 +43,7 @@ pub mod index;
 pub mod ingest;
 pub mod pinned;
 pub mod release;
+pub mod sha256;
 pub mod sources;
 pub mod sweep;
 pub mod targeted;
