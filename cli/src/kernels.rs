@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use kmlink_crawler::discover::{self, Distro, Origin};
-use kmlink_crawler::{cache::Cache, pinned, sources, Http};
+use kmlink_crawler::{cache::Cache, kernel_tree, sources, Http};
 use kmlink_metadata_db::extract::Artifacts;
 use kmlink_metadata_db::record::PackageRef;
 
@@ -43,7 +43,7 @@ pub fn origin(opts: &FetchOpts) -> Result<Origin> {
 /// A fetched and unpacked kernel, with where it came from.
 pub struct Fetched {
     /// The unpacked tree.
-    pub tree: pinned::KernelTree,
+    pub tree: kernel_tree::KernelTree,
     /// Archive suite.
     pub suite: String,
     /// Distribution.
@@ -53,8 +53,11 @@ pub struct Fetched {
 }
 
 /// Finds `release` (pins, then the archives) without downloading packages.
-pub fn locate(release: &str, opts: &FetchOpts) -> Result<(pinned::PinnedKernel, String, String)> {
-    let pins = pinned::parse(PINNED).context("parsing the built-in kernel pins")?;
+pub fn locate(
+    release: &str,
+    opts: &FetchOpts,
+) -> Result<(kernel_tree::PinnedKernel, String, String)> {
+    let pins = kernel_tree::parse(PINNED).context("parsing the built-in kernel pins")?;
     if let Some(pin) = pins.into_iter().find(|p| p.release == release) {
         let flavour = discover::parse_release(release)
             .map(|p| p.flavour.to_string())
@@ -84,7 +87,7 @@ pub fn materialize(release: &str, opts: &FetchOpts) -> Result<Fetched> {
     let (pin, distro, flavour) = locate(release, opts)?;
     let http = Http::new().context("setting up HTTP")?;
     let origin = origin(opts)?;
-    let tree = pinned::materialize(&cache(opts), &http, &origin.mirrors, &pin)
+    let tree = kernel_tree::materialize(&cache(opts), &http, &origin.mirrors, &pin)
         .with_context(|| format!("fetching and unpacking {release}"))?;
     Ok(Fetched {
         tree,
@@ -100,7 +103,7 @@ pub fn boot_image(release: &str, opts: &FetchOpts, evict: bool) -> Result<std::p
     let (pin, _, _) = locate(release, opts)?;
     let http = Http::new().context("setting up HTTP")?;
     let origin = origin(opts)?;
-    pinned::boot_image(&cache(opts), &http, &origin.mirrors, &pin, evict)
+    kernel_tree::boot_image(&cache(opts), &http, &origin.mirrors, &pin, evict)
         .with_context(|| format!("fetching the image of {release}"))
 }
 

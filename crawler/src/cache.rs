@@ -8,7 +8,7 @@
 //!   and change times); a later use re-hashes the file unless it is the
 //!   same file untouched since, so a copy corrupted after its check is
 //!   found, deleted and fetched again;
-//! - `kernels/<release>/`: unpacked kernels, see [`crate::pinned`].
+//! - `kernels/<release>/`: unpacked kernels, see [`crate::kernel_tree`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Read, Write};

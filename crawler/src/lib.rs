@@ -17,9 +17,9 @@
 //! - [`cache`]: a content-addressed download cache (`<root>/debs/<sha256>`),
 //!   every file verified against the index's size and SHA256;
 //! - [`deb`]: streaming `.deb` extraction with path-escape checks;
-//! - [`pinned`]: the pinned test kernels of `tests/kernels.toml` (and every
-//!   discovered kernel: same type), fetched and unpacked into
-//!   `<root>/kernels/<release>/`;
+//! - [`kernel_tree`]: a kernel's packages ([`kernel_tree::PinnedKernel`]:
+//!   the pins of `tests/kernels.toml` and every discovered kernel) fetched
+//!   and unpacked into a kernel tree, `<root>/kernels/<release>/`;
 //! - [`targeted`]: what `kmlink crawler refresh` fetches: the kernel's
 //!   packages, of which only vmlinuz, config, `Module.symvers` and a few
 //!   stock modules are unpacked into a temporary directory;
@@ -41,7 +41,7 @@ mod error;
 mod http;
 pub mod index;
 pub mod ingest;
-pub mod pinned;
+pub mod kernel_tree;
 pub mod release;
 pub mod sha256;
 pub mod sources;

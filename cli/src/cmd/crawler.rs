@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Arch, Distro, KernelInfo, Origin};
-use kmlink_crawler::pinned::{self, PinnedKernel};
+use kmlink_crawler::kernel_tree::{self, PinnedKernel};
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::{ingest, sweep, Http};
 use kmlink_errors::{chain, Chain};
@@ -423,7 +423,7 @@ fn fetch(a: FetchArgs) -> Result<ExitCode> {
             archive: origin.mirrors.archive.clone(),
             security: origin.mirrors.security.clone(),
         };
-        let tree = pinned::materialize_with(&cache, &http, &mirrors, &pin, a.jobs)
+        let tree = kernel_tree::materialize_with(&cache, &http, &mirrors, &pin, a.jobs)
             .with_context(|| format!("fetching and unpacking {rel}"))?;
         trees.push((info, tree));
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::identity::{classify, parse_release, release_arch, release_order, Arch, Distro, Role};
 use crate::index::PackageEntry;
-use crate::pinned::PinnedKernel;
+use crate::kernel_tree::PinnedKernel;
 use crate::version;
 
 /// How a kernel's files are spread over packages.

@@ -17,7 +17,7 @@
 //! missing names in [`KernelInfo::missing`].
 //!
 //! The output per kernel is a [`PinnedKernel`] (what
-//! [`crate::pinned::materialize`] fetches and unpacks) and a [`KernelInfo`]
+//! [`crate::kernel_tree::materialize`] fetches and unpacks) and a [`KernelInfo`]
 
 mod assemble;
 mod identity;

@@ -9,7 +9,7 @@ use super::assemble::{kernels_in_index, merge, KernelInfo};
 use super::identity::{is_kernel_package_name, Arch, Distro};
 use crate::cache::Cache;
 use crate::index;
-use crate::pinned::PinnedKernel;
+use crate::kernel_tree::PinnedKernel;
 use crate::release::Keyring;
 use crate::sources::{self, AptSource, Mirrors};
 use crate::{Error, Http, Result};

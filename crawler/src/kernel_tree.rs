@@ -1,5 +1,7 @@
-//! The pinned test kernels of `tests/kernels.toml`: fetched, verified and
-//! unpacked into `<cache>/kernels/<release>/`.
+//! Kernel trees: a kernel's packages ([`PinnedKernel`]: a pin of
+//! `tests/kernels.toml`, a discovered or an ingested kernel) fetched,
+//! verified and unpacked into `<cache>/kernels/<release>/` ([`KernelTree`]).
+//! Also the `kernels.toml` format and the boot image alone.
 //!
 //! Package layouts handled (paths inside the packages):
 //!
