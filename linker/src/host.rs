@@ -496,92 +496,39 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
     })
 }
 
-/// `struct module` from BTF, checked against every fact the donor shows:
-/// its section size always, the `init`/`exit` relocation offsets and the
-/// name offset when it has them (library modules have no init or exit).
+/// `struct module` from BTF ([`kmlink_metadata_db::this_module::from_btf`]),
+/// held to the donor ([`kmlink_metadata_db::this_module::compare`]): its
+/// section size always, the `init`/`exit` relocation offsets and the name
+/// offset when it has them (library modules have no init or exit).
 /// Returns the layout and what the donor confirmed.
 pub fn this_module_layout(
     btf: &LiveBtf,
     donor: &Donor,
 ) -> Result<(ThisModuleLayout, String), HostError> {
-    let b = &btf.btf;
+    use kmlink_metadata_db::this_module::{self, BtfLayoutError};
     let src = btf.path.display().to_string();
-    let missing = |what: &str| HostError::Missing {
-        what: format!("{src}: {what}"),
-        how: "the kernel's BTF lacks struct module; a record from a kmlink database is needed"
-            .into(),
-    };
-    let member = |m: &str| -> Result<u64, HostError> {
-        b.member_offset("module", m)
-            .map_err(|source| HostError::Donor {
-                what: format!("{src} struct module"),
-                source,
-            })?
-            .ok_or_else(|| missing(&format!("struct module has no member {m}")))
-    };
-    let layout = ThisModuleLayout {
-        size: b
-            .struct_size("module")
-            .ok_or_else(|| missing("no struct module"))?,
-        name_offset: member("name")?,
-        name_len: b
-            .member_size("module", "name")
-            .map_err(|source| HostError::Donor {
-                what: format!("{src} struct module"),
-                source,
-            })?
-            .ok_or_else(|| missing("struct module has no member name"))?,
-        init_offset: member("init")?,
-        exit_offset: member("exit")?,
-    };
-    let f = &donor.facts;
-    let dsrc = donor.path.display().to_string();
-    let disagree = |what: String| {
-        HostError::Disagree(format!(
-            "struct module: {what} (the donor or the BTF is not the running kernel's; pick another donor with --donor, or report this kernel)"
-        ))
-    };
-    let mut shown = Vec::new();
-    match f.this_module_size {
-        Some(size) if size == layout.size => shown.push("size"),
-        Some(size) => {
-            return Err(disagree(format!(
-                "sizeof: {src} says {:#x}, {dsrc} section is {size:#x}",
-                layout.size
-            )))
-        }
-        None => return Err(disagree(format!("{dsrc} has no .gnu.linkonce.this_module"))),
+    let layout = this_module::from_btf(&btf.btf).map_err(|e| match e {
+        BtfLayoutError::Missing(what) => HostError::Missing {
+            what: format!("{src}: {what}"),
+            how: "the kernel's BTF lacks struct module; a record from a kmlink database is needed"
+                .into(),
+        },
+        BtfLayoutError::Btf(source) => HostError::Donor {
+            what: format!("{src} struct module"),
+            source,
+        },
+    })?;
+    let compared = this_module::compare(&layout, &donor.facts);
+    if let Some(m) = compared.mismatches.first() {
+        return Err(HostError::Disagree(format!(
+            "struct module: {} (the donor or the BTF is not the running kernel's; pick another donor with --donor, or report this kernel)",
+            m.describe(&src, &donor.path.display().to_string())
+        )));
     }
-    for (func, field, want) in [
-        ("init_module", "init", layout.init_offset),
-        ("cleanup_module", "exit", layout.exit_offset),
-    ] {
-        let at: Vec<u64> = f
-            .this_module_relocs
-            .iter()
-            .filter(|(_, s)| s == func)
-            .map(|(o, _)| *o)
-            .collect();
-        match at.as_slice() {
-            [] => {}
-            [o] if *o == want => shown.push(field),
-            _ => {
-                return Err(disagree(format!(
-                    "offset of {field}: {src} says {want:#x}, {dsrc} relocates {func} at {at:#x?}"
-                )))
-            }
-        }
-    }
-    if let Some(n) = f.this_module_name_offset {
-        if n != layout.name_offset {
-            return Err(disagree(format!(
-                "offset of name: {src} says {:#x}, {dsrc} has it at {n:#x}",
-                layout.name_offset
-            )));
-        }
-        shown.push("name");
-    }
-    Ok((layout, format!("donor confirms {}", shown.join(", "))))
+    Ok((
+        layout,
+        format!("donor confirms {}", compared.confirmed.join(", ")),
+    ))
 }
 
 #[cfg(test)]

@@ -910,17 +910,11 @@ pub fn rederive(
         what: "kept .BTF".into(),
         source,
     })?;
-    let size = btf.struct_size("module");
-    let off = |m: &str| btf.member_offset("module", m).ok().flatten();
-    let t = record.this_module;
-    let again = (size, off("name"), off("init"), off("exit"));
-    let want = (
-        Some(t.size),
-        Some(t.name_offset),
-        Some(t.init_offset),
-        Some(t.exit_offset),
-    );
-    if again != want {
+    // struct module read again through its one owner.
+    let fields = |t: ThisModuleLayout| (t.size, t.name_offset, t.init_offset, t.exit_offset);
+    let want = fields(record.this_module);
+    let again = crate::this_module::from_btf(&btf).ok().map(fields);
+    if again != Some(want) {
         return Err(ExtractError::Disagree(Box::new(Disagreement {
             release,
             what: "struct module (size, name, init, exit)".into(),
@@ -949,98 +943,40 @@ pub fn rederive(
     Ok(r)
 }
 
-/// `struct module` layout from BTF alone (size; `name`, `init`, `exit`).
+/// `struct module` layout from BTF alone ([`crate::this_module::from_btf`]).
 pub fn btf_module_layout(release: &str, btf: &Btf) -> Result<ThisModuleLayout, ExtractError> {
-    let missing = |what: &str| ExtractError::Missing {
-        release: release.into(),
-        what: what.into(),
-    };
-    let donor = |what: &str| {
-        let release = release.to_string();
-        let what = what.to_string();
-        move |source| ExtractError::Donor {
-            release,
+    use crate::this_module::BtfLayoutError;
+    crate::this_module::from_btf(btf).map_err(|e| match e {
+        BtfLayoutError::Missing(what) => ExtractError::Missing {
+            release: release.into(),
             what,
+        },
+        BtfLayoutError::Btf(source) => ExtractError::Donor {
+            release: release.into(),
+            what: "BTF struct module".into(),
             source,
-        }
-    };
-    let size = btf
-        .struct_size("module")
-        .ok_or_else(|| missing("BTF has no struct module"))?;
-    let off = |m: &str| -> Result<u64, ExtractError> {
-        btf.member_offset("module", m)
-            .map_err(donor("BTF struct module"))?
-            .ok_or_else(|| missing(&format!("BTF struct module has no member {m}")))
-    };
-    let layout = ThisModuleLayout {
-        size,
-        name_offset: off("name")?,
-        name_len: btf
-            .member_size("module", "name")
-            .map_err(donor("BTF struct module"))?
-            .ok_or_else(|| missing("BTF struct module has no member name"))?,
-        init_offset: off("init")?,
-        exit_offset: off("exit")?,
-    };
-    Ok(layout)
+        },
+    })
 }
 
-/// `struct module` layout from BTF, cross-checked with a stock module.
+/// `struct module` layout from BTF, held to a stock module
+/// ([`crate::this_module::compare`]); the first disagreement is the error.
 pub fn this_module_layout(
     release: &str,
     btf: &Btf,
     stock: &StockModule,
 ) -> Result<ThisModuleLayout, ExtractError> {
     let layout = btf_module_layout(release, btf)?;
-    let size = layout.size;
-    let f = &stock.facts;
-    let src = stock.path.display().to_string();
-    let disagree = |what: &str, a: u64, b: String| {
-        ExtractError::Disagree(Box::new(Disagreement {
+    let compared = crate::this_module::compare(&layout, &stock.facts);
+    if let Some(m) = compared.mismatches.first() {
+        return Err(ExtractError::Disagree(Box::new(Disagreement {
             release: release.into(),
-            what: what.into(),
+            what: m.what(),
             a_source: "BTF".into(),
-            a: format!("{a:#x}"),
-            b_source: src.clone(),
-            b,
-        }))
-    };
-    match f.this_module_size {
-        Some(s) if s == size => {}
-        other => {
-            return Err(disagree(
-                "sizeof(struct module)",
-                size,
-                format!("{other:#x?}"),
-            ))
-        }
-    }
-    for (func, want) in [
-        ("init_module", layout.init_offset),
-        ("cleanup_module", layout.exit_offset),
-    ] {
-        let at: Vec<u64> = f
-            .this_module_relocs
-            .iter()
-            .filter(|(_, s)| s == func)
-            .map(|(o, _)| *o)
-            .collect();
-        if at != [want] {
-            return Err(disagree(
-                &format!("offset of struct module's pointer to {func}"),
-                want,
-                format!("{at:#x?}"),
-            ));
-        }
-    }
-    if let Some(name_at) = f.this_module_name_offset {
-        if name_at != layout.name_offset {
-            return Err(disagree(
-                "offsetof(struct module, name)",
-                layout.name_offset,
-                format!("{name_at:#x}"),
-            ));
-        }
+            a: m.want().map(|w| format!("{w:#x}")).unwrap_or_default(),
+            b_source: stock.path.display().to_string(),
+            b: m.found(),
+        })));
     }
     Ok(layout)
 }
