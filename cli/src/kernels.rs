@@ -17,7 +17,17 @@ const PINNED: &str = include_str!("../../tests/kernels.toml");
 
 /// The cache the options select.
 pub fn cache(opts: &FetchOpts) -> Cache {
-    Cache::new(opts.cache.clone().unwrap_or_else(Cache::default_root))
+    cache_at(opts.cache.clone())
+}
+
+/// The one way the CLI makes a [`Cache`]: `dir` or the default root, with
+/// progress bars on a terminal.
+pub fn cache_at(dir: Option<std::path::PathBuf>) -> Cache {
+    let cache = Cache::new(dir.unwrap_or_else(Cache::default_root));
+    match crate::progress::bars() {
+        Some(bars) => cache.with_listener(bars),
+        None => cache,
+    }
 }
 
 /// Where packages come from: `--mirror` or the host's apt sources.

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod cmd;
 mod kernels;
+mod progress;
 
 /// kmlink: a kernel memory-allocation monitor, compiled once, linked for any
 /// Linux kernel without a compiler or headers on the host.

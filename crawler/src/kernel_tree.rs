@@ -400,7 +400,6 @@ fn substitute(
         names.join(", ")
     );
     log::warn!("{msg}");
-    eprintln!("{msg}");
     Ok((rel, pkgs))
 }
 

@@ -61,7 +61,7 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 
 impl SourceOpts {
     fn cache(&self) -> Cache {
-        Cache::new(self.cache.clone().unwrap_or_else(Cache::default_root))
+        crate::kernels::cache_at(self.cache.clone())
     }
 
     fn origin(&self) -> Result<Origin> {
@@ -459,7 +459,7 @@ fn fetch(a: FetchArgs) -> Result<ExitCode> {
 }
 
 fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
-    let cache = Cache::new(a.cache.clone().unwrap_or_else(Cache::default_root));
+    let cache = crate::kernels::cache_at(a.cache.clone());
     sweep_leftovers(&cache);
     let mut done = Vec::new();
     let mut failed = 0;
