@@ -119,24 +119,42 @@ pub fn boot_image(release: &str, opts: &FetchOpts, evict: bool) -> Result<std::p
 
 /// What the extractor needs from an unpacked kernel.
 pub fn artifacts(fetched: &Fetched) -> Artifacts {
-    let tree = &fetched.tree;
+    artifacts_of(
+        &fetched.tree,
+        &fetched.distro,
+        &fetched.suite,
+        &fetched.flavour,
+    )
+}
+
+/// The one adapter from a crawler's kernel tree to the extractor's
+/// artifacts, with the identity discovery gave it and the packages the tree
+/// was unpacked from (the signed twin of an unsigned image whose file is
+/// gone, say).
+pub fn artifacts_of(
+    tree: &kernel_tree::KernelTree,
+    distro: &str,
+    suite: &str,
+    flavour: &str,
+) -> Artifacts {
     Artifacts {
         release: tree.release.clone(),
-        distro: fetched.distro.clone(),
-        suite: fetched.suite.clone(),
-        flavour: fetched.flavour.clone(),
+        distro: distro.to_owned(),
+        suite: suite.to_owned(),
+        flavour: flavour.to_owned(),
         vmlinuz: tree.vmlinuz.clone(),
         config: tree.config.clone(),
         modules_dir: tree.modules_dir.clone(),
         symvers: tree.symvers.clone(),
-        packages: tree
-            .packages
-            .iter()
-            .map(|p| PackageRef {
-                name: p.package.clone(),
-                version: p.version.clone(),
-                sha256: p.sha256.clone(),
-            })
-            .collect(),
+        packages: tree.packages.iter().map(package_ref).collect(),
+    }
+}
+
+/// The one adapter from an index entry to a record's package reference.
+pub fn package_ref(p: &kmlink_crawler::index::PackageEntry) -> PackageRef {
+    PackageRef {
+        name: p.package.clone(),
+        version: p.version.clone(),
+        sha256: p.sha256.clone(),
     }
 }

@@ -697,20 +697,12 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                     r.unpack_s = staged.unpacking.as_secs_f64();
                     r.files = staged.files;
                 }
-                let tree = &staged.tree;
-                let art = kmlink_metadata_db::extract::Artifacts {
-                    release: tree.release.clone(),
-                    distro: info.distro.as_str().to_string(),
-                    suite: info.suite.clone(),
-                    flavour: info.flavour.clone(),
-                    vmlinuz: tree.vmlinuz.clone(),
-                    config: tree.config.clone(),
-                    modules_dir: tree.modules_dir.clone(),
-                    symvers: tree.symvers.clone(),
-                    // The packages used (the signed twin of an unsigned
-                    // image whose file is gone).
-                    packages: refs(&tree.packages),
-                };
+                let art = crate::kernels::artifacts_of(
+                    &staged.tree,
+                    info.distro.as_str(),
+                    &info.suite,
+                    &info.flavour,
+                );
                 Ok(StagedKernel {
                     art,
                     _files: staged,
@@ -722,7 +714,10 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                 packages: if a.force {
                     Vec::new()
                 } else {
-                    refs(&pin.packages)
+                    pin.packages
+                        .iter()
+                        .map(crate::kernels::package_ref)
+                        .collect()
                 },
                 artifacts: job,
             }
@@ -823,19 +818,6 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-use kmlink_metadata_db::record::PackageRef;
-
-fn refs(packages: &[kmlink_crawler::index::PackageEntry]) -> Vec<PackageRef> {
-    packages
-        .iter()
-        .map(|p| PackageRef {
-            name: p.package.clone(),
-            version: p.version.clone(),
-            sha256: p.sha256.clone(),
-        })
-        .collect()
 }
 
 #[cfg(test)]
