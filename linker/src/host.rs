@@ -11,10 +11,8 @@ use kmlink_core_module::Manifest;
 use kmlink_donor::btf::Btf;
 use kmlink_donor::config::KernelConfig;
 use kmlink_donor::vmlinux::Vmlinux;
-use kmlink_metadata_db::extract::{self, CONFIG_KEYS};
-use kmlink_metadata_db::record::{
-    Export, Identity, KernelRecord, ModuleConventions, ThisModuleLayout, RECORD_SCHEMA,
-};
+use kmlink_metadata_db::extract;
+use kmlink_metadata_db::record::{Export, Identity, KernelRecord, ThisModuleLayout, RECORD_SCHEMA};
 use sha2::{Digest, Sha256};
 
 use crate::donor::Donor;
@@ -361,41 +359,15 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
     let donor_path = d.path.display().to_string();
 
     // Conventions: the config when there is one, checked against the donor.
-    let donor_versions = d.facts.sections.iter().any(|x| x == "__versions");
-    let donor_returns = d.facts.sections.iter().any(|x| x == ".return_sites");
-    let donor_retpoline = d.facts.modinfo_get("retpoline") == Some("Y");
     let cfg = s.config.map(|c| &c.config);
-    let enabled = |keys: &[&str]| cfg.is_some_and(|c| keys.iter().any(|k| c.enabled(k)));
-    let modversions = match cfg {
-        Some(c) => {
-            let m = c.enabled("CONFIG_MODVERSIONS");
-            if m != donor_versions {
-                return Err(HostError::Disagree(format!(
-                    "config says MODVERSIONS={m}, donor {donor_path} {} __versions",
-                    if donor_versions { "has" } else { "has no" }
-                )));
-            }
-            m
-        }
-        None => donor_versions,
-    };
-    let conventions = ModuleConventions {
-        modversions,
-        ext_modversions: d.facts.has_ext_versions,
-        return_sites: if cfg.is_some() {
-            enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"])
-        } else {
-            donor_returns
-        },
-        retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]) || donor_retpoline,
-        ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
-        stock_modinfo_keys: {
-            let mut k: Vec<String> = d.facts.modinfo.iter().map(|(k, _)| k.clone()).collect();
-            k.sort();
-            k.dedup();
-            k
-        },
-    };
+    let conventions = extract::module_conventions(cfg, &d.facts).map_err(|m| {
+        HostError::Disagree(format!(
+            "config says MODVERSIONS={}, donor {donor_path} {} __versions",
+            m.config,
+            if m.module { "has" } else { "has no" }
+        ))
+    })?;
+    let modversions = conventions.modversions;
     provenance.insert(
         "conventions".to_string(),
         match s.config {
@@ -463,14 +435,7 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
         ),
     );
 
-    let mut config = BTreeMap::new();
-    if let Some(c) = cfg {
-        for key in CONFIG_KEYS {
-            if let Some(v) = c.get(key) {
-                config.insert(key.to_string(), v.to_string());
-            }
-        }
-    }
+    let config = cfg.map(extract::config_facts).unwrap_or_default();
 
     Ok(KernelRecord {
         schema: RECORD_SCHEMA,
@@ -479,7 +444,9 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
             distro: "host".into(),
             suite: String::new(),
             flavour: flavour_of(release),
-            arch: std::env::consts::ARCH.into(),
+            arch: kmlink_core_module::Arch::host()
+                .map_or(std::env::consts::ARCH, |a| a.machine())
+                .into(),
             build_string: s.identity.build_string.clone(),
             btf_sha256: s.btf.sha256.clone(),
             packages: Vec::new(),

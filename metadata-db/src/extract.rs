@@ -522,14 +522,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         )),
         None => None,
     };
-    let mut config_map = BTreeMap::new();
-    if let Some(cfg) = &config {
-        for key in CONFIG_KEYS {
-            if let Some(v) = cfg.get(key) {
-                config_map.insert(key.to_string(), v.to_string());
-            }
-        }
-    }
+    let config_map = config.as_ref().map(config_facts).unwrap_or_default();
 
     // The module loader's own vermagic, from the image.
     let image_vermagic = find_vermagic(&art.release, image_bytes).map_err(&missing)?;
@@ -594,36 +587,16 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 None => label.clone(),
             },
         );
-        let stock_modversions = f.sections.iter().any(|s| s == "__versions");
-        let modversions = match &config {
-            Some(c) => c.enabled("CONFIG_MODVERSIONS"),
-            None => stock_modversions,
-        };
-        if modversions != stock_modversions {
-            return Err(ExtractError::Disagree(Box::new(Disagreement {
+        let conventions = module_conventions(config.as_ref(), f).map_err(|d| {
+            ExtractError::Disagree(Box::new(Disagreement {
                 release: release.clone(),
                 what: "symbol versions".into(),
                 a_source: "config".into(),
-                a: format!("MODVERSIONS={modversions}"),
+                a: format!("MODVERSIONS={}", d.config),
                 b_source: stock.path.display().to_string(),
-                b: format!("__versions present: {stock_modversions}"),
-            })));
-        }
-        let stock_retpoline = f.modinfo.iter().any(|(k, v)| k == "retpoline" && v == "Y");
-        let conventions = ModuleConventions {
-            modversions,
-            ext_modversions: f.has_ext_versions,
-            return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
-            retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"])
-                || stock_retpoline,
-            ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
-            stock_modinfo_keys: {
-                let mut keys: Vec<String> = f.modinfo.iter().map(|(k, _)| k.clone()).collect();
-                keys.sort();
-                keys.dedup();
-                keys
-            },
-        };
+                b: format!("__versions present: {}", d.module),
+            }))
+        })?;
         // struct module: BTF and the stock module must agree.
         let this_module = this_module_layout(&release, &btf, &stock)?;
         provenance.insert(
@@ -941,6 +914,69 @@ pub fn rederive(
     r.provenance
         .insert("layouts".into(), "kept .BTF (re-derived)".into());
     Ok(r)
+}
+
+/// The [`CONFIG_KEYS`] a config sets, as a record keeps them.
+pub fn config_facts(config: &KernelConfig) -> BTreeMap<String, String> {
+    CONFIG_KEYS
+        .iter()
+        .filter_map(|key| config.get(key).map(|v| (key.to_string(), v.to_string())))
+        .collect()
+}
+
+/// The config says MODVERSIONS one way, the module the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModversionsDisagree {
+    /// `CONFIG_MODVERSIONS`.
+    pub config: bool,
+    /// The module has `__versions`.
+    pub module: bool,
+}
+
+/// How modules of this kernel are built, from its config (when there is
+/// one) and a module built for it: the one rule for record extraction and
+/// the linker's host records. The config decides `modversions` (and the
+/// module must agree), `return_sites` (`RETHUNK`; without a config the
+/// module's `.return_sites` section), `ibt`; `retpoline` is the config's
+/// or the module's `retpoline=Y`; `ext_modversions` and the modinfo keys
+/// are the module's.
+pub fn module_conventions(
+    config: Option<&KernelConfig>,
+    module: &ko::ModuleFacts,
+) -> Result<ModuleConventions, ModversionsDisagree> {
+    let enabled = |keys: &[&str]| config.is_some_and(|c| keys.iter().any(|k| c.enabled(k)));
+    let module_versions = module.sections.iter().any(|s| s == "__versions");
+    let modversions = match config {
+        Some(c) => c.enabled("CONFIG_MODVERSIONS"),
+        None => module_versions,
+    };
+    if modversions != module_versions {
+        return Err(ModversionsDisagree {
+            config: modversions,
+            module: module_versions,
+        });
+    }
+    let module_retpoline = module
+        .modinfo
+        .iter()
+        .any(|(k, v)| k == "retpoline" && v == "Y");
+    Ok(ModuleConventions {
+        modversions,
+        ext_modversions: module.has_ext_versions,
+        return_sites: match config {
+            Some(_) => enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
+            None => module.sections.iter().any(|s| s == ".return_sites"),
+        },
+        retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"])
+            || module_retpoline,
+        ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+        stock_modinfo_keys: {
+            let mut keys: Vec<String> = module.modinfo.iter().map(|(k, _)| k.clone()).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        },
+    })
 }
 
 /// `struct module` layout from BTF alone ([`crate::this_module::from_btf`]).
