@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use kmlink_crawler::discover::{self, Distro, Origin};
-use kmlink_crawler::{cache::Cache, pinned, sources, Http};
+use kmlink_crawler::{cache::Cache, kernel_tree, sources, Http};
 use kmlink_metadata_db::extract::Artifacts;
 use kmlink_metadata_db::record::PackageRef;
 
@@ -17,7 +17,17 @@ const PINNED: &str = include_str!("../../tests/kernels.toml");
 
 /// The cache the options select.
 pub fn cache(opts: &FetchOpts) -> Cache {
-    Cache::new(opts.cache.clone().unwrap_or_else(Cache::default_root))
+    cache_at(opts.cache.clone())
+}
+
+/// The one way the CLI makes a [`Cache`]: `dir` or the default root, with
+/// progress bars on a terminal.
+pub fn cache_at(dir: Option<std::path::PathBuf>) -> Cache {
+    let cache = Cache::new(dir.unwrap_or_else(Cache::default_root));
+    match crate::progress::bars() {
+        Some(bars) => cache.with_listener(bars),
+        None => cache,
+    }
 }
 
 /// Where packages come from: `--mirror` or the host's apt sources.
@@ -43,7 +53,7 @@ pub fn origin(opts: &FetchOpts) -> Result<Origin> {
 /// A fetched and unpacked kernel, with where it came from.
 pub struct Fetched {
     /// The unpacked tree.
-    pub tree: pinned::KernelTree,
+    pub tree: kernel_tree::KernelTree,
     /// Archive suite.
     pub suite: String,
     /// Distribution.
@@ -53,8 +63,11 @@ pub struct Fetched {
 }
 
 /// Finds `release` (pins, then the archives) without downloading packages.
-pub fn locate(release: &str, opts: &FetchOpts) -> Result<(pinned::PinnedKernel, String, String)> {
-    let pins = pinned::parse(PINNED).context("parsing the built-in kernel pins")?;
+pub fn locate(
+    release: &str,
+    opts: &FetchOpts,
+) -> Result<(kernel_tree::PinnedKernel, String, String)> {
+    let pins = kernel_tree::parse(PINNED).context("parsing the built-in kernel pins")?;
     if let Some(pin) = pins.into_iter().find(|p| p.release == release) {
         let flavour = discover::parse_release(release)
             .map(|p| p.flavour.to_string())
@@ -84,7 +97,7 @@ pub fn materialize(release: &str, opts: &FetchOpts) -> Result<Fetched> {
     let (pin, distro, flavour) = locate(release, opts)?;
     let http = Http::new().context("setting up HTTP")?;
     let origin = origin(opts)?;
-    let tree = pinned::materialize(&cache(opts), &http, &origin.mirrors, &pin)
+    let tree = kernel_tree::materialize(&cache(opts), &http, &origin.mirrors, &pin)
         .with_context(|| format!("fetching and unpacking {release}"))?;
     Ok(Fetched {
         tree,
@@ -100,30 +113,48 @@ pub fn boot_image(release: &str, opts: &FetchOpts, evict: bool) -> Result<std::p
     let (pin, _, _) = locate(release, opts)?;
     let http = Http::new().context("setting up HTTP")?;
     let origin = origin(opts)?;
-    pinned::boot_image(&cache(opts), &http, &origin.mirrors, &pin, evict)
+    kernel_tree::boot_image(&cache(opts), &http, &origin.mirrors, &pin, evict)
         .with_context(|| format!("fetching the image of {release}"))
 }
 
 /// What the extractor needs from an unpacked kernel.
 pub fn artifacts(fetched: &Fetched) -> Artifacts {
-    let tree = &fetched.tree;
+    artifacts_of(
+        &fetched.tree,
+        &fetched.distro,
+        &fetched.suite,
+        &fetched.flavour,
+    )
+}
+
+/// The one adapter from a crawler's kernel tree to the extractor's
+/// artifacts, with the identity discovery gave it and the packages the tree
+/// was unpacked from (the signed twin of an unsigned image whose file is
+/// gone, say).
+pub fn artifacts_of(
+    tree: &kernel_tree::KernelTree,
+    distro: &str,
+    suite: &str,
+    flavour: &str,
+) -> Artifacts {
     Artifacts {
         release: tree.release.clone(),
-        distro: fetched.distro.clone(),
-        suite: fetched.suite.clone(),
-        flavour: fetched.flavour.clone(),
+        distro: distro.to_owned(),
+        suite: suite.to_owned(),
+        flavour: flavour.to_owned(),
         vmlinuz: tree.vmlinuz.clone(),
         config: tree.config.clone(),
         modules_dir: tree.modules_dir.clone(),
         symvers: tree.symvers.clone(),
-        packages: tree
-            .packages
-            .iter()
-            .map(|p| PackageRef {
-                name: p.package.clone(),
-                version: p.version.clone(),
-                sha256: p.sha256.clone(),
-            })
-            .collect(),
+        packages: tree.packages.iter().map(package_ref).collect(),
+    }
+}
+
+/// The one adapter from an index entry to a record's package reference.
+pub fn package_ref(p: &kmlink_crawler::index::PackageEntry) -> PackageRef {
+    PackageRef {
+        name: p.package.clone(),
+        version: p.version.clone(),
+        sha256: p.sha256.clone(),
     }
 }

@@ -9,6 +9,7 @@ mod cmd;
 #[cfg(test)]
 mod deploy_tests;
 mod kernels;
+mod progress;
 
 /// kmlink: a kernel memory-allocation monitor, compiled once, linked for any
 /// Linux kernel without a compiler or headers on the host.

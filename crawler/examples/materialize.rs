@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kmlink_crawler::cache::Cache;
-use kmlink_crawler::pinned;
+use kmlink_crawler::kernel_tree;
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::Http;
 
@@ -32,12 +32,13 @@ fn run() -> Result<(), String> {
             &sources::host_sources(std::path::Path::new("/")).map_err(|e| e.to_string())?,
         ),
     };
-    let kernels = pinned::load(&file).map_err(|e| e.to_string())?;
+    let kernels = kernel_tree::load(&file).map_err(|e| e.to_string())?;
     let cache = Cache::new(Cache::default_root());
     let http = Http::new().map_err(|e| e.to_string())?;
     for k in &kernels {
         let t = Instant::now();
-        let tree = pinned::materialize(&cache, &http, &mirrors, k).map_err(|e| e.to_string())?;
+        let tree =
+            kernel_tree::materialize(&cache, &http, &mirrors, k).map_err(|e| e.to_string())?;
         println!("{} ({:.1?})", tree.release, t.elapsed());
         println!("  root        {}", tree.root.display());
         println!("  vmlinuz     {}", tree.vmlinuz.display());

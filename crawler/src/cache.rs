@@ -8,24 +8,73 @@
 //!   and change times); a later use re-hashes the file unless it is the
 //!   same file untouched since, so a copy corrupted after its check is
 //!   found, deleted and fetched again;
-//! - `kernels/<release>/`: unpacked kernels, see [`crate::pinned`].
+//! - `kernels/<release>/`: unpacked kernels, see [`crate::kernel_tree`].
 
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::http::join_url;
-use crate::index::{retrying, PackageEntry};
+use crate::http::retrying;
+use crate::index::PackageEntry;
+use crate::sha256::hash_file;
 use crate::{Error, Http, Result};
 use kmlink_errors::Chain;
 
+/// What a download reports to a [`Cache`]'s [`Listener`].
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A download of `entry` from `url` starts with `done` bytes already
+    /// on disk (a resumed `.part`).
+    Started {
+        /// The package.
+        entry: &'a PackageEntry,
+        /// Where from.
+        url: &'a str,
+        /// Bytes already there.
+        done: u64,
+    },
+    /// `bytes` more of `entry` arrived.
+    Advanced {
+        /// The package.
+        entry: &'a PackageEntry,
+        /// How many more.
+        bytes: u64,
+    },
+    /// The download of `entry` ended (complete or not; verification
+    /// follows).
+    Finished {
+        /// The package.
+        entry: &'a PackageEntry,
+        /// Where from.
+        url: &'a str,
+        /// How long it took.
+        elapsed: std::time::Duration,
+    },
+}
+
+/// Receives the [`Progress`] of downloads; called from the downloading
+/// threads (parallel fetches call it concurrently).
+pub type Listener = std::sync::Arc<dyn Fn(Progress<'_>) + Send + Sync>;
+
 /// The download cache.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cache {
     /// The cache root directory.
     pub root: PathBuf,
+    /// Who hears of downloads; without one they are log lines.
+    listener: Option<Listener>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("root", &self.root)
+            .field("listener", &self.listener.is_some())
+            .finish()
+    }
 }
 
 impl Cache {
@@ -43,7 +92,17 @@ impl Cache {
 
     /// A cache rooted at `root` (created on first use).
     pub fn new(root: PathBuf) -> Self {
-        Cache { root }
+        Cache {
+            root,
+            listener: None,
+        }
+    }
+
+    /// The same cache, reporting download progress to `listener` instead
+    /// of logging each file.
+    pub fn with_listener(mut self, listener: Listener) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Directory of the package files.
@@ -338,7 +397,7 @@ impl Cache {
                 log::info!("{url}: resuming at byte {have} of {}", entry.size);
             }
             part.seek(SeekFrom::Start(got)).map_err(io("seeking"))?;
-            let progress = Progress::start(url, entry, got);
+            let progress = Reporter::start(self.listener.as_ref(), url, entry, got);
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let n = match resp.read(&mut buf) {
@@ -447,66 +506,51 @@ fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// SHA256 of a file, lowercase hex.
-pub fn hash_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::io("reading", path, e))?;
-        if n == 0 {
-            break;
+/// One download's reporting: to the listener, or as log lines.
+struct Reporter<'a> {
+    listener: Option<&'a Listener>,
+    url: &'a str,
+    entry: &'a PackageEntry,
+    started: std::time::Instant,
+}
+
+impl<'a> Reporter<'a> {
+    fn start(
+        listener: Option<&'a Listener>,
+        url: &'a str,
+        entry: &'a PackageEntry,
+        done: u64,
+    ) -> Reporter<'a> {
+        match listener {
+            Some(l) => l(Progress::Started { entry, url, done }),
+            None => log::info!("fetching {url} ({} bytes)", entry.size),
         }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// All progress bars of the process, so parallel downloads stack.
-fn bars() -> &'static indicatif::MultiProgress {
-    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
-    BARS.get_or_init(indicatif::MultiProgress::new)
-}
-
-/// A progress bar on a terminal, a log line per file otherwise.
-enum Progress {
-    Bar(indicatif::ProgressBar),
-    Log(String, std::time::Instant),
-}
-
-impl Progress {
-    fn start(url: &str, entry: &PackageEntry, done: u64) -> Progress {
-        if std::io::stderr().is_terminal() {
-            let bar = bars().add(indicatif::ProgressBar::new(entry.size));
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            ) {
-                bar.set_style(style);
-            }
-            bar.set_message(entry.package.clone());
-            bar.set_position(done);
-            Progress::Bar(bar)
-        } else {
-            log::info!("fetching {url} ({} bytes)", entry.size);
-            Progress::Log(url.to_owned(), std::time::Instant::now())
+        Reporter {
+            listener,
+            url,
+            entry,
+            started: std::time::Instant::now(),
         }
     }
 
-    fn advance(&self, n: u64) {
-        if let Progress::Bar(b) = self {
-            b.inc(n);
+    fn advance(&self, bytes: u64) {
+        if let Some(l) = self.listener {
+            l(Progress::Advanced {
+                entry: self.entry,
+                bytes,
+            });
         }
     }
 
     fn finish(&self) {
-        match self {
-            Progress::Bar(b) => {
-                b.finish_and_clear();
-                bars().remove(b);
-            }
-            Progress::Log(url, t) => log::info!("fetched {url} in {:.1?}", t.elapsed()),
+        let elapsed = self.started.elapsed();
+        match self.listener {
+            Some(l) => l(Progress::Finished {
+                entry: self.entry,
+                url: self.url,
+                elapsed,
+            }),
+            None => log::info!("fetched {} in {elapsed:.1?}", self.url),
         }
     }
 }

@@ -12,16 +12,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file-system operation failed.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done ("reading", "creating", ...).
-        op: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] kmlink_errors::IoError),
     /// The HTTP client could not be built.
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),
@@ -274,10 +266,6 @@ impl Error {
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Error::Io(kmlink_errors::IoError::new(op, path, source))
     }
 }

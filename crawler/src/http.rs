@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::{Error, Result};
+use kmlink_errors::Chain;
 
 /// A thin wrapper on [`reqwest::blocking::Client`]: connect and per-read
 /// timeouts, user agent `kmlink/<version>`, and the retry policy used by
@@ -179,6 +180,29 @@ impl Http {
             });
         }
         Ok(out)
+    }
+}
+
+/// Run `f(url)` up to `http.tries()` times with backoff; 404 is not retried.
+pub(crate) fn retrying<T>(
+    http: &Http,
+    url: &str,
+    mut f: impl FnMut(&str) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        std::thread::sleep(http.backoff(attempt));
+        match f(url) {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_not_found() => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                if attempt >= http.tries() {
+                    return Err(e);
+                }
+                log::warn!("{}; retrying ({attempt}/{})", Chain(&e), http.tries() - 1);
+            }
+        }
     }
 }
 

@@ -2,14 +2,12 @@
 
 use std::io::Read;
 
-use sha2::{Digest, Sha256};
-
 use crate::cache::Cache;
 use crate::deb822;
-use crate::http::join_url;
-use crate::release::{IndexFile, Keyring, Release};
+use crate::http::{join_url, retrying};
+use crate::release::{IndexFile, Release};
+use crate::sha256::is_sha256_hex;
 use crate::{Error, Http, Result};
-use kmlink_errors::Chain;
 
 /// One binary package of a `Packages` index: what is needed to fetch and
 /// verify it.
@@ -60,11 +58,6 @@ impl PackageEntry {
         }
         Ok(())
     }
-}
-
-/// Whether `s` is a lowercase hex SHA256.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Parse a `Packages` index. `Package`, `Version`, `Filename`, `Size` and
@@ -218,60 +211,6 @@ pub fn fetch_packages(
     }))
 }
 
-/// Largest `InRelease` accepted (bytes).
-const MAX_INRELEASE: u64 = 64 << 20;
-
-/// Fetch `dists/<suite>/InRelease` from `base_uri`, verify its OpenPGP
-/// signature against `keyring` and parse the signed text. A bad signature is
-/// [`Error::Signature`]; nothing of the file is used then. A `Valid-Until`
-/// in the past is [`Error::Release`], as apt refuses it: a mirror (or an
-/// attacker replaying old signed metadata) could otherwise hold back
-/// kernels. With `allow_expired` it is only a warning (the signature still
-/// binds every index hash).
-pub fn fetch_release(
-    http: &Http,
-    base_uri: &str,
-    suite: &str,
-    keyring: &Keyring,
-    allow_expired: bool,
-) -> Result<Release> {
-    let url = join_url(base_uri, &format!("dists/{suite}/InRelease"));
-    let body = retrying(http, &url, |u| http.get_bytes(u, MAX_INRELEASE))?;
-    let text = String::from_utf8(body).map_err(|_| Error::Signature {
-        what: url.clone(),
-        msg: "not UTF-8 text".into(),
-    })?;
-    let signed = crate::release::verify_clearsigned(&text, keyring, &url)?;
-    let release = Release::parse(&signed, &url)?;
-    // A validly signed InRelease of another suite must not stand in for this
-    // one (apt refuses that too).
-    let names = [release.suite.as_deref(), release.codename.as_deref()];
-    if names.iter().any(Option::is_some) && !names.contains(&Some(suite)) {
-        return Err(Error::Release {
-            what: url,
-            msg: format!(
-                "signed for suite {} / codename {}, not {suite}",
-                names[0].unwrap_or("-"),
-                names[1].unwrap_or("-")
-            ),
-        });
-    }
-    if release.expired_at(crate::release::now()) {
-        let until = release.valid_until.as_deref().unwrap_or("?");
-        if !allow_expired {
-            return Err(Error::Release {
-                what: url,
-                msg: format!(
-                    "signed metadata expired (Valid-Until: {until}): a stale or replayed mirror; \
-                     refused as apt refuses it (--allow-expired uses it anyway)"
-                ),
-            });
-        }
-        log::warn!("{url}: signed metadata expired (Valid-Until: {until}); used because of --allow-expired");
-    }
-    Ok(release)
-}
-
 /// Which `Packages` index of an archive: `dists/<suite>/<component>/binary-<arch>`.
 #[derive(Debug, Clone, Copy)]
 pub struct IndexAt<'a> {
@@ -364,7 +303,7 @@ pub fn fetch_verified_packages(
                     })
                 }
             };
-            check_index(&body, &file, &label, &url)?;
+            crate::release::check_index(&body, &file, &label, &url)?;
             if let Some(p) = &cached {
                 if let Err(e) = store(p, &body) {
                     log::warn!("caching {}: {e}", p.display());
@@ -381,32 +320,10 @@ pub fn fetch_verified_packages(
     parse_packages_matching(&text, keep).map_err(|e| e.context(format!("parsing {plain}")))
 }
 
-/// Check an index body against the Release's size and SHA256.
-fn check_index(body: &[u8], file: &IndexFile, label: &str, url: &str) -> Result<()> {
-    if body.len() as u64 != file.size {
-        return Err(Error::SizeMismatch {
-            package: label.to_owned(),
-            source_name: url.to_owned(),
-            expected: file.size,
-            actual: body.len() as u64,
-        });
-    }
-    let actual = hex::encode(Sha256::digest(body));
-    if actual != file.sha256 {
-        return Err(Error::HashMismatch {
-            package: label.to_owned(),
-            source_name: url.to_owned(),
-            expected: file.sha256.clone(),
-            actual,
-        });
-    }
-    Ok(())
-}
-
 /// A cached index file, if present and still matching.
 fn read_verified(path: &std::path::Path, file: &IndexFile) -> Option<Vec<u8>> {
     let body = std::fs::read(path).ok()?;
-    if body.len() as u64 == file.size && hex::encode(Sha256::digest(&body)) == file.sha256 {
+    if body.len() as u64 == file.size && crate::sha256::hash_bytes(&body) == file.sha256 {
         Some(body)
     } else {
         let _ = std::fs::remove_file(path);
@@ -419,29 +336,6 @@ fn store(path: &std::path::Path, body: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     kmlink_fsio::write_file(path, body, kmlink_fsio::Durability::Visible)
-}
-
-/// Run `f(url)` up to `http.tries()` times with backoff; 404 is not retried.
-pub(crate) fn retrying<T>(
-    http: &Http,
-    url: &str,
-    mut f: impl FnMut(&str) -> Result<T>,
-) -> Result<T> {
-    let mut attempt = 0;
-    loop {
-        std::thread::sleep(http.backoff(attempt));
-        match f(url) {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_not_found() => return Err(e),
-            Err(e) => {
-                attempt += 1;
-                if attempt >= http.tries() {
-                    return Err(e);
-                }
-                log::warn!("{}; retrying ({attempt}/{})", Chain(&e), http.tries() - 1);
-            }
-        }
-    }
 }
 
 #[derive(Clone, Copy)]

@@ -7,7 +7,7 @@
 //! everything ingested. [`local_kernels`] assembles kernels from that index
 //! exactly as discovery does from an archive's; their
 //! [`PinnedKernel::archive`] is `"local"`, and
-//! [`crate::pinned::materialize`] unpacks them from the cache without any
+//! [`crate::kernel_tree::materialize`] unpacks them from the cache without any
 //! mirror.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::cache::Cache;
 use crate::discover::{self, Distro, KernelInfo};
 use crate::index::{self, PackageEntry};
-use crate::pinned::PinnedKernel;
+use crate::kernel_tree::PinnedKernel;
 use crate::{deb, Error, Result};
 
 /// The suite name given to ingested packages.

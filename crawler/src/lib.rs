@@ -9,7 +9,7 @@
 //!   against the source's keyring, and the signed `Release` text parsed
 //!   (which lists every index's SHA256 and size);
 //! - [`index`]: the `InRelease` of a suite fetched and verified
-//!   ([`index::fetch_release`]), then its `Packages` indexes fetched (by
+//!   ([`release::fetch_release`]), then its `Packages` indexes fetched (by
 //!   hash) and checked against the SHA256 and size that `Release` lists
 //!   ([`index::fetch_verified_packages`]);
 //! - [`discover`]: every kernel of the requested suites, with the packages
@@ -17,9 +17,9 @@
 //! - [`cache`]: a content-addressed download cache (`<root>/debs/<sha256>`),
 //!   every file verified against the index's size and SHA256;
 //! - [`deb`]: streaming `.deb` extraction with path-escape checks;
-//! - [`pinned`]: the pinned test kernels of `tests/kernels.toml` (and every
-//!   discovered kernel: same type), fetched and unpacked into
-//!   `<root>/kernels/<release>/`;
+//! - [`kernel_tree`]: a kernel's packages ([`kernel_tree::PinnedKernel`]:
+//!   the pins of `tests/kernels.toml` and every discovered kernel) fetched
+//!   and unpacked into a kernel tree, `<root>/kernels/<release>/`;
 //! - [`targeted`]: what `kmlink crawler refresh` fetches: the kernel's
 //!   packages, of which only vmlinuz, config, `Module.symvers` and a few
 //!   stock modules are unpacked into a temporary directory;
@@ -43,16 +43,17 @@ mod error;
 mod http;
 pub mod index;
 pub mod ingest;
-pub mod pinned;
+pub mod kernel_tree;
 pub mod release;
+pub mod sha256;
 pub mod shard;
 pub mod sources;
 pub mod sweep;
 pub mod targeted;
-pub mod version;
 
 pub use error::Error;
 pub use http::Http;
+pub use kmlink_debian::version;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,10 +1,9 @@
 //! The first links of a suite's trust chain: `InRelease` → OpenPGP
 //! signature → `Release` fields, among them the SHA256 and size of every
-//! index file. This module checks no index file: that is
-//! [`crate::index::fetch_verified_packages`], which holds each `Packages`
-//! index to the size and SHA256 its verified [`Release`] lists (and
-//! [`crate::index::fetch_release`], which fetches the `InRelease` and
-//! refuses another suite's or an expired one).
+//! index file. [`fetch_release`] fetches the `InRelease` and refuses
+//! another suite's or an expired one; an index body is held to the size and
+//! SHA256 its verified [`Release`] lists by `check_index`, which
+//! [`crate::index::fetch_verified_packages`] calls.
 //!
 //! [`Keyring::load`] reads an apt keyring (binary `.gpg` or armoured `.asc`),
 //! [`verify_clearsigned`] checks an `InRelease` file against it and returns
@@ -19,8 +18,9 @@ use pgp::composed::{CleartextSignedMessage, PublicOrSecret, SignedPublicKey};
 use pgp::types::KeyDetails;
 
 use crate::deb822;
-use crate::index::is_sha256_hex;
-use crate::{Error, Result};
+use crate::http::{join_url, retrying};
+use crate::sha256::is_sha256_hex;
+use crate::{Error, Http, Result};
 
 /// Debian's archive keyring, used when an apt source names none.
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -316,6 +316,82 @@ pub(crate) fn now() -> u64 {
 /// default.
 pub fn keyring_path(signed_by: Option<&Path>, default: &str) -> PathBuf {
     signed_by.map_or_else(|| PathBuf::from(default), Path::to_owned)
+}
+
+/// Largest `InRelease` accepted (bytes).
+const MAX_INRELEASE: u64 = 64 << 20;
+
+/// Fetch `dists/<suite>/InRelease` from `base_uri`, verify its OpenPGP
+/// signature against `keyring` and parse the signed text. A bad signature is
+/// [`Error::Signature`]; nothing of the file is used then. A `Valid-Until`
+/// in the past is [`Error::Release`], as apt refuses it: a mirror (or an
+/// attacker replaying old signed metadata) could otherwise hold back
+/// kernels. With `allow_expired` it is only a warning (the signature still
+/// binds every index hash).
+pub fn fetch_release(
+    http: &Http,
+    base_uri: &str,
+    suite: &str,
+    keyring: &Keyring,
+    allow_expired: bool,
+) -> Result<Release> {
+    let url = join_url(base_uri, &format!("dists/{suite}/InRelease"));
+    let body = retrying(http, &url, |u| http.get_bytes(u, MAX_INRELEASE))?;
+    let text = String::from_utf8(body).map_err(|_| Error::Signature {
+        what: url.clone(),
+        msg: "not UTF-8 text".into(),
+    })?;
+    let signed = verify_clearsigned(&text, keyring, &url)?;
+    let release = Release::parse(&signed, &url)?;
+    // A validly signed InRelease of another suite must not stand in for this
+    // one (apt refuses that too).
+    let names = [release.suite.as_deref(), release.codename.as_deref()];
+    if names.iter().any(Option::is_some) && !names.contains(&Some(suite)) {
+        return Err(Error::Release {
+            what: url,
+            msg: format!(
+                "signed for suite {} / codename {}, not {suite}",
+                names[0].unwrap_or("-"),
+                names[1].unwrap_or("-")
+            ),
+        });
+    }
+    if release.expired_at(now()) {
+        let until = release.valid_until.as_deref().unwrap_or("?");
+        if !allow_expired {
+            return Err(Error::Release {
+                what: url,
+                msg: format!(
+                    "signed metadata expired (Valid-Until: {until}): a stale or replayed mirror; \
+                     refused as apt refuses it (--allow-expired uses it anyway)"
+                ),
+            });
+        }
+        log::warn!("{url}: signed metadata expired (Valid-Until: {until}); used because of --allow-expired");
+    }
+    Ok(release)
+}
+
+/// Check an index body against the Release's size and SHA256.
+pub(crate) fn check_index(body: &[u8], file: &IndexFile, label: &str, url: &str) -> Result<()> {
+    if body.len() as u64 != file.size {
+        return Err(Error::SizeMismatch {
+            package: label.to_owned(),
+            source_name: url.to_owned(),
+            expected: file.size,
+            actual: body.len() as u64,
+        });
+    }
+    let actual = crate::sha256::hash_bytes(body);
+    if actual != file.sha256 {
+        return Err(Error::HashMismatch {
+            package: label.to_owned(),
+            source_name: url.to_owned(),
+            expected: file.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ pub fn sweep_at(
                 .unwrap_or_default();
             let shared_part = sub == "debs"
                 && name.len() == 64 + ".part".len()
-                && crate::index::is_sha256_hex(&name[..64]);
+                && crate::sha256::is_sha256_hex(&name[..64]);
             let keep_for = if shared_part { RESUME_KEEP } else { GRACE };
             if age < keep_for || meta.file_type().is_symlink() || held_by_a_live_run(&path, &name) {
                 continue;

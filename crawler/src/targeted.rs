@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
 use crate::index::PackageEntry;
-use crate::pinned::{self, KernelTree, PinnedKernel};
+use crate::kernel_tree::{self, KernelTree, PinnedKernel};
 use crate::sources::Mirrors;
 use crate::{deb, Error, Result};
 use kmlink_errors::Chain;
@@ -170,7 +170,7 @@ pub struct Options {
 /// Download (verified) the packages of `kernel` and unpack the files
 /// record extraction needs into a temporary directory (see the module
 /// documentation). A package gone from every mirror is replaced by its twin
-/// the index also lists ([`pinned::fetch_with_fallbacks`]: the signed image
+/// the index also lists ([`kernel_tree::fetch_with_fallbacks`]: the signed image
 /// for the unsigned one); with no twin left the kernel is
 /// [`Error::Unavailable`] (no other release is substituted: the crawl takes
 /// what the index lists). [`Staged::tree`]'s packages are the ones used.
@@ -241,7 +241,7 @@ pub fn fetch(
     };
     let ctx = |e: Error| e.context(format!("kernel {rel}"));
     let t = Instant::now();
-    let fetched = pinned::fetch_with_fallbacks(cache, http, bases, kernel, opts.jobs);
+    let fetched = kernel_tree::fetch_with_fallbacks(cache, http, bases, kernel, opts.jobs);
     // Whatever was downloaded is cleaned up, also when a later package
     // turned out to be gone.
     if !opts.keep_debs {
@@ -321,7 +321,7 @@ pub fn fetch(
         std::fs::create_dir_all(&empty).map_err(|e| Error::io("creating", &empty, e))?;
     }
     staged.unpacking = t.elapsed();
-    let tree = pinned::locate(&root, rel, &packages).map_err(ctx)?;
+    let tree = kernel_tree::locate(&root, rel, &packages).map_err(ctx)?;
     staged.tree = tree;
     Ok(staged)
 }

@@ -12,7 +12,7 @@ use common::{clearsign, compress, deb_bytes, sha256, test_key, Ent, Server};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Distro, KernelInfo, Layout, Origin};
 use kmlink_crawler::index::PackageEntry;
-use kmlink_crawler::pinned::{self, PinnedKernel};
+use kmlink_crawler::kernel_tree::{self, PinnedKernel};
 use kmlink_crawler::sources::Mirrors;
 use kmlink_crawler::{Error, Http};
 
@@ -348,10 +348,10 @@ fn assembles_every_debian_layout() {
     let fallbacks: Vec<&str> = pin.fallbacks.iter().map(|p| p.package.as_str()).collect();
     assert_eq!(fallbacks, ["linux-image-9.1.0-3-amd64"]);
     assert_eq!(
-        pinned::fallback_for(&pin.packages[0], &pin.fallbacks).map(|p| p.package.as_str()),
+        kernel_tree::fallback_for(&pin.packages[0], &pin.fallbacks).map(|p| p.package.as_str()),
         Some("linux-image-9.1.0-3-amd64")
     );
-    assert!(pinned::fallback_for(&pin.packages[1], &pin.fallbacks).is_none());
+    assert!(kernel_tree::fallback_for(&pin.packages[1], &pin.fallbacks).is_none());
 
     let (_, i) = one(&ks, "9.12.7+deb13-cloud-amd64");
     assert_eq!(i.flavour, "cloud-amd64");
@@ -412,7 +412,7 @@ fn assembles_ubuntu_layout() {
     );
     assert_eq!(i.config.as_deref(), Some("linux-modules-9.8.0-49-generic"));
     assert_eq!(
-        pinned::fallback_for(&pin.packages[0], &pin.fallbacks).map(|p| p.package.as_str()),
+        kernel_tree::fallback_for(&pin.packages[0], &pin.fallbacks).map(|p| p.package.as_str()),
         Some("linux-image-9.8.0-49-generic")
     );
 }
@@ -616,7 +616,7 @@ fn discovers_verifies_and_materializes_every_layout() {
     assert_eq!(k612.1.also_in, ["trixie-security"]);
 
     for (pin, info) in &merged {
-        let tree = pinned::materialize_with(&cache, &http, &o.mirrors, pin, 3)
+        let tree = kernel_tree::materialize_with(&cache, &http, &o.mirrors, pin, 3)
             .unwrap_or_else(|e| panic!("{}: {e}", info.release));
         let vmlinuz = std::fs::read_to_string(&tree.vmlinuz).unwrap();
         assert!(vmlinuz.contains("vmlinuz"), "{}: {vmlinuz}", info.release);
@@ -637,11 +637,11 @@ fn discovers_verifies_and_materializes_every_layout() {
         assert_eq!(has_ko, info.modules.is_some(), "{}", info.release);
     }
     // The unsigned 6.1 image was preferred.
-    let t =
-        pinned::materialize(&cache, &http, &o.mirrors, &one(&merged, "9.1.0-3-amd64").0).unwrap();
+    let t = kernel_tree::materialize(&cache, &http, &o.mirrors, &one(&merged, "9.1.0-3-amd64").0)
+        .unwrap();
     assert_eq!(std::fs::read(&t.vmlinuz).unwrap(), b"unsigned vmlinuz 6.1");
     assert!(t.modules_dir.ends_with("lib/modules/9.1.0-3-amd64"));
-    let t = pinned::materialize(
+    let t = kernel_tree::materialize(
         &cache,
         &http,
         &o.mirrors,
@@ -713,7 +713,7 @@ fn ubuntu_fixture_archive() {
     let http = http();
     let ks = discover::scan_suite(&http, Some(&cache), &o, "noble-updates").unwrap();
     assert_eq!(ks.len(), 1, "{ks:?}");
-    let tree = pinned::materialize(&cache, &http, &o.mirrors, &ks[0].0).unwrap();
+    let tree = kernel_tree::materialize(&cache, &http, &o.mirrors, &ks[0].0).unwrap();
     assert_eq!(std::fs::read(&tree.vmlinuz).unwrap(), b"unsigned ubuntu");
     assert!(tree
         .config

@@ -8,7 +8,7 @@ use common::{deb_bytes_with_control, write_deb, Ent};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Distro, Layout, Origin};
 use kmlink_crawler::ingest;
-use kmlink_crawler::pinned;
+use kmlink_crawler::kernel_tree;
 use kmlink_crawler::sources::Mirrors;
 use kmlink_crawler::Http;
 
@@ -98,7 +98,7 @@ fn ingested_kernel_unpacks_offline() {
 
     // No mirror at all: everything comes from the cache.
     let http = Http::new().unwrap();
-    let tree = pinned::materialize(&cache, &http, &Mirrors::default(), pin).unwrap();
+    let tree = kernel_tree::materialize(&cache, &http, &Mirrors::default(), pin).unwrap();
     assert_eq!(std::fs::read(&tree.vmlinuz).unwrap(), b"vmlinuz 7");
     assert!(tree.config.is_some() && tree.symvers.is_some());
     assert!(tree.modules_dir.join("kernel/d.ko.xz").is_file());
@@ -118,7 +118,7 @@ fn ingested_kernel_unpacks_offline() {
 
     // A package gone from the cache: a clear error, no network.
     std::fs::remove_file(cache.debs_dir().join(&pin.packages[0].sha256)).unwrap();
-    let e = pinned::materialize(&cache, &http, &Mirrors::default(), pin).unwrap_err();
+    let e = kernel_tree::materialize(&cache, &http, &Mirrors::default(), pin).unwrap_err();
     assert!(e.to_string().contains("ingest it again"), "{e}");
 }
 

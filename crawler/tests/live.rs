@@ -7,7 +7,7 @@ use std::path::Path;
 
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Distro, Layout, Origin};
-use kmlink_crawler::pinned;
+use kmlink_crawler::kernel_tree;
 use kmlink_crawler::Http;
 
 fn origin() -> Origin {
@@ -83,7 +83,7 @@ fn fetches_a_6_1_and_a_split_kernel_via_discovery() {
             .unwrap()
             .unwrap();
         assert_eq!(found.1.release, info.release);
-        let tree = pinned::materialize_with(&cache, &http, &o.mirrors, pin, 4).unwrap();
+        let tree = kernel_tree::materialize_with(&cache, &http, &o.mirrors, pin, 4).unwrap();
         eprintln!("{}: {}", tree.release, tree.vmlinuz.display());
         assert!(tree.vmlinuz.is_file());
         assert!(tree.config.is_some());
@@ -121,7 +121,7 @@ fn bullseye_security_falls_back_to_the_signed_twin() {
         unsigned.package,
         "linux-image-5.10.0-46-cloud-amd64-unsigned"
     );
-    let twin = pinned::fallback_for(unsigned, &cloud.fallbacks).expect("the signed twin");
+    let twin = kernel_tree::fallback_for(unsigned, &cloud.fallbacks).expect("the signed twin");
     assert_eq!(twin.package, "linux-image-5.10.0-46-cloud-amd64");
     let mirrors = kmlink_crawler::sources::Mirrors {
         archive: o.mirrors.archive.clone(),

@@ -1,4 +1,4 @@
-//! `pinned::materialize` and `index::fetch_packages` against a local server.
+//! `kernel_tree::materialize` and `index::fetch_packages` against a local server.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{deb_bytes, Ent, Server};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::index::{self, PackageEntry};
-use kmlink_crawler::pinned::{self, PinnedKernel};
+use kmlink_crawler::kernel_tree::{self, PinnedKernel};
 use kmlink_crawler::sources::Mirrors;
 use kmlink_crawler::Http;
 use sha2::Digest;
@@ -137,7 +137,7 @@ fn materializes_reuses_and_reextracts() {
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::new(d.path().to_owned());
     let mirrors = Mirrors::explicit(&srv.base, None);
-    let t = pinned::materialize(&cache, &http(), &mirrors, &pin(&rel, &debs)).unwrap();
+    let t = kernel_tree::materialize(&cache, &http(), &mirrors, &pin(&rel, &debs)).unwrap();
     let root = d.path().join("kernels").join(&rel);
     assert_eq!(t.release, rel);
     assert_eq!(t.root, root);
@@ -159,7 +159,7 @@ fn materializes_reuses_and_reextracts() {
 
     // Complete tree: reused as is.
     std::fs::write(root.join("sentinel"), "x").unwrap();
-    let t2 = pinned::materialize(&cache, &http(), &mirrors, &pin(&rel, &debs)).unwrap();
+    let t2 = kernel_tree::materialize(&cache, &http(), &mirrors, &pin(&rel, &debs)).unwrap();
     assert_eq!(t2.vmlinuz, t.vmlinuz);
     assert!(root.join("sentinel").exists());
     assert_eq!(srv.hits(), 2);
@@ -167,7 +167,7 @@ fn materializes_reuses_and_reextracts() {
     // Different packages for the same release: extracted again.
     let (_, debs2) = kernel_debs(3, "image v2");
     let srv2 = start(routes(&debs2));
-    let t3 = pinned::materialize(
+    let t3 = kernel_tree::materialize(
         &cache,
         &http(),
         &Mirrors::explicit(&srv2.base, None),
@@ -204,7 +204,7 @@ fn failed_extraction_leaves_nothing() {
     let srv = start(routes(&debs));
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::new(d.path().to_owned());
-    let e = pinned::materialize(
+    let e = kernel_tree::materialize(
         &cache,
         &http(),
         &Mirrors::explicit(&srv.base, None),
@@ -228,7 +228,7 @@ fn missing_vmlinuz_is_an_error() {
     let srv = start(routes(&debs));
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::new(d.path().to_owned());
-    let e = pinned::materialize(
+    let e = kernel_tree::materialize(
         &cache,
         &http(),
         &Mirrors::explicit(&srv.base, None),
@@ -237,7 +237,7 @@ fn missing_vmlinuz_is_an_error() {
     .unwrap_err();
     assert!(kmlink_errors::chain(&e).contains("no vmlinuz"), "{e}");
     assert!(
-        pinned::materialize(&cache, &http(), &Mirrors::default(), &pin(&rel, &debs))
+        kernel_tree::materialize(&cache, &http(), &Mirrors::default(), &pin(&rel, &debs))
             .unwrap_err()
             .to_string()
             .contains("no archive mirror")
@@ -267,7 +267,7 @@ fn substitutes_newest_of_series_when_pinned_is_gone() {
     let srv = start(r);
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::new(d.path().to_owned());
-    let t = pinned::materialize(
+    let t = kernel_tree::materialize(
         &cache,
         &http(),
         &Mirrors::explicit(&srv.base, None),
@@ -330,7 +330,7 @@ fn fetch_packages_xz_then_gz() {
 #[test]
 fn checked_in_pins_load() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/kernels.toml");
-    let k = pinned::load(&p).unwrap();
+    let k = kernel_tree::load(&p).unwrap();
     let rels: Vec<&str> = k.iter().map(|k| k.release.as_str()).collect();
     // The pins may grow; these three are the default VM set.
     for r in [
@@ -355,7 +355,7 @@ fn boot_image_fetches_only_the_image_and_can_evict_the_package() {
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::new(d.path().to_owned());
     let mirrors = Mirrors::explicit(&srv.base, None);
-    let p = pinned::boot_image(&cache, &http(), &mirrors, &pin(&rel, &debs), true).unwrap();
+    let p = kernel_tree::boot_image(&cache, &http(), &mirrors, &pin(&rel, &debs), true).unwrap();
     assert_eq!(p, d.path().join("boot").join(&rel).join("vmlinuz"));
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "boot me");
     // Only the image package was downloaded, and evicted again.
@@ -363,14 +363,14 @@ fn boot_image_fetches_only_the_image_and_can_evict_the_package() {
     assert!(cache.cached(&debs[0].0).unwrap().is_none());
     assert!(!d.path().join("kernels").exists(), "no full tree");
     // Reused without any download.
-    let p2 = pinned::boot_image(&cache, &http(), &mirrors, &pin(&rel, &debs), true).unwrap();
+    let p2 = kernel_tree::boot_image(&cache, &http(), &mirrors, &pin(&rel, &debs), true).unwrap();
     assert_eq!(p2, p);
     assert_eq!(srv.hits(), 1);
     // Without eviction the verified package stays in the cache.
     let (rel6, debs6) = kernel_debs(6, "keep");
     let srv6 = start(routes(&debs6));
     let mirrors6 = Mirrors::explicit(&srv6.base, None);
-    pinned::boot_image(&cache, &http(), &mirrors6, &pin(&rel6, &debs6), false).unwrap();
+    kernel_tree::boot_image(&cache, &http(), &mirrors6, &pin(&rel6, &debs6), false).unwrap();
     assert!(cache.cached(&debs6[0].0).unwrap().is_some());
 }
 
@@ -389,18 +389,18 @@ fn boot_image_falls_back_to_the_signed_twin() {
     let mirrors = Mirrors::explicit(&srv.base, None);
     let mut k = pin(&rel, &debs);
     k.fallbacks = vec![signed.clone()];
-    let p = pinned::boot_image(&cache, &http(), &mirrors, &k, true).unwrap();
+    let p = kernel_tree::boot_image(&cache, &http(), &mirrors, &k, true).unwrap();
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "signed twin");
     assert!(cache.cached(&signed).unwrap().is_none(), "twin evicted");
     let hits = srv.hits();
     assert_eq!(
-        pinned::boot_image(&cache, &http(), &mirrors, &k, true).unwrap(),
+        kernel_tree::boot_image(&cache, &http(), &mirrors, &k, true).unwrap(),
         p
     );
     assert_eq!(srv.hits(), hits, "reused without a download");
     // Without the twin the 404 is the error.
     let d2 = tempfile::tempdir().unwrap();
-    let e = pinned::boot_image(
+    let e = kernel_tree::boot_image(
         &Cache::new(d2.path().to_owned()),
         &http(),
         &mirrors,
@@ -417,7 +417,7 @@ fn boot_image_without_an_image_is_an_error_naming_the_packages() {
     let srv = start(routes(&debs));
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::new(d.path().to_owned());
-    let e = pinned::boot_image(
+    let e = kernel_tree::boot_image(
         &cache,
         &http(),
         &Mirrors::explicit(&srv.base, None),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{deb_bytes, Ent, Server};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::index::PackageEntry;
-use kmlink_crawler::pinned::PinnedKernel;
+use kmlink_crawler::kernel_tree::PinnedKernel;
 use kmlink_crawler::sources::Mirrors;
 use kmlink_crawler::targeted::{self, Options, STOCK_MODULES};
 use kmlink_crawler::Http;

@@ -6,9 +6,56 @@
 //! Where a library must turn an error into text — a log line, a verdict
 //! line, a failure kept in a report — [`Chain`] writes the whole chain the
 //! same way: `context: cause: root cause`.
+//!
+//! [`IoError`] is the one "what was done to which file" error that the
+//! libraries' `Io` variants wrap.
 
 use std::error::Error;
 use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// An I/O failure on a file: what was being done (`"reading"`,
+/// `"creating"`, ...) and to which path; the cause is the source.
+/// Displays as `reading /x.ko`.
+#[derive(Debug)]
+pub struct IoError {
+    /// What was being done.
+    pub op: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    /// `op` failed on `path` because of `source`.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> IoError {
+        IoError {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A `map_err` adapter: `f.read(..).map_err(IoError::at("reading", p))?`
+    /// (with `?` converting into the library's error through `From`).
+    pub fn at(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IoError {
+        let path = path.to_path_buf();
+        move |source| IoError { op, path, source }
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.op, self.path.display())
+    }
+}
+
+impl Error for IoError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.source)
+    }
+}
 
 /// Displays an error and every cause under it, joined by `": "`.
 #[derive(Clone, Copy)]
@@ -62,5 +109,15 @@ mod tests {
         assert_eq!(chain(&e), "reading /x.ko: No such file or directory");
         let io = std::io::Error::other("bare");
         assert_eq!(chain(&io), "bare");
+    }
+
+    #[test]
+    fn io_error_says_op_and_path_once() {
+        let e = IoError::new(
+            "reading",
+            "/x.ko",
+            std::io::Error::other("No such file or directory"),
+        );
+        assert_eq!(chain(&e), "reading /x.ko: No such file or directory");
     }
 }

@@ -977,27 +977,8 @@ fn this_module(f: &Facts<'_>) -> Check {
             },
         ));
         let src = donor_source(d);
-        match df.this_module_size {
-            Some(s) if s == t.size => {}
-            Some(s) => problems.push(format!(
-                "sizeof(struct module): record {:#x} ({}), {src} section size {s:#x} ({s})",
-                t.size, t.size
-            )),
-            None => problems.push(format!("{src} has no .gnu.linkonce.this_module")),
-        }
-        for (field, want, have) in [
-            ("init", t.init_offset, init),
-            ("exit", t.exit_offset, exit),
-            ("name", t.name_offset, df.this_module_name_offset),
-        ] {
-            if let Some(h) = have {
-                if h != want {
-                    problems.push(format!(
-                        "offsetof(struct module, {field}): record {want:#x}, {src} {h:#x}"
-                    ));
-                }
-            }
-        }
+        let c = kmlink_metadata_db::this_module::compare(&t, df);
+        problems.extend(c.mismatches.iter().map(|m| m.describe("record", &src)));
         compared.push("donor");
     }
     if let Some(b) = f.btf {

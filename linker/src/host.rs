@@ -11,10 +11,8 @@ use kmlink_core_module::Manifest;
 use kmlink_donor::btf::Btf;
 use kmlink_donor::config::KernelConfig;
 use kmlink_donor::vmlinux::Vmlinux;
-use kmlink_metadata_db::extract::{self, CONFIG_KEYS};
-use kmlink_metadata_db::record::{
-    Export, Identity, KernelRecord, ModuleConventions, ThisModuleLayout, RECORD_SCHEMA,
-};
+use kmlink_metadata_db::extract;
+use kmlink_metadata_db::record::{Export, Identity, KernelRecord, ThisModuleLayout, RECORD_SCHEMA};
 use sha2::{Digest, Sha256};
 
 use crate::donor::Donor;
@@ -344,14 +342,13 @@ pub fn read_config(root: &Path, release: &str) -> Option<HostConfig> {
     None
 }
 
-/// The flavour part of a release (`6.1.0-47-amd64` → `amd64`).
+/// The flavour part of a release (`6.1.0-47-amd64` → `amd64`); a release
+/// that is not Debian's or Ubuntu's shape gives its last `-` part.
 fn flavour_of(release: &str) -> String {
-    for f in ["rt-amd64", "cloud-amd64"] {
-        if release.ends_with(&format!("-{f}")) {
-            return f.to_string();
-        }
+    match kmlink_debian::release::parse_release(release) {
+        Some(p) => p.flavour.to_string(),
+        None => release.rsplit('-').next().unwrap_or(release).to_string(),
     }
-    release.rsplit('-').next().unwrap_or(release).to_string()
 }
 
 /// Everything [`host_record`] builds a record from.
@@ -411,42 +408,15 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
     let donor_path = d.path.display().to_string();
 
     // Conventions: the config when there is one, checked against the donor.
-    let donor_versions = d.facts.sections.iter().any(|x| x == "__versions");
-    let donor_returns = d.facts.sections.iter().any(|x| x == ".return_sites");
-    let donor_retpoline = d.facts.modinfo_get("retpoline") == Some("Y");
     let cfg = s.config.map(|c| &c.config);
-    let enabled = |keys: &[&str]| cfg.is_some_and(|c| keys.iter().any(|k| c.enabled(k)));
-    let modversions = match cfg {
-        Some(c) => {
-            let m = c.enabled("CONFIG_MODVERSIONS");
-            if m != donor_versions {
-                return Err(HostError::Disagree(format!(
-                    "config says MODVERSIONS={m}, donor {donor_path} {} __versions",
-                    if donor_versions { "has" } else { "has no" }
-                )));
-            }
-            m
-        }
-        None => donor_versions,
-    };
-    let conventions = ModuleConventions {
-        modversions,
-        ext_modversions: d.facts.has_ext_versions,
-        return_sites: if cfg.is_some() {
-            enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"])
-        } else {
-            donor_returns
-        },
-        retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]) || donor_retpoline,
-        ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
-        stock_modinfo_keys: {
-            let mut k: Vec<String> = d.facts.modinfo.iter().map(|(k, _)| k.clone()).collect();
-            k.sort();
-            k.dedup();
-            k
-        },
-        loader_sections: kmlink_metadata_db::record::loader_sections_of(&d.facts.sections),
-    };
+    let conventions = extract::module_conventions(cfg, &d.facts).map_err(|m| {
+        HostError::Disagree(format!(
+            "config says MODVERSIONS={}, donor {donor_path} {} __versions",
+            m.config,
+            if m.module { "has" } else { "has no" }
+        ))
+    })?;
+    let modversions = conventions.modversions;
     provenance.insert(
         "conventions".to_string(),
         match s.config {
@@ -514,14 +484,7 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
         ),
     );
 
-    let mut config = BTreeMap::new();
-    if let Some(c) = cfg {
-        for key in CONFIG_KEYS {
-            if let Some(v) = c.get(key) {
-                config.insert(key.to_string(), v.to_string());
-            }
-        }
-    }
+    let config = cfg.map(extract::config_facts).unwrap_or_default();
 
     Ok(KernelRecord {
         schema: RECORD_SCHEMA,
@@ -530,7 +493,9 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
             distro: "host".into(),
             suite: String::new(),
             flavour: flavour_of(release),
-            arch: std::env::consts::ARCH.into(),
+            arch: kmlink_core_module::Arch::host()
+                .map_or(std::env::consts::ARCH, |a| a.machine())
+                .into(),
             build_string: s.identity.build_string.clone(),
             btf_sha256: s.btf.sha256.clone(),
             packages: Vec::new(),
@@ -547,92 +512,39 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
     })
 }
 
-/// `struct module` from BTF, checked against every fact the donor shows:
-/// its section size always, the `init`/`exit` relocation offsets and the
-/// name offset when it has them (library modules have no init or exit).
+/// `struct module` from BTF ([`kmlink_metadata_db::this_module::from_btf`]),
+/// held to the donor ([`kmlink_metadata_db::this_module::compare`]): its
+/// section size always, the `init`/`exit` relocation offsets and the name
+/// offset when it has them (library modules have no init or exit).
 /// Returns the layout and what the donor confirmed.
 pub fn this_module_layout(
     btf: &LiveBtf,
     donor: &Donor,
 ) -> Result<(ThisModuleLayout, String), HostError> {
-    let b = &btf.btf;
+    use kmlink_metadata_db::this_module::{self, BtfLayoutError};
     let src = btf.path.display().to_string();
-    let missing = |what: &str| HostError::Missing {
-        what: format!("{src}: {what}"),
-        how: "the kernel's BTF lacks struct module; a record from a kmlink database is needed"
-            .into(),
-    };
-    let member = |m: &str| -> Result<u64, HostError> {
-        b.member_offset("module", m)
-            .map_err(|source| HostError::Donor {
-                what: format!("{src} struct module"),
-                source,
-            })?
-            .ok_or_else(|| missing(&format!("struct module has no member {m}")))
-    };
-    let layout = ThisModuleLayout {
-        size: b
-            .struct_size("module")
-            .ok_or_else(|| missing("no struct module"))?,
-        name_offset: member("name")?,
-        name_len: b
-            .member_size("module", "name")
-            .map_err(|source| HostError::Donor {
-                what: format!("{src} struct module"),
-                source,
-            })?
-            .ok_or_else(|| missing("struct module has no member name"))?,
-        init_offset: member("init")?,
-        exit_offset: member("exit")?,
-    };
-    let f = &donor.facts;
-    let dsrc = donor.path.display().to_string();
-    let disagree = |what: String| {
-        HostError::Disagree(format!(
-            "struct module: {what} (the donor or the BTF is not the running kernel's; pick another donor with --donor, or report this kernel)"
-        ))
-    };
-    let mut shown = Vec::new();
-    match f.this_module_size {
-        Some(size) if size == layout.size => shown.push("size"),
-        Some(size) => {
-            return Err(disagree(format!(
-                "sizeof: {src} says {:#x}, {dsrc} section is {size:#x}",
-                layout.size
-            )))
-        }
-        None => return Err(disagree(format!("{dsrc} has no .gnu.linkonce.this_module"))),
+    let layout = this_module::from_btf(&btf.btf).map_err(|e| match e {
+        BtfLayoutError::Missing(what) => HostError::Missing {
+            what: format!("{src}: {what}"),
+            how: "the kernel's BTF lacks struct module; a record from a kmlink database is needed"
+                .into(),
+        },
+        BtfLayoutError::Btf(source) => HostError::Donor {
+            what: format!("{src} struct module"),
+            source,
+        },
+    })?;
+    let compared = this_module::compare(&layout, &donor.facts);
+    if let Some(m) = compared.mismatches.first() {
+        return Err(HostError::Disagree(format!(
+            "struct module: {} (the donor or the BTF is not the running kernel's; pick another donor with --donor, or report this kernel)",
+            m.describe(&src, &donor.path.display().to_string())
+        )));
     }
-    for (func, field, want) in [
-        ("init_module", "init", layout.init_offset),
-        ("cleanup_module", "exit", layout.exit_offset),
-    ] {
-        let at: Vec<u64> = f
-            .this_module_relocs
-            .iter()
-            .filter(|(_, s)| s == func)
-            .map(|(o, _)| *o)
-            .collect();
-        match at.as_slice() {
-            [] => {}
-            [o] if *o == want => shown.push(field),
-            _ => {
-                return Err(disagree(format!(
-                    "offset of {field}: {src} says {want:#x}, {dsrc} relocates {func} at {at:#x?}"
-                )))
-            }
-        }
-    }
-    if let Some(n) = f.this_module_name_offset {
-        if n != layout.name_offset {
-            return Err(disagree(format!(
-                "offset of name: {src} says {:#x}, {dsrc} has it at {n:#x}",
-                layout.name_offset
-            )));
-        }
-        shown.push("name");
-    }
-    Ok((layout, format!("donor confirms {}", shown.join(", "))))
+    Ok((
+        layout,
+        format!("donor confirms {}", compared.confirmed.join(", ")),
+    ))
 }
 
 #[cfg(test)]

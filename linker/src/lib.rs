@@ -19,6 +19,7 @@ pub mod check;
 pub mod donor;
 pub mod dump;
 pub mod host;
+pub mod load;
 mod plan;
 pub mod security;
 

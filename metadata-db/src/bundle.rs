@@ -119,16 +119,8 @@ pub enum BundleError {
         what: String,
     },
     /// Reading or writing a file failed.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] kmlink_errors::IoError),
     /// The store refused.
     #[error(transparent)]
     Store(#[from] Box<DbError>),
@@ -270,11 +262,7 @@ pub fn export_releases(
 /// an endless pipe (`/dev/zero`) fails at its first bytes, not when memory
 /// runs out. Check the bytes with [`read`].
 pub fn read_file(path: &Path) -> Result<Vec<u8>, BundleError> {
-    let io = |source| BundleError::Io {
-        op: "reading",
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| BundleError::Io(kmlink_errors::IoError::new("reading", path, source));
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut data = Vec::new();
     (&mut f).take(12).read_to_end(&mut data).map_err(io)?;
@@ -561,7 +549,7 @@ pub fn keygen(path: &Path) -> Result<VerifyingKey, BundleError> {
     }
     let io = |op: &'static str, p: &Path| {
         let path = p.to_path_buf();
-        move |source| BundleError::Io { op, path, source }
+        move |source| BundleError::Io(kmlink_errors::IoError { op, path, source })
     };
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -598,11 +586,8 @@ pub fn public_path(secret: &Path) -> PathBuf {
 }
 
 fn read_key_file(path: &Path, tag: &str) -> Result<[u8; 32], BundleError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BundleError::Io {
-        op: "reading",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| BundleError::Io(kmlink_errors::IoError::new("reading", path, source)))?;
     let bad = |what: String| BundleError::Key {
         path: path.to_path_buf(),
         what,

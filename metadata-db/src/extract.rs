@@ -527,14 +527,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         )),
         None => None,
     };
-    let mut config_map = BTreeMap::new();
-    if let Some(cfg) = &config {
-        for key in CONFIG_KEYS {
-            if let Some(v) = cfg.get(key) {
-                config_map.insert(key.to_string(), v.to_string());
-            }
-        }
-    }
+    let config_map = config.as_ref().map(config_facts).unwrap_or_default();
 
     // The module loader's own vermagic, from the image.
     let image_vermagic = find_vermagic(&art.release, image_bytes).map_err(&missing)?;
@@ -599,37 +592,16 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 None => label.clone(),
             },
         );
-        let stock_modversions = f.sections.iter().any(|s| s == "__versions");
-        let modversions = match &config {
-            Some(c) => c.enabled("CONFIG_MODVERSIONS"),
-            None => stock_modversions,
-        };
-        if modversions != stock_modversions {
-            return Err(ExtractError::Disagree(Box::new(Disagreement {
+        let conventions = module_conventions(config.as_ref(), f).map_err(|d| {
+            ExtractError::Disagree(Box::new(Disagreement {
                 release: release.clone(),
                 what: "symbol versions".into(),
                 a_source: "config".into(),
-                a: format!("MODVERSIONS={modversions}"),
+                a: format!("MODVERSIONS={}", d.config),
                 b_source: stock.path.display().to_string(),
-                b: format!("__versions present: {stock_modversions}"),
-            })));
-        }
-        let stock_retpoline = f.modinfo.iter().any(|(k, v)| k == "retpoline" && v == "Y");
-        let conventions = ModuleConventions {
-            modversions,
-            ext_modversions: f.has_ext_versions,
-            return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
-            retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"])
-                || stock_retpoline,
-            ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
-            stock_modinfo_keys: {
-                let mut keys: Vec<String> = f.modinfo.iter().map(|(k, _)| k.clone()).collect();
-                keys.sort();
-                keys.dedup();
-                keys
-            },
-            loader_sections: crate::record::loader_sections_of(&f.sections),
-        };
+                b: format!("__versions present: {}", d.module),
+            }))
+        })?;
         // struct module: BTF and the stock module must agree.
         let this_module = this_module_layout(&release, &btf, &stock)?;
         provenance.insert(
@@ -918,17 +890,11 @@ pub fn rederive(
         what: "kept .BTF".into(),
         source,
     })?;
-    let size = btf.struct_size("module");
-    let off = |m: &str| btf.member_offset("module", m).ok().flatten();
-    let t = record.this_module;
-    let again = (size, off("name"), off("init"), off("exit"));
-    let want = (
-        Some(t.size),
-        Some(t.name_offset),
-        Some(t.init_offset),
-        Some(t.exit_offset),
-    );
-    if again != want {
+    // struct module read again through its one owner.
+    let fields = |t: ThisModuleLayout| (t.size, t.name_offset, t.init_offset, t.exit_offset);
+    let want = fields(record.this_module);
+    let again = crate::this_module::from_btf(&btf).ok().map(fields);
+    if again != Some(want) {
         return Err(ExtractError::Disagree(Box::new(Disagreement {
             release,
             what: "struct module (size, name, init, exit)".into(),
@@ -957,98 +923,104 @@ pub fn rederive(
     Ok(r)
 }
 
-/// `struct module` layout from BTF alone (size; `name`, `init`, `exit`).
-pub fn btf_module_layout(release: &str, btf: &Btf) -> Result<ThisModuleLayout, ExtractError> {
-    let missing = |what: &str| ExtractError::Missing {
-        release: release.into(),
-        what: what.into(),
-    };
-    let donor = |what: &str| {
-        let release = release.to_string();
-        let what = what.to_string();
-        move |source| ExtractError::Donor {
-            release,
-            what,
-            source,
-        }
-    };
-    let size = btf
-        .struct_size("module")
-        .ok_or_else(|| missing("BTF has no struct module"))?;
-    let off = |m: &str| -> Result<u64, ExtractError> {
-        btf.member_offset("module", m)
-            .map_err(donor("BTF struct module"))?
-            .ok_or_else(|| missing(&format!("BTF struct module has no member {m}")))
-    };
-    let layout = ThisModuleLayout {
-        size,
-        name_offset: off("name")?,
-        name_len: btf
-            .member_size("module", "name")
-            .map_err(donor("BTF struct module"))?
-            .ok_or_else(|| missing("BTF struct module has no member name"))?,
-        init_offset: off("init")?,
-        exit_offset: off("exit")?,
-    };
-    Ok(layout)
+/// The [`CONFIG_KEYS`] a config sets, as a record keeps them.
+pub fn config_facts(config: &KernelConfig) -> BTreeMap<String, String> {
+    CONFIG_KEYS
+        .iter()
+        .filter_map(|key| config.get(key).map(|v| (key.to_string(), v.to_string())))
+        .collect()
 }
 
-/// `struct module` layout from BTF, cross-checked with a stock module.
+/// The config says MODVERSIONS one way, the module the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModversionsDisagree {
+    /// `CONFIG_MODVERSIONS`.
+    pub config: bool,
+    /// The module has `__versions`.
+    pub module: bool,
+}
+
+/// How modules of this kernel are built, from its config (when there is
+/// one) and a module built for it: the one rule for record extraction and
+/// the linker's host records. The config decides `modversions` (and the
+/// module must agree), `return_sites` (`RETHUNK`; without a config the
+/// module's `.return_sites` section), `ibt`; `retpoline` is the config's
+/// or the module's `retpoline=Y`; `ext_modversions` and the modinfo keys
+/// are the module's.
+pub fn module_conventions(
+    config: Option<&KernelConfig>,
+    module: &ko::ModuleFacts,
+) -> Result<ModuleConventions, ModversionsDisagree> {
+    let enabled = |keys: &[&str]| config.is_some_and(|c| keys.iter().any(|k| c.enabled(k)));
+    let module_versions = module.sections.iter().any(|s| s == "__versions");
+    let modversions = match config {
+        Some(c) => c.enabled("CONFIG_MODVERSIONS"),
+        None => module_versions,
+    };
+    if modversions != module_versions {
+        return Err(ModversionsDisagree {
+            config: modversions,
+            module: module_versions,
+        });
+    }
+    let module_retpoline = module
+        .modinfo
+        .iter()
+        .any(|(k, v)| k == "retpoline" && v == "Y");
+    Ok(ModuleConventions {
+        modversions,
+        ext_modversions: module.has_ext_versions,
+        return_sites: match config {
+            Some(_) => enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
+            None => module.sections.iter().any(|s| s == ".return_sites"),
+        },
+        retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"])
+            || module_retpoline,
+        ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+        stock_modinfo_keys: {
+            let mut keys: Vec<String> = module.modinfo.iter().map(|(k, _)| k.clone()).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        },
+        loader_sections: crate::record::loader_sections_of(&module.sections),
+    })
+}
+
+/// `struct module` layout from BTF alone ([`crate::this_module::from_btf`]).
+pub fn btf_module_layout(release: &str, btf: &Btf) -> Result<ThisModuleLayout, ExtractError> {
+    use crate::this_module::BtfLayoutError;
+    crate::this_module::from_btf(btf).map_err(|e| match e {
+        BtfLayoutError::Missing(what) => ExtractError::Missing {
+            release: release.into(),
+            what,
+        },
+        BtfLayoutError::Btf(source) => ExtractError::Donor {
+            release: release.into(),
+            what: "BTF struct module".into(),
+            source,
+        },
+    })
+}
+
+/// `struct module` layout from BTF, held to a stock module
+/// ([`crate::this_module::compare`]); the first disagreement is the error.
 pub fn this_module_layout(
     release: &str,
     btf: &Btf,
     stock: &StockModule,
 ) -> Result<ThisModuleLayout, ExtractError> {
     let layout = btf_module_layout(release, btf)?;
-    let size = layout.size;
-    let f = &stock.facts;
-    let src = stock.path.display().to_string();
-    let disagree = |what: &str, a: u64, b: String| {
-        ExtractError::Disagree(Box::new(Disagreement {
+    let compared = crate::this_module::compare(&layout, &stock.facts);
+    if let Some(m) = compared.mismatches.first() {
+        return Err(ExtractError::Disagree(Box::new(Disagreement {
             release: release.into(),
-            what: what.into(),
+            what: m.what(),
             a_source: "BTF".into(),
-            a: format!("{a:#x}"),
-            b_source: src.clone(),
-            b,
-        }))
-    };
-    match f.this_module_size {
-        Some(s) if s == size => {}
-        other => {
-            return Err(disagree(
-                "sizeof(struct module)",
-                size,
-                format!("{other:#x?}"),
-            ))
-        }
-    }
-    for (func, want) in [
-        ("init_module", layout.init_offset),
-        ("cleanup_module", layout.exit_offset),
-    ] {
-        let at: Vec<u64> = f
-            .this_module_relocs
-            .iter()
-            .filter(|(_, s)| s == func)
-            .map(|(o, _)| *o)
-            .collect();
-        if at != [want] {
-            return Err(disagree(
-                &format!("offset of struct module's pointer to {func}"),
-                want,
-                format!("{at:#x?}"),
-            ));
-        }
-    }
-    if let Some(name_at) = f.this_module_name_offset {
-        if name_at != layout.name_offset {
-            return Err(disagree(
-                "offsetof(struct module, name)",
-                layout.name_offset,
-                format!("{name_at:#x}"),
-            ));
-        }
+            a: m.want().map(|w| format!("{w:#x}")).unwrap_or_default(),
+            b_source: stock.path.display().to_string(),
+            b: m.found(),
+        })));
     }
     Ok(layout)
 }

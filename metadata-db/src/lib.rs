@@ -16,6 +16,7 @@ pub mod record;
 pub mod refresh;
 pub mod slim;
 pub mod store;
+pub mod this_module;
 
 pub use image::{RecordKey, RecordSummary};
 pub use store::{DbError, RecordSource, Store, VerifyReport};

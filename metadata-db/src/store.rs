@@ -23,16 +23,8 @@ pub const DB_ENV: &str = "KMLINK_DB";
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// A file operation failed.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] kmlink_errors::IoError),
     /// The file is not a store.
     #[error("{path} is not a kmlink record store ({what}); point KMLINK_DB or --db elsewhere, or move the file away")]
     NotAStore {
@@ -677,7 +669,7 @@ fn append(path: &Path, suffix: &str) -> PathBuf {
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DbError {
     let path = path.to_path_buf();
-    move |source| DbError::Io { op, path, source }
+    move |source| DbError::Io(kmlink_errors::IoError { op, path, source })
 }
 
 fn image_error(path: &Path, e: ImageError) -> DbError {
@@ -721,12 +713,7 @@ fn lock_exclusive(lock_path: &Path) -> Result<std::fs::File, DbError> {
         .write(true)
         .open(lock_path)
         .map_err(io("creating", lock_path))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-        DbError::Io {
-            op: "locking",
-            path: lock_path.to_path_buf(),
-            source: e.into(),
-        }
-    })?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| DbError::Io(kmlink_errors::IoError::new("locking", lock_path, e.into())))?;
     Ok(lock)
 }

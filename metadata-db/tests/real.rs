@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kmlink_core_module::{Manifest, CORE_OBJECT};
-use kmlink_crawler::{cache::Cache, pinned, sources, Http};
+use kmlink_crawler::{cache::Cache, kernel_tree, sources, Http};
 use kmlink_metadata_db::bundle::{self, Trust};
 use kmlink_metadata_db::extract::{self, Artifacts};
 use kmlink_metadata_db::record::{KernelRecord, PackageRef};
@@ -46,7 +46,7 @@ fn flavour_of(release: &str) -> String {
 }
 
 /// Artifacts of a kernel unpacked under `<cache>/kernels/<release>` (as
-/// `pinned::materialize` leaves it), found by probing its known layouts.
+/// `kernel_tree::materialize` leaves it), found by probing its known layouts.
 fn cached(release: &str) -> Option<Artifacts> {
     let root = cache_root().join("kernels").join(release);
     let marker = std::fs::read_to_string(root.join(".kmlink-packages")).ok()?;
@@ -79,7 +79,7 @@ fn cached(release: &str) -> Option<Artifacts> {
         .join("Module.symvers")]);
     // The pinned set says where a pinned kernel comes from; the others are
     // named by their series.
-    let pinned_suite = pinned::load(&workspace().join("tests/kernels.toml"))
+    let pinned_suite = kernel_tree::load(&workspace().join("tests/kernels.toml"))
         .ok()
         .and_then(|pins| pins.into_iter().find(|p| p.release == release))
         .map(|p| p.suite);
@@ -110,12 +110,12 @@ fn pinned_artifacts(release: &str) -> Artifacts {
     if let Some(a) = cached(release) {
         return a;
     }
-    let pins = pinned::load(&workspace().join("tests/kernels.toml")).expect("pins");
+    let pins = kernel_tree::load(&workspace().join("tests/kernels.toml")).expect("pins");
     let pin = pins.iter().find(|p| p.release == release).expect("pinned");
     let srcs = sources::host_sources(Path::new("/")).expect("apt sources");
     let mirrors = sources::debian_mirrors(&srcs);
     let http = Http::new().expect("http");
-    pinned::materialize(&Cache::new(cache_root()), &http, &mirrors, pin).expect("materialize");
+    kernel_tree::materialize(&Cache::new(cache_root()), &http, &mirrors, pin).expect("materialize");
     cached(release).expect("unpacked")
 }
 
@@ -489,7 +489,7 @@ impl kmlink_metadata_db::refresh::Staged for Targeted {
 /// the identity of `full`.
 fn targeted(full: &Artifacts, staging: &Path) -> Targeted {
     use kmlink_crawler::targeted;
-    let pins = pinned::load(&workspace().join("tests/kernels.toml")).expect("pins");
+    let pins = kernel_tree::load(&workspace().join("tests/kernels.toml")).expect("pins");
     let pin = pins
         .iter()
         .find(|p| p.release == full.release)

@@ -8,16 +8,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{op} {}", path.display())]
-    Io {
-        /// What was being done ("reading", "writing", ...).
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] kmlink_errors::IoError),
     /// A key or certificate file is larger than any key or certificate.
     #[error("{} is {size} bytes: larger than any key or certificate ({max} bytes at most)", path.display())]
     TooLarge {

@@ -58,11 +58,7 @@ impl std::fmt::Debug for PrivateKey {
 /// Reads a small file, bounded by [`MAX_FILE`].
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let io = |op, source| Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |op, source| Error::Io(kmlink_errors::IoError::new(op, path, source));
     let f = std::fs::File::open(path).map_err(|e| io("opening", e))?;
     let mut buf = Vec::new();
     f.take(MAX_FILE + 1)

@@ -107,7 +107,7 @@ pub fn find(root: &Path, dir: &Path) -> Option<KeyPair> {
 pub fn write(dir: &Path, generated: &Generated, force: bool) -> Result<KeyPair> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source| Error::Io { op, path, source }
+        move |source| Error::Io(kmlink_errors::IoError { op, path, source })
     };
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -131,11 +131,6 @@ pub fn write(dir: &Path, generated: &Generated, force: bool) -> Result<KeyPair> 
 }
 
 fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    kmlink_fsio::write_file_mode(path, data, kmlink_fsio::Durability::Durable, mode).map_err(
-        |source| Error::Io {
-            op: "writing",
-            path: path.to_path_buf(),
-            source,
-        },
-    )
+    kmlink_fsio::write_file_mode(path, data, kmlink_fsio::Durability::Durable, mode)
+        .map_err(|source| Error::Io(kmlink_errors::IoError::new("writing", path, source)))
 }

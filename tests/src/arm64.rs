@@ -58,7 +58,8 @@ pub fn busybox() -> Result<PathBuf> {
     for base in &bases {
         let r = (|| -> Result<PathBuf> {
             let keyring = Keyring::load(origin.keyring_for(base))?;
-            let release = index::fetch_release(&http, base, SUITE, &keyring, false)?;
+            let release =
+                kmlink_crawler::release::fetch_release(&http, base, SUITE, &keyring, false)?;
             let at = IndexAt {
                 suite: SUITE,
                 component: "main",

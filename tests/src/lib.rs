@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{bail, Context, Result};
-use kmlink_crawler::{cache::Cache, pinned, sources, Http};
+use kmlink_crawler::{cache::Cache, kernel_tree, sources, Http};
 
 pub mod arm64;
 pub mod bpf;
@@ -27,9 +27,9 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The kernels the default suite uses (tests/kernels.toml).
-pub fn pinned_kernels() -> Result<Vec<pinned::PinnedKernel>> {
+pub fn pinned_kernels() -> Result<Vec<kernel_tree::PinnedKernel>> {
     let path = workspace().join("tests/kernels.toml");
-    pinned::load(&path).with_context(|| format!("loading {}", path.display()))
+    kernel_tree::load(&path).with_context(|| format!("loading {}", path.display()))
 }
 
 /// Releases of the pinned kernels.
@@ -38,7 +38,7 @@ pub fn pinned_releases() -> Result<Vec<String>> {
 }
 
 /// Fetches (verified, cached) and unpacks one pinned kernel.
-pub fn kernel(release: &str) -> Result<pinned::KernelTree> {
+pub fn kernel(release: &str) -> Result<kernel_tree::KernelTree> {
     let pins = pinned_kernels()?;
     let Some(pin) = pins.iter().find(|p| p.release == release) else {
         bail!("{release} is not pinned in tests/kernels.toml");
@@ -51,7 +51,7 @@ pub fn kernel(release: &str) -> Result<pinned::KernelTree> {
             .map(PathBuf::from)
             .unwrap_or_else(Cache::default_root),
     );
-    Ok(pinned::materialize(&cache, &http, &mirrors, pin)?)
+    Ok(kernel_tree::materialize(&cache, &http, &mirrors, pin)?)
 }
 
 /// The `kmlink` binary built alongside the tests.
@@ -108,7 +108,7 @@ const STOCK_CANDIDATES: &[&str] = &[
 ];
 
 /// A stock module of `tree` that loads on its own: (name, decompressed bytes).
-pub fn stock_module(tree: &pinned::KernelTree) -> Result<(String, Vec<u8>)> {
+pub fn stock_module(tree: &kernel_tree::KernelTree) -> Result<(String, Vec<u8>)> {
     let mut all = Vec::new();
     walk(&tree.modules_dir.join("kernel"), &mut all);
     for want in STOCK_CANDIDATES {

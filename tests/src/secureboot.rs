@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use kmlink_crawler::{cache::Cache, deb, pinned, sources, Http};
+use kmlink_crawler::{cache::Cache, deb, kernel_tree, sources, Http};
 use kmlink_vm::SecureBoot;
 
 use crate::workspace;
@@ -208,11 +208,11 @@ pub fn sign_with_sign_file(key: &Path, cert: &Path, module: &Path, out: &Path) -
 /// The signed kernel images pinned in `tests/kernels-secureboot.toml`
 /// (`$KMLINK_SECUREBOOT_PINS` names another file of the same format, e.g.
 /// every signed image in the archive: scripts/matrix-secureboot).
-pub fn pinned_signed() -> Result<Vec<pinned::PinnedKernel>> {
+pub fn pinned_signed() -> Result<Vec<kernel_tree::PinnedKernel>> {
     let path = std::env::var_os("KMLINK_SECUREBOOT_PINS")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("tests/kernels-secureboot.toml"));
-    pinned::load(&path).with_context(|| format!("loading {}", path.display()))
+    kernel_tree::load(&path).with_context(|| format!("loading {}", path.display()))
 }
 
 /// Fetches (SHA-256 verified against the pin, cached) Debian's signed image

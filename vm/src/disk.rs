@@ -17,7 +17,6 @@
 //! `multi-user.target`, frames the output with `@@KMLINK-STEP-BEGIN` and
 //! `@@KMLINK-STEP-END rc=N` on the serial console, and powers off.
 
-use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -169,57 +168,10 @@ pub fn extract_file(disk: &Path, guest_path: &str, to: &Path) -> Result<(), Erro
     }
 }
 
-/// Debian's version order (dpkg's `verrevcmp` on the whole string): digit
-/// runs compare as numbers, `~` sorts before anything, letters before other
-/// characters. GRUB's menu order for `vmlinuz-*` (`sort -V`) agrees on
-/// Debian kernel releases.
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    fn order(c: Option<u8>) -> i32 {
-        match c {
-            None => 0,
-            Some(b'~') => -1,
-            Some(c) if c.is_ascii_digit() => 0,
-            Some(c) if c.is_ascii_alphabetic() => i32::from(c),
-            Some(c) => i32::from(c) + 256,
-        }
-    }
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
-            let (ca, cb) = (order(a.get(i).copied()), order(b.get(j).copied()));
-            if ca != cb {
-                return ca.cmp(&cb);
-            }
-            i += 1;
-            j += 1;
-        }
-        while i < a.len() && a[i] == b'0' {
-            i += 1;
-        }
-        while j < b.len() && b[j] == b'0' {
-            j += 1;
-        }
-        let mut first = Ordering::Equal;
-        while i < a.len() && a[i].is_ascii_digit() && j < b.len() && b[j].is_ascii_digit() {
-            if first == Ordering::Equal {
-                first = a[i].cmp(&b[j]);
-            }
-            i += 1;
-            j += 1;
-        }
-        if i < a.len() && a[i].is_ascii_digit() {
-            return Ordering::Greater;
-        }
-        if j < b.len() && b[j].is_ascii_digit() {
-            return Ordering::Less;
-        }
-        if first != Ordering::Equal {
-            return first;
-        }
-    }
-    Ordering::Equal
-}
+/// Debian's version order on whole kernel releases (dpkg's `verrevcmp`,
+/// [`kmlink_debian::version::compare_part`]). GRUB's menu order for
+/// `vmlinuz-*` (`sort -V`) agrees on Debian kernel releases.
+pub use kmlink_debian::version::compare_part as compare_versions;
 
 /// Makes an ext4 image of `dir` at `img` (no mount: `mkfs.ext4 -d`).
 pub fn ext4_image_of(dir: &Path, img: &Path) -> Result<(), Error> {
@@ -379,6 +331,7 @@ fn parse_step(serial: &str) -> (String, Option<i32>, Option<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
 
     #[test]
     fn newer_debian_kernels_sort_first() {

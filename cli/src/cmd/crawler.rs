@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Arch, Distro, KernelInfo, Origin};
-use kmlink_crawler::pinned::{self, PinnedKernel};
+use kmlink_crawler::kernel_tree::{self, PinnedKernel};
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::{ingest, sweep, Http};
 use kmlink_errors::{chain, Chain};
@@ -61,7 +61,7 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 
 impl SourceOpts {
     fn cache(&self) -> Cache {
-        Cache::new(self.cache.clone().unwrap_or_else(Cache::default_root))
+        crate::kernels::cache_at(self.cache.clone())
     }
 
     fn origin(&self) -> Result<Origin> {
@@ -443,7 +443,7 @@ fn fetch(a: FetchArgs) -> Result<ExitCode> {
             archive: origin.mirrors.archive.clone(),
             security: origin.mirrors.security.clone(),
         };
-        let tree = pinned::materialize_with(&cache, &http, &mirrors, &pin, a.jobs)
+        let tree = kernel_tree::materialize_with(&cache, &http, &mirrors, &pin, a.jobs)
             .with_context(|| format!("fetching and unpacking {rel}"))?;
         trees.push((info, tree));
     }
@@ -479,7 +479,7 @@ fn fetch(a: FetchArgs) -> Result<ExitCode> {
 }
 
 fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
-    let cache = Cache::new(a.cache.clone().unwrap_or_else(Cache::default_root));
+    let cache = crate::kernels::cache_at(a.cache.clone());
     sweep_leftovers(&cache);
     let mut done = Vec::new();
     let mut failed = 0;
@@ -727,20 +727,12 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                     r.unpack_s = staged.unpacking.as_secs_f64();
                     r.files = staged.files;
                 }
-                let tree = &staged.tree;
-                let art = kmlink_metadata_db::extract::Artifacts {
-                    release: tree.release.clone(),
-                    distro: info.distro.as_str().to_string(),
-                    suite: info.suite.clone(),
-                    flavour: info.flavour.clone(),
-                    vmlinuz: tree.vmlinuz.clone(),
-                    config: tree.config.clone(),
-                    modules_dir: tree.modules_dir.clone(),
-                    symvers: tree.symvers.clone(),
-                    // The packages used (the signed twin of an unsigned
-                    // image whose file is gone).
-                    packages: refs(&tree.packages),
-                };
+                let art = crate::kernels::artifacts_of(
+                    &staged.tree,
+                    info.distro.as_str(),
+                    &info.suite,
+                    &info.flavour,
+                );
                 Ok(StagedKernel {
                     art,
                     _files: staged,
@@ -752,7 +744,10 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
                 packages: if a.force {
                     Vec::new()
                 } else {
-                    refs(&pin.packages)
+                    pin.packages
+                        .iter()
+                        .map(crate::kernels::package_ref)
+                        .collect()
                 },
                 artifacts: job,
             }
@@ -857,19 +852,6 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-use kmlink_metadata_db::record::PackageRef;
-
-fn refs(packages: &[kmlink_crawler::index::PackageEntry]) -> Vec<PackageRef> {
-    packages
-        .iter()
-        .map(|p| PackageRef {
-            name: p.package.clone(),
-            version: p.version.clone(),
-            sha256: p.sha256.clone(),
-        })
-        .collect()
 }
 
 #[cfg(test)]

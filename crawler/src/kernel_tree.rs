@@ -1,5 +1,7 @@
-//! The pinned test kernels of `tests/kernels.toml`: fetched, verified and
-//! unpacked into `<cache>/kernels/<release>/`.
+//! Kernel trees: a kernel's packages ([`PinnedKernel`]: a pin of
+//! `tests/kernels.toml`, a discovered or an ingested kernel) fetched,
+//! verified and unpacked into `<cache>/kernels/<release>/` ([`KernelTree`]).
+//! Also the `kernels.toml` format and the boot image alone.
 //!
 //! Package layouts handled (paths inside the packages):
 //!
@@ -398,7 +400,6 @@ fn substitute(
         names.join(", ")
     );
     log::warn!("{msg}");
-    eprintln!("{msg}");
     Ok((rel, pkgs))
 }
 
@@ -416,34 +417,17 @@ struct Shape<'a> {
 /// `6.12.107+deb13-cloud-amd64` -> (6.12, deb13, no abi, cloud-amd64)
 /// ordered by `6.12.107`.
 fn shape(release: &str) -> Option<(Shape<'_>, String)> {
-    let (ver, rest) = release.split_once('-')?;
-    let (upstream, local) = ver.split_once('+').unwrap_or((ver, ""));
-    let mut nums = upstream.split('.');
-    let (major, minor) = (nums.next()?, nums.next()?);
-    if !major.bytes().all(|c| c.is_ascii_digit())
-        || !minor.bytes().all(|c| c.is_ascii_digit())
-        || major.is_empty()
-        || minor.is_empty()
-    {
-        return None;
-    }
-    let major_minor = &upstream[..major.len() + 1 + minor.len()];
-    let (abi, flavour) = match rest.split_once('-') {
-        Some((abi, fl)) if !abi.is_empty() && abi.bytes().all(|c| c.is_ascii_digit()) => {
-            (Some(abi), fl)
-        }
-        _ => (None, rest),
-    };
-    let key = match abi {
-        Some(a) => format!("{upstream}.{a}"),
-        None => upstream.to_owned(),
+    let p = kmlink_debian::release::parse_release(release)?;
+    let key = match p.abi {
+        Some(a) => format!("{}.{a}", p.upstream),
+        None => p.upstream.to_owned(),
     };
     Some((
         Shape {
-            major_minor,
-            local,
-            has_abi: abi.is_some(),
-            flavour,
+            major_minor: p.major_minor(),
+            local: p.local.unwrap_or(""),
+            has_abi: p.abi.is_some(),
+            flavour: p.flavour,
         },
         key,
     ))

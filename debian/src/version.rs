@@ -33,8 +33,12 @@ fn order(c: Option<u8>) -> i32 {
     }
 }
 
-/// Alternating non-digit / digit comparison of one version part.
-fn compare_part(a: &str, b: &str) -> Ordering {
+/// dpkg's `verrevcmp`: alternating non-digit / digit comparison of one
+/// version part (or of a whole string that has no epoch or revision, such
+/// as a kernel release: GRUB's `sort -V` order of `vmlinuz-*` agrees on
+/// Debian kernel releases). Digit runs compare as numbers, `~` sorts before
+/// anything, letters before other characters.
+pub fn compare_part(a: &str, b: &str) -> Ordering {
     let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
     while !a.is_empty() || !b.is_empty() {
         // Non-digit prefix.
@@ -90,5 +94,16 @@ mod tests {
         lt("1.0+b1", "1.0+b2");
         assert_eq!(compare("01.0", "1.0"), Ordering::Equal);
         assert_eq!(compare("1.0-0", "1.0-0"), Ordering::Equal);
+    }
+
+    #[test]
+    fn whole_strings() {
+        assert_eq!(compare_part("1.0~rc1", "1.0"), Ordering::Less);
+        assert_eq!(compare_part("1.0", "1.0"), Ordering::Equal);
+        assert_eq!(compare_part("1.0a", "1.0+"), Ordering::Less);
+        assert_eq!(
+            compare_part("6.1.0-10-amd64", "6.1.0-9-amd64"),
+            Ordering::Greater
+        );
     }
 }
