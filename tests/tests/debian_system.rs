@@ -367,10 +367,9 @@ impl Status {
                     ctx()
                 );
                 assert!(
-                    sources
-                        .iter()
-                        .any(|s| s.starts_with("donor: ")
-                            && s.contains(&format!("/modules/{rel}/"))),
+                    sources.iter().any(
+                        |s| s.starts_with("donor: ") && s.contains(&format!("/modules/{rel}/"))
+                    ),
                     "the donor module of {rel}: {}",
                     ctx()
                 );
