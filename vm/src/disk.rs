@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::parse::find_problems;
 use crate::qemu::{capture, find_qemu};
-use crate::{strip_noise, Error, Problem};
+use crate::{esp, strip_noise, Error, Problem, SecureBoot};
 
 /// Printed by the image's scenario unit before the step runs.
 pub const STEP_BEGIN: &str = "@@KMLINK-STEP-BEGIN";
@@ -47,6 +47,13 @@ pub struct DiskSpec {
     pub timeout: Duration,
     /// Copy the console to stderr live.
     pub echo_serial: bool,
+    /// Boot through UEFI Secure Boot instead of `-kernel`: OVMF, shim and
+    /// GRUB on an EFI system partition (a third disk, after the root and
+    /// the scenario disks, so those stay `/dev/vda` and `/dev/vdb`), which
+    /// also holds the chosen kernel and initrd copied out of the image's
+    /// `/boot`. shim verifies GRUB and, through GRUB, the kernel: the
+    /// image's kernel must be Debian's signed one.
+    pub secure_boot: Option<SecureBoot>,
 }
 
 impl DiskSpec {
@@ -60,6 +67,7 @@ impl DiskSpec {
             smp: 2,
             timeout: Duration::from_secs(900),
             echo_serial: std::env::var_os("KMLINK_VM_ECHO").is_some_and(|v| v == "1"),
+            secure_boot: None,
         }
     }
 }
@@ -229,6 +237,7 @@ pub fn boot(spec: &DiskSpec) -> Result<DiskResult, Error> {
     extract_file(&spec.disk, &format!("/boot/initrd.img-{release}"), &initrd)?;
     let scenario_img = dir.path().join("scenario.img");
     ext4_image_of(&spec.scenario, &scenario_img)?;
+    const CMDLINE: &str = "root=/dev/vda ro console=ttyS0 quiet panic=-1 systemd.firstboot=off";
 
     let mut args: Vec<String> = [
         "-nodefaults",
@@ -264,13 +273,18 @@ pub fn boot(spec: &DiskSpec) -> Result<DiskResult, Error> {
             "if=virtio,format=raw,readonly=on,file={}",
             scenario_img.display()
         ),
-        "-kernel".into(),
-        kernel.display().to_string(),
-        "-initrd".into(),
-        initrd.display().to_string(),
-        "-append".into(),
-        "root=/dev/vda ro console=ttyS0 quiet panic=-1 systemd.firstboot=off".into(),
     ]);
+    match &spec.secure_boot {
+        None => args.extend([
+            "-kernel".into(),
+            kernel.display().to_string(),
+            "-initrd".into(),
+            initrd.display().to_string(),
+            "-append".into(),
+            CMDLINE.into(),
+        ]),
+        Some(sb) => args.extend(secure_boot_args(sb, &kernel, &initrd, CMDLINE, dir.path())?),
+    }
     let outcome = capture(
         &qemu,
         &args,
@@ -298,6 +312,51 @@ pub fn boot(spec: &DiskSpec) -> Result<DiskResult, Error> {
         timed_out: outcome.timed_out,
         serial,
     })
+}
+
+/// QEMU arguments of a Secure Boot boot of the disk: OVMF (code read-only,
+/// a private copy of the variable store), SMM, and an ESP with shim, GRUB,
+/// `kernel` and `initrd` as the third virtio disk.
+fn secure_boot_args(
+    sb: &SecureBoot,
+    kernel: &Path,
+    initrd: &Path,
+    cmdline: &str,
+    dir: &Path,
+) -> Result<Vec<String>, Error> {
+    for (what, p) in [
+        ("OVMF firmware code", &sb.ovmf_code),
+        ("OVMF variable store", &sb.ovmf_vars),
+    ] {
+        if !p.is_file() {
+            return Err(Error::FirmwareMissing {
+                what,
+                path: p.clone(),
+            });
+        }
+    }
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy(&sb.ovmf_vars, &vars).map_err(|source| Error::Io {
+        context: format!("copying {}", sb.ovmf_vars.display()),
+        source,
+    })?;
+    let esp_img = dir.join("esp.img");
+    esp::build(&esp_img, &sb.shim, &sb.grub, kernel, initrd, cmdline)?;
+    Ok(vec![
+        "-machine".into(),
+        "q35,smm=on".into(),
+        "-global".into(),
+        "driver=cfi.pflash01,property=secure,value=on".into(),
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            sb.ovmf_code.display()
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        "-drive".into(),
+        format!("if=virtio,format=raw,file={}", esp_img.display()),
+    ])
 }
 
 /// The step's output, exit status and the guest's uptime at its start.
