@@ -324,22 +324,7 @@ fn secure_boot_args(
     cmdline: &str,
     dir: &Path,
 ) -> Result<Vec<String>, Error> {
-    for (what, p) in [
-        ("OVMF firmware code", &sb.ovmf_code),
-        ("OVMF variable store", &sb.ovmf_vars),
-    ] {
-        if !p.is_file() {
-            return Err(Error::FirmwareMissing {
-                what,
-                path: p.clone(),
-            });
-        }
-    }
-    let vars = dir.join("OVMF_VARS.fd");
-    std::fs::copy(&sb.ovmf_vars, &vars).map_err(|source| Error::Io {
-        context: format!("copying {}", sb.ovmf_vars.display()),
-        source,
-    })?;
+    let vars = crate::firmware_vars(sb, dir)?;
     let esp_img = dir.join("esp.img");
     esp::build(&esp_img, &sb.shim, &sb.grub, kernel, initrd, cmdline)?;
     Ok(vec![

@@ -595,12 +595,9 @@ fn run_once(spec: &VmSpec) -> Result<VmResult, Error> {
 /// Prepares a Secure Boot run in `dir`: a private copy of the variable
 /// store and the EFI system partition with shim, GRUB, the kernel and
 /// `initrd`.
-fn secure_boot_drives(
-    spec: &VmSpec,
-    sb: &SecureBoot,
-    initrd: &Path,
-    dir: &Path,
-) -> Result<qemu::Firmware, Error> {
+/// Checks that `sb`'s firmware files exist and copies its variable store
+/// into `dir` (each boot writes its own copy); returns the copy.
+pub(crate) fn firmware_vars(sb: &SecureBoot, dir: &Path) -> Result<PathBuf, Error> {
     for (what, p) in [
         ("OVMF firmware code", &sb.ovmf_code),
         ("OVMF variable store", &sb.ovmf_vars),
@@ -617,6 +614,16 @@ fn secure_boot_drives(
         context: format!("copying {}", sb.ovmf_vars.display()),
         source,
     })?;
+    Ok(vars)
+}
+
+fn secure_boot_drives(
+    spec: &VmSpec,
+    sb: &SecureBoot,
+    initrd: &Path,
+    dir: &Path,
+) -> Result<qemu::Firmware, Error> {
+    let vars = firmware_vars(sb, dir)?;
     let esp = dir.join("esp.img");
     esp::build(
         &esp,
