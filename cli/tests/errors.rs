@@ -2,15 +2,12 @@
 //! error names its context and its cause, each once.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 fn kmlink(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
-        .args(args)
-        .env_remove("COLUMNS")
-        .env("KMLINK_DB", "/nonexistent/kmlink-test/records.db")
-        .output()
-        .unwrap()
+    common::run(args)
 }
 
 /// `kmlink build --donor` with a missing file: the cause, once.

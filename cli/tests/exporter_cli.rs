@@ -3,17 +3,16 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../exporter/tests/fixtures/kprobe")
 }
 
+mod common;
+
 fn kmlink(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::run(args)
 }
 
 #[test]

@@ -2,15 +2,12 @@
 //! user runs it; new subcommands are covered as clap lists them.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
 
 fn kmlink(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
-        .args(args)
-        .env_remove("COLUMNS")
-        .env("KMLINK_DB", "/nonexistent/kmlink-test/records.db")
-        .output()
-        .unwrap()
+    common::run(args)
 }
 
 /// The subcommand names listed under `Commands:` in a help text (not `help`).

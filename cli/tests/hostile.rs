@@ -5,19 +5,15 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 const KERNEL: &str = "6.1.0-47-amd64";
 
+mod common;
+
 fn kmlink(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("COLUMNS")
-        .env("KMLINK_DB", dir.join("records.db"))
-        .output()
-        .unwrap()
+    common::run_in(dir, &dir.join("records.db"), false, args)
 }
 
 fn real_record() -> serde_json::Value {

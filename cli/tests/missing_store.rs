@@ -3,28 +3,15 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const KERNEL: &str = "6.1.0-47-amd64";
 
-fn kmlink(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("COLUMNS")
-        .env("KMLINK_DB", dir.join("default/records.db"))
-        .env("HOME", dir)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::said;
 
-fn said(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn kmlink(dir: &Path, args: &[&str]) -> Output {
+    common::run_in(dir, &dir.join("default/records.db"), true, args)
 }
 
 #[test]

@@ -6,29 +6,16 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use kmlink_metadata_db::bundle;
 use kmlink_metadata_db::record::KernelRecord;
 
-fn kmlink(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("COLUMNS")
-        .env("KMLINK_DB", dir.join("records.db"))
-        .env("HOME", dir)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::said;
 
-fn said(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn kmlink(dir: &Path, args: &[&str]) -> Output {
+    common::run_in(dir, &dir.join("records.db"), true, args)
 }
 
 fn fails_with(o: &Output, want: &str) {

@@ -17,13 +17,10 @@ const KERNEL: &str = "6.1.0-47-amd64";
 /// The binary with the host's record store kept out (`KMLINK_DB` names a
 /// store that does not exist), so builds use the built-in bundle as on CI.
 fn kmlink_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kmlink"));
-    c.env(
-        "KMLINK_DB",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-store/records.db"),
-    );
-    c
+    common::command(common::NO_STORE)
 }
+
+mod common;
 
 fn kmlink(args: &[&str]) -> Output {
     kmlink_cmd()

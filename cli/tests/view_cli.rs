@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -11,12 +11,10 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+mod common;
+
 fn kmlink(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmlink"))
-        .args(args)
-        .env_remove("COLUMNS")
-        .output()
-        .unwrap()
+    common::run(args)
 }
 
 fn stdout(o: &Output) -> String {
