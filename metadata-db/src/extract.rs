@@ -924,9 +924,17 @@ pub fn rederive(
 }
 
 /// The [`CONFIG_KEYS`] a config sets, as a record keeps them.
+///
+/// The page size is kept only where it is a build choice: a config that
+/// sets `CONFIG_ARM64_PAGE_SHIFT` (arm64's 4K/16K/64K pages). x86-64's
+/// pages are always 4 KiB, the core's default, and its records (the
+/// built-in ones included) leave the size out, so adding the key did not
+/// change every x86 record.
 pub fn config_facts(config: &KernelConfig) -> BTreeMap<String, String> {
+    let page_size_is_a_choice = config.get("CONFIG_ARM64_PAGE_SHIFT").is_some();
     CONFIG_KEYS
         .iter()
+        .filter(|key| **key != "CONFIG_PAGE_SHIFT" || page_size_is_a_choice)
         .filter_map(|key| config.get(key).map(|v| (key.to_string(), v.to_string())))
         .collect()
 }
