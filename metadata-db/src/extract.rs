@@ -925,13 +925,14 @@ pub fn rederive(
 
 /// The [`CONFIG_KEYS`] a config sets, as a record keeps them.
 ///
-/// The page size is kept only where it is a build choice: a config that
-/// sets `CONFIG_ARM64_PAGE_SHIFT` (arm64's 4K/16K/64K pages). x86-64's
-/// pages are always 4 KiB, the core's default, and its records (the
-/// built-in ones included) leave the size out, so adding the key did not
-/// change every x86 record.
+/// The page size is kept only where it is a build choice: an arm64 config
+/// (`CONFIG_ARM64=y`; 4K/16K/64K pages, named by `CONFIG_ARM64_PAGE_SHIFT`
+/// before 6.9 and by the generic `CONFIG_PAGE_SHIFT` from 6.9 on, when the
+/// arm64 key went away). x86-64's pages are always 4 KiB, the core's
+/// default, and its records (the built-in ones included) leave the size
+/// out, so adding the key did not change every x86 record.
 pub fn config_facts(config: &KernelConfig) -> BTreeMap<String, String> {
-    let page_size_is_a_choice = config.get("CONFIG_ARM64_PAGE_SHIFT").is_some();
+    let page_size_is_a_choice = config.get("CONFIG_ARM64") == Some("y");
     CONFIG_KEYS
         .iter()
         .filter(|key| **key != "CONFIG_PAGE_SHIFT" || page_size_is_a_choice)
@@ -1037,6 +1038,30 @@ pub fn this_module_layout(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_size_is_kept_for_arm64_only() {
+        // 7.x arm64-16k: the generic key only (CONFIG_ARM64_PAGE_SHIFT is gone).
+        let arm64_16k =
+            KernelConfig::parse("CONFIG_ARM64=y\nCONFIG_ARM64_16K_PAGES=y\nCONFIG_PAGE_SHIFT=14\n");
+        assert_eq!(
+            config_facts(&arm64_16k)
+                .get("CONFIG_PAGE_SHIFT")
+                .map(String::as_str),
+            Some("14")
+        );
+        // 6.1 arm64: the arm64 key only.
+        let arm64_6_1 = KernelConfig::parse("CONFIG_ARM64=y\nCONFIG_ARM64_PAGE_SHIFT=12\n");
+        assert_eq!(
+            config_facts(&arm64_6_1)
+                .get("CONFIG_ARM64_PAGE_SHIFT")
+                .map(String::as_str),
+            Some("12")
+        );
+        // x86-64 6.12: the generic key is left out.
+        let x86 = KernelConfig::parse("CONFIG_X86_64=y\nCONFIG_PAGE_SHIFT=12\n");
+        assert!(!config_facts(&x86).contains_key("CONFIG_PAGE_SHIFT"));
+    }
 
     #[test]
     fn build_string_from_banner() {
