@@ -4,9 +4,9 @@
  *
  * Hooks the allocator through one of two backends, chosen at link time by
  * the `backend` option (kmlink build --backend):
- *   - 0, tracepoints: the kmem tracepoints (kmalloc, kmem_cache_alloc,
+ *   - tracepoint: the kmem tracepoints (kmalloc, kmem_cache_alloc,
  *     kfree, kmem_cache_free, mm_page_alloc, mm_page_free);
- *   - 1, kprobes: a kretprobe on each allocation function and a kprobe on
+ *   - kprobe: a kretprobe on each allocation function and a kprobe on
  *     each free function, under the names the target kernel has (manifest
  *     `fn?`/`fnarg` slots; docs/core-module.md), with the kernel's count of
  *     missed probes reported.
@@ -388,7 +388,12 @@ KML_SLOT(kp_pages_free_ok_order, "fnarg " KP_PAGES_FREE_OK ".order:4");
 
 /* ---- link-time options -------------------------------------------------- */
 
-KML_OPTION(backend, 0);		/* 0: kmem tracepoints, 1: kprobes */
+/* The hook: the kmem tracepoints, or kprobes on the allocator functions. */
+#define KML_BACKEND_TRACEPOINT 0
+#define KML_BACKEND_KPROBE 1
+KML_OPTION(backend, KML_BACKEND_TRACEPOINT);
+KML_OPTION_VALUE(backend, tracepoint, KML_BACKEND_TRACEPOINT);
+KML_OPTION_VALUE(backend, kprobe, KML_BACKEND_KPROBE);
 KML_OPTION(kp_maxactive, 256);	/* kretprobe instances per allocation hook */
 
 KML_OPTION(ring_events, 4096);	/* events kept per ring (power of two) */
@@ -1336,68 +1341,86 @@ struct kml_kp_data {
 	u32 nested;	/* called from the body of another probed function */
 };
 
-#define KML_HOOK(c, f, sz, ca, g, p, o, cl, k, t)                            \
-	{ .cands = c, .fn = &kml_slot_##f, .a_size = sz, .a_cache = ca,       \
-	  .a_gfp = g, .a_ptr = p, .a_order = o, .a_caller = cl, .kind = k,     \
-	  .type = t }
+/*
+ * The hooks, one per allocator function: `fn` is the slot the linker fills
+ * with the function's address (NULL when this kernel lacks it), the `a_*`
+ * slots hold the argument positions the record gives for it; an argument
+ * the function does not take is left out (NULL).
+ */
 #define S(x) (&kml_slot_##x)
 
 static struct kml_hook kml_hooks[] = {
-	KML_HOOK(KP_KMALLOC, kp_kmalloc, S(kp_kmalloc_size), NULL,
-		 S(kp_kmalloc_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_NODE, kp_kmalloc_node, S(kp_kmalloc_node_size), NULL,
-		 S(kp_kmalloc_node_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_CALLER, kp_kmalloc_caller, S(kp_kmalloc_caller_size), NULL,
-		 S(kp_kmalloc_caller_gfp), NULL, NULL, S(kp_kmalloc_caller_caller),
-		 KML_HK_ALLOC, KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_CALLER_ANY, kp_kmalloc_caller_any,
-		 S(kp_kmalloc_caller_any_size), NULL, S(kp_kmalloc_caller_any_gfp),
-		 NULL, NULL, S(kp_kmalloc_caller_any_caller), KML_HK_ALLOC,
-		 KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_ORDER, kp_kmalloc_order, S(kp_kmalloc_order_size), NULL,
-		 S(kp_kmalloc_order_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
-		 KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_LARGE, kp_kmalloc_large, S(kp_kmalloc_large_size), NULL,
-		 S(kp_kmalloc_large_gfp), NULL, NULL, NULL, KML_HK_ALLOC_LARGE,
-		 KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_LARGE_NODE, kp_kmalloc_large_node,
-		 S(kp_kmalloc_large_node_size), NULL, S(kp_kmalloc_large_node_gfp),
-		 NULL, NULL, NULL, KML_HK_ALLOC_LARGE, KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_CACHE, kp_kmalloc_cache, S(kp_kmalloc_cache_size),
-		 S(kp_kmalloc_cache_s), S(kp_kmalloc_cache_gfp), NULL, NULL, NULL,
-		 KML_HK_ALLOC, KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_CACHE_NODE, kp_kmalloc_cache_node,
-		 S(kp_kmalloc_cache_node_size), S(kp_kmalloc_cache_node_s),
-		 S(kp_kmalloc_cache_node_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
-		 KML_EV_KMALLOC),
-	KML_HOOK(KP_KCA, kp_kca, NULL, S(kp_kca_s), S(kp_kca_gfp), NULL, NULL, NULL,
-		 KML_HK_ALLOC, KML_EV_KMEM_CACHE_ALLOC),
-	KML_HOOK(KP_KCA_LRU, kp_kca_lru, NULL, S(kp_kca_lru_s), S(kp_kca_lru_gfp),
-		 NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMEM_CACHE_ALLOC),
-	KML_HOOK(KP_KCA_NODE, kp_kca_node, NULL, S(kp_kca_node_s),
-		 S(kp_kca_node_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
-		 KML_EV_KMEM_CACHE_ALLOC),
-	KML_HOOK(KP_KVMALLOC, kp_kvmalloc, S(kp_kvmalloc_size), NULL,
-		 S(kp_kvmalloc_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
-	KML_HOOK(KP_KMALLOC_FLAGS, kp_kmalloc_flags, S(kp_kmalloc_flags_size), NULL,
-		 S(kp_kmalloc_flags_gfp), NULL, NULL, NULL, KML_HK_ALLOC, KML_EV_KMALLOC),
-	KML_HOOK(KP_KCA_SHEAF, kp_kca_sheaf, NULL, S(kp_kca_sheaf_s),
-		 S(kp_kca_sheaf_gfp), NULL, NULL, NULL, KML_HK_ALLOC,
-		 KML_EV_KMEM_CACHE_ALLOC),
-	KML_HOOK(KP_KFREE, kp_kfree, NULL, NULL, NULL, S(kp_kfree_ptr), NULL, NULL,
-		 KML_HK_FREE, KML_EV_KFREE),
-	KML_HOOK(KP_KCF, kp_kcf, NULL, S(kp_kcf_s), NULL, S(kp_kcf_ptr), NULL, NULL,
-		 KML_HK_FREE, KML_EV_KMEM_CACHE_FREE),
-	KML_HOOK(KP_PAGES, kp_pages, NULL, NULL, S(kp_pages_gfp), NULL,
-		 S(kp_pages_order), NULL, KML_HK_PAGES, KML_EV_PAGE_ALLOC),
-	KML_HOOK(KP_PAGES_NOLOCK, kp_pages_nolock, NULL, NULL, S(kp_pages_nolock_gfp),
-		 NULL, S(kp_pages_nolock_order), NULL, KML_HK_PAGES, KML_EV_PAGE_ALLOC),
-	KML_HOOK(KP_PAGES_FREE, kp_pages_free, NULL, NULL, NULL,
-		 S(kp_pages_free_page), S(kp_pages_free_order), NULL,
-		 KML_HK_PAGES_FREE_PCP, KML_EV_PAGE_FREE),
-	KML_HOOK(KP_PAGES_FREE_OK, kp_pages_free_ok, NULL, NULL, NULL,
-		 S(kp_pages_free_ok_page), S(kp_pages_free_ok_order), NULL,
-		 KML_HK_PAGES_FREE, KML_EV_PAGE_FREE),
+	{ .cands = KP_KMALLOC, .fn = S(kp_kmalloc),
+	  .a_size = S(kp_kmalloc_size), .a_gfp = S(kp_kmalloc_gfp),
+	  .kind = KML_HK_ALLOC, .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_NODE, .fn = S(kp_kmalloc_node),
+	  .a_size = S(kp_kmalloc_node_size), .a_gfp = S(kp_kmalloc_node_gfp),
+	  .kind = KML_HK_ALLOC, .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_CALLER, .fn = S(kp_kmalloc_caller),
+	  .a_size = S(kp_kmalloc_caller_size),
+	  .a_gfp = S(kp_kmalloc_caller_gfp),
+	  .a_caller = S(kp_kmalloc_caller_caller), .kind = KML_HK_ALLOC,
+	  .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_CALLER_ANY, .fn = S(kp_kmalloc_caller_any),
+	  .a_size = S(kp_kmalloc_caller_any_size),
+	  .a_gfp = S(kp_kmalloc_caller_any_gfp),
+	  .a_caller = S(kp_kmalloc_caller_any_caller), .kind = KML_HK_ALLOC,
+	  .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_ORDER, .fn = S(kp_kmalloc_order),
+	  .a_size = S(kp_kmalloc_order_size), .a_gfp = S(kp_kmalloc_order_gfp),
+	  .kind = KML_HK_ALLOC, .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_LARGE, .fn = S(kp_kmalloc_large),
+	  .a_size = S(kp_kmalloc_large_size), .a_gfp = S(kp_kmalloc_large_gfp),
+	  .kind = KML_HK_ALLOC_LARGE, .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_LARGE_NODE, .fn = S(kp_kmalloc_large_node),
+	  .a_size = S(kp_kmalloc_large_node_size),
+	  .a_gfp = S(kp_kmalloc_large_node_gfp), .kind = KML_HK_ALLOC_LARGE,
+	  .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_CACHE, .fn = S(kp_kmalloc_cache),
+	  .a_size = S(kp_kmalloc_cache_size), .a_cache = S(kp_kmalloc_cache_s),
+	  .a_gfp = S(kp_kmalloc_cache_gfp), .kind = KML_HK_ALLOC,
+	  .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_CACHE_NODE, .fn = S(kp_kmalloc_cache_node),
+	  .a_size = S(kp_kmalloc_cache_node_size),
+	  .a_cache = S(kp_kmalloc_cache_node_s),
+	  .a_gfp = S(kp_kmalloc_cache_node_gfp), .kind = KML_HK_ALLOC,
+	  .type = KML_EV_KMALLOC },
+	{ .cands = KP_KCA, .fn = S(kp_kca), .a_cache = S(kp_kca_s),
+	  .a_gfp = S(kp_kca_gfp), .kind = KML_HK_ALLOC,
+	  .type = KML_EV_KMEM_CACHE_ALLOC },
+	{ .cands = KP_KCA_LRU, .fn = S(kp_kca_lru), .a_cache = S(kp_kca_lru_s),
+	  .a_gfp = S(kp_kca_lru_gfp), .kind = KML_HK_ALLOC,
+	  .type = KML_EV_KMEM_CACHE_ALLOC },
+	{ .cands = KP_KCA_NODE, .fn = S(kp_kca_node),
+	  .a_cache = S(kp_kca_node_s), .a_gfp = S(kp_kca_node_gfp),
+	  .kind = KML_HK_ALLOC, .type = KML_EV_KMEM_CACHE_ALLOC },
+	{ .cands = KP_KVMALLOC, .fn = S(kp_kvmalloc),
+	  .a_size = S(kp_kvmalloc_size), .a_gfp = S(kp_kvmalloc_gfp),
+	  .kind = KML_HK_ALLOC, .type = KML_EV_KMALLOC },
+	{ .cands = KP_KMALLOC_FLAGS, .fn = S(kp_kmalloc_flags),
+	  .a_size = S(kp_kmalloc_flags_size), .a_gfp = S(kp_kmalloc_flags_gfp),
+	  .kind = KML_HK_ALLOC, .type = KML_EV_KMALLOC },
+	{ .cands = KP_KCA_SHEAF, .fn = S(kp_kca_sheaf),
+	  .a_cache = S(kp_kca_sheaf_s), .a_gfp = S(kp_kca_sheaf_gfp),
+	  .kind = KML_HK_ALLOC, .type = KML_EV_KMEM_CACHE_ALLOC },
+	{ .cands = KP_KFREE, .fn = S(kp_kfree), .a_ptr = S(kp_kfree_ptr),
+	  .kind = KML_HK_FREE, .type = KML_EV_KFREE },
+	{ .cands = KP_KCF, .fn = S(kp_kcf), .a_cache = S(kp_kcf_s),
+	  .a_ptr = S(kp_kcf_ptr), .kind = KML_HK_FREE,
+	  .type = KML_EV_KMEM_CACHE_FREE },
+	{ .cands = KP_PAGES, .fn = S(kp_pages), .a_gfp = S(kp_pages_gfp),
+	  .a_order = S(kp_pages_order), .kind = KML_HK_PAGES,
+	  .type = KML_EV_PAGE_ALLOC },
+	{ .cands = KP_PAGES_NOLOCK, .fn = S(kp_pages_nolock),
+	  .a_gfp = S(kp_pages_nolock_gfp), .a_order = S(kp_pages_nolock_order),
+	  .kind = KML_HK_PAGES, .type = KML_EV_PAGE_ALLOC },
+	{ .cands = KP_PAGES_FREE, .fn = S(kp_pages_free),
+	  .a_ptr = S(kp_pages_free_page), .a_order = S(kp_pages_free_order),
+	  .kind = KML_HK_PAGES_FREE_PCP, .type = KML_EV_PAGE_FREE },
+	{ .cands = KP_PAGES_FREE_OK, .fn = S(kp_pages_free_ok),
+	  .a_ptr = S(kp_pages_free_ok_page),
+	  .a_order = S(kp_pages_free_ok_order), .kind = KML_HK_PAGES_FREE,
+	  .type = KML_EV_PAGE_FREE },
 };
 
 #undef S
@@ -1730,14 +1753,14 @@ static int kml_kprobes_register(void)
 	    !KML_WEAK_ADDR(kml_unregister_kprobe) ||
 	    !KML_WEAK_ADDR(kml_register_kretprobe) ||
 	    !KML_WEAK_ADDR(kml_unregister_kretprobe)) {
-		kml_printk("\0013kmlink: this kernel exports no kprobe API; build with --backend tracepoint\n");
-		return -38; /* -ENOSYS */
+		kml_printk(KML_LOG_ERR "kmlink: this kernel exports no kprobe API; build with --backend tracepoint\n");
+		return -KML_ENOSYS;
 	}
 	if (kml_slot_kretprobe_size > sizeof(kml_hooks[0].probe) ||
 	    kml_slot_kprobe_size > sizeof(kml_hooks[0].probe)) {
-		kml_printk("\0013kmlink: struct kretprobe (%llu) larger than expected\n",
+		kml_printk(KML_LOG_ERR "kmlink: struct kretprobe (%llu) larger than expected\n",
 			   (u64)kml_slot_kretprobe_size);
-		return -22; /* -EINVAL */
+		return -KML_EINVAL;
 	}
 	for (i = 0; i < ARRAY_SIZE(kml_hooks); i++) {
 		struct kml_hook *h = &kml_hooks[i];
@@ -1772,7 +1795,7 @@ static int kml_kprobes_register(void)
 		err = ret ? KML_WEAK_ADDR(kml_register_kretprobe)(h->probe)
 			  : KML_WEAK_ADDR(kml_register_kprobe)(h->probe);
 		if (err) {
-			kml_printk("\0014kmlink: kprobe on %s: register failed (%d); not monitored\n",
+			kml_printk(KML_LOG_WARNING "kmlink: kprobe on %s: register failed (%d); not monitored\n",
 				   h->sym, err);
 			continue;
 		}
@@ -1782,8 +1805,8 @@ static int kml_kprobes_register(void)
 		n++;
 	}
 	if (!n) {
-		kml_printk("\0013kmlink: no allocator function could be probed\n");
-		return -2; /* -ENOENT */
+		kml_printk(KML_LOG_ERR "kmlink: no allocator function could be probed\n");
+		return -KML_ENOENT;
 	}
 	return 0;
 }
@@ -1971,15 +1994,13 @@ static void kml_show_counts(void *m, const struct kml_counts *s, bool pages)
 	kml_seq_printf(m, "\n");
 }
 
-static int kml_stats_show(void *m, void *v)
+/* The process table; adds every row into *all for the totals. */
+static void kml_show_procs(void *m, struct kml_counts *all)
 {
-	char name[KML_CACHE_NAME_LEN * 4 + 1];
-	struct kml_counts sum, all;
-	u64 hist[KML_HIST_BUCKETS] = { 0 };
-	u32 i, s;
-	int err;
+	char name[KML_COMM_LEN * 4 + 1];
+	struct kml_counts sum;
+	u32 i;
 
-	kml_memzero(&all, sizeof(all));
 	kml_seq_printf(m, "# process: pid comm allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
 	for (i = 0; i <= KML_PROC_ROWS; i++) {
 		const struct kml_proc_row *row = &kml.procs[i];
@@ -1997,15 +2018,22 @@ static int kml_stats_show(void *m, void *v)
 			kml_seq_printf(m, "%u %s", row->tgid, name);
 		}
 		kml_show_counts(m, &sum, true);
-		all.allocs += sum.allocs;
-		all.frees += sum.frees;
-		all.bytes_alloc += sum.bytes_alloc;
-		all.bytes_req += sum.bytes_req;
-		all.outstanding += sum.outstanding;
-		all.page_allocs += sum.page_allocs;
-		all.page_frees += sum.page_frees;
-		all.page_bytes += sum.page_bytes;
+		all->allocs += sum.allocs;
+		all->frees += sum.frees;
+		all->bytes_alloc += sum.bytes_alloc;
+		all->bytes_req += sum.bytes_req;
+		all->outstanding += sum.outstanding;
+		all->page_allocs += sum.page_allocs;
+		all->page_frees += sum.page_frees;
+		all->page_bytes += sum.page_bytes;
 	}
+}
+
+static void kml_show_caches(void *m)
+{
+	char name[KML_CACHE_NAME_LEN * 4 + 1];
+	struct kml_counts sum;
+	u32 i;
 
 	kml_seq_printf(m, "\n# cache: cache allocs frees bytes outstanding bytes_req\n");
 	for (i = 0; i <= KML_CACHE_ROWS; i++) {
@@ -2017,6 +2045,12 @@ static int kml_stats_show(void *m, void *v)
 		kml_seq_printf(m, "%s", kml_cache_label(i, name));
 		kml_show_counts(m, &sum, false);
 	}
+}
+
+static void kml_show_cgroups(void *m)
+{
+	struct kml_counts sum;
+	u32 i;
 
 	kml_seq_printf(m, "\n# cgroup: cgroup allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
 	for (i = 0; i <= KML_CGROUP_ROWS; i++) {
@@ -2034,14 +2068,12 @@ static int kml_stats_show(void *m, void *v)
 		}
 		kml_show_counts(m, &sum, true);
 	}
+}
 
-	err = kml_show_sites(m, KML_FIELD(m, seq_file_private, void *) != NULL);
-	if (err)
-		return err;
-
-	kml_seq_printf(m, "\n# totals: events allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
-	kml_seq_printf(m, "%llu", kml_total(KML_T_EVENTS));
-	kml_show_counts(m, &all, true);
+static void kml_show_histogram(void *m)
+{
+	u64 hist[KML_HIST_BUCKETS] = { 0 };
+	u32 i, s;
 
 	for (s = 0; s < kml.shards; s++)
 		for (i = 0; i < KML_HIST_BUCKETS; i++)
@@ -2053,16 +2085,24 @@ static int kml_stats_show(void *m, void *v)
 		else
 			kml_seq_printf(m, "%llu %llu\n", 8ULL << i, hist[i]);
 	}
+}
+
+static void kml_show_dropped(void *m)
+{
+	u32 i;
 
 	kml_seq_printf(m, "\n# dropped: reason count\n");
 	for (i = KML_T_OTHER_PROC; i < KML_T_NR; i++)
 		kml_seq_printf(m, "%s %llu\n", kml_total_names[i], kml_total(i));
 	kml_seq_printf(m, "ring_overwritten %llu\n", kml_ring_overwritten());
-	if (kml_opt_backend == 1)
+	if (kml_opt_backend == KML_BACKEND_KPROBE)
 		kml_seq_printf(m, "kprobe_missed %llu\n", kml_kprobes_missed());
+}
 
+static void kml_show_monitor(void *m)
+{
 	kml_seq_printf(m, "\n# monitor: key value\n");
-	if (kml_opt_backend == 1)
+	if (kml_opt_backend == KML_BACKEND_KPROBE)
 		kml_seq_printf(m, "backend kprobe\nkprobes %u\n", kml_kprobes_registered());
 	else
 		kml_seq_printf(m, "backend tracepoint\n");
@@ -2073,6 +2113,27 @@ static int kml_stats_show(void *m, void *v)
 	kml_seq_printf(m, "rings %u\nring_capacity %llu\n", kml.nrings, kml.ring_cap);
 	kml_seq_printf(m, "ptr_capacity %llu\nshards %u\n", kml.ptr_mask + 1, kml.shards);
 	kml_seq_printf(m, "events_mask 0x%x\n", kml.registered >> 1);
+}
+
+/* /proc/kmlink/stats: one table after another (docs/operator.md). */
+static int kml_stats_show(void *m, void *v)
+{
+	struct kml_counts all;
+	int err;
+
+	kml_memzero(&all, sizeof(all));
+	kml_show_procs(m, &all);
+	kml_show_caches(m);
+	kml_show_cgroups(m);
+	err = kml_show_sites(m, KML_FIELD(m, seq_file_private, void *) != NULL);
+	if (err)
+		return err;
+	kml_seq_printf(m, "\n# totals: events allocs frees bytes outstanding bytes_req page_allocs page_frees page_bytes\n");
+	kml_seq_printf(m, "%llu", kml_total(KML_T_EVENTS));
+	kml_show_counts(m, &all, true);
+	kml_show_histogram(m);
+	kml_show_dropped(m);
+	kml_show_monitor(m);
 	return 0;
 }
 
@@ -2453,13 +2514,48 @@ static int kml_register_node_tps(void)
 			continue;
 		err = kml_tracepoint_probe_register(tp, n->probe, NULL);
 		if (err) {
-			kml_printk("\0013kmlink: tracepoint %s: register failed (%d)\n",
+			kml_printk(KML_LOG_ERR "kmlink: tracepoint %s: register failed (%d)\n",
 				   n->name, err);
 			return err;
 		}
 		kml.node_registered |= 1u << i;
 	}
 	return 0;
+}
+
+/* The tracepoint backend: find the kmem tracepoints and register a probe
+ * on each the events mask selects (a tracepoint this kernel lacks is said
+ * and skipped), then the _node variants of the registered ones. On an
+ * error, what was registered stays in kml.registered for
+ * kml_unregister_all(). */
+static int kml_tracepoints_register(void)
+{
+	u32 i;
+	int err;
+
+	kml.tp[KML_EV_KMALLOC] = kml_tp_kmalloc;
+	kml.tp[KML_EV_KMEM_CACHE_ALLOC] = kml_tp_kmem_cache_alloc;
+	kml.tp[KML_EV_KFREE] = kml_tp_kfree;
+	kml.tp[KML_EV_KMEM_CACHE_FREE] = kml_tp_kmem_cache_free;
+	kml_for_each_kernel_tracepoint(kml_find_tracepoint, NULL);
+
+	for (i = 1; i < KML_EV_NR; i++) {
+		if (!(kml_opt_events_mask & (1u << (i - 1))))
+			continue;
+		if (!kml.tp[i]) {
+			kml_printk(KML_LOG_WARNING "kmlink: tracepoint %s not found; not monitored\n",
+				   kml_event_names[i]);
+			continue;
+		}
+		err = kml_tracepoint_probe_register(kml.tp[i], kml_probes[i], NULL);
+		if (err) {
+			kml_printk(KML_LOG_ERR "kmlink: tracepoint %s: register failed (%d)\n",
+				   kml_event_names[i], err);
+			return err;
+		}
+		kml.registered |= 1u << i;
+	}
+	return kml_register_node_tps();
 }
 
 static bool kml_ops_fit(void)
@@ -2568,11 +2664,10 @@ static void kml_stacks_free(void)
 
 int init_module(void)
 {
-	u32 i;
 	int err;
 
 	if (!kml_ops_fit())
-		return -22; /* -EINVAL */
+		return -KML_EINVAL;
 	err = kml_alloc_tables();
 	if (err)
 		return err;
@@ -2581,7 +2676,7 @@ int init_module(void)
 
 	kml.proc_dir = kml_proc_mkdir("kmlink", NULL);
 	if (!kml.proc_dir) {
-		err = -12;
+		err = -KML_ENOMEM;
 		goto err_tables;
 	}
 	/* events and control expose kernel addresses / steer the monitor:
@@ -2590,48 +2685,26 @@ int init_module(void)
 	if (!kml_proc_create("stats", 0444, kml.proc_dir, kml_stats_ops) ||
 	    !kml_proc_create("events", 0400, kml.proc_dir, kml_events_ops) ||
 	    !kml_proc_create("control", 0200, kml.proc_dir, kml_control_ops)) {
-		err = -12;
+		err = -KML_ENOMEM;
 		goto err_proc;
 	}
 	err = kml_stacks_init(kml.proc_dir);
 	if (err)
 		goto err_proc;
 
-	if (kml_opt_backend == 1) {
+	if (kml_opt_backend == KML_BACKEND_KPROBE) {
 		err = kml_kprobes_register();
 		if (err)
 			goto err_hooks;
-		kml_printk("\0016kmlink: monitoring %u allocator functions with kprobes (%u rings of %llu events, %u shards, %llu pointer slots)\n",
+		kml_printk(KML_LOG_INFO "kmlink: monitoring %u allocator functions with kprobes (%u rings of %llu events, %u shards, %llu pointer slots)\n",
 			   kml_kprobes_registered(), kml.nrings, kml.ring_cap,
 			   kml.shards, kml.ptr_mask + 1);
 		return 0;
 	}
-	kml.tp[KML_EV_KMALLOC] = kml_tp_kmalloc;
-	kml.tp[KML_EV_KMEM_CACHE_ALLOC] = kml_tp_kmem_cache_alloc;
-	kml.tp[KML_EV_KFREE] = kml_tp_kfree;
-	kml.tp[KML_EV_KMEM_CACHE_FREE] = kml_tp_kmem_cache_free;
-	kml_for_each_kernel_tracepoint(kml_find_tracepoint, NULL);
-
-	for (i = 1; i < KML_EV_NR; i++) {
-		if (!(kml_opt_events_mask & (1u << (i - 1))))
-			continue;
-		if (!kml.tp[i]) {
-			kml_printk("\0014kmlink: tracepoint %s not found; not monitored\n",
-				   kml_event_names[i]);
-			continue;
-		}
-		err = kml_tracepoint_probe_register(kml.tp[i], kml_probes[i], NULL);
-		if (err) {
-			kml_printk("\0013kmlink: tracepoint %s: register failed (%d)\n",
-				   kml_event_names[i], err);
-			goto err_hooks;
-		}
-		kml.registered |= 1u << i;
-	}
-	err = kml_register_node_tps();
+	err = kml_tracepoints_register();
 	if (err)
 		goto err_hooks;
-	kml_printk("\0016kmlink: monitoring kmem tracepoints (%u rings of %llu events, %u shards, %llu pointer slots)\n",
+	kml_printk(KML_LOG_INFO "kmlink: monitoring kmem tracepoints (%u rings of %llu events, %u shards, %llu pointer slots)\n",
 		   kml.nrings, kml.ring_cap, kml.shards, kml.ptr_mask + 1);
 	return 0;
 
@@ -2651,5 +2724,5 @@ void cleanup_module(void)
 	kml_proc_remove(kml.proc_dir);
 	kml_stacks_free();
 	kml_free_tables();
-	kml_printk("\0016kmlink: unloaded\n");
+	kml_printk(KML_LOG_INFO "kmlink: unloaded\n");
 }

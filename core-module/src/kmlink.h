@@ -89,10 +89,19 @@ typedef _Bool bool;
 
 /* A link-time option: the default lives in the object; the linker may
  * overwrite it for one build. */
+#define KML_STR_(x) #x
+#define KML_STR(x) KML_STR_(x) /* the text of x after macro expansion */
+
 #define KML_OPTION(name, def)                                                  \
-	KML_MANIFEST("option kml_opt_" #name " " #def);                        \
+	KML_MANIFEST("option kml_opt_" #name " " KML_STR(def));                \
 	const volatile u64 kml_opt_##name                                      \
 		__attribute__((section(".kmlink.options"), aligned(8), used)) = def
+
+/* A named value of a link-time option: users pick it by name through the
+ * manifest (`kmlink build --backend kprobe`), never by a number of their
+ * own. */
+#define KML_OPTION_VALUE(name, value_name, value)                              \
+	KML_MANIFEST("value kml_opt_" #name " " #value_name " " KML_STR(value))
 
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 #define WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))

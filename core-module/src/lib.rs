@@ -257,6 +257,9 @@ pub struct OptionSpec {
     pub name: String,
     /// The default compiled into the object.
     pub default: u64,
+    /// Named values the core declares for it (`KML_OPTION_VALUE`:
+    /// `backend` = `tracepoint` 0, `kprobe` 1), in declaration order.
+    pub values: Vec<(String, u64)>,
 }
 
 /// Everything the core asks of a kernel.
@@ -330,7 +333,22 @@ impl Manifest {
                     symbol: symbol.to_string(),
                     name: name.to_string(),
                     default,
+                    values: Vec::new(),
                 });
+            }
+            ["value", symbol, name, value] => {
+                let value = parse_u64(value).ok_or_else(|| format!("bad value {value:?}"))?;
+                let option = self
+                    .options
+                    .iter_mut()
+                    .find(|o| o.symbol == *symbol)
+                    .ok_or_else(|| {
+                        format!("a value of {symbol:?}, which is not an option (yet)")
+                    })?;
+                if option.values.iter().any(|(n, _)| n == name) {
+                    return Err(format!("{symbol:?} names the value {name:?} twice"));
+                }
+                option.values.push((name.to_string(), value));
             }
             ["slot", symbol, kind, spec] => {
                 let kind = parse_slot(kind, spec)?;
@@ -342,6 +360,18 @@ impl Manifest {
             _ => return Err("unknown entry".into()),
         }
         Ok(())
+    }
+
+    /// The number the core gives the named `value` of `option`
+    /// (`option_value("backend", "kprobe")`), from its `KML_OPTION_VALUE`s.
+    pub fn option_value(&self, option: &str, value: &str) -> Option<u64> {
+        self.options
+            .iter()
+            .find(|o| o.name == option)?
+            .values
+            .iter()
+            .find(|(n, _)| n == value)
+            .map(|(_, v)| *v)
     }
 
     /// Every layout key the core needs: `offsetof:S.m`, `sizeof:S`, and for
@@ -539,6 +569,27 @@ mod tests {
         assert!(m.add("slot x fnarg a|b.size").is_err());
         assert!(m.add("slot x fnarg a|b:8").is_err());
         assert!(m.add("slot x fnarg a|b.:8").is_err());
+        // A value names an option declared before it, once.
+        assert!(m.add("value kml_opt_x a 1").is_err());
+        m.add("option kml_opt_x 0").expect("option");
+        assert!(m.add("value kml_opt_x a one").is_err());
+        m.add("value kml_opt_x a 1").expect("value");
+        assert!(m.add("value kml_opt_x a 2").is_err());
+        assert_eq!(m.option_value("x", "a"), Some(1));
+        assert_eq!(m.option_value("x", "b"), None);
+    }
+
+    #[test]
+    fn both_cores_name_the_backends() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let core = Manifest::core_for(arch).expect("core");
+            assert_eq!(
+                core.option_value("backend", "tracepoint"),
+                Some(0),
+                "{arch}"
+            );
+            assert_eq!(core.option_value("backend", "kprobe"), Some(1), "{arch}");
+        }
     }
 
     #[test]

@@ -30,19 +30,28 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The core's `backend` option value.
-    pub fn option_value(self) -> u64 {
+    /// Its name, as the core's manifest names the `backend` option's values.
+    pub fn name(self) -> &'static str {
         match self {
-            Backend::Tracepoint => 0,
-            Backend::Kprobe => 1,
+            Backend::Tracepoint => "tracepoint",
+            Backend::Kprobe => "kprobe",
         }
+    }
+
+    /// The core's `backend` option value, as the core's manifest declares it.
+    pub fn option_value(self, manifest: &kmlink_core_module::Manifest) -> Result<u64> {
+        manifest
+            .option_value("backend", self.name())
+            .with_context(|| format!("the core declares no backend {:?}", self.name()))
     }
 }
 
 /// Link-time options from `--backend` and `--set NAME=VALUE`.
 pub fn link_options(backend: Backend, sets: &[String]) -> Result<kmlink_linker::Options> {
+    let manifest =
+        kmlink_core_module::Manifest::core().context("reading the embedded core's manifest")?;
     let mut options = kmlink_linker::Options::new();
-    options.insert("backend".into(), backend.option_value());
+    options.insert("backend".into(), backend.option_value(&manifest)?);
     for set in sets {
         let Some((name, value)) = set.split_once('=') else {
             bail!("--set {set:?}: expected NAME=VALUE");
@@ -57,8 +66,6 @@ pub fn link_options(backend: Backend, sets: &[String]) -> Result<kmlink_linker::
         }
         // An unknown name is the user's, not the record's: say so here,
         // not as a failed "imports" check advising to re-extract the record.
-        let manifest =
-            kmlink_core_module::Manifest::core().context("reading the embedded core's manifest")?;
         if !manifest.options.iter().any(|o| o.name == name) {
             let known: Vec<&str> = manifest
                 .options
