@@ -12,7 +12,7 @@ use kmlink_donor::{btf::Btf, config::KernelConfig, ko, symvers, vmlinux::Vmlinux
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    Export, Identity, KernelRecord, ModuleConventions, PackageRef, ThisModuleLayout, RECORD_SCHEMA,
+    Identity, KernelFacts, KernelRecord, ModuleConventions, PackageRef, ThisModuleLayout,
 };
 
 /// Allocation entry points whose presence the record notes (names changed
@@ -453,7 +453,6 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     }
 
     // Exports, from the image's own tables, checked against Module.symvers.
-    let mut exports = BTreeMap::new();
     let own_exports = match &vmlinux {
         Some(v) => v.exports().map_err(donor("vmlinux export tables".into()))?,
         None => {
@@ -471,17 +470,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 .collect()
         }
     };
-    for e in own_exports {
-        exports.insert(
-            e.name.clone(),
-            Export {
-                crc: e.crc,
-                gpl: e.gpl,
-                namespace: e.namespace,
-                owner: e.owner,
-            },
-        );
-    }
+    let exports = crate::record::exports_of(own_exports);
     provenance.insert(
         "exports".to_string(),
         match &vmlinux {
@@ -690,9 +679,8 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         );
     }
 
-    let record = KernelRecord {
-        schema: RECORD_SCHEMA,
-        identity: Identity {
+    let record = KernelRecord::assemble(
+        Identity {
             release: art.release.clone(),
             distro: art.distro.clone(),
             suite: art.suite.clone(),
@@ -702,16 +690,18 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
             btf_sha256: hex::encode(Sha256::digest(btf_bytes)),
             packages: art.packages.clone(),
         },
-        vermagic,
-        conventions,
-        config: config_map,
-        exports,
-        this_module,
-        layouts,
-        tracepoints,
-        functions,
-        provenance,
-    };
+        KernelFacts {
+            vermagic,
+            conventions,
+            config: config_map,
+            exports,
+            this_module,
+            layouts,
+            tracepoints,
+            functions,
+            provenance,
+        },
+    );
     Ok(Extracted {
         record,
         btf: btf_bytes.to_vec(),

@@ -165,7 +165,85 @@ pub struct KernelRecord {
     pub provenance: BTreeMap<String, String>,
 }
 
+/// What a record says about its kernel besides which build it is: the
+/// facts [`KernelRecord::assemble`] puts next to an [`Identity`]. Field by
+/// field as in [`KernelRecord`].
+#[derive(Debug, Clone)]
+pub struct KernelFacts {
+    /// [`KernelRecord::vermagic`].
+    pub vermagic: String,
+    /// [`KernelRecord::conventions`].
+    pub conventions: ModuleConventions,
+    /// [`KernelRecord::config`].
+    pub config: BTreeMap<String, String>,
+    /// [`KernelRecord::exports`] ([`exports_of`]).
+    pub exports: BTreeMap<String, Export>,
+    /// [`KernelRecord::this_module`] ([`crate::this_module`]).
+    pub this_module: ThisModuleLayout,
+    /// [`KernelRecord::layouts`].
+    pub layouts: BTreeMap<String, u64>,
+    /// [`KernelRecord::tracepoints`].
+    pub tracepoints: BTreeMap<String, Vec<TpParam>>,
+    /// [`KernelRecord::functions`].
+    pub functions: Vec<String>,
+    /// [`KernelRecord::provenance`].
+    pub provenance: BTreeMap<String, String>,
+}
+
+/// A kernel's export table as a record keeps it: by name, the name out of
+/// the entry. The record extractor (the image's tables or Module.symvers)
+/// and the linker's host records (the running kernel's image) both use it.
+pub fn exports_of(
+    exports: impl IntoIterator<Item = kmlink_donor::Export>,
+) -> BTreeMap<String, Export> {
+    exports
+        .into_iter()
+        .map(|e| {
+            (
+                e.name,
+                Export {
+                    crc: e.crc,
+                    gpl: e.gpl,
+                    namespace: e.namespace,
+                    owner: e.owner,
+                },
+            )
+        })
+        .collect()
+}
+
 impl KernelRecord {
+    /// The one way a record is put together, for a kernel's packages
+    /// ([`crate::extract::extract_full`]) and for a running host
+    /// (`kmlink_linker::host::host_record`): the current [`RECORD_SCHEMA`],
+    /// which build (`identity`), and what is known of it (`facts`).
+    pub fn assemble(identity: Identity, facts: KernelFacts) -> KernelRecord {
+        let KernelFacts {
+            vermagic,
+            conventions,
+            config,
+            exports,
+            this_module,
+            layouts,
+            tracepoints,
+            functions,
+            provenance,
+        } = facts;
+        KernelRecord {
+            schema: RECORD_SCHEMA,
+            identity,
+            vermagic,
+            conventions,
+            config,
+            exports,
+            this_module,
+            layouts,
+            tracepoints,
+            functions,
+            provenance,
+        }
+    }
+
     /// The record's SHA256 (see [`content_hash`]), hex.
     pub fn sha256(&self) -> String {
         hex::encode(content_hash(self))
