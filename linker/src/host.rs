@@ -12,7 +12,9 @@ use kmlink_donor::btf::Btf;
 use kmlink_donor::config::KernelConfig;
 use kmlink_donor::vmlinux::Vmlinux;
 use kmlink_metadata_db::extract;
-use kmlink_metadata_db::record::{self, Identity, KernelFacts, KernelRecord, ThisModuleLayout};
+use kmlink_metadata_db::record::{
+    self, Identity, KernelFacts, KernelRecord, LoaderFacts, ThisModuleLayout,
+};
 use sha2::{Digest, Sha256};
 
 use crate::donor::Donor;
@@ -454,13 +456,11 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
 
     // Layouts, prototypes, functions from BTF, read as the record
     // extractor reads them.
-    let (layouts, tracepoints, functions) =
-        kmlink_metadata_db::extract::btf_facts(&s.identity.release, &s.btf.btf, manifest).map_err(
-            |source| HostError::Extract {
-                path: s.btf.path.clone(),
-                source: Box::new(source),
-            },
-        )?;
+    let core = kmlink_metadata_db::extract::btf_facts(&s.identity.release, &s.btf.btf, manifest)
+        .map_err(|source| HostError::Extract {
+            path: s.btf.path.clone(),
+            source: Box::new(source),
+        })?;
     provenance.insert("layouts".into(), s.btf.path.display().to_string());
     provenance.insert(
         "identity".into(),
@@ -488,14 +488,14 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
             packages: Vec::new(),
         },
         KernelFacts {
-            vermagic,
-            conventions,
+            loader: LoaderFacts {
+                vermagic,
+                conventions,
+                this_module,
+            },
             config,
             exports,
-            this_module,
-            layouts,
-            tracepoints,
-            functions,
+            core,
             provenance,
         },
     ))

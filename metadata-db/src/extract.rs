@@ -12,7 +12,8 @@ use kmlink_donor::{btf::Btf, config::KernelConfig, ko, symvers, vmlinux::Vmlinux
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    Identity, KernelFacts, KernelRecord, ModuleConventions, PackageRef, ThisModuleLayout,
+    CoreFacts, Identity, KernelFacts, KernelRecord, LoaderFacts, ModuleConventions, PackageRef,
+    ThisModuleLayout,
 };
 
 /// Allocation entry points whose presence the record notes (names changed
@@ -535,7 +536,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     // A stock module: vermagic, struct module section, conventions. Without
     // any module (the archive dropped the kernel's modules package), the
     // image's vermagic and BTF alone.
-    let (vermagic, conventions, this_module) = if has_modules(&art.modules_dir) {
+    let loader = if has_modules(&art.modules_dir) {
         let stock = find_stock_module(&release, &art.modules_dir)?;
         let f = &stock.facts;
         let vermagic = f
@@ -597,7 +598,11 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
             "this_module".into(),
             format!("BTF, checked against {label}"),
         );
-        (vermagic, conventions, this_module)
+        LoaderFacts {
+            vermagic,
+            conventions,
+            this_module,
+        }
     } else {
         let vermagic = image_vermagic.clone().ok_or_else(|| {
             missing(format!(
@@ -653,11 +658,15 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         };
         let this_module = btf_module_layout(&release, &btf)?;
         provenance.insert("this_module".into(), BTF_ONLY_THIS_MODULE.into());
-        (vermagic, conventions, this_module)
+        LoaderFacts {
+            vermagic,
+            conventions,
+            this_module,
+        }
     };
 
     // Layouts, tracepoints, functions the core asks for.
-    let (mut layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    let mut core = btf_facts(&release, &btf, manifest)?;
     provenance.insert("layouts".into(), "vmlinux .BTF".into());
     if !btf.has_percpu_datasec() {
         let pcpu = match &vmlinux {
@@ -672,7 +681,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
                 ))
             }
         };
-        let n = percpu_from_exports(manifest, &pcpu, &mut layouts);
+        let n = percpu_from_exports(manifest, &pcpu, &mut core.layouts);
         provenance.insert(
             "layouts".into(),
             format!("vmlinux .BTF; {n} per-CPU variable(s) from the export table (the BTF has no .data..percpu)"),
@@ -691,14 +700,10 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
             packages: art.packages.clone(),
         },
         KernelFacts {
-            vermagic,
-            conventions,
+            loader,
             config: config_map,
             exports,
-            this_module,
-            layouts,
-            tracepoints,
-            functions,
+            core,
             provenance,
         },
     );
@@ -798,19 +803,7 @@ fn function_key_parts(key: &str) -> Option<(&str, Option<(&str, bool)>)> {
 /// Layouts, tracepoint prototypes and allocator functions the core
 /// `manifest` asks for, from BTF (the package extractor, `rederive` and the
 /// linker's host facts all read them here).
-#[allow(clippy::type_complexity)]
-pub fn btf_facts(
-    release: &str,
-    btf: &Btf,
-    manifest: &Manifest,
-) -> Result<
-    (
-        BTreeMap<String, u64>,
-        BTreeMap<String, Vec<crate::record::TpParam>>,
-        Vec<String>,
-    ),
-    ExtractError,
-> {
+pub fn btf_facts(release: &str, btf: &Btf, manifest: &Manifest) -> Result<CoreFacts, ExtractError> {
     let donor = |what: String| {
         let release = release.to_string();
         move |source| ExtractError::Donor {
@@ -844,7 +837,11 @@ pub fn btf_facts(
         .filter(|f| btf.has_function(f))
         .map(|f| f.to_string())
         .collect();
-    Ok((layouts, tracepoints, functions))
+    Ok(CoreFacts {
+        layouts,
+        tracepoints,
+        functions,
+    })
 }
 
 /// Re-derives a full record for another core `manifest` from the record and
@@ -894,20 +891,20 @@ pub fn rederive(
             b: format!("{again:#x?}"),
         })));
     }
-    let (mut layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    let mut core = btf_facts(&release, &btf, manifest)?;
     if !btf.has_percpu_datasec() {
         // Such BTF cannot say which variables are per-CPU; the record took
         // them from the image's export table, which is not kept.
         for (k, v) in &record.layouts {
             if k.starts_with("percpu:") {
-                layouts.insert(k.clone(), *v);
+                core.layouts.insert(k.clone(), *v);
             }
         }
     }
     let mut r = record.clone();
-    r.layouts = layouts;
-    r.tracepoints = tracepoints;
-    r.functions = functions;
+    r.layouts = core.layouts;
+    r.tracepoints = core.tracepoints;
+    r.functions = core.functions;
     r.provenance
         .insert("layouts".into(), "kept .BTF (re-derived)".into());
     Ok(r)

@@ -165,27 +165,42 @@ pub struct KernelRecord {
     pub provenance: BTreeMap<String, String>,
 }
 
-/// What a record says about its kernel besides which build it is: the
-/// facts [`KernelRecord::assemble`] puts next to an [`Identity`]. Field by
-/// field as in [`KernelRecord`].
+/// What the module loader holds a module to: the facts a record takes
+/// from a module of the kernel (or, without one, from its image and BTF).
 #[derive(Debug, Clone)]
-pub struct KernelFacts {
+pub struct LoaderFacts {
     /// [`KernelRecord::vermagic`].
     pub vermagic: String,
     /// [`KernelRecord::conventions`].
     pub conventions: ModuleConventions,
-    /// [`KernelRecord::config`].
-    pub config: BTreeMap<String, String>,
-    /// [`KernelRecord::exports`] ([`exports_of`]).
-    pub exports: BTreeMap<String, Export>,
     /// [`KernelRecord::this_module`] ([`crate::this_module`]).
     pub this_module: ThisModuleLayout,
+}
+
+/// The facts the core's manifest asks for, read from BTF
+/// ([`crate::extract::btf_facts`]).
+#[derive(Debug, Clone, Default)]
+pub struct CoreFacts {
     /// [`KernelRecord::layouts`].
     pub layouts: BTreeMap<String, u64>,
     /// [`KernelRecord::tracepoints`].
     pub tracepoints: BTreeMap<String, Vec<TpParam>>,
     /// [`KernelRecord::functions`].
     pub functions: Vec<String>,
+}
+
+/// What a record says about its kernel besides which build it is: the
+/// facts [`KernelRecord::assemble`] puts next to an [`Identity`].
+#[derive(Debug, Clone)]
+pub struct KernelFacts {
+    /// Vermagic, conventions, `struct module`.
+    pub loader: LoaderFacts,
+    /// [`KernelRecord::config`].
+    pub config: BTreeMap<String, String>,
+    /// [`KernelRecord::exports`] ([`exports_of`]).
+    pub exports: BTreeMap<String, Export>,
+    /// Layouts, tracepoints, functions.
+    pub core: CoreFacts,
     /// [`KernelRecord::provenance`].
     pub provenance: BTreeMap<String, String>,
 }
@@ -218,29 +233,18 @@ impl KernelRecord {
     /// (`kmlink_linker::host::host_record`): the current [`RECORD_SCHEMA`],
     /// which build (`identity`), and what is known of it (`facts`).
     pub fn assemble(identity: Identity, facts: KernelFacts) -> KernelRecord {
-        let KernelFacts {
-            vermagic,
-            conventions,
-            config,
-            exports,
-            this_module,
-            layouts,
-            tracepoints,
-            functions,
-            provenance,
-        } = facts;
         KernelRecord {
             schema: RECORD_SCHEMA,
             identity,
-            vermagic,
-            conventions,
-            config,
-            exports,
-            this_module,
-            layouts,
-            tracepoints,
-            functions,
-            provenance,
+            vermagic: facts.loader.vermagic,
+            conventions: facts.loader.conventions,
+            config: facts.config,
+            exports: facts.exports,
+            this_module: facts.loader.this_module,
+            layouts: facts.core.layouts,
+            tracepoints: facts.core.tracepoints,
+            functions: facts.core.functions,
+            provenance: facts.provenance,
         }
     }
 

@@ -105,29 +105,13 @@ pub fn btf_facts(btf: &Btf) -> BtfFacts {
 pub enum BtfMismatch {
     /// BTF has no `struct module`.
     NoStruct,
-    /// `sizeof(struct module)` differs.
-    Size {
-        /// The layout's size.
-        want: u64,
-        /// BTF's.
-        found: u64,
-    },
-    /// `init`, `exit` or `name` is elsewhere (or absent) in BTF.
-    Offset {
-        /// `"init"`, `"exit"` or `"name"`.
-        field: &'static str,
-        /// The layout's offset.
-        want: u64,
-        /// BTF's (`None`: no such member).
-        found: Option<u64>,
-    },
-    /// The `name` array's length differs (or BTF has none).
-    NameLen {
-        /// The layout's length.
-        want: u64,
-        /// BTF's.
-        found: Option<u64>,
-    },
+    /// `sizeof(struct module)`: the layout's, BTF's.
+    Size(u64, u64),
+    /// `offsetof(struct module, field)` for `"init"`, `"exit"` or `"name"`:
+    /// the field, the layout's offset, BTF's (`None`: no such member).
+    Offset(&'static str, u64, Option<u64>),
+    /// The `name` array's length: the layout's, BTF's (`None`: no member).
+    NameLen(u64, Option<u64>),
 }
 
 impl BtfMismatch {
@@ -137,14 +121,14 @@ impl BtfMismatch {
         let opt = |v: &Option<u64>, f: fn(u64) -> String| v.map(f).unwrap_or("absent".into());
         match self {
             BtfMismatch::NoStruct => format!("{btf_source} has no struct module"),
-            BtfMismatch::Size { want, found } => {
+            BtfMismatch::Size(want, found) => {
                 format!("sizeof(struct module): {layout_source} {want:#x}, {btf_source} {found:#x}")
             }
-            BtfMismatch::Offset { field, want, found } => format!(
+            BtfMismatch::Offset(field, want, found) => format!(
                 "offsetof(struct module, {field}): {layout_source} {want:#x}, {btf_source} {}",
                 opt(found, |h| format!("{h:#x}"))
             ),
-            BtfMismatch::NameLen { want, found } => format!(
+            BtfMismatch::NameLen(want, found) => format!(
                 "sizeof(struct module.name): {layout_source} {want}, {btf_source} {}",
                 opt(found, |l| l.to_string())
             ),
@@ -161,10 +145,7 @@ pub fn compare_btf(layout: &ThisModuleLayout, btf: &BtfFacts) -> Vec<BtfMismatch
     };
     let mut out = Vec::new();
     if size != layout.size {
-        out.push(BtfMismatch::Size {
-            want: layout.size,
-            found: size,
-        });
+        out.push(BtfMismatch::Size(layout.size, size));
     }
     for (field, want, found) in [
         ("init", layout.init_offset, btf.init_offset),
@@ -172,15 +153,12 @@ pub fn compare_btf(layout: &ThisModuleLayout, btf: &BtfFacts) -> Vec<BtfMismatch
         ("name", layout.name_offset, btf.name_offset),
     ] {
         if found != Some(want) {
-            out.push(BtfMismatch::Offset { field, want, found });
+            out.push(BtfMismatch::Offset(field, want, found));
         }
     }
     // The name array bounds the name the linker writes.
     if btf.name_len != Some(layout.name_len) {
-        out.push(BtfMismatch::NameLen {
-            want: layout.name_len,
-            found: btf.name_len,
-        });
+        out.push(BtfMismatch::NameLen(layout.name_len, btf.name_len));
     }
     out
 }
