@@ -982,48 +982,21 @@ fn this_module(f: &Facts<'_>) -> Check {
         compared.push("donor");
     }
     if let Some(b) = f.btf {
-        let btf = &b.btf;
-        let off = |m: &str| btf.member_offset("module", m).ok().flatten();
-        let size = btf.struct_size("module");
+        use kmlink_metadata_db::this_module::{btf_facts, compare_btf};
+        let bf = btf_facts(&b.btf);
         let bsrc = format!("BTF {}", b.path.display());
-        match size {
-            Some(size) => {
-                sources.push(Source::new(
-                    &bsrc,
-                    fmt_layout(size, off("name"), off("init"), off("exit")),
-                ));
-                if size != t.size {
-                    problems.push(format!(
-                        "sizeof(struct module): record {:#x}, {bsrc} {size:#x}",
-                        t.size
-                    ));
-                }
-                for (field, want) in [
-                    ("init", t.init_offset),
-                    ("exit", t.exit_offset),
-                    ("name", t.name_offset),
-                ] {
-                    match off(field) {
-                        Some(h) if h == want => {}
-                        h => problems.push(format!(
-                            "offsetof(struct module, {field}): record {want:#x}, {bsrc} {}",
-                            h.map(|h| format!("{h:#x}")).unwrap_or("absent".into())
-                        )),
-                    }
-                }
-                // The name array bounds the name the linker writes.
-                match btf.member_size("module", "name").ok().flatten() {
-                    Some(len) if len == t.name_len => {}
-                    len => problems.push(format!(
-                        "sizeof(struct module.name): record {}, {bsrc} {}",
-                        t.name_len,
-                        len.map(|l| l.to_string()).unwrap_or("absent".into())
-                    )),
-                }
-                compared.push("BTF");
-            }
-            None => problems.push(format!("{bsrc} has no struct module")),
+        if let Some(size) = bf.size {
+            sources.push(Source::new(
+                &bsrc,
+                fmt_layout(size, bf.name_offset, bf.init_offset, bf.exit_offset),
+            ));
+            compared.push("BTF");
         }
+        problems.extend(
+            compare_btf(&t, &bf)
+                .iter()
+                .map(|m| m.describe("record", &bsrc)),
+        );
     }
     if !problems.is_empty() {
         return Check::fail(

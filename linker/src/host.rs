@@ -12,7 +12,9 @@ use kmlink_donor::btf::Btf;
 use kmlink_donor::config::KernelConfig;
 use kmlink_donor::vmlinux::Vmlinux;
 use kmlink_metadata_db::extract;
-use kmlink_metadata_db::record::{Export, Identity, KernelRecord, ThisModuleLayout, RECORD_SCHEMA};
+use kmlink_metadata_db::record::{
+    self, Identity, KernelFacts, KernelRecord, LoaderFacts, ThisModuleLayout,
+};
 use sha2::{Digest, Sha256};
 
 use crate::donor::Donor;
@@ -435,21 +437,7 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
             how: "install the kernel's headers (Module.symvers) or get a record from a kmlink database (kmlink bundle install)".into(),
         });
     }
-    let exports: BTreeMap<String, Export> = img
-        .exports
-        .values()
-        .map(|e| {
-            (
-                e.name.clone(),
-                Export {
-                    crc: e.crc,
-                    gpl: e.gpl,
-                    namespace: e.namespace.clone(),
-                    owner: e.owner.clone(),
-                },
-            )
-        })
-        .collect();
+    let exports = record::exports_of(img.exports.values().cloned());
     provenance.insert(
         "exports".into(),
         format!("{} __ksymtab/__kcrctab", img.path.display()),
@@ -468,13 +456,11 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
 
     // Layouts, prototypes, functions from BTF, read as the record
     // extractor reads them.
-    let (layouts, tracepoints, functions) =
-        kmlink_metadata_db::extract::btf_facts(&s.identity.release, &s.btf.btf, manifest).map_err(
-            |source| HostError::Extract {
-                path: s.btf.path.clone(),
-                source: Box::new(source),
-            },
-        )?;
+    let core = kmlink_metadata_db::extract::btf_facts(&s.identity.release, &s.btf.btf, manifest)
+        .map_err(|source| HostError::Extract {
+            path: s.btf.path.clone(),
+            source: Box::new(source),
+        })?;
     provenance.insert("layouts".into(), s.btf.path.display().to_string());
     provenance.insert(
         "identity".into(),
@@ -486,13 +472,14 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
 
     let config = cfg.map(extract::config_facts).unwrap_or_default();
 
-    Ok(KernelRecord {
-        schema: RECORD_SCHEMA,
-        identity: Identity {
+    Ok(KernelRecord::assemble(
+        Identity {
             release: release.clone(),
             distro: "host".into(),
             suite: String::new(),
             flavour: flavour_of(release),
+            // The machine name of the architecture kmlink links for here
+            // (the host's own name where kmlink has no such architecture).
             arch: kmlink_core_module::Arch::host()
                 .map_or(std::env::consts::ARCH, |a| a.machine())
                 .into(),
@@ -500,16 +487,18 @@ pub fn host_record(manifest: &Manifest, s: &HostSources<'_>) -> Result<KernelRec
             btf_sha256: s.btf.sha256.clone(),
             packages: Vec::new(),
         },
-        vermagic,
-        conventions,
-        config,
-        exports,
-        this_module,
-        layouts,
-        tracepoints,
-        functions,
-        provenance,
-    })
+        KernelFacts {
+            loader: LoaderFacts {
+                vermagic,
+                conventions,
+                this_module,
+            },
+            config,
+            exports,
+            core,
+            provenance,
+        },
+    ))
 }
 
 /// `struct module` from BTF ([`kmlink_metadata_db::this_module::from_btf`]),

@@ -12,7 +12,8 @@ use kmlink_donor::{btf::Btf, config::KernelConfig, ko, symvers, vmlinux::Vmlinux
 use sha2::{Digest, Sha256};
 
 use crate::record::{
-    Export, Identity, KernelRecord, ModuleConventions, PackageRef, ThisModuleLayout, RECORD_SCHEMA,
+    CoreFacts, Export, Identity, KernelFacts, KernelRecord, LoaderFacts, ModuleConventions,
+    PackageRef, ThisModuleLayout,
 };
 
 /// Allocation entry points whose presence the record notes (names changed
@@ -367,355 +368,482 @@ fn elf_arch(elf: &[u8]) -> Option<kmlink_core_module::Arch> {
     kmlink_core_module::Arch::of_elf_machine(machine)
 }
 
-/// [`extract`], also returning the kernel's `.BTF`.
+/// [`extract`], also returning the kernel's `.BTF`: one step per fact, in
+/// the order they are read and cross-checked.
 pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, ExtractError> {
-    let release = art.release.clone();
-    let io = |path: &Path| {
-        let release = release.clone();
+    let cx = Cx { art };
+    let mut provenance = BTreeMap::new();
+    let bz = std::fs::read(&art.vmlinuz).map_err(cx.io(&art.vmlinuz))?;
+    let (raw, elf) = image_elf(&cx, &bz)?;
+    let image = kernel_image(&cx, &bz, &elf, raw)?;
+    let btf = Btf::parse(image.btf).map_err(cx.donor("vmlinux .BTF".into()))?;
+    let build = image_build_string(&cx, &image)?;
+    let exports = image_exports(&cx, &image, &mut provenance)?;
+    let config = read_config(&cx)?;
+    // The module loader's own vermagic, from the image.
+    let image_vermagic = find_vermagic(&art.release, image.bytes).map_err(|w| cx.missing(w))?;
+    // A stock module: vermagic, struct module section, conventions. Without
+    // any module (the archive dropped the kernel's modules package), the
+    // image's vermagic and BTF alone.
+    let loader = if has_modules(&art.modules_dir) {
+        loader_from_stock_module(&cx, &btf, config.as_ref(), &image_vermagic, &mut provenance)?
+    } else {
+        let image_crcs = image_has_crcs(&image, &exports);
+        let from = ImageOnly {
+            btf: &btf,
+            config: config.as_ref(),
+            vermagic: image_vermagic,
+            crcs: image_crcs,
+            exports: &exports,
+        };
+        loader_from_image(&cx, from, &mut provenance)?
+    };
+    let core = core_facts(&cx, &btf, &image, manifest, &mut provenance)?;
+    let record = KernelRecord::assemble(
+        Identity {
+            release: art.release.clone(),
+            distro: art.distro.clone(),
+            suite: art.suite.clone(),
+            flavour: art.flavour.clone(),
+            arch: image.arch.machine().into(),
+            build_string: build,
+            btf_sha256: hex::encode(Sha256::digest(image.btf)),
+            packages: art.packages.clone(),
+        },
+        KernelFacts {
+            loader,
+            config: config.as_ref().map(config_facts).unwrap_or_default(),
+            exports,
+            core,
+            provenance,
+        },
+    );
+    Ok(Extracted {
+        record,
+        btf: image.btf.to_vec(),
+    })
+}
+
+/// The kernel whose artifacts are read, for errors.
+struct Cx<'a> {
+    art: &'a Artifacts,
+}
+
+impl Cx<'_> {
+    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> ExtractError {
+        let release = self.art.release.clone();
         let path = path.to_path_buf();
         move |source| ExtractError::Io {
             release,
             path,
             source,
         }
-    };
-    let donor = |what: String| {
-        let release = release.clone();
+    }
+
+    fn donor(&self, what: String) -> impl FnOnce(kmlink_donor::Error) -> ExtractError {
+        let release = self.art.release.clone();
         move |source| ExtractError::Donor {
             release,
             what,
             source,
         }
-    };
-    let missing = |what: String| ExtractError::Missing {
-        release: release.clone(),
-        what,
-    };
-    let mut provenance = BTreeMap::new();
+    }
 
-    let bz = std::fs::read(&art.vmlinuz).map_err(io(&art.vmlinuz))?;
-    // x86: a bzImage carrying the vmlinux ELF. arm64: the raw Image itself,
-    // without a section table (BTF and banner found by content, the exports
-    // from Module.symvers).
-    let raw = if kmlink_donor::arm64_image::is_arm64_image(&bz) {
-        Some(
-            kmlink_donor::arm64_image::Arm64Image::parse(&bz)
-                .map_err(donor(format!("{}", art.vmlinuz.display())))?,
-        )
-    } else {
-        None
-    };
-    let elf = match raw {
-        Some(_) => Vec::new(),
-        None => kmlink_donor::bzimage::extract_vmlinux(&bz)
-            .map_err(donor(format!("{}", art.vmlinuz.display())))?,
-    };
+    fn missing(&self, what: String) -> ExtractError {
+        ExtractError::Missing {
+            release: self.art.release.clone(),
+            what,
+        }
+    }
+
+    /// Two sources of `what` disagree: `a_source` says `a`, `b_source` `b`.
+    fn disagree(&self, what: &str, a: (&str, String), b: (String, String)) -> ExtractError {
+        ExtractError::Disagree(Box::new(Disagreement {
+            release: self.art.release.clone(),
+            what: what.into(),
+            a_source: a.0.into(),
+            a: a.1,
+            b_source: b.0,
+            b: b.1,
+        }))
+    }
+}
+
+/// A kernel image as extraction reads it. x86: a bzImage carrying the
+/// vmlinux ELF. arm64: the raw Image itself, without a section table (BTF
+/// and banner found by content, the exports from Module.symvers).
+struct KernelImage<'a> {
+    /// x86's vmlinux.
+    vmlinux: Option<Vmlinux<'a>>,
+    /// arm64's Image.
+    raw: Option<kmlink_donor::arm64_image::Arm64Image<'a>>,
+    arch: kmlink_core_module::Arch,
+    /// The bytes searched for the vermagic string.
+    bytes: &'a [u8],
+    /// The `.BTF` section.
+    btf: &'a [u8],
+}
+
+/// arm64's raw Image (parsed), or x86's vmlinux ELF out of the bzImage.
+fn image_elf<'a>(
+    cx: &Cx<'_>,
+    bz: &'a [u8],
+) -> Result<(Option<kmlink_donor::arm64_image::Arm64Image<'a>>, Vec<u8>), ExtractError> {
+    let vmlinuz = &cx.art.vmlinuz;
+    if kmlink_donor::arm64_image::is_arm64_image(bz) {
+        let raw = kmlink_donor::arm64_image::Arm64Image::parse(bz)
+            .map_err(cx.donor(format!("{}", vmlinuz.display())))?;
+        return Ok((Some(raw), Vec::new()));
+    }
+    let elf = kmlink_donor::bzimage::extract_vmlinux(bz)
+        .map_err(cx.donor(format!("{}", vmlinuz.display())))?;
+    Ok((None, elf))
+}
+
+/// The image's architecture, vermagic bytes and `.BTF`.
+fn kernel_image<'a>(
+    cx: &Cx<'_>,
+    bz: &'a [u8],
+    elf: &'a [u8],
+    raw: Option<kmlink_donor::arm64_image::Arm64Image<'a>>,
+) -> Result<KernelImage<'a>, ExtractError> {
     let vmlinux = match raw {
         Some(_) => None,
-        None => Some(Vmlinux::parse(&elf).map_err(donor("vmlinux".into()))?),
+        None => Some(Vmlinux::parse(elf).map_err(cx.donor("vmlinux".into()))?),
     };
     let arch = match raw {
         Some(_) => kmlink_core_module::Arch::Aarch64,
-        None => elf_arch(&elf).ok_or_else(|| {
-            missing(format!(
+        None => elf_arch(elf).ok_or_else(|| {
+            cx.missing(format!(
                 "vmlinux is not an ELF64 file of an architecture kmlink links for ({})",
                 crate::record::known_arches().join(", ")
             ))
         })?,
     };
-    // The bytes searched for the vermagic string.
-    let image_bytes: &[u8] = if raw.is_some() { &bz } else { &elf };
-    let btf_bytes = match (&vmlinux, &raw) {
+    let bytes: &[u8] = if raw.is_some() { bz } else { elf };
+    let btf = match (&vmlinux, &raw) {
         (Some(v), _) => v
             .btf_section()
-            .ok_or_else(|| missing("vmlinux has no .BTF section".into()))?,
-        (None, Some(r)) => r.btf().map_err(donor("arm64 Image .BTF".into()))?,
-        (None, None) => return Err(missing("no kernel image".into())),
+            .ok_or_else(|| cx.missing("vmlinux has no .BTF section".into()))?,
+        (None, Some(r)) => r.btf().map_err(cx.donor("arm64 Image .BTF".into()))?,
+        (None, None) => return Err(cx.missing("no kernel image".into())),
     };
-    let btf = Btf::parse(btf_bytes).map_err(donor("vmlinux .BTF".into()))?;
-    let banner = match (&vmlinux, &raw) {
+    Ok(KernelImage {
+        vmlinux,
+        raw,
+        arch,
+        bytes,
+        btf,
+    })
+}
+
+/// Identity: the build string (`uname -v`) from the image's banner, whose
+/// release must be the package's.
+fn image_build_string(cx: &Cx<'_>, image: &KernelImage<'_>) -> Result<String, ExtractError> {
+    let art = cx.art;
+    let banner = match (&image.vmlinux, &image.raw) {
         (Some(v), _) => v.banner(),
         (None, Some(r)) => r.banner(),
-        (None, None) => return Err(missing("no kernel image".into())),
+        (None, None) => return Err(cx.missing("no kernel image".into())),
     }
-    .map_err(donor("linux_banner".into()))?;
+    .map_err(cx.donor("linux_banner".into()))?;
     let build = build_string(&banner)
-        .ok_or_else(|| missing(format!("cannot find the build string in banner {banner:?}")))?;
+        .ok_or_else(|| cx.missing(format!("cannot find the build string in banner {banner:?}")))?;
     if !banner.starts_with(&format!("Linux version {} ", art.release)) {
-        return Err(ExtractError::Disagree(Box::new(Disagreement {
-            release: release.clone(),
-            what: "release".into(),
-            a_source: "package".into(),
-            a: art.release.clone(),
-            b_source: "vmlinux banner".into(),
-            b: banner.lines().next().unwrap_or_default().to_string(),
-        })));
+        return Err(cx.disagree(
+            "release",
+            ("package", art.release.clone()),
+            (
+                "vmlinux banner".into(),
+                banner.lines().next().unwrap_or_default().to_string(),
+            ),
+        ));
     }
+    Ok(build)
+}
 
-    // Exports, from the image's own tables, checked against Module.symvers.
-    let mut exports = BTreeMap::new();
-    let own_exports = match &vmlinux {
-        Some(v) => v.exports().map_err(donor("vmlinux export tables".into()))?,
+/// Exports and CRCs, from the image's own tables (arm64: Module.symvers),
+/// checked against Module.symvers when the archive has it.
+fn image_exports(
+    cx: &Cx<'_>,
+    image: &KernelImage<'_>,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Export>, ExtractError> {
+    let art = cx.art;
+    let own_exports = match &image.vmlinux {
+        Some(v) => v
+            .exports()
+            .map_err(cx.donor("vmlinux export tables".into()))?,
         None => {
             let path = art.symvers.as_ref().ok_or_else(|| {
-                missing(
+                cx.missing(
                     "Module.symvers (linux-headers): the arm64 Image has no export table kmlink reads"
                         .into(),
                 )
             })?;
-            let text = std::fs::read_to_string(path).map_err(io(path))?;
+            let text = std::fs::read_to_string(path).map_err(cx.io(path))?;
             symvers::parse(&text)
-                .map_err(donor(format!("{}", path.display())))?
+                .map_err(cx.donor(format!("{}", path.display())))?
                 .into_iter()
                 .filter(|s| s.owner == "vmlinux")
                 .collect()
         }
     };
-    for e in own_exports {
-        exports.insert(
-            e.name.clone(),
-            Export {
-                crc: e.crc,
-                gpl: e.gpl,
-                namespace: e.namespace,
-                owner: e.owner,
-            },
-        );
-    }
+    let exports = crate::record::exports_of(own_exports);
     provenance.insert(
         "exports".to_string(),
-        match &vmlinux {
+        match &image.vmlinux {
             Some(_) => "vmlinux __ksymtab/__kcrctab",
             None => "Module.symvers (vmlinux entries; the arm64 Image has no section table)",
         }
         .to_string(),
     );
-    if let (Some(path), Some(_)) = (&art.symvers, &vmlinux) {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
-        let listed = symvers::parse(&text).map_err(donor(format!("{}", path.display())))?;
-        let mut checked = 0usize;
-        for s in listed.iter().filter(|s| s.owner == "vmlinux") {
-            let Some(mine) = exports.get(&s.name) else {
-                return Err(missing(format!(
-                    "Module.symvers lists {} from vmlinux, the image's export table does not",
-                    s.name
-                )));
-            };
-            let theirs = s.crc.filter(|c| *c != 0);
-            if mine.crc.filter(|c| *c != 0) != theirs || mine.gpl != s.gpl {
-                return Err(ExtractError::Disagree(Box::new(Disagreement {
-                    release: release.clone(),
-                    what: format!("export {}", s.name),
-                    a_source: "vmlinux".into(),
-                    a: format!("crc {:08x?} gpl {}", mine.crc, mine.gpl),
-                    b_source: "Module.symvers".into(),
-                    b: format!("crc {:08x?} gpl {}", s.crc, s.gpl),
-                })));
-            }
-            checked += 1;
-        }
+    if let (Some(path), Some(_)) = (&art.symvers, &image.vmlinux) {
+        let checked = check_symvers(cx, path, &exports)?;
         provenance.insert(
             "exports".into(),
             format!("vmlinux __ksymtab/__kcrctab, {checked} checked against Module.symvers"),
         );
     }
+    Ok(exports)
+}
 
-    // Config.
-    let config = match &art.config {
-        Some(path) => Some(KernelConfig::parse(
-            &std::fs::read_to_string(path).map_err(io(path))?,
-        )),
-        None => None,
-    };
-    let config_map = config.as_ref().map(config_facts).unwrap_or_default();
+/// Holds the image's exports to Module.symvers' vmlinux entries (CRC and
+/// GPL-ness); returns how many were checked.
+fn check_symvers(
+    cx: &Cx<'_>,
+    path: &Path,
+    exports: &BTreeMap<String, Export>,
+) -> Result<usize, ExtractError> {
+    let text = std::fs::read_to_string(path).map_err(cx.io(path))?;
+    let listed = symvers::parse(&text).map_err(cx.donor(format!("{}", path.display())))?;
+    let mut checked = 0usize;
+    for s in listed.iter().filter(|s| s.owner == "vmlinux") {
+        let Some(mine) = exports.get(&s.name) else {
+            return Err(cx.missing(format!(
+                "Module.symvers lists {} from vmlinux, the image's export table does not",
+                s.name
+            )));
+        };
+        let theirs = s.crc.filter(|c| *c != 0);
+        if mine.crc.filter(|c| *c != 0) != theirs || mine.gpl != s.gpl {
+            return Err(cx.disagree(
+                &format!("export {}", s.name),
+                ("vmlinux", format!("crc {:08x?} gpl {}", mine.crc, mine.gpl)),
+                (
+                    "Module.symvers".into(),
+                    format!("crc {:08x?} gpl {}", s.crc, s.gpl),
+                ),
+            ));
+        }
+        checked += 1;
+    }
+    Ok(checked)
+}
 
-    // The module loader's own vermagic, from the image.
-    let image_vermagic = find_vermagic(&art.release, image_bytes).map_err(&missing)?;
-    let image_crcs = match &vmlinux {
+/// The kernel config, when the artifacts have one.
+fn read_config(cx: &Cx<'_>) -> Result<Option<KernelConfig>, ExtractError> {
+    match &cx.art.config {
+        Some(path) => Ok(Some(KernelConfig::parse(
+            &std::fs::read_to_string(path).map_err(cx.io(path))?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Whether the image has CRCs: its `__kcrctab*` sections (x86), a nonzero
+/// CRC among its exports (arm64).
+fn image_has_crcs(image: &KernelImage<'_>, exports: &BTreeMap<String, Export>) -> bool {
+    match &image.vmlinux {
         Some(v) => ["__kcrctab", "__kcrctab_gpl"]
             .iter()
             .any(|s| v.section(s).is_some()),
         None => exports.values().any(|e| e.crc.is_some_and(|c| c != 0)),
-    };
-    let enabled = |keys: &[&str]| {
-        config
-            .as_ref()
-            .is_some_and(|c| keys.iter().any(|k| c.enabled(k)))
-    };
+    }
+}
 
-    // A stock module: vermagic, struct module section, conventions. Without
-    // any module (the archive dropped the kernel's modules package), the
-    // image's vermagic and BTF alone.
-    let (vermagic, conventions, this_module) = if has_modules(&art.modules_dir) {
-        let stock = find_stock_module(&release, &art.modules_dir)?;
-        let f = &stock.facts;
-        let vermagic = f
-            .vermagic
-            .clone()
-            .ok_or_else(|| missing("stock module has no vermagic".into()))?;
-        if !vermagic.starts_with(&format!("{} ", art.release)) {
-            return Err(ExtractError::Disagree(Box::new(Disagreement {
-                release: release.clone(),
-                what: "vermagic".into(),
-                a_source: "package".into(),
-                a: art.release.clone(),
-                b_source: stock.path.display().to_string(),
-                b: vermagic,
-            })));
+/// Vermagic, conventions and `struct module` from a stock module of the
+/// kernel, each held to the package, the image and BTF.
+fn loader_from_stock_module(
+    cx: &Cx<'_>,
+    btf: &Btf,
+    config: Option<&KernelConfig>,
+    image_vermagic: &Option<String>,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<LoaderFacts, ExtractError> {
+    let art = cx.art;
+    let release = &art.release;
+    let stock = find_stock_module(release, &art.modules_dir)?;
+    let f = &stock.facts;
+    let stock_path = stock.path.display().to_string();
+    let vermagic = f
+        .vermagic
+        .clone()
+        .ok_or_else(|| cx.missing("stock module has no vermagic".into()))?;
+    if !vermagic.starts_with(&format!("{} ", art.release)) {
+        return Err(cx.disagree(
+            "vermagic",
+            ("package", art.release.clone()),
+            (stock_path, vermagic),
+        ));
+    }
+    if let Some(img) = image_vermagic {
+        if *img != vermagic {
+            return Err(cx.disagree(
+                "vermagic",
+                ("vmlinux .rodata", format!("{img:?}")),
+                (stock_path, format!("{vermagic:?}")),
+            ));
         }
-        if let Some(img) = &image_vermagic {
-            if *img != vermagic {
-                return Err(ExtractError::Disagree(Box::new(Disagreement {
-                    release: release.clone(),
-                    what: "vermagic".into(),
-                    a_source: "vmlinux .rodata".into(),
-                    a: format!("{img:?}"),
-                    b_source: stock.path.display().to_string(),
-                    b: format!("{vermagic:?}"),
-                })));
-            }
+    }
+    // Named relative to the modules directory, so that records do not
+    // depend on where the kernel was unpacked.
+    let label = format!(
+        "<modules>/{}",
+        stock
+            .path
+            .strip_prefix(&art.modules_dir)
+            .unwrap_or(&stock.path)
+            .display()
+    );
+    provenance.insert(
+        "vermagic".into(),
+        match image_vermagic {
+            Some(_) => format!("{label}, equal to vmlinux .rodata"),
+            None => label.clone(),
+        },
+    );
+    let conventions = module_conventions(config, f).map_err(|d| {
+        cx.disagree(
+            "symbol versions",
+            ("config", format!("MODVERSIONS={}", d.config)),
+            (stock_path, format!("__versions present: {}", d.module)),
+        )
+    })?;
+    // struct module: BTF and the stock module must agree.
+    let this_module = this_module_layout(release, btf, &stock)?;
+    provenance.insert(
+        "this_module".into(),
+        format!("BTF, checked against {label}"),
+    );
+    Ok(LoaderFacts {
+        vermagic,
+        conventions,
+        this_module,
+    })
+}
+
+/// What a kernel without any module shows of what its modules must be.
+struct ImageOnly<'a> {
+    btf: &'a Btf,
+    config: Option<&'a KernelConfig>,
+    /// The module loader's own vermagic, from the image.
+    vermagic: Option<String>,
+    /// [`image_has_crcs`].
+    crcs: bool,
+    exports: &'a BTreeMap<String, Export>,
+}
+
+/// Vermagic from the image, conventions from the config (or, without one,
+/// from the image), `struct module` from BTF alone: a kernel whose archive
+/// has no modules package.
+fn loader_from_image(
+    cx: &Cx<'_>,
+    from: ImageOnly<'_>,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<LoaderFacts, ExtractError> {
+    let art = cx.art;
+    let config = from.config;
+    let vermagic = from.vermagic.ok_or_else(|| {
+        cx.missing(format!(
+            "no module under {} (the archive has no modules package) and no vermagic string in the image",
+            art.modules_dir.display()
+        ))
+    })?;
+    provenance.insert(
+        "vermagic".into(),
+        "vmlinux .rodata (the module loader's own); no stock module in the archive".into(),
+    );
+    let vermagic_modversions = vermagic.split(' ').any(|w| w == "modversions");
+    let (modversions, source) = match config {
+        Some(c) => (c.enabled("CONFIG_MODVERSIONS"), "config"),
+        None => (from.crcs, "vmlinux __kcrctab sections"),
+    };
+    if modversions != vermagic_modversions {
+        return Err(cx.disagree(
+            "symbol versions",
+            (source, format!("modversions={modversions}")),
+            ("vmlinux vermagic".into(), format!("{vermagic:?}")),
+        ));
+    }
+    let enabled = |keys: &[&str]| config.is_some_and(|c| keys.iter().any(|k| c.enabled(k)));
+    let conventions = if config.is_some() {
+        provenance.insert(
+            "conventions".into(),
+            format!("config; modversions from {source}; no stock module (no modinfo keys)"),
+        );
+        ModuleConventions {
+            modversions,
+            ext_modversions: enabled(&["CONFIG_EXTENDED_MODVERSIONS"]),
+            return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
+            retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]),
+            ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
+            stock_modinfo_keys: Vec::new(),
+            loader_sections: Vec::new(),
         }
-        // Named relative to the modules directory, so that records do not
-        // depend on where the kernel was unpacked.
-        let label = format!(
-            "<modules>/{}",
-            stock
-                .path
-                .strip_prefix(&art.modules_dir)
-                .unwrap_or(&stock.path)
-                .display()
-        );
-        provenance.insert(
-            "vermagic".into(),
-            match &image_vermagic {
-                Some(_) => format!("{label}, equal to vmlinux .rodata"),
-                None => label.clone(),
-            },
-        );
-        let conventions = module_conventions(config.as_ref(), f).map_err(|d| {
-            ExtractError::Disagree(Box::new(Disagreement {
-                release: release.clone(),
-                what: "symbol versions".into(),
-                a_source: "config".into(),
-                a: format!("MODVERSIONS={}", d.config),
-                b_source: stock.path.display().to_string(),
-                b: format!("__versions present: {}", d.module),
-            }))
-        })?;
-        // struct module: BTF and the stock module must agree.
-        let this_module = this_module_layout(&release, &btf, &stock)?;
-        provenance.insert(
-            "this_module".into(),
-            format!("BTF, checked against {label}"),
-        );
-        (vermagic, conventions, this_module)
     } else {
-        let vermagic = image_vermagic.clone().ok_or_else(|| {
-            missing(format!(
-                "no module under {} (the archive has no modules package) and no vermagic string in the image",
-                art.modules_dir.display()
-            ))
-        })?;
-        provenance.insert(
-            "vermagic".into(),
-            "vmlinux .rodata (the module loader's own); no stock module in the archive".into(),
-        );
-        let vermagic_modversions = vermagic.split(' ').any(|w| w == "modversions");
-        let (modversions, source) = match &config {
-            Some(c) => (c.enabled("CONFIG_MODVERSIONS"), "config"),
-            None => (image_crcs, "vmlinux __kcrctab sections"),
-        };
-        if modversions != vermagic_modversions {
-            return Err(ExtractError::Disagree(Box::new(Disagreement {
-                release: release.clone(),
-                what: "symbol versions".into(),
-                a_source: source.into(),
-                a: format!("modversions={modversions}"),
-                b_source: "vmlinux vermagic".into(),
-                b: format!("{vermagic:?}"),
-            })));
+        // Neither config nor module: what the image itself shows.
+        provenance.insert("conventions".into(), IMAGE_ONLY_CONVENTIONS.into());
+        ModuleConventions {
+            modversions,
+            ext_modversions: false,
+            return_sites: from.exports.contains_key("__x86_return_thunk"),
+            retpoline: from.exports.contains_key("__x86_indirect_thunk_rax"),
+            ibt: from.btf.has_function("ibt_save"),
+            stock_modinfo_keys: Vec::new(),
+            loader_sections: Vec::new(),
         }
-        let conventions = if config.is_some() {
-            provenance.insert(
-                "conventions".into(),
-                format!("config; modversions from {source}; no stock module (no modinfo keys)"),
-            );
-            ModuleConventions {
-                modversions,
-                ext_modversions: enabled(&["CONFIG_EXTENDED_MODVERSIONS"]),
-                return_sites: enabled(&["CONFIG_RETHUNK", "CONFIG_MITIGATION_RETHUNK"]),
-                retpoline: enabled(&["CONFIG_RETPOLINE", "CONFIG_MITIGATION_RETPOLINE"]),
-                ibt: enabled(&["CONFIG_X86_KERNEL_IBT"]),
-                stock_modinfo_keys: Vec::new(),
-                loader_sections: Vec::new(),
-            }
-        } else {
-            // Neither config nor module: what the image itself shows.
-            provenance.insert("conventions".into(), IMAGE_ONLY_CONVENTIONS.into());
-            ModuleConventions {
-                modversions,
-                ext_modversions: false,
-                return_sites: exports.contains_key("__x86_return_thunk"),
-                retpoline: exports.contains_key("__x86_indirect_thunk_rax"),
-                ibt: btf.has_function("ibt_save"),
-                stock_modinfo_keys: Vec::new(),
-                loader_sections: Vec::new(),
-            }
-        };
-        let this_module = btf_module_layout(&release, &btf)?;
-        provenance.insert("this_module".into(), BTF_ONLY_THIS_MODULE.into());
-        (vermagic, conventions, this_module)
     };
+    let this_module = btf_module_layout(&art.release, from.btf)?;
+    provenance.insert("this_module".into(), BTF_ONLY_THIS_MODULE.into());
+    Ok(LoaderFacts {
+        vermagic,
+        conventions,
+        this_module,
+    })
+}
 
-    // Layouts, tracepoints, functions the core asks for.
-    let (mut layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+/// Layouts, tracepoints, functions the core asks for, from BTF; per-CPU
+/// variables from the export table when BTF has no `.data..percpu`.
+fn core_facts(
+    cx: &Cx<'_>,
+    btf: &Btf,
+    image: &KernelImage<'_>,
+    manifest: &Manifest,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<CoreFacts, ExtractError> {
+    let mut core = btf_facts(&cx.art.release, btf, manifest)?;
     provenance.insert("layouts".into(), "vmlinux .BTF".into());
     if !btf.has_percpu_datasec() {
-        let pcpu = match &vmlinux {
+        let pcpu = match &image.vmlinux {
             Some(v) => v
                 .percpu_exports()
-                .map_err(donor("vmlinux per-CPU exports".into()))?,
+                .map_err(cx.donor("vmlinux per-CPU exports".into()))?,
             None => {
-                return Err(missing(
+                return Err(cx.missing(
                     "the image's BTF has no .data..percpu and a raw Image has no export \
                      table to find per-CPU variables in"
                         .into(),
                 ))
             }
         };
-        let n = percpu_from_exports(manifest, &pcpu, &mut layouts);
+        let n = percpu_from_exports(manifest, &pcpu, &mut core.layouts);
         provenance.insert(
             "layouts".into(),
             format!("vmlinux .BTF; {n} per-CPU variable(s) from the export table (the BTF has no .data..percpu)"),
         );
     }
-
-    let record = KernelRecord {
-        schema: RECORD_SCHEMA,
-        identity: Identity {
-            release: art.release.clone(),
-            distro: art.distro.clone(),
-            suite: art.suite.clone(),
-            flavour: art.flavour.clone(),
-            arch: arch.machine().into(),
-            build_string: build,
-            btf_sha256: hex::encode(Sha256::digest(btf_bytes)),
-            packages: art.packages.clone(),
-        },
-        vermagic,
-        conventions,
-        config: config_map,
-        exports,
-        this_module,
-        layouts,
-        tracepoints,
-        functions,
-        provenance,
-    };
-    Ok(Extracted {
-        record,
-        btf: btf_bytes.to_vec(),
-    })
+    Ok(core)
 }
 
 /// The layout facts the core `manifest` asks for (`manifest.layout_keys()`),
@@ -808,19 +936,7 @@ fn function_key_parts(key: &str) -> Option<(&str, Option<(&str, bool)>)> {
 /// Layouts, tracepoint prototypes and allocator functions the core
 /// `manifest` asks for, from BTF (the package extractor, `rederive` and the
 /// linker's host facts all read them here).
-#[allow(clippy::type_complexity)]
-pub fn btf_facts(
-    release: &str,
-    btf: &Btf,
-    manifest: &Manifest,
-) -> Result<
-    (
-        BTreeMap<String, u64>,
-        BTreeMap<String, Vec<crate::record::TpParam>>,
-        Vec<String>,
-    ),
-    ExtractError,
-> {
+pub fn btf_facts(release: &str, btf: &Btf, manifest: &Manifest) -> Result<CoreFacts, ExtractError> {
     let donor = |what: String| {
         let release = release.to_string();
         move |source| ExtractError::Donor {
@@ -854,7 +970,11 @@ pub fn btf_facts(
         .filter(|f| btf.has_function(f))
         .map(|f| f.to_string())
         .collect();
-    Ok((layouts, tracepoints, functions))
+    Ok(CoreFacts {
+        layouts,
+        tracepoints,
+        functions,
+    })
 }
 
 /// Re-derives a full record for another core `manifest` from the record and
@@ -904,20 +1024,20 @@ pub fn rederive(
             b: format!("{again:#x?}"),
         })));
     }
-    let (mut layouts, tracepoints, functions) = btf_facts(&release, &btf, manifest)?;
+    let mut core = btf_facts(&release, &btf, manifest)?;
     if !btf.has_percpu_datasec() {
         // Such BTF cannot say which variables are per-CPU; the record took
         // them from the image's export table, which is not kept.
         for (k, v) in &record.layouts {
             if k.starts_with("percpu:") {
-                layouts.insert(k.clone(), *v);
+                core.layouts.insert(k.clone(), *v);
             }
         }
     }
     let mut r = record.clone();
-    r.layouts = layouts;
-    r.tracepoints = tracepoints;
-    r.functions = functions;
+    r.layouts = core.layouts;
+    r.tracepoints = core.tracepoints;
+    r.functions = core.functions;
     r.provenance
         .insert("layouts".into(), "kept .BTF (re-derived)".into());
     Ok(r)

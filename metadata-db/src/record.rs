@@ -165,7 +165,89 @@ pub struct KernelRecord {
     pub provenance: BTreeMap<String, String>,
 }
 
+/// What the module loader holds a module to: the facts a record takes
+/// from a module of the kernel (or, without one, from its image and BTF).
+#[derive(Debug, Clone)]
+pub struct LoaderFacts {
+    /// [`KernelRecord::vermagic`].
+    pub vermagic: String,
+    /// [`KernelRecord::conventions`].
+    pub conventions: ModuleConventions,
+    /// [`KernelRecord::this_module`] ([`crate::this_module`]).
+    pub this_module: ThisModuleLayout,
+}
+
+/// The facts the core's manifest asks for, read from BTF
+/// ([`crate::extract::btf_facts`]).
+#[derive(Debug, Clone, Default)]
+pub struct CoreFacts {
+    /// [`KernelRecord::layouts`].
+    pub layouts: BTreeMap<String, u64>,
+    /// [`KernelRecord::tracepoints`].
+    pub tracepoints: BTreeMap<String, Vec<TpParam>>,
+    /// [`KernelRecord::functions`].
+    pub functions: Vec<String>,
+}
+
+/// What a record says about its kernel besides which build it is: the
+/// facts [`KernelRecord::assemble`] puts next to an [`Identity`].
+#[derive(Debug, Clone)]
+pub struct KernelFacts {
+    /// Vermagic, conventions, `struct module`.
+    pub loader: LoaderFacts,
+    /// [`KernelRecord::config`].
+    pub config: BTreeMap<String, String>,
+    /// [`KernelRecord::exports`] ([`exports_of`]).
+    pub exports: BTreeMap<String, Export>,
+    /// Layouts, tracepoints, functions.
+    pub core: CoreFacts,
+    /// [`KernelRecord::provenance`].
+    pub provenance: BTreeMap<String, String>,
+}
+
+/// A kernel's export table as a record keeps it: by name, the name out of
+/// the entry. The record extractor (the image's tables or Module.symvers)
+/// and the linker's host records (the running kernel's image) both use it.
+pub fn exports_of(
+    exports: impl IntoIterator<Item = kmlink_donor::Export>,
+) -> BTreeMap<String, Export> {
+    exports
+        .into_iter()
+        .map(|e| {
+            (
+                e.name,
+                Export {
+                    crc: e.crc,
+                    gpl: e.gpl,
+                    namespace: e.namespace,
+                    owner: e.owner,
+                },
+            )
+        })
+        .collect()
+}
+
 impl KernelRecord {
+    /// The one way a record is put together, for a kernel's packages
+    /// ([`crate::extract::extract_full`]) and for a running host
+    /// (`kmlink_linker::host::host_record`): the current [`RECORD_SCHEMA`],
+    /// which build (`identity`), and what is known of it (`facts`).
+    pub fn assemble(identity: Identity, facts: KernelFacts) -> KernelRecord {
+        KernelRecord {
+            schema: RECORD_SCHEMA,
+            identity,
+            vermagic: facts.loader.vermagic,
+            conventions: facts.loader.conventions,
+            config: facts.config,
+            exports: facts.exports,
+            this_module: facts.loader.this_module,
+            layouts: facts.core.layouts,
+            tracepoints: facts.core.tracepoints,
+            functions: facts.core.functions,
+            provenance: facts.provenance,
+        }
+    }
+
     /// The record's SHA256 (see [`content_hash`]), hex.
     pub fn sha256(&self) -> String {
         hex::encode(content_hash(self))

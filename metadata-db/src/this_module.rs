@@ -8,10 +8,12 @@
 //! shows ([`compare`]): its section size, the offsets of its relocations
 //! against `init_module` / `cleanup_module`, the offset of its name.
 //!
-//! Every user goes through these two functions: record extraction
+//! Every user goes through these functions: record extraction
 //! ([`crate::extract::this_module_layout`]), the linker's host records and
-//! its `--check` verdict. `docs/metadata-db.md` follows the size from the
-//! package to the written `.ko`.
+//! its `--check` verdict, which also holds a record to BTF fact by fact
+//! ([`btf_facts`], [`compare_btf`]). No other code looks `struct module` up
+//! in BTF. `docs/metadata-db.md` follows the size from the package to the
+//! written `.ko`.
 
 use std::fmt;
 
@@ -29,28 +31,136 @@ pub enum BtfLayoutError {
     Btf(kmlink_donor::Error),
 }
 
+/// The one reading of `struct module` from BTF: its size, the offset of
+/// `member` (`Offset`) or its size (`Size`). Every function here that looks
+/// at BTF goes through it.
+enum BtfQuery<'a> {
+    StructSize,
+    Offset(&'a str),
+    Size(&'a str),
+}
+
+fn read_btf(btf: &Btf, q: BtfQuery<'_>) -> Result<Option<u64>, kmlink_donor::Error> {
+    match q {
+        BtfQuery::StructSize => Ok(btf.struct_size("module")),
+        BtfQuery::Offset(m) => btf.member_offset("module", m),
+        BtfQuery::Size(m) => btf.member_size("module", m),
+    }
+}
+
 /// `struct module`'s layout from BTF alone: its size and the offsets of
 /// `name` (with the array's length), `init` and `exit`.
 pub fn from_btf(btf: &Btf) -> Result<ThisModuleLayout, BtfLayoutError> {
     let missing = |what: String| BtfLayoutError::Missing(what);
-    let size = btf
-        .struct_size("module")
+    let size = read_btf(btf, BtfQuery::StructSize)
+        .map_err(BtfLayoutError::Btf)?
         .ok_or_else(|| missing("BTF has no struct module".into()))?;
     let off = |m: &str| -> Result<u64, BtfLayoutError> {
-        btf.member_offset("module", m)
+        read_btf(btf, BtfQuery::Offset(m))
             .map_err(BtfLayoutError::Btf)?
             .ok_or_else(|| missing(format!("BTF struct module has no member {m}")))
     };
     Ok(ThisModuleLayout {
         size,
         name_offset: off("name")?,
-        name_len: btf
-            .member_size("module", "name")
+        name_len: read_btf(btf, BtfQuery::Size("name"))
             .map_err(BtfLayoutError::Btf)?
             .ok_or_else(|| missing("BTF struct module has no member name".into()))?,
         init_offset: off("init")?,
         exit_offset: off("exit")?,
     })
+}
+
+/// `struct module` as BTF shows it, fact by fact: `None` where BTF has no
+/// such struct or member (or cannot read it). For reports that list every
+/// fact even when one is missing (`kmlink build --check`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BtfFacts {
+    /// `sizeof(struct module)`; `None`: BTF has no `struct module`.
+    pub size: Option<u64>,
+    /// `offsetof(struct module, name)`.
+    pub name_offset: Option<u64>,
+    /// `sizeof(((struct module *)0)->name)`.
+    pub name_len: Option<u64>,
+    /// `offsetof(struct module, init)`.
+    pub init_offset: Option<u64>,
+    /// `offsetof(struct module, exit)`.
+    pub exit_offset: Option<u64>,
+}
+
+/// Reads [`BtfFacts`] from `btf`, each fact on its own.
+pub fn btf_facts(btf: &Btf) -> BtfFacts {
+    let get = |q| read_btf(btf, q).ok().flatten();
+    BtfFacts {
+        size: get(BtfQuery::StructSize),
+        name_offset: get(BtfQuery::Offset("name")),
+        name_len: get(BtfQuery::Size("name")),
+        init_offset: get(BtfQuery::Offset("init")),
+        exit_offset: get(BtfQuery::Offset("exit")),
+    }
+}
+
+/// One way BTF's `struct module` contradicts a layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BtfMismatch {
+    /// BTF has no `struct module`.
+    NoStruct,
+    /// `sizeof(struct module)`: the layout's, BTF's.
+    Size(u64, u64),
+    /// `offsetof(struct module, field)` for `"init"`, `"exit"` or `"name"`:
+    /// the field, the layout's offset, BTF's (`None`: no such member).
+    Offset(&'static str, u64, Option<u64>),
+    /// The `name` array's length: the layout's, BTF's (`None`: no member).
+    NameLen(u64, Option<u64>),
+}
+
+impl BtfMismatch {
+    /// One line naming both sides: `sizeof(struct module): record 0x3c0,
+    /// BTF /sys/kernel/btf/vmlinux 0x380`.
+    pub fn describe(&self, layout_source: &str, btf_source: &str) -> String {
+        let opt = |v: &Option<u64>, f: fn(u64) -> String| v.map(f).unwrap_or("absent".into());
+        match self {
+            BtfMismatch::NoStruct => format!("{btf_source} has no struct module"),
+            BtfMismatch::Size(want, found) => {
+                format!("sizeof(struct module): {layout_source} {want:#x}, {btf_source} {found:#x}")
+            }
+            BtfMismatch::Offset(field, want, found) => format!(
+                "offsetof(struct module, {field}): {layout_source} {want:#x}, {btf_source} {}",
+                opt(found, |h| format!("{h:#x}"))
+            ),
+            BtfMismatch::NameLen(want, found) => format!(
+                "sizeof(struct module.name): {layout_source} {want}, {btf_source} {}",
+                opt(found, |l| l.to_string())
+            ),
+        }
+    }
+}
+
+/// Holds `layout` to BTF's `struct module` ([`btf_facts`]): the size, the
+/// offsets of `init`, `exit` and `name`, the `name` array's length, in that
+/// order. Without a `struct module` in BTF that is the one mismatch.
+pub fn compare_btf(layout: &ThisModuleLayout, btf: &BtfFacts) -> Vec<BtfMismatch> {
+    let Some(size) = btf.size else {
+        return vec![BtfMismatch::NoStruct];
+    };
+    let mut out = Vec::new();
+    if size != layout.size {
+        out.push(BtfMismatch::Size(layout.size, size));
+    }
+    for (field, want, found) in [
+        ("init", layout.init_offset, btf.init_offset),
+        ("exit", layout.exit_offset, btf.exit_offset),
+        ("name", layout.name_offset, btf.name_offset),
+    ] {
+        if found != Some(want) {
+            out.push(BtfMismatch::Offset(field, want, found));
+        }
+    }
+    // The name array bounds the name the linker writes.
+    if btf.name_len != Some(layout.name_len) {
+        out.push(BtfMismatch::NameLen(layout.name_len, btf.name_len));
+    }
+    out
 }
 
 /// One way a module's `.gnu.linkonce.this_module` contradicts a layout.
@@ -260,5 +370,40 @@ mod tests {
         );
         let c = compare(&layout(), &module(None, &[], None));
         assert_eq!(c.mismatches, [Mismatch::NoSection]);
+    }
+
+    #[test]
+    fn btf_disagreements_are_reported_in_order() {
+        let agree = BtfFacts {
+            size: Some(0x380),
+            name_offset: Some(0x18),
+            name_len: Some(56),
+            init_offset: Some(0x138),
+            exit_offset: Some(0x340),
+        };
+        assert!(compare_btf(&layout(), &agree).is_empty());
+        let differ = BtfFacts {
+            size: Some(0x3c0),
+            name_offset: None,
+            name_len: Some(64),
+            init_offset: Some(0x130),
+            ..agree
+        };
+        assert_eq!(
+            compare_btf(&layout(), &differ)
+                .iter()
+                .map(|m| m.describe("record", "BTF b"))
+                .collect::<Vec<_>>(),
+            [
+                "sizeof(struct module): record 0x380, BTF b 0x3c0",
+                "offsetof(struct module, init): record 0x138, BTF b 0x130",
+                "offsetof(struct module, name): record 0x18, BTF b absent",
+                "sizeof(struct module.name): record 56, BTF b 64",
+            ]
+        );
+        assert_eq!(
+            compare_btf(&layout(), &BtfFacts::default()),
+            [BtfMismatch::NoStruct]
+        );
     }
 }

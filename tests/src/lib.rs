@@ -95,6 +95,43 @@ pub fn kmlink_ok(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `kmlink build --kernel RELEASE --from-packages --backend BACKEND
+/// [EXTRA…] -o OUT`: the module a VM test loads, linked from the kernel's
+/// own packages; `extra` are further options (`--set`, `--sign-key`, …).
+pub fn build_from_packages(
+    release: &str,
+    backend: &str,
+    extra: &[&str],
+    out: &Path,
+) -> Result<String> {
+    let out = out.to_str().context("output path is not UTF-8")?;
+    let mut args = vec![
+        "build",
+        "--kernel",
+        release,
+        "--from-packages",
+        "--backend",
+        backend,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["-o", out]);
+    kmlink_ok(&args)
+}
+
+/// A copy of the real `kmlink` binary without debug info, in `dir`: small
+/// enough for an initramfs (`VmSpec::include_host_binary`).
+pub fn stripped_kmlink(dir: &Path) -> PathBuf {
+    let bin = dir.join("kmlink");
+    let status = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(kmlink_bin())
+        .arg(&bin)
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(status.success(), "objcopy --strip-debug");
+    bin
+}
+
 /// Small library modules without dependencies, tried in order for smoke tests.
 const STOCK_CANDIDATES: &[&str] = &[
     "crc7",

@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use kmlink_tests::monitor::{field, section, tables, within, Backend};
-use kmlink_tests::{arm64, kmlink_ok};
+use kmlink_tests::monitor::{kprobe_missed, pid_sum, section, tables, within, Backend, CheckLine};
+use kmlink_tests::{arm64, build_from_packages, kmlink_ok};
 
 /// Bookworm's arm64 kernel: 4 KiB pages, modversions.
 const BOOKWORM: &str = "6.1.0-47-arm64";
@@ -26,7 +26,8 @@ const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
 /// Guest script: tracefs's kmem events and the monitor armed around a
 /// busybox workload in a subshell; both counts for its pid, the taint
 /// before and after, the kernel log since insmod.
-const SCRIPT: &str = r#"
+const SCRIPT: &str = concat!(
+    r#"
 T=/sys/kernel/tracing
 [ -d $T/events/kmem ] || exit 19
 echo "@@TAINT-BEFORE $(cat /proc/sys/kernel/tainted)"
@@ -49,14 +50,9 @@ pid=$!
 wait $pid
 echo 0 > $T/tracing_on
 cat /proc/kmlink/stats > /tmp/stats
-cat $T/trace > /tmp/trace
-drops=0
-for s in $T/per_cpu/cpu*/stats; do
-  o=$(awk '/^overrun:/ {print $2}' $s); d=$(awk '/^dropped events:/ {print $3}' $s)
-  drops=$((drops + ${o:-0} + ${d:-0}))
-done
-grep -E -- "-$pid +\[" /tmp/trace > /tmp/mine
-km=$(grep -c ' kmalloc: ' /tmp/mine)
+"#,
+    kmlink_tests::trace_of_pid_sh!(),
+    r#"km=$(grep -c ' kmalloc: ' /tmp/mine)
 kca=$(grep -c ' kmem_cache_alloc: ' /tmp/mine)
 # Page allocations that succeeded, and their size in pages (2^order each).
 pa=$(awk '/ mm_page_alloc: / && !/page=0000000000000000/ && !/page=\(null\)/ {
@@ -73,7 +69,8 @@ rmmod kmlink; echo "@@RMMOD $?"
 echo "@@DMESG-BEGIN"
 dmesg
 echo "@@DMESG-END"
-"#;
+"#
+);
 
 fn number(console: &str, tag: &str) -> u64 {
     console
@@ -108,18 +105,7 @@ fn run(release: &str, page_size: u64, backend: Backend) {
         .expect("a vmlinuz for the release");
     let dir = tempfile::tempdir().expect("tempdir");
     let ko = dir.path().join("kmlink.ko");
-    let ko_s = ko.to_str().expect("utf-8 path");
-    kmlink_ok(&[
-        "build",
-        "--kernel",
-        release,
-        "--from-packages",
-        "--backend",
-        backend.arg(),
-        "-o",
-        ko_s,
-    ])
-    .expect("kmlink build");
+    build_from_packages(release, backend.arg(), &[], &ko).expect("kmlink build");
     let module = std::fs::read(&ko).expect("module");
     let ir = arm64::initramfs(&busybox, SCRIPT, &[("kmlink.ko", module)]).expect("initramfs");
     let boot = arm64::boot(&vmlinuz, &ir, Duration::from_secs(900)).expect("boot");
@@ -142,39 +128,19 @@ fn run(release: &str, page_size: u64, backend: Backend) {
     assert_eq!(number(c, "@@RMMOD "), 0, "{}: rmmod:\n{c}", ctx());
     assert!(!c.contains("@@PROC-LEFT"), "{}: /proc/kmlink left", ctx());
 
-    let check = c
-        .lines()
-        .find(|l| l.starts_with("@@CHECK"))
-        .expect("check line");
-    let n = |k: &str| -> u64 {
-        field(check, k)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{k} in {check}"))
-    };
+    let check = CheckLine::find(c);
+    let n = |k: &str| check.n(k);
     let pid = n("pid").to_string();
     let trace = n("trace_kmalloc") + n("trace_kmem_cache_alloc");
     assert_eq!(n("trace_drops"), 0, "{}: tracefs dropped events", ctx());
     let stats = section(c, "STATS");
     let t = tables(stats);
-    let (cols, rows) = t.get("process").expect("process table");
-    let col = |name: &str| {
-        cols.iter()
-            .position(|c| c == name)
-            .unwrap_or_else(|| panic!("column {name}"))
-    };
-    let mine = |name: &str| -> u64 {
-        rows.iter()
-            .filter(|r| r[0] == pid)
-            .map(|r| r[col(name)].parse::<u64>().expect("number"))
-            .sum()
-    };
+    let process = t.get("process").expect("process table");
+    let mine = |name: &str| pid_sum(process, &pid, name);
     let monitor = mine("allocs");
     let (pages, page_bytes) = (mine("page_allocs"), mine("page_bytes"));
     let (_, dropped) = t.get("dropped").expect("dropped table");
-    let missed: u64 = dropped
-        .iter()
-        .find(|r| r[0] == "kprobe_missed")
-        .map_or(0, |r| r[1].parse().expect("number"));
+    let missed = kprobe_missed(dropped);
     let (trace_pages, trace_page_bytes) = (
         n("trace_page_alloc"),
         n("trace_page_units") * n("page_size"),

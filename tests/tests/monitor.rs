@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use kmlink_procview::stats::{CgroupKey, SiteKey};
 use kmlink_procview::{parse_stats, Stats};
-use kmlink_tests::monitor::{field, section, tables, within_missed as within, Backend};
-use kmlink_tests::{build_workload, kernel, kmlink_bin, kmlink_ok, pinned_releases};
+use kmlink_tests::monitor::{
+    check_agreement, check_cleared, check_events, field, section, within_missed as within,
+    workload_counts, Backend,
+};
+use kmlink_tests::{build_from_packages, build_workload, kernel, pinned_releases, stripped_kmlink};
 use kmlink_vm::{GuestFile, Source, VmSpec};
 
 /// TAINT_OOT_MODULE | TAINT_UNSIGNED_MODULE.
@@ -19,7 +22,8 @@ const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
 
 /// Guest script: arm tracefs and the monitor before a workload, stop both
 /// after it, report both counts for the workload's pid.
-const SCRIPT: &str = r#"
+const SCRIPT: &str = concat!(
+    r#"
 T=/sys/kernel/tracing
 [ -d $T/events/kmem ] || T=/sys/kernel/debug/tracing
 echo 0 > $T/tracing_on
@@ -81,14 +85,9 @@ awk '/^stack /{n++} /^ kretprobe_trampoline\+/{k++} /^ do_syscall_64\+/{s++}
   END {printf "@@STACKSUM stacks=%d trampoline=%d syscall=%d\n", n, k, s}' /proc/kmlink/stacks
 kmlink stats --json --top 5 > /tmp/stats.json 2>&1 || { cat /tmp/stats.json; exit 48; }
 cat /proc/kmlink/events > /tmp/events
-cat $T/trace > /tmp/trace
-drops=0
-for s in $T/per_cpu/cpu*/stats; do
-  o=$(awk '/^overrun:/ {print $2}' $s); d=$(awk '/^dropped events:/ {print $3}' $s)
-  drops=$((drops + ${o:-0} + ${d:-0}))
-done
-grep -E -- "-$pid +\[" /tmp/trace > /tmp/mine
-km=$(grep -c -E ' kmalloc(_node)?: ' /tmp/mine)
+"#,
+    kmlink_tests::trace_of_pid_sh!(),
+    r#"km=$(grep -c -E ' kmalloc(_node)?: ' /tmp/mine)
 kca=$(grep -c -E ' kmem_cache_alloc(_node)?: ' /tmp/mine)
 kf=$(grep ' kfree: ' /tmp/mine | grep -v -c -e 'ptr=0000000000000000' -e 'ptr=(null)')
 kcf=$(grep -c ' kmem_cache_free: ' /tmp/mine)
@@ -159,21 +158,9 @@ echo "@@JSON-BEGIN"; cat /tmp/stats.json; echo "@@JSON-END"
 echo "@@HOLDEV-BEGIN"
 grep " $hpid $hpid hold kmalloc " /tmp/events
 echo "@@HOLDEV-END"
-echo "@@EVENTS-BEGIN"
-head -1 /tmp/events
-grep " $pid $pid paths kmem_cache_alloc " /tmp/events | tail -20
-grep " mm_page_alloc " /tmp/events | tail -3
-echo "@@EVENTS-END"
-echo pause > /proc/kmlink/control || exit 26
-echo clear > /proc/kmlink/control || exit 27
-a=$(awk '/^# totals/ {getline; print $1}' /proc/kmlink/stats)
-echo resume > /proc/kmlink/control || exit 28
-echo "@@CLEARED events=$a"
-echo bogus > /proc/kmlink/control 2>/dev/null && exit 29
-rmmod kmlink || exit 24
-[ -e /proc/kmlink ] && exit 25
-exit 0
-"#;
+"#,
+    kmlink_tests::events_clear_and_unload_sh!("paths")
+);
 
 /// Events per call site the kprobe backend may have alone or lack, beyond
 /// `kprobe_missed`, measured on the pinned kernels with the `paths`
@@ -217,25 +204,22 @@ fn check_kernel(release: &str, backend: Backend) {
     let backend_arg = backend.arg();
     // Rings large enough for every event of the workload: the per-path
     // comparison pairs each tracepoint event with the monitor's.
-    kmlink_ok(&[
-        "build",
-        "--kernel",
+    build_from_packages(
         release,
-        "--from-packages",
-        "--backend",
         backend_arg,
-        "--set",
-        "ring_events=131072",
-        "--set",
-        "ring_mem_mb=64",
-        // Every allocation's stack, so that each call site of the held
-        // pipes has its own (a sampling period could alias with the
-        // workload's per-pipe cycle and always miss one of them).
-        "--set",
-        "stacks=1",
-        "-o",
-        ko.to_str().expect("utf8"),
-    ])
+        &[
+            "--set",
+            "ring_events=131072",
+            "--set",
+            "ring_mem_mb=64",
+            // Every allocation's stack, so that each call site of the held
+            // pipes has its own (a sampling period could alias with the
+            // workload's per-pipe cycle and always miss one of them).
+            "--set",
+            "stacks=1",
+        ],
+        &ko,
+    )
     .unwrap_or_else(|e| panic!("{release}: {e}"));
     let mut spec = VmSpec::new(&tree.vmlinuz, SCRIPT);
     spec.memory_mb = 1024;
@@ -247,31 +231,11 @@ fn check_kernel(release: &str, backend: Backend) {
     let hold = build_workload("hold", dir.path()).expect("workload");
     // `kmlink leaks` and `kmlink stats --json` run in the guest: a stripped
     // copy of the real binary keeps the initramfs small.
-    let bin = dir.path().join("kmlink");
-    let status = std::process::Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(kmlink_bin())
-        .arg(&bin)
-        .status()
-        .expect("objcopy (binutils)");
-    assert!(status.success(), "objcopy --strip-debug");
-    spec.include_host_binary = Some(bin);
+    spec.include_host_binary = Some(stripped_kmlink(dir.path()));
     spec.files = vec![
-        GuestFile {
-            guest_path: "/hold".into(),
-            contents: Source::Path(hold),
-            mode: 0o755,
-        },
-        GuestFile {
-            guest_path: "/kmlink.ko".into(),
-            contents: Source::Path(ko.clone()),
-            mode: 0o644,
-        },
-        GuestFile {
-            guest_path: "/paths".into(),
-            contents: Source::Path(paths),
-            mode: 0o755,
-        },
+        GuestFile::new("/hold", Source::Path(hold), 0o755),
+        GuestFile::new("/kmlink.ko", Source::Path(ko.clone()), 0o644),
+        GuestFile::new("/paths", Source::Path(paths), 0o755),
     ];
     let r = kmlink_vm::run(&spec).expect("qemu runs");
     eprintln!(
@@ -292,181 +256,25 @@ fn check_kernel(release: &str, backend: Backend) {
         r.dmesg
     );
 
-    let check = r
-        .output
-        .lines()
-        .find(|l| l.starts_with("@@CHECK"))
-        .expect("check line");
-    let pid: u32 = field(check, "pid")
-        .and_then(|v| v.parse().ok())
-        .expect("pid");
-    let n = |k| {
-        field(check, k)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("{k} in {check}"))
-    };
-    let (trace_km, trace_kca, drops) = (
-        n("trace_kmalloc"),
-        n("trace_kmem_cache_alloc"),
-        n("trace_drops"),
-    );
-    let trace_frees = n("trace_kfree") + n("trace_kmem_cache_free");
-    let trace_pages = n("trace_page_alloc");
-    assert_eq!(
-        drops, 0,
-        "{release}: tracefs dropped events: the run is invalid"
-    );
-
-    let stats = section(&r.output, "STATS");
-    let t = tables(stats);
-    let (cols, rows) = t.get("process").expect("process table");
-    assert_eq!(
-        cols[..6],
-        ["pid", "comm", "allocs", "frees", "bytes", "outstanding"],
-        "{release}: process header"
-    );
-    let (_, dropped) = t.get("dropped").expect("dropped table");
-    for row in dropped {
-        // ring_overwritten, frees of objects allocated before load, and
-        // outstanding-table misses (a bounded lossy cache: they only make
-        // `outstanding` approximate) are expected; no counted event may be
-        // lost.
-        let expected = matches!(
-            row[0].as_str(),
-            "ring_overwritten" | "unknown_frees" | "stale_ptrs" | "ptr_table_full"
-        ) || (backend == Backend::Kprobe && row[0] == "kprobe_missed");
-        if !expected {
-            assert_eq!(row[1], "0", "{release}: monitor dropped: {row:?}");
-        }
-    }
-    let mine: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == pid.to_string()).collect();
-    let col = |name: &str| {
-        cols.iter()
-            .position(|c| c == name)
-            .unwrap_or_else(|| panic!("column {name}"))
-    };
-    let sum = |name: &str| -> u64 {
-        mine.iter()
-            .map(|r| r[col(name)].parse::<u64>().expect("number"))
-            .sum()
-    };
-    let (monitor, frees, pages) = (sum("allocs"), sum("frees"), sum("page_allocs"));
-    let comms: Vec<&str> = mine.iter().map(|r| r[1].as_str()).collect();
-    eprintln!(
-        "{release} [{backend_arg}]: pid {pid} ({comms:?}): allocations monitor {monitor} = tracefs {trace_km} kmalloc + {trace_kca} kmem_cache_alloc; \
-         frees monitor {frees} tracefs {trace_frees}; page allocations monitor {pages} tracefs {trace_pages}"
-    );
-    assert!(
-        comms.contains(&"paths"),
-        "{release}: the exec'd program must get its own row: {comms:?}"
-    );
-    assert!(
-        trace_km + trace_kca > 100,
-        "{release}: the workload must allocate"
-    );
-    let missed: u64 = dropped
-        .iter()
-        .find(|r| r[0] == "kprobe_missed")
-        .map_or(0, |r| r[1].parse().expect("number"));
-    if backend == Backend::Kprobe {
-        eprintln!("{release} [{backend_arg}]: kprobe_missed {missed}");
-    }
-    let agree = |what: &str, m: u64, t: u64| {
-        assert!(
-            within(backend, m, t, missed),
-            "{release} [{backend_arg}]: {what}: monitor {m}, tracefs {t}, kprobe_missed {missed}\n{stats}"
-        );
-    };
-    check_paths(release, backend, &r.output, missed, stats);
-    agree("allocations", monitor, trace_km + trace_kca);
-    agree("frees (kfree + kmem_cache_free)", frees, trace_frees);
-    agree("page allocations (mm_page_alloc)", pages, trace_pages);
-    let backend_line = format!("backend {backend_arg}");
-    assert!(
-        stats.lines().any(|l| l.trim() == backend_line),
-        "{release}: stats must say {backend_line}"
-    );
-    assert!(pages > 0, "{release}: the workload must allocate pages");
-    assert!(t
-        .get("cache")
-        .is_some_and(|(_, rows)| rows.iter().any(|r| r[0] == "dentry" || r[0] == "-")));
+    let c = workload_counts(release, backend, &r.output, "paths");
+    check_paths(release, backend, &r.output, c.missed, c.stats);
+    check_agreement(release, backend, &c, within);
 
     // The events file: the workload's events carry its pid, comm and the
-    // cache names the kernel's own events name.
-    let events = section(&r.output, "EVENTS");
-    let mut lines = events.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().expect("events header");
-    assert!(
-        header.starts_with(
-            "# time_ns cpu pid tid comm event bytes_req bytes_alloc cache gfp call_site ptr"
-        ),
-        "{header}"
-    );
-    let names: Vec<&str> = r
-        .output
-        .lines()
-        .find_map(|l| l.strip_prefix("@@NAMES"))
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|w| w.strip_prefix("name="))
-                .collect()
-        })
-        .unwrap_or_default();
+    // cache names the kernel's own events name (5.10's name none: one of
+    // /proc/slabinfo's).
     let slabs: Vec<&str> = r
         .output
         .lines()
         .find_map(|l| l.strip_prefix("@@SLABS"))
         .map(|l| l.split_whitespace().collect())
         .unwrap_or_default();
-    let evs: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
-    let pid_s = pid.to_string();
-    let cache_allocs: Vec<&Vec<&str>> = evs.iter().filter(|e| e[5] == "kmem_cache_alloc").collect();
-    assert!(
-        !cache_allocs.is_empty(),
-        "{release}: no kmem_cache_alloc events of the workload"
-    );
-    for e in &cache_allocs {
-        assert_eq!(
-            (e[2], e[3], e[4]),
-            (pid_s.as_str(), pid_s.as_str(), "paths"),
-            "{release}: {e:?}"
-        );
-        if !names.is_empty() {
-            assert!(
-                names.contains(&e[8]),
-                "{release}: cache {} not among the kernel's {names:?}",
-                e[8]
-            );
-        } else {
-            // The kernel's events name no cache (5.10): the monitor found
-            // it from the object's slab page; it must be one of the
-            // kernel's caches.
-            assert!(
-                slabs.contains(&e[8]),
-                "{release}: cache {} not in /proc/slabinfo {slabs:?}",
-                e[8]
-            );
-        }
-    }
-    assert!(
-        evs.iter().any(|e| e[5] == "mm_page_alloc" && e[12] != "-"),
-        "{release}: no page events with an order"
-    );
-    let parsed = parse_stats(stats).unwrap_or_else(|e| panic!("{release}: stats: {e}"));
-    check_cgroups(release, backend, &r.output, &parsed, pid, missed);
+    check_events(release, &r.output, c.pid, "paths", Some(&slabs));
+    let parsed = parse_stats(c.stats).unwrap_or_else(|e| panic!("{release}: stats: {e}"));
+    check_cgroups(release, backend, &r.output, &parsed, c.pid, c.missed);
     check_leaks(release, backend, &r.output);
     check_callsites(release, backend, &r.output, &parsed);
-
-    let cleared = r
-        .output
-        .lines()
-        .find_map(|l| l.strip_prefix("@@CLEARED events="))
-        .expect("cleared line");
-    assert_eq!(
-        cleared.trim(),
-        "0",
-        "{release}: clear while paused must leave nothing counted"
-    );
+    check_cleared(release, &r.output);
 }
 
 /// The numbers of a `@@KEY k=v …` line.

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use kmlink_tests::monitor::{self, field, section, tables, Backend};
 use kmlink_tests::secureboot::{self as sb};
-use kmlink_tests::{bpf, files_under, kernel, kmlink_bin, kmlink_ok};
+use kmlink_tests::{bpf, build_from_packages, files_under, kernel, kmlink_bin, kmlink_ok};
 use kmlink_vm::{Boot, GuestFile, SecureBoot, Source, VmResult, VmSpec};
 
 /// TAINT_OOT_MODULE.
@@ -90,20 +90,12 @@ fn s(p: &Path) -> &str {
 /// `kmlink build --from-packages` for `release` into `out`, signed with
 /// `key` (`--sign-key`/`--sign-cert`) if given.
 fn build(release: &str, backend: Backend, key: Option<&(PathBuf, PathBuf)>, out: &Path) {
-    let mut args = vec![
-        "build",
-        "--kernel",
-        release,
-        "--from-packages",
-        "--backend",
-        backend.arg(),
-        "-o",
-        s(out),
-    ];
-    if let Some((k, c)) = key {
-        args.extend(["--sign-key", s(k), "--sign-cert", s(c)]);
-    }
-    kmlink_ok(&args).unwrap_or_else(|e| panic!("{release}: {e}"));
+    let sign = match key {
+        Some((k, c)) => vec!["--sign-key", s(k), "--sign-cert", s(c)],
+        None => Vec::new(),
+    };
+    build_from_packages(release, backend.arg(), &sign, out)
+        .unwrap_or_else(|e| panic!("{release}: {e}"));
 }
 
 /// The kernel's own signer agrees: `sign-file sha256` over the unsigned

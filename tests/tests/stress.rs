@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use kmlink_tests::{build_workload, kernel, kmlink_ok, pinned_releases};
+use kmlink_tests::{build_from_packages, build_workload, kernel, pinned_releases};
 use kmlink_vm::{GuestFile, Source, VmSpec};
 
 const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
@@ -93,17 +93,7 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
     let ko = dir.path().join("kmlink.ko");
     let backend =
         std::env::var("KMLINK_STRESS_BACKEND").unwrap_or_else(|_| "tracepoint".to_string());
-    kmlink_ok(&[
-        "build",
-        "--kernel",
-        &release,
-        "--from-packages",
-        "--backend",
-        &backend,
-        "-o",
-        ko.to_str().expect("utf8"),
-    ])
-    .expect("build");
+    build_from_packages(&release, &backend, &[], &ko).expect("build");
     let threads = build_workload("threads", dir.path()).expect("threads workload");
 
     let mut spec = VmSpec::new(&tree.vmlinuz, script(cycles));
@@ -112,16 +102,8 @@ fn load_unload_cycles_under_load_leave_nothing_behind() {
     // 10 s per cycle with the module, 5 more for its share of the control.
     spec.timeout = Duration::from_secs(120 + 15 * u64::from(cycles));
     spec.files = vec![
-        GuestFile {
-            guest_path: "/kmlink.ko".into(),
-            contents: Source::Path(ko),
-            mode: 0o644,
-        },
-        GuestFile {
-            guest_path: "/threads".into(),
-            contents: Source::Path(threads),
-            mode: 0o755,
-        },
+        GuestFile::new("/kmlink.ko", Source::Path(ko), 0o644),
+        GuestFile::new("/threads", Source::Path(threads), 0o755),
     ];
     let r = kmlink_vm::run(&spec).expect("qemu runs");
     if let Err(e) = r.check_clean() {

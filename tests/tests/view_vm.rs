@@ -15,7 +15,9 @@
 
 use std::time::Duration;
 
-use kmlink_tests::{build_workload, kernel, kmlink_bin, kmlink_ok, pinned_releases, workspace};
+use kmlink_tests::{
+    build_workload, kernel, kmlink_ok, pinned_releases, stripped_kmlink, workspace,
+};
 use kmlink_vm::{GuestFile, Source, VmSpec};
 
 /// The 6.12 kernel the issue names, or the first pinned one.
@@ -46,14 +48,7 @@ fn top_shows_the_allocating_process_first_and_stats_json_validates() {
     ])
     .expect("build");
     // A stripped copy of the real binary keeps the initramfs small.
-    let bin = dir.path().join("kmlink");
-    let status = std::process::Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(kmlink_bin())
-        .arg(&bin)
-        .status()
-        .expect("objcopy (binutils)");
-    assert!(status.success());
+    let bin = stripped_kmlink(dir.path());
     let bench = build_workload("allocbench", dir.path()).expect("allocbench workload");
 
     let script = r#"
@@ -94,16 +89,8 @@ rmmod kmlink || exit 23
     spec.timeout = Duration::from_secs(240);
     spec.include_host_binary = Some(bin);
     spec.files = vec![
-        GuestFile {
-            guest_path: "/kmlink.ko".into(),
-            contents: Source::Path(ko),
-            mode: 0o644,
-        },
-        GuestFile {
-            guest_path: "/allocbench".into(),
-            contents: Source::Path(bench),
-            mode: 0o755,
-        },
+        GuestFile::new("/kmlink.ko", Source::Path(ko), 0o644),
+        GuestFile::new("/allocbench", Source::Path(bench), 0o755),
     ];
     let r = kmlink_vm::run(&spec).expect("qemu runs");
     if let Err(e) = r.check_clean() {
