@@ -640,9 +640,8 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
         eprintln!("kmlink: no kernel matches");
         return Ok(ExitCode::from(1));
     }
-    let db = a.db.clone().unwrap_or_else(Store::default_path);
-    let store =
-        Store::open(&db).with_context(|| format!("opening the record store {}", db.display()))?;
+    let store = Store::open_default(a.db.as_deref())?;
+    let db = store.path().to_path_buf();
     // The facts asked are those of the core built for the kernels'
     // architecture (the indexes read: --arch, default the host's).
     let manifest = kmlink_core_module::Manifest::core_for(origin.arch)
