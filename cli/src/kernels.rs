@@ -7,6 +7,7 @@
 use anyhow::{bail, Context, Result};
 use kmlink_crawler::discover::{self, Distro, Origin};
 use kmlink_crawler::{cache::Cache, kernel_tree, sources, Http};
+use kmlink_linker::gather::{FetchError, FetchedPackages};
 use kmlink_metadata_db::extract::Artifacts;
 use kmlink_metadata_db::record::PackageRef;
 
@@ -115,6 +116,21 @@ pub fn boot_image(release: &str, opts: &FetchOpts, evict: bool) -> Result<std::p
     let origin = origin(opts)?;
     kernel_tree::boot_image(&cache(opts), &http, &origin.mirrors, &pin, evict)
         .with_context(|| format!("fetching the image of {release}"))
+}
+
+/// How `--from-packages` fetches a kernel for the linker's gathering
+/// ([`kmlink_linker::gather::FetchPackages`]): [`materialize`], then
+/// [`artifacts`]; its errors are passed on whole.
+pub fn fetch_packages(
+    opts: &FetchOpts,
+) -> impl Fn(&str) -> std::result::Result<FetchedPackages, FetchError> + '_ {
+    move |release| {
+        let fetched = materialize(release, opts)?;
+        Ok(FetchedPackages {
+            artifacts: artifacts(&fetched),
+            suite: fetched.suite,
+        })
+    }
 }
 
 /// What the extractor needs from an unpacked kernel.
