@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Arch, Distro, KernelInfo, Origin};
 use kmlink_crawler::kernel_tree::{self, PinnedKernel};
-use kmlink_crawler::sources::{self, Mirrors};
+use kmlink_crawler::sources::Mirrors;
 use kmlink_crawler::{ingest, sweep, Http};
 use kmlink_errors::{chain, Chain};
 
@@ -65,37 +65,15 @@ impl SourceOpts {
     }
 
     fn origin(&self) -> Result<Origin> {
-        let srcs =
-            sources::host_sources(Path::new("/")).context("reading the host's apt sources")?;
-        let mut o = Origin::from_sources(self.distro, &srcs);
-        o.allow_expired = self.allow_expired;
-        if let Some(a) = self.arch {
-            o.arch = a;
-        }
-        if !self.mirror.is_empty() {
-            o.mirrors.archive = trimmed(&self.mirror);
-        }
-        if !self.security_mirror.is_empty() {
-            o.mirrors.security = trimmed(&self.security_mirror);
-        }
-        if let Some(k) = &self.keyring {
-            o.keyrings.clear();
-            o.default_keyring = k.clone();
-        }
-        if o.mirrors.archive.is_empty() && o.mirrors.security.is_empty() {
-            bail!(
-                "no {} mirror in the host's apt sources; pass --mirror URL",
-                self.distro
-            );
-        }
-        Ok(o)
+        crate::kernels::origin_of(&crate::kernels::OriginSpec {
+            distro: self.distro,
+            arch: self.arch,
+            mirror: &self.mirror,
+            security_mirror: &self.security_mirror,
+            keyring: self.keyring.as_deref(),
+            allow_expired: self.allow_expired,
+        })
     }
-}
-
-fn trimmed(v: &[String]) -> Vec<String> {
-    v.iter()
-        .map(|u| u.trim_end_matches('/').to_owned())
-        .collect()
 }
 
 /// `kmlink crawler` subcommands.
