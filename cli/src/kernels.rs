@@ -8,11 +8,11 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 use kmlink_crawler::discover::{self, Arch, Distro, Origin};
+use kmlink_crawler::refresh::artifacts_of;
 use kmlink_crawler::sources::{self, Mirrors};
 use kmlink_crawler::{cache::Cache, kernel_tree, Http};
 use kmlink_linker::gather::{FetchError, FetchedPackages};
 use kmlink_metadata_db::extract::Artifacts;
-use kmlink_metadata_db::record::PackageRef;
 
 use crate::FetchOpts;
 
@@ -195,36 +195,4 @@ pub fn artifacts(fetched: &Fetched) -> Artifacts {
         &fetched.suite,
         &fetched.flavour,
     )
-}
-
-/// The one adapter from a crawler's kernel tree to the extractor's
-/// artifacts, with the identity discovery gave it and the packages the tree
-/// was unpacked from (the signed twin of an unsigned image whose file is
-/// gone, say).
-pub fn artifacts_of(
-    tree: &kernel_tree::KernelTree,
-    distro: &str,
-    suite: &str,
-    flavour: &str,
-) -> Artifacts {
-    Artifacts {
-        release: tree.release.clone(),
-        distro: distro.to_owned(),
-        suite: suite.to_owned(),
-        flavour: flavour.to_owned(),
-        vmlinuz: tree.vmlinuz.clone(),
-        config: tree.config.clone(),
-        modules_dir: tree.modules_dir.clone(),
-        symvers: tree.symvers.clone(),
-        packages: tree.packages.iter().map(package_ref).collect(),
-    }
-}
-
-/// The one adapter from an index entry to a record's package reference.
-pub fn package_ref(p: &kmlink_crawler::index::PackageEntry) -> PackageRef {
-    PackageRef {
-        name: p.package.clone(),
-        version: p.version.clone(),
-        sha256: p.sha256.clone(),
-    }
 }
