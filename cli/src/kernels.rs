@@ -5,10 +5,14 @@
 //! `--mirror`) name, through the crawler's verified discovery.
 
 use anyhow::{bail, Context, Result};
-use kmlink_crawler::discover::{self, Distro, Origin};
-use kmlink_crawler::{cache::Cache, kernel_tree, sources, Http};
+use std::path::Path;
+
+use kmlink_crawler::discover::{self, Arch, Distro, Origin};
+use kmlink_crawler::refresh::artifacts_of;
+use kmlink_crawler::sources::{self, Mirrors};
+use kmlink_crawler::{cache::Cache, kernel_tree, Http};
+use kmlink_linker::gather::{FetchError, FetchedPackages};
 use kmlink_metadata_db::extract::Artifacts;
-use kmlink_metadata_db::record::PackageRef;
 
 use crate::FetchOpts;
 
@@ -30,24 +34,75 @@ pub fn cache_at(dir: Option<std::path::PathBuf>) -> Cache {
     }
 }
 
-/// Where packages come from: `--mirror` or the host's apt sources.
-pub fn origin(opts: &FetchOpts) -> Result<Origin> {
-    let mut origin = if opts.mirror.is_empty() {
-        let origin = Origin::from_host(Distro::Debian, std::path::Path::new("/"))
-            .context("reading the host's apt sources")?;
-        if origin.mirrors.archive.is_empty() {
-            bail!("no Debian archive in the host's apt sources; pass --mirror URL");
-        }
-        origin
+/// What selects where packages come from: `kmlink crawler`'s source
+/// options and the other commands' [`FetchOpts`] both fill it, and
+/// [`origin_of`] is the one way an [`Origin`] is built from it.
+pub struct OriginSpec<'a> {
+    /// The distribution.
+    pub distro: Distro,
+    /// The architecture whose indexes are read; `None`: the host's.
+    pub arch: Option<Arch>,
+    /// Archive mirror base URLs; empty: the host's apt sources'.
+    pub mirror: &'a [String],
+    /// Security mirror base URLs; empty: the host's apt sources'.
+    pub security_mirror: &'a [String],
+    /// Keyring trusted for every mirror, instead of each apt source's
+    /// Signed-By and the distribution's archive keyring.
+    pub keyring: Option<&'a Path>,
+    /// Use suites whose signed Release has expired.
+    pub allow_expired: bool,
+}
+
+/// Where packages come from: the mirrors given, and for what is not given
+/// the host's apt sources (read only then), each with its Signed-By.
+pub fn origin_of(spec: &OriginSpec<'_>) -> Result<Origin> {
+    let mut o = if !spec.mirror.is_empty() && !spec.security_mirror.is_empty() {
+        Origin::new(spec.distro, Mirrors::default(), None)
     } else {
-        let mirrors = sources::Mirrors {
-            archive: opts.mirror.clone(),
-            security: opts.mirror.clone(),
-        };
-        Origin::new(Distro::Debian, mirrors, None)
+        let srcs =
+            sources::host_sources(Path::new("/")).context("reading the host's apt sources")?;
+        Origin::from_sources(spec.distro, &srcs)
     };
-    origin.allow_expired = opts.allow_expired;
-    Ok(origin)
+    o.allow_expired = spec.allow_expired;
+    if let Some(a) = spec.arch {
+        o.arch = a;
+    }
+    if !spec.mirror.is_empty() {
+        o.mirrors.archive = trimmed(spec.mirror);
+    }
+    if !spec.security_mirror.is_empty() {
+        o.mirrors.security = trimmed(spec.security_mirror);
+    }
+    if let Some(k) = spec.keyring {
+        o.keyrings.clear();
+        o.default_keyring = k.to_path_buf();
+    }
+    if o.mirrors.archive.is_empty() && o.mirrors.security.is_empty() {
+        bail!(
+            "no {} mirror in the host's apt sources; pass --mirror URL",
+            spec.distro
+        );
+    }
+    Ok(o)
+}
+
+fn trimmed(v: &[String]) -> Vec<String> {
+    v.iter()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect()
+}
+
+/// Where Debian packages come from: `--mirror` (archive and security
+/// suites alike) or the host's apt sources.
+pub fn origin(opts: &FetchOpts) -> Result<Origin> {
+    origin_of(&OriginSpec {
+        distro: Distro::Debian,
+        arch: None,
+        mirror: &opts.mirror,
+        security_mirror: &opts.mirror,
+        keyring: None,
+        allow_expired: opts.allow_expired,
+    })
 }
 
 /// A fetched and unpacked kernel, with where it came from.
@@ -117,6 +172,21 @@ pub fn boot_image(release: &str, opts: &FetchOpts, evict: bool) -> Result<std::p
         .with_context(|| format!("fetching the image of {release}"))
 }
 
+/// How `--from-packages` fetches a kernel for the linker's gathering
+/// ([`kmlink_linker::gather::FetchPackages`]): [`materialize`], then
+/// [`artifacts`]; its errors are passed on whole.
+pub fn fetch_packages(
+    opts: &FetchOpts,
+) -> impl Fn(&str) -> std::result::Result<FetchedPackages, FetchError> + '_ {
+    move |release| {
+        let fetched = materialize(release, opts)?;
+        Ok(FetchedPackages {
+            artifacts: artifacts(&fetched),
+            suite: fetched.suite,
+        })
+    }
+}
+
 /// What the extractor needs from an unpacked kernel.
 pub fn artifacts(fetched: &Fetched) -> Artifacts {
     artifacts_of(
@@ -125,36 +195,4 @@ pub fn artifacts(fetched: &Fetched) -> Artifacts {
         &fetched.suite,
         &fetched.flavour,
     )
-}
-
-/// The one adapter from a crawler's kernel tree to the extractor's
-/// artifacts, with the identity discovery gave it and the packages the tree
-/// was unpacked from (the signed twin of an unsigned image whose file is
-/// gone, say).
-pub fn artifacts_of(
-    tree: &kernel_tree::KernelTree,
-    distro: &str,
-    suite: &str,
-    flavour: &str,
-) -> Artifacts {
-    Artifacts {
-        release: tree.release.clone(),
-        distro: distro.to_owned(),
-        suite: suite.to_owned(),
-        flavour: flavour.to_owned(),
-        vmlinuz: tree.vmlinuz.clone(),
-        config: tree.config.clone(),
-        modules_dir: tree.modules_dir.clone(),
-        symvers: tree.symvers.clone(),
-        packages: tree.packages.iter().map(package_ref).collect(),
-    }
-}
-
-/// The one adapter from an index entry to a record's package reference.
-pub fn package_ref(p: &kmlink_crawler::index::PackageEntry) -> PackageRef {
-    PackageRef {
-        name: p.package.clone(),
-        version: p.version.clone(),
-        sha256: p.sha256.clone(),
-    }
 }

@@ -54,6 +54,21 @@ impl Arch {
         }
     }
 
+    /// The architecture a Debian kernel release is built for, from its
+    /// flavour: `amd64`, `cloud-amd64`, `rt-amd64`; `arm64`, `cloud-arm64`,
+    /// `rt-arm64`, `arm64-16k` (16 KiB pages). `None` for other releases
+    /// (Ubuntu's `generic`, ...). The one rule: the crawler's discovery and
+    /// the linker's gathering both ask it.
+    pub fn of_release(release: &str) -> Option<Arch> {
+        let flavour = kmlink_debian::release::parse_release(release)?.flavour;
+        Arch::ALL.into_iter().find(|a| {
+            let d = a.debian();
+            flavour == d
+                || flavour.ends_with(&format!("-{d}"))
+                || flavour.starts_with(&format!("{d}-"))
+        })
+    }
+
     /// The architecture of the machine kmlink runs on, if it is one of its
     /// architectures.
     pub fn host() -> Option<Arch> {

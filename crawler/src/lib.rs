@@ -25,6 +25,10 @@
 //!   stock modules are unpacked into a temporary directory;
 //! - [`shard`]: a deterministic share of the kernels (`refresh --shard I/N`),
 //!   keyed by each kernel's identity;
+//! - [`refresh`]: the whole `kmlink crawler refresh` pipeline (discover,
+//!   select, stage with [`targeted`], extract and store through
+//!   `kmlink_metadata_db::refresh`), reporting to a listener; also the one
+//!   adapter from a kernel tree to the extractor's artifacts;
 //! - [`ingest`]: local `.deb` files put into the cache, so kernels can be
 //!   unpacked without network.
 //!
@@ -44,6 +48,7 @@ mod http;
 pub mod index;
 pub mod ingest;
 pub mod kernel_tree;
+pub mod refresh;
 pub mod release;
 pub mod sha256;
 pub mod shard;

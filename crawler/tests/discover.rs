@@ -922,3 +922,127 @@ fn the_architecture_picks_the_index_and_the_kernels() {
     );
     assert!(server.paths().iter().any(|p| p.contains("binary-amd64")));
 }
+
+/// What a refresh told its listener, one line per event.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl Heard {
+    fn say(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl kmlink_crawler::refresh::Listener for Heard {
+    fn suite_skipped(&self, suite: &str, _error: &Error) {
+        self.say(format!("skipped {suite}"));
+    }
+
+    fn planned(&self, kernels: usize, _bytes: u64, store: &std::path::Path) {
+        self.say(format!("planned {kernels} into {}", store.display()));
+    }
+
+    fn fetching(&self, _kernel: &PinnedKernel, info: &KernelInfo) {
+        self.say(format!("fetching {}", info.release));
+    }
+
+    fn finished(
+        &self,
+        done: usize,
+        total: usize,
+        outcome: &kmlink_metadata_db::refresh::Outcome,
+        run: Option<&kmlink_crawler::refresh::KernelRun>,
+    ) {
+        let what = match outcome {
+            kmlink_metadata_db::refresh::Outcome::Failed { release, .. } => {
+                format!("failed {release}")
+            }
+            other => format!("{other:?}"),
+        };
+        let downloaded = run.is_some_and(|r| r.downloaded > 0);
+        self.say(format!("[{done}/{total}] {what} downloaded={downloaded}"));
+    }
+}
+
+#[test]
+fn refresh_selects_reports_through_its_listener_and_isolates_a_failed_kernel() {
+    use kmlink_crawler::refresh::{self, RefreshOptions};
+
+    let (key, dir, keyring) =
+        keyring_in_tempdir("Test Archive <archive@example.invalid>", "keyring.gpg");
+    let mut main = debian_6_1();
+    main.extend(debian_6_12());
+    let server = serve(suite_routes(&key, "sid", &[("main", &main)], true));
+    let o = origin(Distro::Debian, &server.base, &keyring);
+    let cache = Cache::new(dir.path().join("cache"));
+    let http = http();
+    let db = dir.path().join("store/records.db");
+    let suites = ["sid".to_string(), "bookworm".to_string()];
+
+    // Nothing matches: no store is created.
+    let none = ["8.*".to_string()];
+    let opts = RefreshOptions {
+        suites: &suites,
+        releases: &none,
+        db: Some(&db),
+        jobs: 1,
+        ..RefreshOptions::default()
+    };
+    let heard = Heard::default();
+    let r = refresh::run(&http, &cache, &o, &opts, &heard).unwrap();
+    assert_eq!((r.matched, r.kernels.len()), (0, 0));
+    assert!(r.store.is_none() && r.report.is_none());
+    assert!(!db.exists());
+    assert_eq!(r.suite_errors.len(), 1, "bookworm is not served");
+    assert_eq!(heard.lines(), ["skipped bookworm"]);
+
+    // A glob and a flavour select one kernel; a dry run fetches nothing.
+    let globs = ["9.1.*".to_string(), "9.12.*".to_string()];
+    let opts = RefreshOptions {
+        releases: &globs,
+        flavour: Some("amd64"),
+        dry_run: true,
+        ..opts
+    };
+    let heard = Heard::default();
+    let r = refresh::run(&http, &cache, &o, &opts, &heard).unwrap();
+    let selected: Vec<&str> = r.kernels.iter().map(|k| k.1.release.as_str()).collect();
+    assert_eq!(selected, ["9.1.0-3-amd64"]);
+    assert!(r.store.is_some() && r.report.is_none() && r.runs.is_empty());
+    assert_eq!(
+        heard.lines(),
+        [
+            "skipped bookworm".to_string(),
+            format!("planned 1 into {}", db.display())
+        ]
+    );
+
+    // The fixture's image is no kernel: its extraction fails, and is
+    // reported as that kernel's outcome, not as the run's error.
+    let opts = RefreshOptions {
+        dry_run: false,
+        ..opts
+    };
+    let heard = Heard::default();
+    let r = refresh::run(&http, &cache, &o, &opts, &heard).unwrap();
+    let report = r.report.as_ref().unwrap();
+    assert_eq!(report.stored(), 0);
+    let failed: Vec<&str> = report.failed().iter().map(|f| f.0).collect();
+    assert_eq!(failed, ["9.1.0-3-amd64"]);
+    let run = &r.runs["9.1.0-3-amd64"];
+    assert_eq!(run.outcome, "failed");
+    assert!(run.reason.is_some() && run.downloaded > 0 && r.downloaded() > 0);
+    assert_eq!(
+        heard.lines(),
+        [
+            "skipped bookworm".to_string(),
+            format!("planned 1 into {}", db.display()),
+            "fetching 9.1.0-3-amd64".to_string(),
+            "[1/1] failed 9.1.0-3-amd64 downloaded=true".to_string(),
+        ]
+    );
+}

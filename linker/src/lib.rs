@@ -12,12 +12,14 @@
 //! source at hand ([`check::verify`]: record, donor module, live BTF, the
 //! running kernel's identity and image) and refuses on any disagreement.
 //! [`host::host_record`] builds a record from a live host for a kernel no
-//! database has seen.
+//! database has seen; [`gather::gather`] collects every source of one
+//! target (record, donor, BTF, host) for those checks.
 #![deny(missing_docs)]
 
 pub mod check;
 pub mod donor;
 pub mod dump;
+pub mod gather;
 pub mod host;
 pub mod load;
 mod plan;

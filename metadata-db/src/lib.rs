@@ -19,4 +19,4 @@ pub mod store;
 pub mod this_module;
 
 pub use image::{RecordKey, RecordSummary};
-pub use store::{DbError, RecordSource, Store, VerifyReport};
+pub use store::{DbError, OpenError, RecordSource, Store, VerifyReport};

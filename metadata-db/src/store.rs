@@ -100,6 +100,19 @@ pub enum DbError {
     Embedded(String),
 }
 
+/// The store could not be opened: names the file, leaves the cause to
+/// [`std::error::Error::source`]. What every command that opens a store
+/// ([`Store::open_default`], [`Store::open_existing`]) says.
+#[derive(Debug, thiserror::Error)]
+#[error("opening the record store {}", path.display())]
+pub struct OpenError {
+    /// The store file.
+    pub path: PathBuf,
+    /// Why it could not be opened.
+    #[source]
+    pub source: DbError,
+}
+
 /// Result of [`Store::put_many`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutReport {
@@ -176,6 +189,30 @@ impl Store {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
         home.join(".local/share/kmlink/records.db")
+    }
+
+    /// The store file `db` names (`--db`), else [`Store::default_path`].
+    pub fn path_or_default(db: Option<&Path>) -> PathBuf {
+        db.map(Path::to_path_buf)
+            .unwrap_or_else(Store::default_path)
+    }
+
+    /// The one way a command opens the store: the file `db` names (`--db`),
+    /// else [`Store::default_path`]; created (with its directory) if absent.
+    pub fn open_default(db: Option<&Path>) -> Result<Store, OpenError> {
+        let path = Store::path_or_default(db);
+        Store::open(&path).map_err(|source| OpenError { path, source })
+    }
+
+    /// [`Store::open_default`] for a command that only reads the store:
+    /// `None` when there is no file at all (nothing is created: not the
+    /// file, not its directory).
+    pub fn open_existing(db: Option<&Path>) -> Result<Option<Store>, OpenError> {
+        let path = Store::path_or_default(db);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => Store::open_default(Some(&path)).map(Some),
+        }
     }
 
     /// Opens the store at `path`, creating it (and its directory) if absent.

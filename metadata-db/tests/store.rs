@@ -280,3 +280,24 @@ fn default_path_honours_env() {
     std::env::remove_var("KMLINK_DB");
     assert!(Store::default_path().ends_with(".local/share/kmlink/records.db"));
 }
+
+#[test]
+fn open_existing_creates_nothing_and_open_default_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sub/records.db");
+    assert!(Store::open_existing(Some(&path)).expect("open").is_none());
+    assert!(!dir.path().join("sub").exists(), "nothing created");
+
+    let s = Store::open_default(Some(&path)).expect("create");
+    assert_eq!(s.path(), path);
+    assert!(Store::open_existing(Some(&path)).expect("open").is_some());
+
+    std::fs::write(&path, b"SQLite format 3\0 and more").expect("write");
+    let err = Store::open_default(Some(&path)).expect_err("not a store");
+    // The context once, the cause (which names the file too) in the chain.
+    assert_eq!(
+        err.to_string(),
+        format!("opening the record store {}", path.display())
+    );
+    assert!(matches!(err.source, DbError::NotAStore { .. }));
+}

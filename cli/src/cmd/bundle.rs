@@ -10,8 +10,7 @@ use kmlink_core_module::{Manifest, CORE_OBJECT};
 use kmlink_metadata_db::bundle::{self, Trust};
 use kmlink_metadata_db::codec::glob_match;
 use kmlink_metadata_db::merge::{self, Input, Merged};
-
-use super::db::open_store;
+use kmlink_metadata_db::Store;
 
 /// Arguments of `kmlink bundle`.
 #[derive(Args, Debug)]
@@ -113,7 +112,7 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
             slim,
             sign_key,
         } => {
-            let store = open_store(&args.db)?;
+            let store = Store::open_default(args.db.as_deref())?;
             let key = sign_key
                 .as_ref()
                 .map(|k| bundle::read_secret_key(k))
@@ -168,7 +167,7 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
             // Checked and combined before the store is opened: a refused
             // set of bundles creates no store.
             let m = merge::merge(&inputs(&read), &trust)?;
-            let store = open_store(&args.db)?;
+            let store = Store::open_default(args.db.as_deref())?;
             let put = store
                 .put_many(&m.records)
                 .with_context(|| format!("storing the records in {}", store.path().display()))?;
@@ -191,7 +190,7 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
             let trust = Trust::from_files(&trust).context("reading the trusted keys")?;
             let bytes = bundle::read_file(&file)
                 .with_context(|| format!("installing {}", file.display()))?;
-            let store = open_store(&args.db)?;
+            let store = Store::open_default(args.db.as_deref())?;
             let r = bundle::install(&store, &bytes, &trust)
                 .with_context(|| format!("installing {}", file.display()))?;
             println!(

@@ -10,9 +10,11 @@ use clap::{Args, Subcommand};
 use kmlink_crawler::cache::Cache;
 use kmlink_crawler::discover::{self, Arch, Distro, KernelInfo, Origin};
 use kmlink_crawler::kernel_tree::{self, PinnedKernel};
-use kmlink_crawler::sources::{self, Mirrors};
+use kmlink_crawler::refresh::{self, KernelRun};
+use kmlink_crawler::sources::Mirrors;
 use kmlink_crawler::{ingest, sweep, Http};
-use kmlink_errors::{chain, Chain};
+use kmlink_errors::Chain;
+use kmlink_metadata_db::refresh::Outcome;
 
 /// Arguments of `kmlink crawler`.
 #[derive(Args, Debug)]
@@ -65,37 +67,15 @@ impl SourceOpts {
     }
 
     fn origin(&self) -> Result<Origin> {
-        let srcs =
-            sources::host_sources(Path::new("/")).context("reading the host's apt sources")?;
-        let mut o = Origin::from_sources(self.distro, &srcs);
-        o.allow_expired = self.allow_expired;
-        if let Some(a) = self.arch {
-            o.arch = a;
-        }
-        if !self.mirror.is_empty() {
-            o.mirrors.archive = trimmed(&self.mirror);
-        }
-        if !self.security_mirror.is_empty() {
-            o.mirrors.security = trimmed(&self.security_mirror);
-        }
-        if let Some(k) = &self.keyring {
-            o.keyrings.clear();
-            o.default_keyring = k.clone();
-        }
-        if o.mirrors.archive.is_empty() && o.mirrors.security.is_empty() {
-            bail!(
-                "no {} mirror in the host's apt sources; pass --mirror URL",
-                self.distro
-            );
-        }
-        Ok(o)
+        crate::kernels::origin_of(&crate::kernels::OriginSpec {
+            distro: self.distro,
+            arch: self.arch,
+            mirror: &self.mirror,
+            security_mirror: &self.security_mirror,
+            keyring: self.keyring.as_deref(),
+            allow_expired: self.allow_expired,
+        })
     }
-}
-
-fn trimmed(v: &[String]) -> Vec<String> {
-    v.iter()
-        .map(|u| u.trim_end_matches('/').to_owned())
-        .collect()
 }
 
 /// `kmlink crawler` subcommands.
@@ -549,289 +529,118 @@ fn ingest_cmd(a: IngestArgs) -> Result<ExitCode> {
     })
 }
 
-/// `*` and `?` glob match of a whole string (the store's own matcher).
-fn glob_match(pat: &str, s: &str) -> bool {
-    kmlink_metadata_db::codec::glob_match(pat, s)
-}
-
-/// Free bytes on the file system holding `path` (or its nearest existing
-/// ancestor).
-fn free_bytes(path: &Path) -> Option<u64> {
-    let mut p = path;
-    loop {
-        if p.exists() {
-            let st = rustix::fs::statvfs(p).ok()?;
-            return Some(st.f_bavail.saturating_mul(st.f_frsize));
-        }
-        p = p.parent()?;
-    }
-}
-
-/// Per-kernel facts gathered while refreshing (for `--report`).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-struct KernelRun {
-    release: String,
-    suite: String,
-    flavour: String,
-    version: String,
-    layout: String,
-    packages: Vec<String>,
-    missing: Vec<String>,
-    download_size: u64,
-    outcome: String,
-    reason: Option<String>,
-    downloaded: u64,
-    fetch_s: f64,
-    unpack_s: f64,
-    extract_s: f64,
-    files: usize,
-    vermagic_source: Option<String>,
-    this_module: Option<String>,
-}
-
-/// A staged kernel as the metadata store's refresh sees it.
-struct StagedKernel {
-    art: kmlink_metadata_db::extract::Artifacts,
-    _files: kmlink_crawler::targeted::Staged,
-}
-
-impl kmlink_metadata_db::refresh::Staged for StagedKernel {
-    fn artifacts(&self) -> &kmlink_metadata_db::extract::Artifacts {
-        &self.art
-    }
-}
-
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
-fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
-    use kmlink_crawler::targeted;
-    use kmlink_metadata_db::refresh::{self, Candidate, NotStaged, Outcome};
-    use kmlink_metadata_db::Store;
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-    use std::time::Instant;
+/// Says a refresh's progress on stderr, one line per event.
+struct RefreshLines;
 
-    let start = Instant::now();
+impl refresh::Listener for RefreshLines {
+    fn suite_skipped(&self, suite: &str, error: &kmlink_crawler::Error) {
+        eprintln!("kmlink: suite {suite} skipped: {}", Chain(error));
+    }
+
+    fn sharded(&self, shard: kmlink_crawler::shard::Shard, mine: usize, of: usize) {
+        eprintln!(
+            "kmlink: shard {shard}: {mine} of {of} kernels (by a hash of architecture and release)"
+        );
+    }
+
+    fn planned(&self, kernels: usize, bytes: u64, store: &Path) {
+        eprintln!(
+            "kmlink: {kernels} kernels ({:.1} GiB of packages before skipping stored ones); store {}",
+            mib(bytes) / 1024.0,
+            store.display()
+        );
+    }
+
+    fn fetching(&self, pin: &PinnedKernel, info: &KernelInfo) {
+        eprintln!(
+            "kmlink: {}: fetching {} package(s), {:.0} MiB ({} {})",
+            info.release,
+            pin.packages.len(),
+            mib(info.download_size),
+            info.suite,
+            info.version
+        );
+    }
+
+    fn finished(&self, done: usize, total: usize, o: &Outcome, run: Option<&KernelRun>) {
+        let line = match o {
+            Outcome::Stored {
+                key,
+                took,
+                extracting,
+            } => format!(
+                "stored {} ({:.0} MiB downloaded, {:.1} s in all, extraction {:.1} s)",
+                key.release,
+                mib(run.map_or(0, |r| r.downloaded)),
+                took.as_secs_f64(),
+                extracting.as_secs_f64()
+            ),
+            Outcome::Unchanged { release } => format!("{release}: already stored"),
+            Outcome::Unavailable { release, reason } => format!("unavailable {release}: {reason}"),
+            Outcome::Failed { release, error } => format!("FAILED {release}: {error}"),
+        };
+        eprintln!("kmlink: [{done}/{total}] {line}");
+    }
+}
+
+fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
+    let start = std::time::Instant::now();
     let bundle_out =
         super::refresh_bundle::BundleOut::new(a.bundle_out.as_ref(), a.sign_key.as_ref(), a.slim)?;
     let origin = a.source.origin()?;
     let cache = a.source.cache();
     sweep_leftovers(&cache);
     let http = Http::new().context("setting up HTTP")?;
-    let d = scan(&http, &cache, &origin, &a.suites);
-    let mut kernels = discover::merge(d.kernels);
-    if !a.releases.is_empty() {
-        kernels.retain(|k| a.releases.iter().any(|g| glob_match(g, &k.1.release)));
-    }
-    if let Some(f) = &a.flavour {
-        kernels.retain(|k| &k.1.flavour == f);
-    }
-    let matched = kernels.len();
-    let kernels = super::refresh_bundle::select(a.shard, kernels);
-    if kernels.is_empty() {
+    let opts = refresh::RefreshOptions {
+        suites: &a.suites,
+        releases: &a.releases,
+        flavour: a.flavour.as_deref(),
+        shard: a.shard,
+        db: a.db.as_deref(),
+        jobs: a.jobs,
+        keep_debs: a.keep_debs,
+        min_free: a.min_free.saturating_mul(1 << 30),
+        force: a.force,
+        dry_run: a.dry_run,
+    };
+    let done = refresh::run(&http, &cache, &origin, &opts, &RefreshLines)?;
+    let (Some(store), false) = (&done.store, done.kernels.is_empty()) else {
         // An empty shard of a crawl that found kernels is not a failure:
         // its job hands on an empty bundle.
-        if let (Some(out), true, false) = (&bundle_out, matched > 0, a.dry_run) {
+        if let (Some(out), true, false) = (&bundle_out, done.matched > 0, a.dry_run) {
             println!("{}", out.write(None, &[], origin.arch)?);
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!("kmlink: no kernel matches");
         return Ok(ExitCode::from(1));
-    }
-    let db = a.db.clone().unwrap_or_else(Store::default_path);
-    let store =
-        Store::open(&db).with_context(|| format!("opening the record store {}", db.display()))?;
-    // The facts asked are those of the core built for the kernels'
-    // architecture (the indexes read: --arch, default the host's).
-    let manifest = kmlink_core_module::Manifest::core_for(origin.arch)
-        .with_context(|| format!("the {} core's manifest", origin.arch))?;
-    let total = kernels.len();
-    let total_size: u64 = kernels.iter().map(|k| k.1.download_size).sum();
-    eprintln!(
-        "kmlink: {total} kernels ({:.1} GiB of packages before skipping stored ones); store {}",
-        mib(total_size) / 1024.0,
-        db.display()
-    );
-    if a.dry_run {
+    };
+    let Some(report) = &done.report else {
+        // --dry-run: what would be fetched.
         let mut out = std::io::stdout().lock();
-        print_table(&mut out, &kernels)?;
+        print_table(&mut out, &done.kernels)?;
         return Ok(ExitCode::SUCCESS);
-    }
-    let mirrors = Mirrors {
-        archive: origin.mirrors.archive.clone(),
-        security: origin.mirrors.security.clone(),
     };
-    let runs: Arc<Mutex<BTreeMap<String, KernelRun>>> = Arc::default();
-    for (p, i) in &kernels {
-        runs.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            i.release.clone(),
-            KernelRun {
-                release: i.release.clone(),
-                suite: i.suite.clone(),
-                flavour: i.flavour.clone(),
-                version: i.version.clone(),
-                layout: format!("{:?}", i.layout).to_lowercase(),
-                packages: p.packages.iter().map(|e| e.package.clone()).collect(),
-                missing: i.missing.clone(),
-                download_size: i.download_size,
-                ..KernelRun::default()
-            },
-        );
-    }
-    let opts = targeted::Options {
-        jobs: 2,
-        keep_debs: a.keep_debs,
-        staging: None,
-    };
-    let min_free = a.min_free.saturating_mul(1 << 30);
-    type Job<'a> = Box<dyn FnOnce() -> Result<StagedKernel, NotStaged> + Send + 'a>;
-    let candidates: Vec<Candidate<Job>> = kernels
-        .iter()
-        .map(|(pin, info)| {
-            let (cache, http, mirrors, opts, runs) = (&cache, &http, &mirrors, &opts, &runs);
-            let job: Job = Box::new(move || {
-                if let Some(free) = free_bytes(&cache.root) {
-                    if free < min_free {
-                        return Err(NotStaged::Failed(format!(
-                            "not started: only {:.1} GiB free under {} (--min-free {} GiB)",
-                            mib(free) / 1024.0,
-                            cache.root.display(),
-                            min_free >> 30
-                        )));
-                    }
-                }
-                eprintln!(
-                    "kmlink: {}: fetching {} package(s), {:.0} MiB ({} {})",
-                    info.release,
-                    pin.packages.len(),
-                    mib(info.download_size),
-                    info.suite,
-                    info.version
-                );
-                let staged = targeted::fetch(cache, http, mirrors, pin, opts).map_err(|e| {
-                    if e.is_unavailable() {
-                        NotStaged::Unavailable(chain(&e))
-                    } else {
-                        NotStaged::Failed(chain(&e))
-                    }
-                })?;
-                if let Some(r) = runs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_mut(&info.release)
-                {
-                    r.downloaded = staged.downloaded;
-                    r.fetch_s = staged.fetching.as_secs_f64();
-                    r.unpack_s = staged.unpacking.as_secs_f64();
-                    r.files = staged.files;
-                }
-                let art = crate::kernels::artifacts_of(
-                    &staged.tree,
-                    info.distro.as_str(),
-                    &info.suite,
-                    &info.flavour,
-                );
-                Ok(StagedKernel {
-                    art,
-                    _files: staged,
-                })
-            });
-            Candidate {
-                release: info.release.clone(),
-                // No packages: never skipped before fetching.
-                packages: if a.force {
-                    Vec::new()
-                } else {
-                    pin.packages
-                        .iter()
-                        .map(crate::kernels::package_ref)
-                        .collect()
-                },
-                artifacts: job,
-            }
-        })
-        .collect();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let progress = |o: &Outcome| {
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
-        let line = match o {
-            Outcome::Stored {
-                key,
-                took,
-                extracting,
-            } => {
-                let r = runs.get_mut(&key.release);
-                let dl = r.as_ref().map_or(0, |r| r.downloaded);
-                if let Some(r) = r {
-                    r.outcome = "stored".into();
-                    r.extract_s = extracting.as_secs_f64();
-                }
-                format!(
-                    "stored {} ({:.0} MiB downloaded, {:.1} s in all, extraction {:.1} s)",
-                    key.release,
-                    mib(dl),
-                    took.as_secs_f64(),
-                    extracting.as_secs_f64()
-                )
-            }
-            Outcome::Unchanged { release } => {
-                if let Some(r) = runs.get_mut(release) {
-                    r.outcome = "already stored".into();
-                }
-                format!("{release}: already stored")
-            }
-            Outcome::Unavailable { release, reason } => {
-                if let Some(r) = runs.get_mut(release) {
-                    r.outcome = "unavailable".into();
-                    r.reason = Some(reason.clone());
-                }
-                format!("unavailable {release}: {reason}")
-            }
-            Outcome::Failed { release, error } => {
-                if let Some(r) = runs.get_mut(release) {
-                    r.outcome = "failed".into();
-                    r.reason = Some(error.clone());
-                }
-                format!("FAILED {release}: {error}")
-            }
-        };
-        eprintln!("kmlink: [{n}/{total}] {line}");
-    };
-    let report = refresh::refresh_with(&store, candidates, &manifest, a.jobs, &progress);
-    // Provenance of the records, for the report.
-    let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for r in runs.values_mut() {
-        if let Ok(recs) = store.get(&r.release) {
-            if let Some(rec) = recs.first() {
-                r.vermagic_source = rec.provenance.get("vermagic").cloned();
-                r.this_module = rec.provenance.get("this_module").cloned();
-                if r.outcome.is_empty() {
-                    r.outcome = "already stored".into();
-                }
-            }
-        }
-    }
     if let Some(path) = &a.report {
-        let v: Vec<&KernelRun> = runs.values().collect();
+        let v: Vec<&KernelRun> = done.runs.values().collect();
         std::fs::write(path, serde_json::to_vec_pretty(&v)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let downloaded: u64 = runs.values().map(|r| r.downloaded).sum();
     let failed = report.failed();
     let unavailable = report.unavailable();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "{} kernels: {} stored, {} already stored, {} unavailable, {} failed; {:.1} GiB downloaded in {:.0} s",
-        total,
+        done.kernels.len(),
         report.stored(),
         report.unchanged(),
         unavailable.len(),
         failed.len(),
-        mib(downloaded) / 1024.0,
+        mib(done.downloaded()) / 1024.0,
         start.elapsed().as_secs_f64()
     )?;
     for (rel, why) in &unavailable {
@@ -840,32 +649,20 @@ fn refresh_cmd(a: RefreshArgs) -> Result<ExitCode> {
     for (rel, why) in &failed {
         writeln!(out, "  failed {rel}: {why}")?;
     }
-    if !d.errors.is_empty() {
-        writeln!(out, "  {} suite(s) could not be read", d.errors.len())?;
+    if !done.suite_errors.is_empty() {
+        writeln!(
+            out,
+            "  {} suite(s) could not be read",
+            done.suite_errors.len()
+        )?;
     }
     if let Some(b) = &bundle_out {
-        let releases: Vec<String> = kernels.iter().map(|k| k.1.release.clone()).collect();
-        writeln!(out, "{}", b.write(Some(&store), &releases, origin.arch)?)?;
+        let releases: Vec<String> = done.kernels.iter().map(|k| k.1.release.clone()).collect();
+        writeln!(out, "{}", b.write(Some(store), &releases, origin.arch)?)?;
     }
     Ok(if report.stored() == 0 && !failed.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", "6.1.0-47-amd64"));
-        assert!(glob_match("6.1.0-4?-amd64", "6.1.0-47-amd64"));
-        assert!(!glob_match("6.1.0-4?-amd64", "6.1.0-47-cloud-amd64"));
-        assert!(glob_match("7.*", "7.3.4+deb13-rt-amd64"));
-        assert!(glob_match("*-rt-amd64", "7.3.4+deb13-rt-amd64"));
-        assert!(!glob_match("7.*", "6.12.107+deb13-amd64"));
-        assert!(glob_match("6.*.*-amd64", "6.12.107+deb13-amd64"));
-    }
 }

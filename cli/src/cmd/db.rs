@@ -119,24 +119,8 @@ pub enum DbCommand {
     },
 }
 
-/// Opens the store the options select.
-pub fn open_store(db: &Option<PathBuf>) -> Result<Store> {
-    let path = db.clone().unwrap_or_else(Store::default_path);
-    Store::open(&path).with_context(|| format!("opening the record store {}", path.display()))
-}
-
-/// The store for a command that only reads it: `None` when there is no
-/// store at all (nothing is created: not the file, not its directory).
-fn open_store_existing(db: &Option<PathBuf>) -> Result<Option<Store>> {
-    let path = db.clone().unwrap_or_else(Store::default_path);
-    match std::fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        _ => open_store(db).map(Some),
-    }
-}
-
 fn no_store(db: &Option<PathBuf>) -> anyhow::Error {
-    let path = db.clone().unwrap_or_else(Store::default_path);
+    let path = Store::path_or_default(db.as_deref());
     anyhow::anyhow!(
         "there is no record store at {}; nothing was created (add records with `kmlink db add RELEASE` or `kmlink bundle install FILE`)",
         path.display()
@@ -150,7 +134,7 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             let list: Vec<RecordSummary> = if embedded {
                 embedded_summaries()?
             } else {
-                match open_store_existing(&args.db)? {
+                match Store::open_existing(args.db.as_deref())? {
                     Some(store) => {
                         let list = store.list()?;
                         if !store.checksum_ok()? {
@@ -183,7 +167,7 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
         } => show(&args.db, &release, json, &export),
         DbCommand::Verify { repair, json } => verify(&args.db, repair, json),
         DbCommand::Add { release, fetch } => {
-            let store = open_store(&args.db)?;
+            let store = Store::open_default(args.db.as_deref())?;
             // The facts asked are those of the core built for the release's
             // architecture (Debian names it in the flavour).
             let arch = kmlink_crawler::discover::release_arch(&release)
@@ -219,7 +203,7 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DbCommand::Import { files } => {
-            let store = open_store(&args.db)?;
+            let store = Store::open_default(args.db.as_deref())?;
             let mut records = Vec::new();
             for f in &files {
                 let text = kmlink_fsio::read_bounded(
@@ -262,7 +246,8 @@ pub fn run(args: DbArgs) -> Result<ExitCode> {
         }
         DbCommand::Rederive { release } => rederive(&args.db, release.as_deref()),
         DbCommand::Stats { json } => {
-            let store = open_store_existing(&args.db)?.ok_or_else(|| no_store(&args.db))?;
+            let store =
+                Store::open_existing(args.db.as_deref())?.ok_or_else(|| no_store(&args.db))?;
             let s = store.stats()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -310,8 +295,8 @@ fn print_list(list: &[RecordSummary]) {
 
 fn show(db: &Option<PathBuf>, release: &str, json: bool, exports: &[String]) -> Result<ExitCode> {
     // A missing store is not created: the built-in bundle answers.
-    let path = db.clone().unwrap_or_else(Store::default_path);
-    let (records, source) = match open_store_existing(db)? {
+    let path = Store::path_or_default(db.as_deref());
+    let (records, source) = match Store::open_existing(db.as_deref())? {
         Some(store) => store.get_or_embedded(release)?,
         None => (
             Store::embedded()?
@@ -437,7 +422,7 @@ fn print_out(text: &str) -> Result<()> {
 }
 
 fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
-    let store = open_store_existing(db)?.ok_or_else(|| no_store(db))?;
+    let store = Store::open_existing(db.as_deref())?.ok_or_else(|| no_store(db))?;
     let report = store
         .verify()
         .with_context(|| format!("verifying {}", store.path().display()))?;
@@ -500,7 +485,7 @@ fn verify(db: &Option<PathBuf>, repair: bool, json: bool) -> Result<ExitCode> {
 }
 
 fn rederive(db: &Option<PathBuf>, glob: Option<&str>) -> Result<ExitCode> {
-    let store = open_store_existing(db)?.ok_or_else(|| no_store(db))?;
+    let store = Store::open_existing(db.as_deref())?.ok_or_else(|| no_store(db))?;
     let manifest = Manifest::core().context("reading the embedded core's manifest")?;
     let mut out = Vec::new();
     let mut failed = 0usize;

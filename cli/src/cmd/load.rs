@@ -122,7 +122,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     for line in sources.describe() {
         eprintln!("kmlink: {line}");
     }
-    for line in build::provenance(&sources) {
+    for line in sources.provenance() {
         eprintln!("{line}");
     }
     let facts = sources.facts(&manifest);

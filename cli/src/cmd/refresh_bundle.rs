@@ -1,15 +1,13 @@
-//! `kmlink crawler refresh --shard I/N --bundle-out FILE`: the share of the
-//! kernels one job of a parallel crawl takes (`kmlink_crawler::shard`) and
-//! the bundle it hands on (`kmlink_metadata_db::bundle::export_releases`).
-//! Parsing and printing only.
+//! `kmlink crawler refresh --bundle-out FILE`: the bundle one job of a
+//! parallel crawl hands on (`kmlink_metadata_db::bundle::export_releases`);
+//! the share of the kernels it takes (`--shard I/N`) is selected in
+//! `kmlink_crawler::refresh`. Parsing and printing only.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
 use kmlink_core_module::{Arch, Manifest};
-use kmlink_crawler::discover::KernelInfo;
-use kmlink_crawler::shard::Shard;
 use kmlink_metadata_db::bundle;
 use kmlink_metadata_db::Store;
 
@@ -73,17 +71,4 @@ impl BundleOut {
                 .unwrap_or_default()
         ))
     }
-}
-
-/// The kernels of `shard` (all of them without one), saying how many of
-/// how many on stderr.
-pub fn select<P>(shard: Option<Shard>, kernels: Vec<(P, KernelInfo)>) -> Vec<(P, KernelInfo)> {
-    let Some(shard) = shard else { return kernels };
-    let before = kernels.len();
-    let mine = shard.select(kernels);
-    eprintln!(
-        "kmlink: shard {shard}: {} of {before} kernels (by a hash of architecture and release)",
-        mine.len()
-    );
-    mine
 }

@@ -30,16 +30,13 @@ pub const UBUNTU_SUITES: &[&str] = &[
 
 pub use kmlink_core_module::Arch;
 
-/// The architecture a Debian kernel release is built for, from its flavour:
+/// The architecture a Debian kernel release is built for, from its flavour
+/// ([`Arch::of_release`], the one rule, which the linker asks too):
 /// `amd64`, `cloud-amd64`, `rt-amd64`; `arm64`, `cloud-arm64`, `rt-arm64`,
 /// `arm64-16k` (16 KiB pages). `None` for other releases (Ubuntu's
 /// `generic`, ...).
 pub fn release_arch(release: &str) -> Option<Arch> {
-    let flavour = parse_release(release)?.flavour;
-    Arch::ALL.into_iter().find(|a| {
-        let d = a.debian();
-        flavour == d || flavour.ends_with(&format!("-{d}")) || flavour.starts_with(&format!("{d}-"))
-    })
+    Arch::of_release(release)
 }
 
 /// A distribution.
