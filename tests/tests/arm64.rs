@@ -107,16 +107,35 @@ fn run(release: &str, page_size: u64, backend: Backend) {
     let ko = dir.path().join("kmlink.ko");
     build_from_packages(release, backend.arg(), &[], &ko).expect("kmlink build");
     let module = std::fs::read(&ko).expect("module");
-    let ir = arm64::initramfs(&busybox, SCRIPT, &[("kmlink.ko", module)]).expect("initramfs");
-    let boot = arm64::boot(&vmlinuz, &ir, Duration::from_secs(900)).expect("boot");
-    let c = &boot.console;
+    let boot = arm64::boot(
+        &vmlinuz,
+        &busybox,
+        SCRIPT,
+        &[("/kmlink.ko", module)],
+        Duration::from_secs(900),
+    )
+    .expect("boot");
+    let c = &boot.output;
     let ctx = || format!("{release} [{}]", backend.arg());
     assert!(
-        c.lines().any(|l| l == format!("@@UNAME {release} aarch64")),
-        "{}: did not boot to /init:\n{c}",
-        ctx()
+        boot.reached_init,
+        "{}: did not boot to /init:\n{}",
+        ctx(),
+        boot.serial
     );
-    assert_eq!(number(c, "@@EXIT "), 0, "{}: guest script:\n{c}", ctx());
+    assert!(
+        boot.problems.is_empty(),
+        "{}: kernel problems: {:?}",
+        ctx(),
+        boot.problems
+    );
+    assert_eq!(
+        boot.exit_status,
+        Some(0),
+        "{}: guest script:\n{}",
+        ctx(),
+        boot.serial
+    );
     assert_eq!(number(c, "@@INSMOD "), 0, "{}: insmod:\n{c}", ctx());
     assert_eq!(number(c, "@@TAINT-BEFORE "), 0, "{}: taint before", ctx());
     assert_eq!(

@@ -569,8 +569,9 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 dmesg -n 1
 # Stream the kernel log to ttyS1 (a file on the host) so it survives a
-# hang or timeout; the dmesg dump below is the primary copy.
-cat /dev/kmsg > /dev/ttyS1 2>/dev/null &
+# hang or timeout; the dmesg dump below is the primary copy. (arm64's
+# virt machine has no second port: no ttyS1 device.)
+[ -c /dev/ttyS1 ] && cat /dev/kmsg > /dev/ttyS1 2>/dev/null &
 M=KMLINK
 echo "@@${M}-BOOT@@"
 echo "@@${M}-TAINT-BEFORE@@ $(cat /proc/sys/kernel/tainted)"
