@@ -28,6 +28,7 @@ const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
 /// before and after, the kernel log since insmod.
 const SCRIPT: &str = concat!(
     r#"
+echo "@@UNAME $(uname -r) $(uname -m)"
 T=/sys/kernel/tracing
 [ -d $T/events/kmem ] || exit 19
 echo "@@TAINT-BEFORE $(cat /proc/sys/kernel/tainted)"
@@ -122,6 +123,11 @@ fn run(release: &str, page_size: u64, backend: Backend) {
         "{}: did not boot to /init:\n{}",
         ctx(),
         boot.serial
+    );
+    assert!(
+        c.lines().any(|l| l == format!("@@UNAME {release} aarch64")),
+        "{}: booted another kernel than {release}:\n{c}",
+        ctx()
     );
     assert!(
         boot.problems.is_empty(),
