@@ -55,6 +55,7 @@ pub mod shard;
 pub mod sources;
 pub mod sweep;
 pub mod targeted;
+pub mod tools;
 
 pub use error::Error;
 pub use http::Http;

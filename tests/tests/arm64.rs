@@ -28,6 +28,7 @@ const TAINT_O_E: u64 = (1 << 12) | (1 << 13);
 /// before and after, the kernel log since insmod.
 const SCRIPT: &str = concat!(
     r#"
+echo "@@UNAME $(uname -r) $(uname -m)"
 T=/sys/kernel/tracing
 [ -d $T/events/kmem ] || exit 19
 echo "@@TAINT-BEFORE $(cat /proc/sys/kernel/tainted)"
@@ -107,16 +108,40 @@ fn run(release: &str, page_size: u64, backend: Backend) {
     let ko = dir.path().join("kmlink.ko");
     build_from_packages(release, backend.arg(), &[], &ko).expect("kmlink build");
     let module = std::fs::read(&ko).expect("module");
-    let ir = arm64::initramfs(&busybox, SCRIPT, &[("kmlink.ko", module)]).expect("initramfs");
-    let boot = arm64::boot(&vmlinuz, &ir, Duration::from_secs(900)).expect("boot");
-    let c = &boot.console;
+    let boot = arm64::boot(
+        &vmlinuz,
+        &busybox,
+        SCRIPT,
+        &[("/kmlink.ko", module)],
+        Duration::from_secs(900),
+    )
+    .expect("boot");
+    let c = &boot.output;
     let ctx = || format!("{release} [{}]", backend.arg());
     assert!(
+        boot.reached_init,
+        "{}: did not boot to /init:\n{}",
+        ctx(),
+        boot.serial
+    );
+    assert!(
         c.lines().any(|l| l == format!("@@UNAME {release} aarch64")),
-        "{}: did not boot to /init:\n{c}",
+        "{}: booted another kernel than {release}:\n{c}",
         ctx()
     );
-    assert_eq!(number(c, "@@EXIT "), 0, "{}: guest script:\n{c}", ctx());
+    assert!(
+        boot.problems.is_empty(),
+        "{}: kernel problems: {:?}",
+        ctx(),
+        boot.problems
+    );
+    assert_eq!(
+        boot.exit_status,
+        Some(0),
+        "{}: guest script:\n{}",
+        ctx(),
+        boot.serial
+    );
     assert_eq!(number(c, "@@INSMOD "), 0, "{}: insmod:\n{c}", ctx());
     assert_eq!(number(c, "@@TAINT-BEFORE "), 0, "{}: taint before", ctx());
     assert_eq!(

@@ -249,11 +249,25 @@ pub fn find_busybox() -> Result<PathBuf, Error> {
 /// Whether an ELF file has no `PT_INTERP` program header (i.e. is statically
 /// linked, including static-pie).
 pub(crate) fn elf_is_static(path: &Path) -> io::Result<bool> {
+    elf_static_machine(path).map(|(is_static, _)| is_static)
+}
+
+/// Whether an ELF file is statically linked, and its `e_machine`.
+pub(crate) fn elf_static_machine(path: &Path) -> io::Result<(bool, u16)> {
     let f = File::open(path)?;
     let mut data = Vec::new();
     // Program headers live near the start; 64 KiB is plenty.
     f.take(64 * 1024).read_to_end(&mut data)?;
-    elf_has_interp(&data).map(|has| !has)
+    let has_interp = elf_has_interp(&data)?;
+    Ok((!has_interp, elf_machine(&data)?))
+}
+
+/// The `e_machine` of a 64-bit little-endian ELF header.
+fn elf_machine(data: &[u8]) -> io::Result<u16> {
+    data.get(0x12..0x14)
+        .filter(|_| data.starts_with(b"\x7fELF"))
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an ELF file"))
 }
 
 fn elf_has_interp(data: &[u8]) -> io::Result<bool> {

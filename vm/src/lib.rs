@@ -1,5 +1,6 @@
-//! VM harness: boots a real kernel in `qemu-system-x86_64` with a tiny
-//! busybox initramfs, runs a shell script as the test, and reports what the
+//! VM harness: boots a real kernel in `qemu-system-x86_64` (or, for an
+//! arm64 kernel, `qemu-system-aarch64`: see [`Arch`]) with a tiny busybox
+//! initramfs, runs a shell script as the test, and reports what the
 //! guest printed, the script's exit status, the kernel taint before and after,
 //! the full `dmesg`, and any kernel problems (warnings, oopses, module loader
 //! complaints) found in the log.
@@ -16,8 +17,9 @@
 //! tracefs and debugfs, lowers the console log level (`dmesg -n 1`) so
 //! kernel messages do not interleave with the script's output, and frames
 //! everything it reports with `@@KMLINK-...@@` markers on the serial console
-//! (ttyS0). It also streams `/dev/kmsg` to a second serial port (ttyS1,
-//! a file on the host) so the kernel log survives hangs and timeouts.
+//! (ttyS0; ttyAMA0 on arm64). On x86-64 it also streams `/dev/kmsg` to a
+//! second serial port (ttyS1, a file on the host) so the kernel log
+//! survives hangs and timeouts; arm64's `virt` machine has one UART.
 //!
 //! Environment: `$KMLINK_QEMU` and `$KMLINK_BUSYBOX` override where QEMU and
 //! the static busybox are looked for; `$KMLINK_VM_ECHO=1` copies the guest
@@ -48,9 +50,17 @@ pub use qemu::find_qemu;
 /// [`VmResult`] instead.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `qemu-system-x86_64` is not installed.
-    #[error("qemu-system-x86_64 not found in PATH (or $KMLINK_QEMU); install it with: apt-get install qemu-system-x86")]
-    QemuMissing,
+    /// The QEMU system emulator for the guest's architecture is not
+    /// installed.
+    #[error("{program} not found in PATH (or ${env}); install it with: apt-get install {package}")]
+    QemuMissing {
+        /// The program (`qemu-system-x86_64`, `qemu-system-aarch64`).
+        program: &'static str,
+        /// The environment variable that names it instead.
+        env: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
     /// No statically linked busybox on the host.
     #[error(
         "no statically linked busybox found (looked at $KMLINK_BUSYBOX, /bin/busybox, /usr/bin/busybox{}); install it with: apt-get install busybox-static",
@@ -59,6 +69,28 @@ pub enum Error {
     BusyboxMissing {
         /// A busybox that was found but is dynamically linked, if any.
         found_dynamic: Option<PathBuf>,
+    },
+    /// A guest of this architecture needs a busybox built for it, and the
+    /// spec names none ([`VmSpec::busybox`]).
+    #[error("no busybox for {0} guests: the host's is not one; pass a static {0} busybox (e.g. Debian's busybox-static for arm64)")]
+    BusyboxNeeded(Arch),
+    /// The busybox given for the guest is not a static executable of the
+    /// guest's architecture.
+    #[error("{path} is not a statically linked {arch} executable")]
+    BusyboxWrongArch {
+        /// The busybox given.
+        path: PathBuf,
+        /// The guest's architecture.
+        arch: Arch,
+    },
+    /// Something the spec asks for that guests of this architecture do not
+    /// support.
+    #[error("{what} is not supported for {arch} guests")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+        /// The guest's architecture.
+        arch: Arch,
     },
     /// The kernel image does not exist.
     #[error("kernel image not found: {0}")]
@@ -206,6 +238,94 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// The guest's architecture: which QEMU, machine, CPU and console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arch {
+    /// `qemu-system-x86_64` (the default machine, `-cpu max`), console
+    /// ttyS0, the host's busybox.
+    #[default]
+    X86_64,
+    /// `qemu-system-aarch64`: `-machine virt`, `-cpu max,pauth-impdef=on`
+    /// (pointer authentication with QEMU's own fast algorithm: about 3×
+    /// faster under TCG than the architected one), always TCG on a
+    /// foreign host, console ttyAMA0; Debian's arm64 vmlinuz is a raw Image
+    /// that `-kernel` boots directly. Needs an arm64 busybox
+    /// ([`VmSpec::busybox`]).
+    Aarch64,
+}
+
+impl Arch {
+    /// By machine name (`uname -m`: `x86_64`, `aarch64`).
+    pub fn from_machine(name: &str) -> Option<Arch> {
+        match name {
+            "x86_64" => Some(Arch::X86_64),
+            "aarch64" => Some(Arch::Aarch64),
+            _ => None,
+        }
+    }
+
+    /// The machine name (`uname -m`).
+    pub fn machine(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The architecture of the machine this process runs on, if one of
+    /// these.
+    pub fn host() -> Option<Arch> {
+        Arch::from_machine(std::env::consts::ARCH)
+    }
+
+    /// The QEMU system emulator.
+    pub fn qemu_program(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// The environment variable that overrides the `$PATH` search for
+    /// [`Arch::qemu_program`].
+    pub fn qemu_env(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "KMLINK_QEMU",
+            Arch::Aarch64 => "KMLINK_QEMU_AARCH64",
+        }
+    }
+
+    /// The Debian package that installs [`Arch::qemu_program`].
+    pub fn qemu_package(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86",
+            Arch::Aarch64 => "qemu-system-arm",
+        }
+    }
+
+    /// The guest's serial console device.
+    pub fn console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
+        }
+    }
+
+    /// The ELF `e_machine` of this architecture's executables.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => 62,
+            Arch::Aarch64 => 183,
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.machine())
+    }
+}
+
 /// Which accelerator QEMU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Accel {
@@ -284,6 +404,12 @@ pub struct VmSpec {
     /// How the guest is started (default [`Boot::Direct`]). The script, the
     /// markers and everything in [`VmResult`] are the same either way.
     pub boot: Boot,
+    /// The kernel's architecture (default [`Arch::X86_64`]).
+    pub arch: Arch,
+    /// The guest's `/bin/busybox`: a static executable of [`VmSpec::arch`].
+    /// Default: the host's ([`find_busybox`]), which serves x86-64 guests
+    /// only; an aarch64 guest needs one given here.
+    pub busybox: Option<PathBuf>,
 }
 
 impl VmSpec {
@@ -302,14 +428,42 @@ impl VmSpec {
             include_host_binary: None,
             echo_serial: std::env::var_os("KMLINK_VM_ECHO").is_some_and(|v| !v.is_empty()),
             boot: Boot::Direct,
+            arch: Arch::X86_64,
+            busybox: None,
         }
     }
 
     /// The full kernel command line for this spec.
     pub fn cmdline(&self) -> String {
-        let mut parts: Vec<&str> = vec!["console=ttyS0", "panic=-1", "quiet", "loglevel=4"];
+        let console = format!("console={}", self.arch.console());
+        let mut parts: Vec<&str> = vec![&console, "panic=-1", "quiet", "loglevel=4"];
         parts.extend(self.extra_append.iter().map(String::as_str));
         parts.join(" ")
+    }
+
+    /// The guest's busybox: [`VmSpec::busybox`], checked to be a static
+    /// executable of [`VmSpec::arch`]; else the host's for a guest of the
+    /// host's architecture.
+    pub fn guest_busybox(&self) -> Result<PathBuf, Error> {
+        let Some(path) = &self.busybox else {
+            return if Some(self.arch) == Arch::host() {
+                find_busybox()
+            } else {
+                Err(Error::BusyboxNeeded(self.arch))
+            };
+        };
+        let (is_static, machine) =
+            initramfs::elf_static_machine(path).map_err(|source| Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })?;
+        if !is_static || machine != self.arch.elf_machine() {
+            return Err(Error::BusyboxWrongArch {
+                path: path.clone(),
+                arch: self.arch,
+            });
+        }
+        Ok(path.clone())
     }
 }
 
@@ -415,8 +569,9 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 dmesg -n 1
 # Stream the kernel log to ttyS1 (a file on the host) so it survives a
-# hang or timeout; the dmesg dump below is the primary copy.
-cat /dev/kmsg > /dev/ttyS1 2>/dev/null &
+# hang or timeout; the dmesg dump below is the primary copy. (arm64's
+# virt machine has no second port: no ttyS1 device.)
+[ -c /dev/ttyS1 ] && cat /dev/kmsg > /dev/ttyS1 2>/dev/null &
 M=KMLINK
 echo "@@${M}-BOOT@@"
 echo "@@${M}-TAINT-BEFORE@@ $(cat /proc/sys/kernel/tainted)"
@@ -525,8 +680,31 @@ pub fn run(spec: &VmSpec) -> Result<VmResult, Error> {
 pub const MAX_BOOT_RETRIES: usize = 2;
 
 fn run_once(spec: &VmSpec) -> Result<VmResult, Error> {
-    let qemu = find_qemu()?;
-    let busybox = find_busybox()?;
+    let native = Some(spec.arch) == Arch::host();
+    if !native {
+        // A host binary and its libraries would not run in a foreign guest;
+        // OVMF, shim and GRUB are x86-64's; KVM runs the host's own.
+        if spec.include_host_binary.is_some() {
+            return Err(Error::Unsupported {
+                what: "including a host binary",
+                arch: spec.arch,
+            });
+        }
+        if spec.boot != Boot::Direct {
+            return Err(Error::Unsupported {
+                what: "Secure Boot",
+                arch: spec.arch,
+            });
+        }
+        if spec.accel == Accel::Kvm {
+            return Err(Error::Unsupported {
+                what: "KVM on this host",
+                arch: spec.arch,
+            });
+        }
+    }
+    let qemu = qemu::find_qemu_for(spec.arch)?;
+    let busybox = spec.guest_busybox()?;
     if !spec.kernel.is_file() {
         return Err(Error::KernelMissing(spec.kernel.clone()));
     }
@@ -546,13 +724,15 @@ fn run_once(spec: &VmSpec) -> Result<VmResult, Error> {
         Boot::SecureBoot(sb) => Some(secure_boot_drives(spec, sb, &initrd, dir.path())?),
     };
 
-    let kvm = qemu::use_kvm(spec.accel, || kvm_probe(&qemu, spec, &busybox, dir.path()));
+    let kvm = native && qemu::use_kvm(spec.accel, || kvm_probe(&qemu, spec, &busybox, dir.path()));
     let launch = qemu::Launch {
         qemu: &qemu,
+        arch: spec.arch,
         kernel: &spec.kernel,
         initrd: &initrd,
         firmware: firmware.as_ref(),
-        kmsg_log: Some(&kmsg_log),
+        // arm64's virt machine has one UART: no second port for /dev/kmsg.
+        kmsg_log: (spec.arch == Arch::X86_64).then_some(kmsg_log.as_path()),
         append: spec.cmdline(),
         memory_mb: spec.memory_mb,
         smp: spec.smp,
@@ -656,6 +836,7 @@ fn kvm_probe(qemu: &Path, spec: &VmSpec, busybox: &Path, dir: &Path) -> bool {
     }
     let launch = qemu::Launch {
         qemu,
+        arch: spec.arch,
         kernel: &spec.kernel,
         initrd: &initrd,
         firmware: None,
@@ -775,6 +956,98 @@ mod tests {
     }
 
     #[test]
+    fn aarch64_console_is_the_pl011() {
+        let mut spec = VmSpec::new("/k", "true");
+        spec.arch = Arch::Aarch64;
+        assert_eq!(spec.cmdline(), "console=ttyAMA0 panic=-1 quiet loglevel=4");
+        assert_eq!(Arch::from_machine("aarch64"), Some(Arch::Aarch64));
+        assert_eq!(Arch::from_machine("x86_64"), Some(Arch::X86_64));
+        assert_eq!(Arch::from_machine("riscv64"), None);
+        assert_eq!(Arch::Aarch64.to_string(), "aarch64");
+    }
+
+    /// A minimal 64-bit little-endian ELF header for `machine`, with one
+    /// program header of type `p_type`.
+    fn elf(machine: u16, p_type: u32) -> Vec<u8> {
+        let mut d = vec![0u8; 64 + 56];
+        d[..4].copy_from_slice(b"\x7fELF");
+        d[4] = 2;
+        d[5] = 1;
+        d[0x12..0x14].copy_from_slice(&machine.to_le_bytes());
+        d[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        d[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        d[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        d[64..68].copy_from_slice(&p_type.to_le_bytes());
+        d
+    }
+
+    #[test]
+    fn a_foreign_guest_needs_its_own_static_busybox() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = VmSpec::new("/k", "true");
+        spec.arch = if Arch::host() == Some(Arch::Aarch64) {
+            Arch::X86_64
+        } else {
+            Arch::Aarch64
+        };
+        assert!(matches!(
+            spec.guest_busybox(),
+            Err(Error::BusyboxNeeded(a)) if a == spec.arch
+        ));
+        const PT_LOAD: u32 = 1;
+        const PT_INTERP: u32 = 3;
+        let good = dir.path().join("good");
+        std::fs::write(&good, elf(spec.arch.elf_machine(), PT_LOAD)).expect("write");
+        spec.busybox = Some(good.clone());
+        assert_eq!(spec.guest_busybox().expect("static, right machine"), good);
+        for (name, bytes) in [
+            ("dynamic", elf(spec.arch.elf_machine(), PT_INTERP)),
+            ("other-machine", elf(spec.arch.elf_machine() + 1, PT_LOAD)),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).expect("write");
+            spec.busybox = Some(p.clone());
+            assert!(
+                matches!(spec.guest_busybox(), Err(Error::BusyboxWrongArch { ref path, .. }) if *path == p),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_guests_refuse_host_binaries_and_secure_boot() {
+        let mut spec = VmSpec::new("/nonexistent/Image", "true");
+        spec.arch = if Arch::host() == Some(Arch::Aarch64) {
+            Arch::X86_64
+        } else {
+            Arch::Aarch64
+        };
+        spec.busybox = Some("/nonexistent/busybox".into());
+        spec.include_host_binary = Some("/bin/true".into());
+        assert!(matches!(
+            run(&spec),
+            Err(Error::Unsupported {
+                what: "including a host binary",
+                ..
+            })
+        ));
+        spec.include_host_binary = None;
+        spec.boot = Boot::SecureBoot(SecureBoot {
+            ovmf_code: "/c".into(),
+            ovmf_vars: "/v".into(),
+            shim: "/s".into(),
+            grub: "/g".into(),
+        });
+        assert!(matches!(
+            run(&spec),
+            Err(Error::Unsupported {
+                what: "Secure Boot",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn init_script_has_markers_assembled_at_runtime() {
         let s = init_script();
         assert!(s.starts_with("#!/bin/busybox sh\n"));
@@ -798,7 +1071,7 @@ mod tests {
         match run(&spec) {
             Err(Error::KernelMissing(p)) => assert_eq!(p, PathBuf::from("/nonexistent/vmlinuz")),
             // Hosts without QEMU/busybox report that first.
-            Err(Error::QemuMissing) | Err(Error::BusyboxMissing { .. }) => {}
+            Err(Error::QemuMissing { .. }) | Err(Error::BusyboxMissing { .. }) => {}
             other => panic!("unexpected: {other:?}"),
         }
     }

@@ -1,4 +1,4 @@
-//! Finding and driving `qemu-system-x86_64`.
+//! Finding and driving `qemu-system-x86_64` and `qemu-system-aarch64`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -8,17 +8,20 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::parse::BOOT;
-use crate::{Accel, Error};
-
-/// Name of the QEMU binary searched in `$PATH`.
-const QEMU_NAME: &str = "qemu-system-x86_64";
+use crate::{Accel, Arch, Error};
 
 /// Keep at most this much console output (the rest is dropped).
 const MAX_CAPTURE: usize = 64 << 20;
 
 /// Finds `qemu-system-x86_64` (`$KMLINK_QEMU` overrides the `$PATH` search).
 pub fn find_qemu() -> Result<PathBuf, Error> {
-    if let Some(p) = std::env::var_os("KMLINK_QEMU") {
+    find_qemu_for(Arch::X86_64)
+}
+
+/// Finds the QEMU system emulator for `arch` ([`Arch::qemu_program`];
+/// [`Arch::qemu_env`] overrides the `$PATH` search).
+pub fn find_qemu_for(arch: Arch) -> Result<PathBuf, Error> {
+    if let Some(p) = std::env::var_os(arch.qemu_env()) {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
@@ -26,9 +29,13 @@ pub fn find_qemu() -> Result<PathBuf, Error> {
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .map(|dir| dir.join(QEMU_NAME))
+        .map(|dir| dir.join(arch.qemu_program()))
         .find(|p| p.is_file())
-        .ok_or(Error::QemuMissing)
+        .ok_or(Error::QemuMissing {
+            program: arch.qemu_program(),
+            env: arch.qemu_env(),
+            package: arch.qemu_package(),
+        })
 }
 
 /// The drives of a UEFI Secure Boot run.
@@ -44,6 +51,8 @@ pub(crate) struct Firmware {
 /// One QEMU invocation.
 pub(crate) struct Launch<'a> {
     pub qemu: &'a Path,
+    /// Which machine and CPU.
+    pub arch: Arch,
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     /// Boot through UEFI firmware from an ESP instead of `-kernel`.
@@ -80,11 +89,16 @@ impl Launch<'_> {
             "none".into(),
             "-serial".into(),
             "stdio".into(),
-            "-serial".into(),
-            match self.kmsg_log {
+        ];
+        // arm64's virt machine has a single UART.
+        if self.arch == Arch::X86_64 {
+            a.push("-serial".into());
+            a.push(match self.kmsg_log {
                 Some(p) => format!("file:{}", p.display()),
                 None => "null".into(),
-            },
+            });
+        }
+        a.extend([
             "-monitor".into(),
             "none".into(),
             "-no-reboot".into(),
@@ -104,13 +118,17 @@ impl Launch<'_> {
                 "tcg"
             }
             .into(),
-            "-cpu".into(),
-            "max".into(),
             "-m".into(),
             self.memory_mb.max(64).to_string(),
             "-smp".into(),
             self.smp.max(1).to_string(),
-        ];
+        ]);
+        match self.arch {
+            Arch::X86_64 => a.extend(["-cpu".into(), "max".into()]),
+            Arch::Aarch64 => {
+                a.extend(["-machine", "virt", "-cpu", "max,pauth-impdef=on"].map(String::from))
+            }
+        }
         if let Some(fw) = self.firmware {
             // SMM keeps the variable store out of the guest's reach, which
             // OVMF's Secure Boot build requires.
@@ -317,12 +335,17 @@ mod tests {
     use super::*;
 
     fn launch(firmware: Option<&Firmware>) -> Vec<String> {
+        launch_for(Arch::X86_64, firmware)
+    }
+
+    fn launch_for(arch: Arch, firmware: Option<&Firmware>) -> Vec<String> {
         Launch {
             qemu: Path::new("qemu"),
+            arch,
             kernel: Path::new("/k"),
             initrd: Path::new("/i"),
             firmware,
-            kmsg_log: None,
+            kmsg_log: Some(Path::new("/run/kmsg.log")),
             append: "console=ttyS0 quiet".into(),
             memory_mb: 512,
             smp: 2,
@@ -344,6 +367,36 @@ mod tests {
         assert!(has_pair(&a, "-initrd", "/i"));
         assert!(has_pair(&a, "-append", "console=ttyS0 quiet"));
         assert!(!a.iter().any(|x| x.contains("pflash")));
+    }
+
+    #[test]
+    fn x86_64_has_a_second_serial_port_for_the_kernel_log() {
+        let a = launch(None);
+        assert!(has_pair(&a, "-serial", "stdio"));
+        assert!(has_pair(&a, "-serial", "file:/run/kmsg.log"));
+        assert!(has_pair(&a, "-cpu", "max"));
+        assert!(!a.iter().any(|x| x == "virt"));
+    }
+
+    #[test]
+    fn aarch64_boots_virt_with_fast_pointer_authentication() {
+        let a = launch_for(Arch::Aarch64, None);
+        assert!(has_pair(&a, "-machine", "virt"));
+        assert!(has_pair(&a, "-cpu", "max,pauth-impdef=on"));
+        assert!(has_pair(&a, "-accel", "tcg,thread=single"));
+        assert!(has_pair(&a, "-kernel", "/k"));
+        assert!(has_pair(&a, "-initrd", "/i"));
+        // virt has one UART: the console, and no second -serial.
+        assert_eq!(a.iter().filter(|x| *x == "-serial").count(), 1);
+        assert!(has_pair(&a, "-serial", "stdio"));
+        assert!(!has_pair(&a, "-cpu", "max"));
+    }
+
+    #[test]
+    fn qemu_program_per_architecture() {
+        assert_eq!(Arch::X86_64.qemu_program(), "qemu-system-x86_64");
+        assert_eq!(Arch::Aarch64.qemu_program(), "qemu-system-aarch64");
+        assert_eq!(Arch::Aarch64.qemu_package(), "qemu-system-arm");
     }
 
     #[test]

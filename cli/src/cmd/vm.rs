@@ -1,4 +1,7 @@
 //! `kmlink vm`: boot a kernel in QEMU, optionally with a module, run a command.
+//! An arm64 release boots in qemu-system-aarch64 with Debian's arm64
+//! busybox (fetched verified and cached, see
+//! [`kmlink_crawler::tools::busybox_arm64`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,8 +62,33 @@ pub fn sh_quote(word: &str) -> String {
     }
 }
 
+/// The guest architecture of a kernel release: the one its flavour names
+/// (`-arm64`, `-cloud-amd64`, ...), else x86-64.
+pub fn guest_arch(release: &str) -> kmlink_vm::Arch {
+    kmlink_core_module::Arch::of_release(release)
+        .and_then(|a| kmlink_vm::Arch::from_machine(a.machine()))
+        .unwrap_or(kmlink_vm::Arch::X86_64)
+}
+
+/// The busybox a guest of `arch` runs: the host's for x86-64 (`None`: the
+/// vm crate finds it), Debian's arm64 one for aarch64.
+fn guest_busybox(arch: kmlink_vm::Arch, opts: &FetchOpts) -> Result<Option<PathBuf>> {
+    match arch {
+        kmlink_vm::Arch::X86_64 => Ok(None),
+        kmlink_vm::Arch::Aarch64 => {
+            let http = kmlink_crawler::Http::new().context("setting up HTTP")?;
+            let origin = kernels::origin(opts)?;
+            kmlink_crawler::tools::busybox_arm64(&http, &kernels::cache(opts), &origin)
+                .map(Some)
+                .context("fetching Debian's busybox-static for arm64 guests")
+        }
+    }
+}
+
 /// Runs `kmlink vm`.
 pub fn run(args: VmArgs) -> Result<ExitCode> {
+    let arch = guest_arch(&args.kernel);
+    let busybox = guest_busybox(arch, &args.fetch)?;
     let vmlinuz = kernels::boot_image(&args.kernel, &args.fetch, args.evict_packages)?;
     let mut files = Vec::new();
     let mut script = String::new();
@@ -120,6 +148,8 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
     spec.timeout = Duration::from_secs(args.timeout);
     spec.memory_mb = args.memory;
     spec.smp = args.smp;
+    spec.arch = arch;
+    spec.busybox = busybox;
     let result = kmlink_vm::run(&spec).with_context(|| format!("booting {}", args.kernel))?;
     if args.serial {
         print!("{}", result.serial);
@@ -149,4 +179,26 @@ pub fn run(args: VmArgs) -> Result<ExitCode> {
         ),
         Err(_) => ExitCode::from(1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_names_the_guest_architecture() {
+        use kmlink_vm::Arch;
+        for (release, arch) in [
+            ("6.1.0-47-amd64", Arch::X86_64),
+            ("6.1.0-47-cloud-amd64", Arch::X86_64),
+            ("6.12.38+deb13-rt-amd64", Arch::X86_64),
+            ("6.1.0-47-arm64", Arch::Aarch64),
+            ("6.1.0-47-cloud-arm64", Arch::Aarch64),
+            ("7.3.4+deb13-arm64-16k", Arch::Aarch64),
+            // Releases of no known flavour boot as before.
+            ("6.8.0-31-generic", Arch::X86_64),
+        ] {
+            assert_eq!(guest_arch(release), arch, "{release}");
+        }
+    }
 }
