@@ -2,8 +2,9 @@
 /*
  * kmlink core, aarch64: the registers of struct pt_regs the kprobe backend
  * reads, current (sp_el0 holds it in the kernel) and the CPU number (the
- * task's own thread_info.cpu, so no per-CPU base register: the kernel
- * picks tpidr_el1 or tpidr_el2 at boot), and the atomic helpers.
+ * task's own, in thread_info or, before 5.16, task_struct; so no per-CPU
+ * base register: the kernel picks tpidr_el1 or tpidr_el2 at boot), and the
+ * atomic helpers.
  *
  * The atomics are the compiler's __atomic builtins, built with
  * -mno-outline-atomics: inline LL/SC loops (ldaxr/stlxr), correct on every
@@ -50,8 +51,8 @@ static inline unsigned long kml_copy_from_user(void *to, const void *from,
 KML_SLOT(regs_x0, "offsetof pt_regs.regs");
 KML_SLOT(regs_pc, "offsetof pt_regs.pc");
 /* 5.16+ keep the CPU in thread_info, the first member of task_struct
- * (6.1.0-47-arm64 BTF: offset 16). */
-KML_SLOT(task_cpu, "offsetof task_struct.thread_info.cpu");	/* u32 cpu */
+ * (6.1.0-47-arm64 BTF: offset 16); 5.10 in task_struct itself. */
+KML_SLOT(task_cpu, "offsetof task_struct.thread_info.cpu|task_struct.cpu");	/* u32 cpu */
 
 /* ---- current and the CPU number ---------------------------------------- */
 

@@ -180,14 +180,19 @@ impl PercpuRef {
 /// What the linker writes into a layout-table slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotKind {
-    /// Byte offset of a member (path through nested members); `offsetof?`:
-    /// 0 when the kernel has no such member (the core must treat 0 as
-    /// absent, so only for members that cannot sit at offset 0).
+    /// Byte offset of a member (path through nested members), the first of
+    /// `A.m|B.n|…` the kernel has (a member that moved between kernels,
+    /// e.g. arm64's CPU number: `task_struct.thread_info.cpu` from 5.16,
+    /// `task_struct.cpu` before); `offsetof?`: 0 when the kernel has none
+    /// (the core must treat 0 as absent, so only for members that cannot
+    /// sit at offset 0).
     Offsetof {
-        /// Struct or union name.
+        /// Struct or union name (of the first candidate).
         strukt: String,
-        /// Member path, dot-separated.
+        /// Member path, dot-separated (of the first candidate).
         path: String,
+        /// Further `(struct, path)` candidates, in order of preference.
+        alternatives: Vec<(String, String)>,
         /// Whether the member may be absent.
         optional: bool,
     },
@@ -242,13 +247,22 @@ pub enum SlotKind {
 }
 
 impl SlotKind {
-    /// The key under which a kernel record stores this fact, if it is a
-    /// layout fact (`offsetof:task_struct.pid`, `sizeof:proc_ops`).
-    pub fn layout_key(&self) -> Option<String> {
+    /// The keys under which a kernel record stores this fact, if it is a
+    /// layout fact (`offsetof:task_struct.pid`, `sizeof:proc_ops`), one per
+    /// candidate, preferred first; empty for other kinds.
+    pub fn layout_keys(&self) -> Vec<String> {
         match self {
-            SlotKind::Offsetof { strukt, path, .. } => Some(format!("offsetof:{strukt}.{path}")),
-            SlotKind::Sizeof { strukt, .. } => Some(format!("sizeof:{strukt}")),
-            _ => None,
+            SlotKind::Offsetof {
+                strukt,
+                path,
+                alternatives,
+                ..
+            } => std::iter::once((strukt, path))
+                .chain(alternatives.iter().map(|(s, p)| (s, p)))
+                .map(|(s, p)| format!("offsetof:{s}.{p}"))
+                .collect(),
+            SlotKind::Sizeof { strukt, .. } => vec![format!("sizeof:{strukt}")],
+            _ => Vec::new(),
         }
     }
 }
@@ -395,9 +409,7 @@ impl Manifest {
     pub fn layout_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         for slot in &self.slots {
-            if let Some(k) = slot.kind.layout_key() {
-                keys.push(k);
-            }
+            keys.extend(slot.kind.layout_keys());
             match &slot.kind {
                 SlotKind::Percpu { candidates } => {
                     keys.extend(candidates.iter().filter_map(PercpuRef::offset_key));
@@ -472,10 +484,12 @@ fn split_member(spec: &str) -> Result<(String, String), String> {
 fn parse_slot(kind: &str, spec: &str) -> Result<SlotKind, String> {
     Ok(match kind {
         "offsetof" | "offsetof?" => {
-            let (strukt, path) = split_member(spec)?;
+            let mut members = spec.split('|').map(split_member);
+            let (strukt, path) = members.next().unwrap_or_else(|| split_member(spec))?;
             SlotKind::Offsetof {
                 strukt,
                 path,
+                alternatives: members.collect::<Result<_, _>>()?,
                 optional: kind == "offsetof?",
             }
         }
@@ -576,6 +590,18 @@ mod tests {
     fn bad_entries_are_named() {
         let mut m = Manifest::default();
         assert!(m.add("slot x offsetof nodot").is_err());
+        assert!(m.add("slot x offsetof a.b|nodot").is_err());
+        m.add("slot kml_slot_cpu offsetof task_struct.thread_info.cpu|task_struct.cpu")
+            .expect("two candidates");
+        assert_eq!(
+            m.slots[0].kind.layout_keys(),
+            [
+                "offsetof:task_struct.thread_info.cpu",
+                "offsetof:task_struct.cpu"
+            ]
+        );
+        let keys = m.layout_keys();
+        assert!(keys.contains(&"offsetof:task_struct.cpu".to_string()));
         assert!(m.add("slot x tparg kmalloc.ptr").is_err());
         assert!(m.add("frobnicate").is_err());
         assert!(m.add("probe kmalloc six").is_err());

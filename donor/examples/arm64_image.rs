@@ -1,9 +1,10 @@
 //! Reads the facts kmlink finds by content in an arm64 `vmlinuz` (a raw
 //! Image): the banner, the BTF blob, and from BTF the layouts the arm64 core
-//! and module loader depend on.
+//! and module loader depend on; the export table, compared with
+//! `Module.symvers` (vmlinux entries) when one is given.
 //!
 //! ```text
-//! cargo run -p kmlink-donor --example arm64_image -- ~/.cache/kmlink/kernels/6.1.0-47-arm64/boot/vmlinuz-6.1.0-47-arm64
+//! cargo run -p kmlink-donor --example arm64_image -- ~/.cache/kmlink/kernels/6.1.0-47-arm64/boot/vmlinuz-6.1.0-47-arm64 [Module.symvers]
 //! ```
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use kmlink_donor::btf::Btf;
 
 fn main() -> ExitCode {
     let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: arm64_image VMLINUZ");
+        eprintln!("usage: arm64_image VMLINUZ [MODULE.SYMVERS]");
         return ExitCode::from(2);
     };
     let run = || -> Result<(), String> {
@@ -36,9 +37,54 @@ fn main() -> ExitCode {
             ("task_struct", "cpu"),
             ("task_struct", "thread_info.cpu"),
             ("task_struct", "tgid"),
+            ("mod_arch_specific", "core"),
+            ("mod_arch_specific", "init"),
+            ("mod_arch_specific", "ftrace_trampolines"),
+            ("mod_arch_specific", "init_ftrace_trampolines"),
         ] {
             let off = btf.member_offset(s, m).map_err(|e| e.to_string())?;
             println!("offsetof {s}.{m}: {off:?}");
+        }
+        let t = img.export_table().map_err(|e| e.to_string())?;
+        println!(
+            "exports: {} at {:#x} ({} + {:?} GPL-only table), kflagstab {:?}, kcrctab {:?}, strings {:#x}",
+            t.exports.len(),
+            t.ksymtab,
+            t.entries,
+            t.gpl_entries,
+            t.kflagstab.map(|o| format!("{o:#x}")),
+            t.kcrctab.map(|o| format!("{o:#x}")),
+            t.strings
+        );
+        if let Some(symvers) = std::env::args().nth(2) {
+            let text = std::fs::read_to_string(&symvers).map_err(|e| format!("{symvers}: {e}"))?;
+            let listed = kmlink_donor::symvers::parse(&text).map_err(|e| e.to_string())?;
+            let mine: std::collections::BTreeMap<_, _> =
+                t.exports.iter().map(|e| (e.name.as_str(), e)).collect();
+            let (mut same, mut differ) = (0, 0);
+            let theirs: Vec<_> = listed.iter().filter(|s| s.owner == "vmlinux").collect();
+            for s in &theirs {
+                match mine.get(s.name.as_str()) {
+                    Some(m)
+                        if m.gpl == s.gpl
+                            && m.namespace == s.namespace
+                            && m.crc.unwrap_or(0) == s.crc.unwrap_or(0) =>
+                    {
+                        same += 1
+                    }
+                    other => {
+                        differ += 1;
+                        if differ <= 5 {
+                            println!("differs: {s:?} vs image {other:?}");
+                        }
+                    }
+                }
+            }
+            println!(
+                "Module.symvers: {} vmlinux entries, {same} equal, {differ} differ; image has {}",
+                theirs.len(),
+                t.exports.len()
+            );
         }
         Ok(())
     };

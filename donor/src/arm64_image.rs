@@ -4,14 +4,16 @@
 //! section table, so the facts an x86 `vmlinux` gives by section name are
 //! found by content: the `.BTF` blob by its header (magic 0xeb9f, version 1,
 //! header length 24, then offsets and lengths of the type and string parts),
-//! checked by parsing it, and the banner as in [`crate::vmlinux`]. The
-//! export table is not read here: `Module.symvers` carries the exports.
+//! checked by parsing it, the banner as in [`crate::vmlinux`], and the
+//! export table by its shape ([`crate::arm64_exports`]).
 
 use crate::btf::Btf;
 use crate::Error;
 
 /// Offset of the arm64 Image header's magic.
 const MAGIC_OFFSET: usize = 0x38;
+/// Offset of the header's `image_size` (u64 LE).
+const IMAGE_SIZE_OFFSET: usize = 16;
 /// `ARM\x64`, little-endian u32 0x644d5241.
 const MAGIC: &[u8; 4] = b"ARM\x64";
 /// The first 8 bytes of a little-endian BTF header: magic 0xeb9f, version 1,
@@ -69,6 +71,28 @@ impl<'a> Arm64Image<'a> {
         best.ok_or_else(|| Error::NotFound {
             what: "a .BTF blob (header 9f eb 01 00 18 00 00 00) in the arm64 Image".into(),
         })
+    }
+
+    /// The kernel's own export table (`__ksymtab*`, `__kflagstab`,
+    /// `__kcrctab*`), found by content.
+    pub fn export_table(&self) -> Result<crate::arm64_exports::RawExportTable, Error> {
+        crate::arm64_exports::read(self.data, self.image_size())
+    }
+
+    /// The exports of [`Self::export_table`], owner `vmlinux`, in table order.
+    pub fn exports(&self) -> Result<Vec<crate::Export>, Error> {
+        Ok(self.export_table()?.exports)
+    }
+
+    /// The header's `image_size` (the kernel's size in memory, bss
+    /// included; 0 in very old Images).
+    fn image_size(&self) -> usize {
+        self.data
+            .get(IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(0)
     }
 
     /// The `linux_banner` string.

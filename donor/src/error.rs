@@ -24,6 +24,15 @@ pub enum Error {
         /// File offset involved.
         offset: u64,
     },
+    /// The contents of a raw arm64 Image, found by content (no section
+    /// table), do not have the shape the kernel's linker script gives them.
+    #[error("arm64 Image: {what} (at offset {offset:#x})")]
+    Arm64Image {
+        /// What is wrong.
+        what: String,
+        /// File offset involved.
+        offset: u64,
+    },
     /// The compressed payload's magic matches no known codec.
     #[error("unknown compression (magic {magic}) in {context}")]
     UnknownCodec {

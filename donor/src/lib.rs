@@ -20,6 +20,7 @@
 //! panicking.
 #![deny(missing_docs)]
 
+pub mod arm64_exports;
 pub mod arm64_image;
 pub mod btf;
 pub mod bzimage;

@@ -108,11 +108,12 @@ fn resolve_slot(
     let release = &record.identity.release;
     match kind {
         SlotKind::Offsetof { optional, .. } | SlotKind::Sizeof { optional, .. } => {
-            let key = kind.layout_key().unwrap_or_default();
-            match record.layouts.get(&key) {
+            // The first candidate the kernel has.
+            let keys = kind.layout_keys();
+            match keys.iter().find_map(|k| record.layouts.get(k)) {
                 Some(v) => Ok(SlotValue::Const(*v)),
                 None if *optional => Ok(SlotValue::Const(0)),
-                None => Ok(SlotValue::Const(layout(record, &key, symbol)?)),
+                None => Ok(SlotValue::Const(layout(record, &keys.join("|"), symbol)?)),
             }
         }
         SlotKind::Percpu { candidates } => {

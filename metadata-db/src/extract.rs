@@ -217,7 +217,8 @@ pub fn has_modules(modules_dir: &Path) -> bool {
 /// The module loader's own `vermagic` string (`VERMAGIC_STRING`, e.g.
 /// `"6.1.0-47-amd64 SMP preempt mod_unload modversions "`) found in an
 /// uncompressed vmlinux image: a NUL-delimited string that starts with
-/// `"<release> "`, ends with a space and whose words are vermagic words
+/// `"<release> "`, ends with a space (x86) or an architecture word (arm64:
+/// `"... mod_unload aarch64"`) and whose words are vermagic words
 /// (`SMP`, `preempt`, `mod_unload`, `modversions`, ...). The image's
 /// `.rodata` is searched when it has one, else all of `image`. Every
 /// matching string must be the same; `None` when there is none.
@@ -261,7 +262,7 @@ pub fn find_vermagic(release: &str, image: &[u8]) -> Result<Option<String>, Stri
     Ok(found)
 }
 
-/// Words `VERMAGIC_STRING` is made of after the release (x86).
+/// Words `VERMAGIC_STRING` is made of after the release.
 const VERMAGIC_WORDS: &[&str] = &[
     "SMP",
     "preempt",
@@ -271,11 +272,18 @@ const VERMAGIC_WORDS: &[&str] = &[
     "modversions",
 ];
 
+/// `MODULE_ARCH_VERMAGIC` words that end a vermagic string (x86 has none:
+/// its vermagic ends in a space).
+const VERMAGIC_ARCH_WORDS: &[&str] = &["aarch64"];
+
 fn is_vermagic(release: &str, s: &str) -> bool {
     let Some(rest) = s.strip_prefix(release).and_then(|r| r.strip_prefix(' ')) else {
         return false;
     };
-    if !rest.ends_with(' ') {
+    let ends_with_arch = VERMAGIC_ARCH_WORDS
+        .iter()
+        .any(|w| rest.strip_suffix(w).is_some_and(|r| r.ends_with(' ')));
+    if !rest.ends_with(' ') && !ends_with_arch {
         return false;
     }
     let words: Vec<&str> = rest.split_whitespace().collect();
@@ -385,7 +393,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     // A stock module: vermagic, struct module section, conventions. Without
     // any module (the archive dropped the kernel's modules package), the
     // image's vermagic and BTF alone.
-    let loader = if has_modules(&art.modules_dir) {
+    let mut loader = if has_modules(&art.modules_dir) {
         loader_from_stock_module(&cx, &btf, config.as_ref(), &image_vermagic, &mut provenance)?
     } else {
         let image_crcs = image_has_crcs(&image, &exports);
@@ -398,6 +406,18 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         };
         loader_from_image(&cx, from, &mut provenance)?
     };
+    if image.arch == kmlink_core_module::Arch::Aarch64 {
+        arm64_loader_sections(&cx, &btf, &mut loader, &mut provenance)?;
+    }
+    // A kernel that checks symbol versions must give them: otherwise every
+    // module linked from this record would be refused.
+    if loader.conventions.modversions && !image_has_crcs(&image, &exports) {
+        return Err(cx.disagree(
+            "symbol versions",
+            ("module loader", "modversions".into()),
+            ("image export table".into(), "no CRCs".into()),
+        ));
+    }
     let core = core_facts(&cx, &btf, &image, manifest, &mut provenance)?;
     let record = KernelRecord::assemble(
         Identity {
@@ -471,7 +491,7 @@ impl Cx<'_> {
 
 /// A kernel image as extraction reads it. x86: a bzImage carrying the
 /// vmlinux ELF. arm64: the raw Image itself, without a section table (BTF
-/// and banner found by content, the exports from Module.symvers).
+/// banner and export table found by content).
 struct KernelImage<'a> {
     /// x86's vmlinux.
     vmlinux: Option<Vmlinux<'a>>,
@@ -562,47 +582,35 @@ fn image_build_string(cx: &Cx<'_>, image: &KernelImage<'_>) -> Result<String, Ex
     Ok(build)
 }
 
-/// Exports and CRCs, from the image's own tables (arm64: Module.symvers),
-/// checked against Module.symvers when the archive has it.
+/// Exports and CRCs, from the image's own tables (an x86 vmlinux's
+/// sections by name; a raw arm64 Image's found by content), checked against
+/// Module.symvers when the archive has it.
 fn image_exports(
     cx: &Cx<'_>,
     image: &KernelImage<'_>,
     provenance: &mut BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Export>, ExtractError> {
     let art = cx.art;
-    let own_exports = match &image.vmlinux {
-        Some(v) => v
-            .exports()
-            .map_err(cx.donor("vmlinux export tables".into()))?,
-        None => {
-            let path = art.symvers.as_ref().ok_or_else(|| {
-                cx.missing(
-                    "Module.symvers (linux-headers): the arm64 Image has no export table kmlink reads"
-                        .into(),
-                )
-            })?;
-            let text = std::fs::read_to_string(path).map_err(cx.io(path))?;
-            symvers::parse(&text)
-                .map_err(cx.donor(format!("{}", path.display())))?
-                .into_iter()
-                .filter(|s| s.owner == "vmlinux")
-                .collect()
-        }
+    let (own_exports, source) = match (&image.vmlinux, &image.raw) {
+        (Some(v), _) => (
+            v.exports()
+                .map_err(cx.donor("vmlinux export tables".into()))?,
+            "vmlinux __ksymtab/__kcrctab",
+        ),
+        (None, Some(r)) => (
+            r.exports()
+                .map_err(cx.donor("arm64 Image export table".into()))?,
+            "arm64 Image __ksymtab/__kcrctab (found by content)",
+        ),
+        (None, None) => return Err(cx.missing("no kernel image".into())),
     };
     let exports = crate::record::exports_of(own_exports);
-    provenance.insert(
-        "exports".to_string(),
-        match &image.vmlinux {
-            Some(_) => "vmlinux __ksymtab/__kcrctab",
-            None => "Module.symvers (vmlinux entries; the arm64 Image has no section table)",
-        }
-        .to_string(),
-    );
-    if let (Some(path), Some(_)) = (&art.symvers, &image.vmlinux) {
+    provenance.insert("exports".to_string(), source.to_string());
+    if let Some(path) = &art.symvers {
         let checked = check_symvers(cx, path, &exports)?;
         provenance.insert(
             "exports".into(),
-            format!("vmlinux __ksymtab/__kcrctab, {checked} checked against Module.symvers"),
+            format!("{source}, {checked} checked against Module.symvers"),
         );
     }
     Ok(exports)
@@ -733,6 +741,58 @@ fn loader_from_stock_module(
     })
 }
 
+/// The placeholder sections the arm64 module loader sizes at load time
+/// ([`crate::record::LOADER_SECTIONS`]), from the kernel's own
+/// `struct mod_arch_specific` in BTF: `core` and `init` PLTs (`.plt`,
+/// `.init.plt`), `ftrace_trampolines` (`.text.ftrace_trampoline`) and, from
+/// 6.x on, `init_ftrace_trampolines` (`.init.text.ftrace_trampoline`). Held
+/// to a stock module's sections when there is one; the only source for a
+/// kernel whose archive lost its modules.
+fn arm64_loader_sections(
+    cx: &Cx<'_>,
+    btf: &Btf,
+    loader: &mut LoaderFacts,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<(), ExtractError> {
+    const BY_MEMBER: [(&str, &str); 4] = [
+        ("core", ".plt"),
+        ("init", ".init.plt"),
+        ("ftrace_trampolines", ".text.ftrace_trampoline"),
+        ("init_ftrace_trampolines", ".init.text.ftrace_trampoline"),
+    ];
+    let mut from_btf = Vec::new();
+    for (member, section) in BY_MEMBER {
+        let has = btf
+            .member_offset("mod_arch_specific", member)
+            .map_err(cx.donor("BTF struct mod_arch_specific".into()))?
+            .is_some();
+        if has {
+            from_btf.push(section.to_string());
+        }
+    }
+    if from_btf.len() < 2 {
+        return Err(cx.missing(
+            "BTF struct mod_arch_specific without the core and init PLTs the arm64 module loader sizes"
+                .into(),
+        ));
+    }
+    let have = &mut loader.conventions.loader_sections;
+    if have.is_empty() {
+        *have = from_btf;
+        provenance.insert(
+            "loader_sections".into(),
+            "BTF struct mod_arch_specific (no stock module)".into(),
+        );
+    } else if *have != from_btf {
+        return Err(cx.disagree(
+            "arm64 module loader sections",
+            ("stock module", have.join(" ")),
+            ("BTF struct mod_arch_specific".into(), from_btf.join(" ")),
+        ));
+    }
+    Ok(())
+}
+
 /// What a kernel without any module shows of what its modules must be.
 struct ImageOnly<'a> {
     btf: &'a Btf,
@@ -824,7 +884,13 @@ fn core_facts(
 ) -> Result<CoreFacts, ExtractError> {
     let mut core = btf_facts(&cx.art.release, btf, manifest)?;
     provenance.insert("layouts".into(), "vmlinux .BTF".into());
-    if !btf.has_percpu_datasec() {
+    // Only a core that reads per-CPU variables (x86's) needs them placed;
+    // arm64's reads the CPU from thread_info.
+    let wants_percpu = manifest
+        .layout_keys()
+        .iter()
+        .any(|k| k.starts_with("percpu:"));
+    if wants_percpu && !btf.has_percpu_datasec() {
         let pcpu = match &image.vmlinux {
             Some(v) => v
                 .percpu_exports()
@@ -1224,6 +1290,14 @@ mod tests {
                 .unwrap()
                 .as_deref(),
             Some("7.3.4+deb13-amd64 SMP preempt mod_unload ")
+        );
+        // arm64: the architecture word ends it, without a trailing space;
+        // a word after it is no vermagic.
+        let arm = b"\0x\x007.1.13+deb13-arm64 SMP preempt mod_unload aarch64\0\
+            7.1.13+deb13-arm64 SMP mod_unload aarch64 x\0";
+        assert_eq!(
+            find_vermagic("7.1.13+deb13-arm64", arm).unwrap().as_deref(),
+            Some("7.1.13+deb13-arm64 SMP preempt mod_unload aarch64")
         );
         // None at all; and a string at the very start (no NUL before it)
         // is not taken.
