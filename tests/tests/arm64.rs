@@ -1,7 +1,9 @@
 //! The monitor on arm64 Debian kernels: `kmlink build --from-packages`
-//! links the aarch64 core for bookworm's 6.1.0-47-arm64 (4 KiB pages) and
-//! for trixie-backports' 7.3.4+deb13-arm64-16k (16 KiB pages, unversioned,
-//! PREEMPT); in qemu-system-aarch64 (virt, TCG) with Debian's arm64
+//! links the aarch64 core for bookworm's 6.1.0-47-arm64 (4 KiB pages), for
+//! trixie-backports' 7.3.4+deb13-arm64-16k (16 KiB pages, unversioned,
+//! PREEMPT) and for bullseye's 5.10.0-30-arm64 (the CPU number in
+//! `task_struct`, not `thread_info`; the 5.10 kmem tracepoints; an export
+//! table that lists some names twice); in qemu-system-aarch64 (virt, TCG) with Debian's arm64
 //! busybox the module loads, taints exactly O|E, counts a busybox
 //! workload's allocations as the kernel's own kmem tracepoint events do,
 //! and unloads cleanly. Both kernels come from the verified archive indexes
@@ -17,6 +19,8 @@ use kmlink_tests::{arm64, build_from_packages, kmlink_ok};
 
 /// Bookworm's arm64 kernel: 4 KiB pages, modversions.
 const BOOKWORM: &str = "6.1.0-47-arm64";
+/// Bullseye's arm64 kernel (its main suite, so its packages stay).
+const BULLSEYE: &str = "5.10.0-30-arm64";
 /// The newest arm64 kernel in the archive, in its 16 KiB-page flavour.
 const NEWEST_16K: &str = "7.3.4+deb13-arm64-16k";
 
@@ -38,6 +42,10 @@ echo > $T/trace
 for e in kmem/kmalloc kmem/kmem_cache_alloc kmem/kfree kmem/kmem_cache_free kmem/mm_page_alloc; do
   echo 1 > $T/events/$e/enable || exit 20
 done
+# 5.10: the _node allocations are events of their own.
+for e in kmem/kmalloc_node kmem/kmem_cache_alloc_node; do
+  [ ! -d $T/events/$e ] || echo 1 > $T/events/$e/enable || exit 20
+done
 dmesg -c > /dev/null
 insmod /kmlink.ko; r=$?; echo "@@INSMOD $r"
 [ $r = 0 ] || { dmesg; exit 22; }
@@ -53,8 +61,8 @@ echo 0 > $T/tracing_on
 cat /proc/kmlink/stats > /tmp/stats
 "#,
     kmlink_tests::trace_of_pid_sh!(),
-    r#"km=$(grep -c ' kmalloc: ' /tmp/mine)
-kca=$(grep -c ' kmem_cache_alloc: ' /tmp/mine)
+    r#"km=$(grep -c -E ' kmalloc(_node)?: ' /tmp/mine)
+kca=$(grep -c -E ' kmem_cache_alloc(_node)?: ' /tmp/mine)
 # Page allocations that succeeded, and their size in pages (2^order each).
 pa=$(awk '/ mm_page_alloc: / && !/page=0000000000000000/ && !/page=\(null\)/ {
   o = $0; sub(/.* order=/, "", o); sub(/ .*/, "", o); n++
@@ -267,4 +275,16 @@ fn arm64_16k_monitor_tracepoint() {
 #[ignore = "boots real kernels in QEMU"]
 fn arm64_16k_monitor_kprobe() {
     run(NEWEST_16K, 16384, Backend::Kprobe);
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn arm64_5_10_monitor_tracepoint() {
+    run(BULLSEYE, 4096, Backend::Tracepoint);
+}
+
+#[test]
+#[ignore = "boots real kernels in QEMU"]
+fn arm64_5_10_monitor_kprobe() {
+    run(BULLSEYE, 4096, Backend::Kprobe);
 }
