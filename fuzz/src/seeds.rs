@@ -323,6 +323,57 @@ pub fn btf() -> Vec<u8> {
     out
 }
 
+/// Raw arm64 Images: the header's magic, a BTF blob, a banner, then an
+/// export table of 1000 entries (the fewest the reader accepts) with its
+/// strings, in 6.x's layout (two tables, CRCs) and 7.x's (`__kflagstab`,
+/// no CRCs).
+pub fn arm64_images() -> Vec<Vec<u8>> {
+    const N: usize = 1000;
+    [true, false]
+        .into_iter()
+        .map(|six| {
+            let mut img = vec![0u8; 64];
+            img[0x38..0x3c].copy_from_slice(b"ARM\x64");
+            img.extend_from_slice(&btf());
+            img.extend_from_slice(b"\0Linux version 6.1.0-47-arm64 (x) #1 SMP Debian\n\0");
+            while !img.len().is_multiple_of(4) {
+                img.push(0);
+            }
+            let tab = img.len();
+            let after = tab + 12 * N + if six { 0 } else { N };
+            let crcs = after.next_multiple_of(4);
+            let strings = if six { crcs + 4 * N } else { after };
+            img.resize(strings, 0);
+            // Names sorted within each table: 6.x's second half is GPL-only.
+            for i in 0..N {
+                let at = tab + 12 * i;
+                let name = strings + (img.len() - strings);
+                img.extend_from_slice(format!("s{i:04}\0").as_bytes());
+                let value = 0x40i64 - at as i64;
+                let rel = name as i64 - (at + 4) as i64;
+                img[at..at + 4].copy_from_slice(&(value as i32).to_le_bytes());
+                img[at + 4..at + 8].copy_from_slice(&(rel as i32).to_le_bytes());
+                if six {
+                    let c = crcs + 4 * i;
+                    img[c..c + 4].copy_from_slice(&(0x1000 + i as u32).to_le_bytes());
+                } else {
+                    img[after - N + i] = u8::from(i.is_multiple_of(2));
+                }
+            }
+            if six {
+                // Two sorted runs: the second half's names restart at s0000.
+                for i in N / 2..N {
+                    let at = tab + 12 * i;
+                    let target = strings + 6 * (i - N / 2);
+                    let rel = target as i64 - (at + 4) as i64;
+                    img[at + 4..at + 8].copy_from_slice(&(rel as i32).to_le_bytes());
+                }
+            }
+            img
+        })
+        .collect()
+}
+
 /// Text seeds by target.
 pub fn text(kind: &str) -> Vec<Vec<u8>> {
     let v: Vec<&str> = match kind {

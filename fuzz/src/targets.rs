@@ -82,6 +82,17 @@ fn vmlinux(data: &[u8]) {
     }
 }
 
+fn arm64_image(data: &[u8]) {
+    let Ok(i) = kmlink_donor::arm64_image::Arm64Image::parse(data) else {
+        return;
+    };
+    let _ = i.banner();
+    let _ = i.export_table();
+    if let Ok(b) = i.btf() {
+        btf(b);
+    }
+}
+
 fn btf(data: &[u8]) {
     use kmlink_donor::btf::{Btf, BtfTypeId};
     let Ok(b) = Btf::parse(data) else { return };
@@ -275,6 +286,13 @@ pub fn targets() -> Vec<Target> {
             run: vmlinux,
             seeds: elfs,
             max_len: 128 << 10,
+        },
+        Target {
+            name: "arm64-image",
+            what: "donor raw arm64 Image: banner, .BTF and export table found by content",
+            run: arm64_image,
+            seeds: seeds::arm64_images,
+            max_len: 64 << 10,
         },
         Target {
             name: "btf",

@@ -80,3 +80,23 @@ fn tempfile_dir() -> std::path::PathBuf {
         N.fetch_add(1, Ordering::SeqCst)
     ))
 }
+
+/// The arm64-image seeds reach the whole export-table reader: both parse,
+/// one with a GPL-only second table and CRCs, one with `__kflagstab`.
+#[test]
+fn arm64_seeds_hold_export_tables() {
+    let seeds = kmlink_fuzz::seeds::arm64_images();
+    let tables: Vec<_> = seeds
+        .iter()
+        .map(|s| {
+            kmlink_donor::arm64_image::Arm64Image::parse(s)
+                .unwrap()
+                .export_table()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(tables[0].gpl_entries, Some(500));
+    assert!(tables[0].kcrctab.is_some());
+    assert!(tables[1].kflagstab.is_some() && tables[1].kcrctab.is_none());
+    assert_eq!(tables[1].exports.iter().filter(|e| e.gpl).count(), 500);
+}
