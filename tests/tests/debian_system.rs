@@ -2,8 +2,9 @@
 //! disk image built from Debian packages only (`scripts/debian-image`),
 //! booted under QEMU (TCG) from its own kernels and initrds, the same disk
 //! through every boot of the scenario, with the real kmlink package
-//! (`scripts/package`, built by the test; `$KMLINK_TEST_DEB` names one
-//! built before):
+//! (`scripts/package`, built by the test: a release build, or with
+//! `KMLINK_TEST_PACKAGE_ARGS=--debug` the same package of the dev-profile
+//! binary; `$KMLINK_TEST_DEB` names one built before):
 //!
 //! 1. boot 1, kernel A (6.1.0-47-amd64): `dpkg -i` the kmlink package (its
 //!    postinst prebuilds the monitor for A), `systemctl enable kmlink`;
@@ -24,7 +25,12 @@
 //!    purge → nothing is left.
 //!
 //! `installed_debian_system_boot_path_on_one_kernel` is steps 1 and 3 on
-//! kernel A alone (two boots; scripts/test runs it). The Secure Boot variant
+//! kernel A alone (two boots); scripts/test runs it (the other tests of
+//! this file are scripts/debian-system's) with
+//! `KMLINK_TEST_PACKAGE_ARGS=--debug`: the package of the binary the suite
+//! has just built, so CI needs no release build; the package is otherwise
+//! the release one. A missing prerequisite fails it under `CI=true`
+//! (`kmlink_testkit::missing`). The Secure Boot variant
 //! (`installed_debian_system_secure_boot`) boots through OVMF, shim and
 //! GRUB with a MOK enrolled and the key configured: every module signed.
 //!
@@ -84,6 +90,7 @@ fn missing_prerequisite() -> Option<String> {
         ("mkfs.ext4", "e2fsprogs"),
         ("debugfs", "e2fsprogs"),
         ("dpkg-deb", "dpkg"),
+        ("strip", "binutils"),
         ("qemu-system-x86_64", "qemu-system-x86"),
     ] {
         if !has(tool) {
@@ -150,7 +157,9 @@ fn kernel_b_package(dir: &Path) -> PathBuf {
 }
 
 /// The kmlink package: `scripts/package`'s `kmlink_<version>_<arch>.deb`
-/// (a release build), or `$KMLINK_TEST_DEB`, the path of a package built
+/// (a release build; `$KMLINK_TEST_PACKAGE_ARGS`, split at whitespace, are
+/// passed to the script: `--debug` packages the dev-profile binary, as
+/// scripts/test does), or `$KMLINK_TEST_DEB`, the path of a package built
 /// before (the same script's output on another machine).
 fn kmlink_package(dir: &Path) -> PathBuf {
     if let Some(path) = std::env::var("KMLINK_TEST_DEB")
@@ -165,8 +174,9 @@ fn kmlink_package(dir: &Path) -> PathBuf {
         std::fs::copy(&path, &to).unwrap_or_else(|e| panic!("KMLINK_TEST_DEB={path}: {e}"));
         return to;
     }
+    let args = std::env::var("KMLINK_TEST_PACKAGE_ARGS").unwrap_or_default();
     let t = Instant::now();
-    let out = run(&mut Command::new(workspace().join("scripts/package")));
+    let out = run(Command::new(workspace().join("scripts/package")).args(args.split_whitespace()));
     let deb = out
         .lines()
         .rev()
@@ -174,7 +184,7 @@ fn kmlink_package(dir: &Path) -> PathBuf {
         .find(|p| is_kmlink_deb(p) && p.is_file())
         .unwrap_or_else(|| panic!("scripts/package printed no kmlink_*.deb:\n{out}"));
     eprintln!(
-        "scripts/package: {} in {:.0} s",
+        "scripts/package {args}: {} in {:.0} s",
         deb.display(),
         t.elapsed().as_secs_f64()
     );
@@ -190,17 +200,49 @@ fn is_kmlink_deb(p: &Path) -> bool {
         .is_some_and(|n| n.starts_with("kmlink_") && n.ends_with(".deb"))
 }
 
+/// What every test of this file starts from: its prerequisites checked, a
+/// work directory, the kmlink package in it, a private copy of the image.
+struct Start {
+    work: tempfile::TempDir,
+    kmlink_deb: PathBuf,
+    scenario: Scenario,
+}
+
+impl Start {
+    /// `None` when a prerequisite is missing: the test passes with a
+    /// `SKIPPED` line, or fails under CI (`kmlink_testkit::missing`).
+    #[track_caller]
+    fn new() -> Option<Start> {
+        if let Some(what) = missing_prerequisite() {
+            kmlink_testkit::missing(&what);
+            return None;
+        }
+        let started = Instant::now();
+        let work = tempfile::tempdir().expect("tempdir");
+        let image = debian_image();
+        let kmlink_deb = kmlink_package(work.path());
+        let scenario = Scenario::new(&image, started);
+        Some(Start {
+            work,
+            kmlink_deb,
+            scenario,
+        })
+    }
+}
+
 /// One scenario: a private copy of the image, booted step after step.
 struct Scenario {
     disk: PathBuf,
     _dir: tempfile::TempDir,
     timings: Vec<String>,
+    /// When the test started (the image and the package included).
+    started: Instant,
     /// Boot through OVMF, shim and GRUB with Secure Boot on.
     secure_boot: Option<SecureBoot>,
 }
 
 impl Scenario {
-    fn new(image: &Path) -> Self {
+    fn new(image: &Path, started: Instant) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("kmlink-debian-")
             .tempdir()
@@ -215,8 +257,18 @@ impl Scenario {
             disk,
             _dir: dir,
             timings: Vec::new(),
+            started,
             secure_boot: None,
         }
+    }
+
+    /// The boots' timings and the test's total, on stderr.
+    fn summary(&self, what: &str) {
+        eprintln!(
+            "{what}: {}\ntotal {:.0} s",
+            self.timings.join("\n"),
+            self.started.elapsed().as_secs_f64()
+        );
     }
 
     /// Boots the newest kernel of the disk with `script` as the step and
@@ -504,18 +556,19 @@ echo "@@K dpkg_known_after_purge=$(dpkg-query -W kmlink >/dev/null 2>&1 && echo 
 #[test]
 #[ignore = "builds a Debian image and boots it three times under QEMU (minutes)"]
 fn installed_debian_system_install_upgrade_boot_remove() {
-    if let Some(what) = missing_prerequisite() {
-        return kmlink_testkit::missing(&what);
-    }
-    let total = Instant::now();
-    let work = tempfile::tempdir().expect("tempdir");
-    let image = debian_image();
-    let kmlink_deb = kmlink_package(work.path());
-    let kernel_b = kernel_b_package(work.path());
-    let mut s = Scenario::new(&image);
+    let Some(mut start) = Start::new() else {
+        return;
+    };
+    let s = &mut start.scenario;
+    let kernel_b = kernel_b_package(start.work.path());
 
     // 1. install kmlink on kernel A, enable the unit.
-    let r1 = s.boot("boot 1", STEP1, &[&kmlink_deb], Duration::from_secs(900));
+    let r1 = s.boot(
+        "boot 1",
+        STEP1,
+        &[&start.kmlink_deb],
+        Duration::from_secs(900),
+    );
     assert_eq!(r1.release, KERNEL_A, "the image boots kernel A");
     assert_eq!(must(&r1.output, "enabled"), "enabled");
 
@@ -633,11 +686,7 @@ fn installed_debian_system_install_upgrade_boot_remove() {
     );
     assert_eq!(must(&r3.output, "dpkg_known_after_purge"), "no");
 
-    eprintln!(
-        "scenario: {}\ntotal {:.0} s",
-        s.timings.join("\n"),
-        total.elapsed().as_secs_f64()
-    );
+    s.summary("scenario");
 }
 
 /// The boot path alone, for CI: kernel A only, two boots. Install and
@@ -648,18 +697,19 @@ fn installed_debian_system_install_upgrade_boot_remove() {
 #[test]
 #[ignore = "builds a Debian image and boots it twice under QEMU (minutes)"]
 fn installed_debian_system_boot_path_on_one_kernel() {
-    if let Some(what) = missing_prerequisite() {
-        return kmlink_testkit::missing(&what);
-    }
-    let total = Instant::now();
-    let work = tempfile::tempdir().expect("tempdir");
-    let image = debian_image();
-    let kmlink_deb = kmlink_package(work.path());
-    let mut s = Scenario::new(&image);
+    let Some(mut start) = Start::new() else {
+        return;
+    };
+    let s = &mut start.scenario;
     let step1 = format!(
         "{STEP1}\n/etc/kernel/postinst.d/kmlink {KERNEL_A} /boot/vmlinuz-{KERNEL_A} 2>&1 | sed 's/^/hook: /'\n"
     );
-    let r1 = s.boot("boot 1", &step1, &[&kmlink_deb], Duration::from_secs(900));
+    let r1 = s.boot(
+        "boot 1",
+        &step1,
+        &[&start.kmlink_deb],
+        Duration::from_secs(900),
+    );
     assert_eq!(r1.release, KERNEL_A);
     assert_eq!(must(&r1.output, "enabled"), "enabled");
     assert!(
@@ -686,11 +736,7 @@ fn installed_debian_system_boot_path_on_one_kernel() {
         "{KERNEL_A}: monitor = kmem tracepoints for pid {}: allocations {}, frees {}, page allocations {}",
         a.pid, a.allocs.0, a.frees.0, a.pages.0
     );
-    eprintln!(
-        "boot path: {}\ntotal {:.0} s",
-        s.timings.join("\n"),
-        total.elapsed().as_secs_f64()
-    );
+    s.summary("boot path");
 }
 
 /// The name of the MOK the Secure Boot scenario enrols and signs with.
@@ -768,16 +814,13 @@ status UPGRADED
 #[test]
 #[ignore = "builds a Debian image and boots it twice under OVMF with Secure Boot (minutes)"]
 fn installed_debian_system_secure_boot() {
-    if let Some(what) = missing_prerequisite() {
-        return kmlink_testkit::missing(&what);
-    }
-    let total = Instant::now();
-    let work = tempfile::tempdir().expect("tempdir");
-    let image = debian_image();
-    let kmlink_deb = kmlink_package(work.path());
-    let kernel_b = kernel_b_package(work.path());
+    let Some(mut start) = Start::new() else {
+        return;
+    };
+    let s = &mut start.scenario;
+    let kernel_b = kernel_b_package(start.work.path());
     let firmware = sb::firmware().expect("Secure Boot firmware from Debian packages");
-    let keydir = work.path().join("key");
+    let keydir = start.work.path().join("key");
     let out = kmlink_ok(&[
         "key",
         "generate",
@@ -792,14 +835,13 @@ fn installed_debian_system_secure_boot() {
         keydir.join("kmlink-signing.der"),
     );
     assert!(key.is_file() && cert.is_file(), "{out}");
-    let mut s = Scenario::new(&image);
-    s.secure_boot = Some(sb::with_mok(&firmware, &cert, work.path()).expect("MOK enrolment"));
+    s.secure_boot = Some(sb::with_mok(&firmware, &cert, start.work.path()).expect("MOK enrolment"));
 
     // 1. Secure Boot on; install, configure the key; the hook signs.
     let r1 = s.boot(
         "SB boot 1",
         SB_STEP1,
-        &[&kmlink_deb, &key, &cert],
+        &[&start.kmlink_deb, &key, &cert],
         Duration::from_secs(1200),
     );
     assert_eq!(r1.release, KERNEL_A);
@@ -877,9 +919,5 @@ fn installed_debian_system_secure_boot() {
         Signed::By(MOK_NAME),
         &[KERNEL_A, KERNEL_B],
     );
-    eprintln!(
-        "Secure Boot scenario: {}\ntotal {:.0} s",
-        s.timings.join("\n"),
-        total.elapsed().as_secs_f64()
-    );
+    s.summary("Secure Boot scenario");
 }
