@@ -95,6 +95,11 @@ impl<'a> Arm64Image<'a> {
             .unwrap_or(0)
     }
 
+    /// The kernel release from the banner (`6.1.0-47-arm64`).
+    pub fn release(&self) -> Result<String, Error> {
+        crate::vmlinux::release_in_banner(&self.banner()?)
+    }
+
     /// The `linux_banner` string.
     pub fn banner(&self) -> Result<String, Error> {
         crate::vmlinux::banner_in(self.data).ok_or_else(|| Error::NotFound {

@@ -82,14 +82,7 @@ impl<'a> Vmlinux<'a> {
 
     /// The kernel release from the banner (`6.1.0-47-amd64`).
     pub fn release(&self) -> Result<String, Error> {
-        let banner = self.banner()?;
-        banner
-            .get(BANNER_PREFIX.len()..)
-            .and_then(|r| r.split_whitespace().next())
-            .map(str::to_owned)
-            .ok_or_else(|| Error::NotFound {
-                what: format!("release in banner {banner:?}"),
-            })
+        release_in_banner(&self.banner()?)
     }
 
     /// Exports from the kernel's own export table, owner `"vmlinux"`.
@@ -222,6 +215,17 @@ impl<'a> Prel32 for Vmlinux<'a> {
             )
         })
     }
+}
+
+/// The release a banner names (`Linux version 6.1.0-47-amd64 (...`).
+pub(crate) fn release_in_banner(banner: &str) -> Result<String, Error> {
+    banner
+        .get(BANNER_PREFIX.len()..)
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::NotFound {
+            what: format!("release in banner {banner:?}"),
+        })
 }
 
 /// The kernel banner among `bytes` (`.rodata`, or a whole raw image): a

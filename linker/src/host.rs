@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use kmlink_core_module::Manifest;
+use kmlink_donor::arm64_image::{self, Arm64Image};
 use kmlink_donor::btf::Btf;
 use kmlink_donor::config::KernelConfig;
 use kmlink_donor::vmlinux::Vmlinux;
@@ -190,10 +191,14 @@ pub struct ImageExports {
 }
 
 impl ImageExports {
-    /// Decompresses a bzImage and reads its banner, BTF hash and export table.
+    /// Decompresses a bzImage (or takes a raw arm64 Image as it is) and
+    /// reads its banner, BTF hash and export table.
     pub fn read(path: &Path) -> Result<Self, HostError> {
         let bz = kmlink_fsio::read_bounded(path, kmlink_donor::MAX_DECOMPRESSED, "kernel image")
             .map_err(io(path, ""))?;
+        if arm64_image::is_arm64_image(&bz) {
+            return Self::from_arm64(path, &arm64_image(path, &bz)?);
+        }
         let elf =
             kmlink_donor::bzimage::extract_vmlinux(&bz).map_err(|source| HostError::Donor {
                 what: path.display().to_string(),
@@ -243,12 +248,58 @@ impl ImageExports {
             exports,
         })
     }
+
+    /// The banner, BTF hash and export table of a raw arm64 Image read
+    /// from `path`.
+    pub fn from_arm64(path: &Path, img: &Arm64Image<'_>) -> Result<Self, HostError> {
+        let donor = |what: String| {
+            move |source| HostError::Donor {
+                what: what.clone(),
+                source,
+            }
+        };
+        let banner = img
+            .banner()
+            .map_err(donor(format!("linux_banner in {}", path.display())))?;
+        let build_string = extract::build_string(&banner).ok_or_else(|| HostError::Missing {
+            what: format!("no build string in the banner of {}", path.display()),
+            how: "is it a Linux arm64 Image?".into(),
+        })?;
+        let release = img
+            .release()
+            .map_err(donor(format!("release in {}", path.display())))?;
+        let btf_sha256 = img
+            .btf()
+            .map(|b| hex::encode(Sha256::digest(b)))
+            .unwrap_or_default();
+        let exports = img
+            .exports()
+            .map_err(donor(format!("export table of {}", path.display())))?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        Ok(ImageExports {
+            path: path.to_path_buf(),
+            build_string,
+            release,
+            btf_sha256,
+            exports,
+        })
+    }
+}
+
+fn arm64_image<'a>(path: &Path, data: &'a [u8]) -> Result<Arm64Image<'a>, HostError> {
+    Arm64Image::parse(data).map_err(|source| HostError::Donor {
+        what: format!("arm64 Image {}", path.display()),
+        source,
+    })
 }
 
 /// What `--btf PATH` gives: the kernel's BTF and, when `PATH` is a kernel
-/// image (a bzImage or a vmlinux ELF) rather than raw BTF, that image's
-/// export table too, so that a cross-build checks the record's exports and
-/// CRCs against the kernel itself. The image is decompressed once.
+/// image (a bzImage, a vmlinux ELF or a raw arm64 Image) rather than raw
+/// BTF, that image's export table too, so that a cross-build checks the
+/// record's exports and CRCs against the kernel itself. The image is
+/// decompressed once.
 pub fn read_btf_source(path: &Path) -> Result<(LiveBtf, Option<ImageExports>), HostError> {
     if path == Path::new(LIVE_BTF) {
         return Ok((LiveBtf::read(path)?, None));
@@ -259,6 +310,15 @@ pub fn read_btf_source(path: &Path) -> Result<(LiveBtf, Option<ImageExports>), H
         "kernel's BTF, vmlinux or bzImage",
     )
     .map_err(io(path, ""))?;
+    if arm64_image::is_arm64_image(&data) {
+        let img = arm64_image(path, &data)?;
+        let btf = img.btf().map_err(|source| HostError::Donor {
+            what: format!(".BTF in {}", path.display()),
+            source,
+        })?;
+        let btf = LiveBtf::from_bytes(path, btf)?;
+        return Ok((btf, Some(ImageExports::from_arm64(path, &img)?)));
+    }
     let elf = if data.get(0x202..0x206) == Some(b"HdrS".as_slice()) {
         kmlink_donor::bzimage::extract_vmlinux(&data).map_err(|source| HostError::Donor {
             what: format!("bzImage {}", path.display()),

@@ -288,3 +288,64 @@ fn arm64_5_10_monitor_tracepoint() {
 fn arm64_5_10_monitor_kprobe() {
     run(BULLSEYE, 4096, Backend::Kprobe);
 }
+
+/// A cross-build for an arm64 kernel with its raw Image as `--btf`: the
+/// BTF and the export table both come out of the Image (found by content),
+/// and the CRCs the module carries are compared with the Image's own.
+#[test]
+#[ignore = "fetches a real kernel's packages"]
+fn arm64_image_as_btf_gives_the_export_table() {
+    let fetched = kmlink_ok(&["crawler", "fetch", BOOKWORM]).expect("kmlink crawler fetch");
+    let path = |key: &str| {
+        fetched
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|p| std::path::PathBuf::from(p.trim()))
+            .unwrap_or_else(|| panic!("no {key} in:\n{fetched}"))
+    };
+    let (vmlinuz, modules) = (path("vmlinuz"), path("modules_dir"));
+    let donor = modules.join("kernel/net/key/af_key.ko");
+    let donor = ["", ".xz", ".zst"]
+        .iter()
+        .map(|ext| std::path::PathBuf::from(format!("{}{ext}", donor.display())))
+        .find(|p| p.is_file())
+        .expect("af_key.ko in the modules package");
+    let record = kmlink_tests::workspace().join("linker/tests/fixtures/6.1.0-47-arm64.json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ko = dir.path().join("kmlink.ko");
+    let run = kmlink_tests::kmlink(&[
+        "build",
+        "--kernel",
+        BOOKWORM,
+        "--record",
+        record.to_str().expect("utf-8"),
+        "--btf",
+        vmlinuz.to_str().expect("utf-8"),
+        "--donor",
+        donor.to_str().expect("utf-8"),
+        "-o",
+        ko.to_str().expect("utf-8"),
+    ])
+    .expect("kmlink build with the Image as --btf");
+    // The checks' verdicts are written to stderr.
+    let out = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "kmlink build failed:\n{out}");
+    let crcs = out
+        .lines()
+        .find(|l| l.contains("crcs"))
+        .unwrap_or_else(|| panic!("no crcs check:\n{out}"));
+    assert!(
+        crcs.contains(&format!("image {}:", vmlinuz.display())) && crcs.contains(" compared"),
+        "the module's CRCs must be compared with the Image's: {crcs}"
+    );
+    let imports = out
+        .lines()
+        .find(|l| l.contains("imports"))
+        .expect("imports");
+    assert!(
+        imports.contains(&format!("image {}: 10942 exports", vmlinuz.display())),
+        "the Image's export table must be read: {imports}"
+    );
+    assert!(out.contains("all 9 checks agree"), "{out}");
+    assert!(ko.is_file());
+}
