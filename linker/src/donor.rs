@@ -11,6 +11,9 @@ use kmlink_donor::ko::{self, ModuleFacts};
 /// Why no donor could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum DonorError {
+    /// The module file could not be loaded (the cause names the file).
+    #[error(transparent)]
+    Load(kmlink_donor::Error),
     /// The module could not be read.
     #[error("donor {path}")]
     Read {
@@ -56,11 +59,7 @@ pub struct Donor {
 impl Donor {
     /// Reads a module file (plain, `.ko.xz`, `.ko.zst`, `.ko.gz`).
     pub fn open(path: &Path) -> Result<Self, DonorError> {
-        let read = |source| DonorError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let bytes = ko::load(path).map_err(read)?;
+        let bytes = ko::load(path).map_err(DonorError::Load)?;
         Self::from_bytes(path, &bytes)
     }
 
