@@ -14,12 +14,13 @@
 //! records are exactly the ones the header lists. Any failure rejects the
 //! whole bundle; [`install`] then stores all records in one atomic write.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use kmlink_core_module::Manifest;
+use kmlink_core_module::{Arch, Manifest};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Reader;
@@ -118,6 +119,18 @@ pub enum BundleError {
         /// What is wrong.
         what: String,
     },
+    /// A slim bundle is cut for one core, so for one architecture.
+    #[error("a slim bundle is cut for one architecture's core, and these records are for {0}; export each architecture apart (e.g. --release '*-arm64'), or without --slim")]
+    SlimArch(String),
+    /// The embedded core of an architecture cannot be read.
+    #[error("the embedded {arch} core's manifest")]
+    Core {
+        /// The architecture.
+        arch: &'static str,
+        /// Cause.
+        #[source]
+        source: kmlink_core_module::ManifestError,
+    },
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] kmlink_errors::IoError),
@@ -184,6 +197,24 @@ pub fn export(
         slim.map(|(m, core)| crate::slim::fingerprint(m, core)),
         sign,
     )
+}
+
+/// The embedded core a slim bundle of `records` is cut for: that of their
+/// architecture (each record's `identity.arch`), which must be one.
+pub fn slim_core_of(records: &[KernelRecord]) -> Result<(Manifest, &'static [u8]), BundleError> {
+    let arches: BTreeSet<&str> = records.iter().map(|r| r.identity.arch.as_str()).collect();
+    let arch = match arches.iter().collect::<Vec<_>>().as_slice() {
+        [one] => Arch::from_machine(one),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        BundleError::SlimArch(arches.iter().copied().collect::<Vec<_>>().join(" and "))
+    })?;
+    let manifest = Manifest::core_for(arch).map_err(|source| BundleError::Core {
+        arch: arch.machine(),
+        source,
+    })?;
+    Ok((manifest, arch.core_object()))
 }
 
 /// Makes a bundle of `records` as they are: slim records cut for the core

@@ -288,3 +288,27 @@ fn a_shard_without_records_is_an_empty_bundle_that_merges() {
     let m = merge::merge(&inputs(&named), &Trust::default()).expect("merge");
     assert_eq!(m.records, vec![a()]);
 }
+
+/// A slim export is cut for the embedded core of the records' one
+/// architecture; records of two architectures are refused, naming both.
+#[test]
+fn slim_core_follows_the_records_architecture() {
+    let (_, object) = bundle::slim_core_of(&[a(), c()]).expect("x86 records");
+    assert_eq!(object, kmlink_core_module::Arch::X86_64.core_object());
+    let (manifest, object) = bundle::slim_core_of(&[arm()]).expect("arm64 records");
+    assert_eq!(object, kmlink_core_module::Arch::Aarch64.core_object());
+    let bytes = bundle::export(&[arm()], Some((&manifest, object)), None).expect("slim arm64");
+    let read = bundle::read(&bytes, &Trust::default()).expect("read back");
+    let cut_for = read.records[0]
+        .provenance
+        .get(kmlink_metadata_db::slim::SLIM_KEY)
+        .expect("slim");
+    assert!(
+        kmlink_metadata_db::slim::covers(&read.records[0], &manifest, object).is_ok(),
+        "cut for {cut_for}"
+    );
+    let e = bundle::slim_core_of(&[a(), arm()])
+        .expect_err("two architectures")
+        .to_string();
+    assert!(e.contains("aarch64 and x86_64"), "{e}");
+}

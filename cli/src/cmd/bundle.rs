@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use kmlink_core_module::{Manifest, CORE_OBJECT};
 use kmlink_metadata_db::bundle::{self, Trust};
 use kmlink_metadata_db::codec::glob_match;
 use kmlink_metadata_db::merge::{self, Input, Merged};
@@ -136,10 +135,10 @@ pub fn run(args: BundleArgs) -> Result<ExitCode> {
                     }
                 );
             }
-            let manifest = Manifest::core().context("reading the embedded core's manifest")?;
+            let core = slim.then(|| bundle::slim_core_of(&records)).transpose()?;
             let bytes = bundle::export(
                 &records,
-                slim.then_some((&manifest, CORE_OBJECT)),
+                core.as_ref().map(|(m, object)| (m, *object)),
                 key.as_ref(),
             )?;
             super::build::write_output(&output, &bytes)?;
