@@ -12,6 +12,8 @@ use crate::Error;
 
 /// Offset of the arm64 Image header's magic.
 const MAGIC_OFFSET: usize = 0x38;
+/// Offset of the header's `flags` (u64 LE).
+const FLAGS_OFFSET: usize = 24;
 /// Offset of the header's `image_size` (u64 LE).
 const IMAGE_SIZE_OFFSET: usize = 16;
 /// `ARM\x64`, little-endian u32 0x644d5241.
@@ -95,6 +97,23 @@ impl<'a> Arm64Image<'a> {
             .unwrap_or(0)
     }
 
+    /// The kernel's page size as log2 (12, 14 or 16), from the header's
+    /// `flags` (bits 1-2: 1 = 4K, 2 = 16K, 3 = 64K); `None` when the
+    /// header leaves it unspecified (0).
+    pub fn page_shift(&self) -> Option<u32> {
+        let flags = self
+            .data
+            .get(FLAGS_OFFSET..FLAGS_OFFSET + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)?;
+        match (flags >> 1) & 3 {
+            1 => Some(12),
+            2 => Some(14),
+            3 => Some(16),
+            _ => None,
+        }
+    }
+
     /// The kernel release from the banner (`6.1.0-47-arm64`).
     pub fn release(&self) -> Result<String, Error> {
         crate::vmlinux::release_in_banner(&self.banner()?)
@@ -172,6 +191,16 @@ mod tests {
             i.banner().unwrap(),
             "Linux version 6.1.0-47-arm64 (x) #1 SMP Debian\n"
         );
+    }
+
+    #[test]
+    fn page_size_from_the_header_flags() {
+        let mut img = image(b"");
+        assert_eq!(Arm64Image::parse(&img).unwrap().page_shift(), None);
+        for (bits, shift) in [(1u64, 12), (2, 14), (3, 16)] {
+            img[FLAGS_OFFSET..FLAGS_OFFSET + 8].copy_from_slice(&((bits << 1) | 8).to_le_bytes());
+            assert_eq!(Arm64Image::parse(&img).unwrap().page_shift(), Some(shift));
+        }
     }
 
     #[test]

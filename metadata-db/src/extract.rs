@@ -419,6 +419,10 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         ));
     }
     let core = core_facts(&cx, &btf, &image, manifest, &mut provenance)?;
+    let mut config_map = config.as_ref().map(config_facts).unwrap_or_default();
+    if let Some(raw) = &image.raw {
+        arm64_page_size(&cx, raw, &mut config_map, &mut provenance)?;
+    }
     let record = KernelRecord::assemble(
         Identity {
             release: art.release.clone(),
@@ -432,7 +436,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
         },
         KernelFacts {
             loader,
-            config: config.as_ref().map(config_facts).unwrap_or_default(),
+            config: config_map,
             exports,
             core,
             provenance,
@@ -739,6 +743,44 @@ fn loader_from_stock_module(
         conventions,
         this_module,
     })
+}
+
+/// An arm64 kernel's page size (4, 16 or 64 KiB, a build choice) as the
+/// Image header's flags say it: held to the config's `CONFIG_PAGE_SHIFT` /
+/// `CONFIG_ARM64_PAGE_SHIFT`, and the record's `CONFIG_PAGE_SHIFT` when the
+/// archive has no config (trixie-backports' 6.19 → 7.1 builds, whose
+/// modules package is gone), so that a 16k kernel's record names its pages.
+fn arm64_page_size(
+    cx: &Cx<'_>,
+    raw: &kmlink_donor::arm64_image::Arm64Image<'_>,
+    config: &mut BTreeMap<String, String>,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<(), ExtractError> {
+    let Some(header) = raw.page_shift() else {
+        return Ok(());
+    };
+    let configured = ["CONFIG_PAGE_SHIFT", "CONFIG_ARM64_PAGE_SHIFT"]
+        .iter()
+        .find_map(|k| config.get(*k).map(|v| (*k, v.clone())));
+    match configured {
+        Some((key, value)) if value != header.to_string() => Err(cx.disagree(
+            "page size",
+            ("config", format!("{key}={value}")),
+            (
+                "arm64 Image header flags".into(),
+                format!("page shift {header}"),
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            config.insert("CONFIG_PAGE_SHIFT".into(), header.to_string());
+            provenance.insert(
+                "page_size".into(),
+                "arm64 Image header flags (no config in the archive)".into(),
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The placeholder sections the arm64 module loader sizes at load time
