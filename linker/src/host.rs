@@ -214,67 +214,55 @@ impl ImageExports {
     /// The banner, BTF hash and export table of a parsed vmlinux read from
     /// `path` (a bzImage or the vmlinux itself).
     pub fn from_vmlinux(path: &Path, v: &Vmlinux<'_>) -> Result<Self, HostError> {
-        let donor = |what: String| {
-            move |source| HostError::Donor {
-                what: what.clone(),
-                source,
-            }
-        };
-        let banner = v
-            .banner()
-            .map_err(donor(format!("linux_banner in {}", path.display())))?;
-        let build_string = extract::build_string(&banner).ok_or_else(|| HostError::Missing {
-            what: format!("no build string in the banner of {}", path.display()),
-            how: "is it a Linux bzImage?".into(),
-        })?;
-        let release = v
-            .release()
-            .map_err(donor(format!("release in {}", path.display())))?;
-        let btf_sha256 = v
-            .btf_section()
-            .map(|b| hex::encode(Sha256::digest(b)))
-            .unwrap_or_default();
-        let exports = v
-            .exports()
-            .map_err(donor(format!("export tables of {}", path.display())))?
-            .into_iter()
-            .map(|e| (e.name.clone(), e))
-            .collect();
-        Ok(ImageExports {
-            path: path.to_path_buf(),
-            build_string,
-            release,
-            btf_sha256,
-            exports,
-        })
+        Self::from_image(
+            path,
+            "a Linux bzImage",
+            v.banner(),
+            || v.release(),
+            v.btf_section(),
+            || v.exports(),
+        )
     }
 
     /// The banner, BTF hash and export table of a raw arm64 Image read
     /// from `path`.
     pub fn from_arm64(path: &Path, img: &Arm64Image<'_>) -> Result<Self, HostError> {
+        Self::from_image(
+            path,
+            "a Linux arm64 Image",
+            img.banner(),
+            || img.release(),
+            img.btf().ok(),
+            || img.exports(),
+        )
+    }
+
+    /// What either kind of image gives, with `path` (a `kind`) in errors.
+    fn from_image(
+        path: &Path,
+        kind: &str,
+        banner: Result<String, kmlink_donor::Error>,
+        release: impl FnOnce() -> Result<String, kmlink_donor::Error>,
+        btf: Option<&[u8]>,
+        exports: impl FnOnce() -> Result<Vec<kmlink_donor::Export>, kmlink_donor::Error>,
+    ) -> Result<Self, HostError> {
         let donor = |what: String| {
             move |source| HostError::Donor {
                 what: what.clone(),
                 source,
             }
         };
-        let banner = img
-            .banner()
-            .map_err(donor(format!("linux_banner in {}", path.display())))?;
+        let banner = banner.map_err(donor(format!("linux_banner in {}", path.display())))?;
         let build_string = extract::build_string(&banner).ok_or_else(|| HostError::Missing {
             what: format!("no build string in the banner of {}", path.display()),
-            how: "is it a Linux arm64 Image?".into(),
+            how: format!("is it {kind}?"),
         })?;
-        let release = img
-            .release()
-            .map_err(donor(format!("release in {}", path.display())))?;
-        let btf_sha256 = img
-            .btf()
+        let release = release().map_err(donor(format!("release in {}", path.display())))?;
+        let btf_sha256 = btf
             .map(|b| hex::encode(Sha256::digest(b)))
             .unwrap_or_default();
-        let exports = img
-            .exports()
-            .map_err(donor(format!("export table of {}", path.display())))?
+        let exports = exports()
+            .map_err(donor(format!("export tables of {}", path.display())))?
             .into_iter()
             .map(|e| (e.name.clone(), e))
             .collect();

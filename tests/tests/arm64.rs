@@ -89,6 +89,19 @@ fn number(console: &str, tag: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {tag} in:\n{console}"))
 }
 
+/// `kmlink crawler fetch RELEASE` (verified, cached); the path it printed
+/// for a key (`vmlinuz`, `modules_dir`, …).
+fn fetch(release: &str) -> impl Fn(&str) -> std::path::PathBuf {
+    let fetched = kmlink_ok(&["crawler", "fetch", release]).expect("kmlink crawler fetch");
+    move |key| {
+        fetched
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|p| std::path::PathBuf::from(p.trim()))
+            .unwrap_or_else(|| panic!("no {key} in:\n{fetched}"))
+    }
+}
+
 /// `page_size` is the kernel's (the guest's `KernelPageSize` must say so).
 fn run(release: &str, page_size: u64, backend: Backend) {
     if std::process::Command::new("qemu-system-aarch64")
@@ -106,12 +119,7 @@ fn run(release: &str, page_size: u64, backend: Backend) {
             return;
         }
     };
-    let fetched = kmlink_ok(&["crawler", "fetch", release]).expect("kmlink crawler fetch");
-    let vmlinuz = fetched
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("vmlinuz"))
-        .map(|p| std::path::PathBuf::from(p.trim()))
-        .expect("a vmlinuz for the release");
+    let vmlinuz = fetch(release)("vmlinuz");
     let dir = tempfile::tempdir().expect("tempdir");
     let ko = dir.path().join("kmlink.ko");
     build_from_packages(release, backend.arg(), &[], &ko).expect("kmlink build");
@@ -295,14 +303,7 @@ fn arm64_5_10_monitor_kprobe() {
 #[test]
 #[ignore = "fetches a real kernel's packages"]
 fn arm64_image_as_btf_gives_the_export_table() {
-    let fetched = kmlink_ok(&["crawler", "fetch", BOOKWORM]).expect("kmlink crawler fetch");
-    let path = |key: &str| {
-        fetched
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .map(|p| std::path::PathBuf::from(p.trim()))
-            .unwrap_or_else(|| panic!("no {key} in:\n{fetched}"))
-    };
+    let path = fetch(BOOKWORM);
     let (vmlinuz, modules) = (path("vmlinuz"), path("modules_dir"));
     let donor = modules.join("kernel/net/key/af_key.ko");
     let donor = ["", ".xz", ".zst"]
