@@ -927,7 +927,7 @@ fn core_facts(
     let mut core = btf_facts(&cx.art.release, btf, manifest)?;
     provenance.insert("layouts".into(), "vmlinux .BTF".into());
     // Only a core that reads per-CPU variables (x86's) needs them placed;
-    // arm64's reads the CPU from thread_info.
+    // arm64's reads the CPU from the task itself.
     let wants_percpu = manifest
         .layout_keys()
         .iter()
