@@ -197,7 +197,8 @@ impl ImageExports {
         let bz = kmlink_fsio::read_bounded(path, kmlink_donor::MAX_DECOMPRESSED, "kernel image")
             .map_err(io(path, ""))?;
         if arm64_image::is_arm64_image(&bz) {
-            return Self::from_arm64(path, &arm64_image(path, &bz)?);
+            let img = arm64_image(path, &bz)?;
+            return Self::from_arm64(path, &img, img.btf().ok());
         }
         let elf =
             kmlink_donor::bzimage::extract_vmlinux(&bz).map_err(|source| HostError::Donor {
@@ -225,14 +226,19 @@ impl ImageExports {
     }
 
     /// The banner, BTF hash and export table of a raw arm64 Image read
-    /// from `path`.
-    pub fn from_arm64(path: &Path, img: &Arm64Image<'_>) -> Result<Self, HostError> {
+    /// from `path`; `btf` is its `.BTF` blob (found by content once, by the
+    /// caller).
+    pub fn from_arm64(
+        path: &Path,
+        img: &Arm64Image<'_>,
+        btf: Option<&[u8]>,
+    ) -> Result<Self, HostError> {
         Self::from_image(
             path,
             "a Linux arm64 Image",
             img.banner(),
             || img.release(),
-            img.btf().ok(),
+            btf,
             || img.exports(),
         )
     }
@@ -304,8 +310,8 @@ pub fn read_btf_source(path: &Path) -> Result<(LiveBtf, Option<ImageExports>), H
             what: format!(".BTF in {}", path.display()),
             source,
         })?;
-        let btf = LiveBtf::from_bytes(path, btf)?;
-        return Ok((btf, Some(ImageExports::from_arm64(path, &img)?)));
+        let image = ImageExports::from_arm64(path, &img, Some(btf))?;
+        return Ok((LiveBtf::from_bytes(path, btf)?, Some(image)));
     }
     let elf = if data.get(0x202..0x206) == Some(b"HdrS".as_slice()) {
         kmlink_donor::bzimage::extract_vmlinux(&data).map_err(|source| HostError::Donor {
