@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use crate::cache::Cache;
 use crate::index::{self, PackageEntry};
+use crate::publish::Unpublished;
 use crate::sources::Mirrors;
 use crate::{deb, version, Error, Http, Result};
 
@@ -577,25 +578,21 @@ fn unpack(
             msg: "release is not a plain file name".into(),
         });
     }
-    let kernels = cache.root.join("kernels");
-    std::fs::create_dir_all(&kernels).map_err(|e| Error::io("creating", &kernels, e))?;
-    let dest = kernels.join(rel);
+    let dest = cache.root.join("kernels").join(rel);
     let expected = marker_text(packages);
-    if std::fs::read_to_string(dest.join(MARKER)).ok().as_deref() == Some(expected.as_str()) {
+    let complete =
+        |d: &Path| std::fs::read_to_string(d.join(MARKER)).ok().as_deref() == Some(&*expected);
+    if complete(&dest) {
         log::info!("kernel {rel}: {} is up to date", dest.display());
         return locate(&dest, rel, packages);
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{rel}."))
-        .suffix(".tmp")
-        .tempdir_in(&kernels)
-        .map_err(|e| Error::io("creating a temporary directory in", &kernels, e))?;
-    // Held until the tree is renamed into place: `sweep` removes it only
-    // once this run is gone.
-    let _held = crate::sweep::hold(tmp.path())?;
+    // One whose marker differs (other packages, or cut short) is replaced
+    // when this one is published.
+    let tree = Unpublished::beside(&dest)?;
+    let tmp = tree.path();
     for (deb_path, p) in debs.iter().zip(packages) {
         let t = Instant::now();
-        let n = deb::extract(deb_path, tmp.path(), &mut |path| wanted(rel, path))
+        let n = deb::extract(deb_path, tmp, &mut |path| wanted(rel, path))
             .map_err(|e| e.context(format!("extracting {}", p.label())))?
             .len();
         log::info!(
@@ -606,31 +603,19 @@ fn unpack(
     }
     let has_modules = ["lib/modules", "usr/lib/modules"]
         .iter()
-        .any(|d| tmp.path().join(d).join(rel).is_dir());
+        .any(|d| tmp.join(d).join(rel).is_dir());
     if !has_modules {
-        let empty = tmp.path().join("usr/lib/modules").join(rel);
+        let empty = tmp.join("usr/lib/modules").join(rel);
         std::fs::create_dir_all(&empty).map_err(|e| Error::io("creating", &empty, e))?;
         log::warn!(
             "kernel {rel}: its packages ({}) carry no modules (the modules package is gone from the archive); modules_dir is empty",
             packages.iter().map(|p| p.package.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
-    locate(tmp.path(), rel, packages)?;
-    let marker = tmp.path().join(MARKER);
+    locate(tmp, rel, packages)?;
+    let marker = tmp.join(MARKER);
     std::fs::write(&marker, &expected).map_err(|e| Error::io("writing", &marker, e))?;
-    if dest.exists() {
-        let old = kernels.join(format!(".{rel}.old.{}", std::process::id()));
-        std::fs::rename(&dest, &old).map_err(|e| Error::io("moving aside", &dest, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io("removing", &old, e))?;
-    }
-    let tmp_path = tmp.keep();
-    if let Err(e) = std::fs::rename(&tmp_path, &dest) {
-        let _ = std::fs::remove_dir_all(&tmp_path);
-        // Another process may have finished the same tree meanwhile.
-        if std::fs::read_to_string(dest.join(MARKER)).ok().as_deref() != Some(expected.as_str()) {
-            return Err(Error::io("renaming into place", &dest, e));
-        }
-    }
+    tree.publish(complete)?;
     locate(&dest, rel, packages)
 }
 
@@ -682,19 +667,23 @@ pub fn boot_image(
             2
         }
     });
-    for p in cands.iter().copied().chain(&kernel.fallbacks) {
-        if std::fs::read_to_string(dest.join(MARKER)).ok().as_deref()
-            == Some(marker_text(std::slice::from_ref(p)).as_str())
-            && image.is_file()
-        {
-            return Ok(image);
-        }
+    // A boot directory holding the image of one of them (or of a twin).
+    let complete = |d: &Path| {
+        let marker = std::fs::read_to_string(d.join(MARKER)).ok();
+        d.join("vmlinuz").is_file()
+            && cands
+                .iter()
+                .copied()
+                .chain(&kernel.fallbacks)
+                .any(|p| marker.as_deref() == Some(&*marker_text(std::slice::from_ref(p))))
+    };
+    if complete(&dest) {
+        return Ok(image);
     }
-    std::fs::create_dir_all(&boot).map_err(|e| Error::io("creating", &boot, e))?;
     let bases = mirrors.for_kind(&kernel.archive).unwrap_or(&[]);
     let wanted = image_paths(rel);
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    for p in cands {
+    for p in cands.iter().copied() {
         // A package gone from the pool is replaced by its twin, as a full
         // fetch does ([`fetch_with_fallbacks`]).
         let mut was_cached = cache.cached(p)?.is_some();
@@ -714,16 +703,11 @@ pub fn boot_image(
             r => (p, r),
         };
         let deb_path = fetched.map_err(|e| e.context(format!("kernel {rel}")))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{rel}."))
-            .suffix(".tmp")
-            .tempdir_in(&boot)
-            .map_err(|e| Error::io("creating a temporary directory in", &boot, e))?;
-        let _held = crate::sweep::hold(tmp.path())?;
+        let staged = Unpublished::beside(&dest)?;
         // Only one of the candidate paths exists: stop at the first.
         let out = deb::extract_until(
             &deb_path,
-            tmp.path(),
+            staged.path(),
             &mut |path| wanted.contains(&path),
             &mut |_| true,
         )
@@ -734,21 +718,12 @@ pub fn boot_image(
         let Some(found) = out?.into_iter().next() else {
             continue;
         };
-        let staged = tmp.path().join("vmlinuz");
-        std::fs::rename(&found, &staged).map_err(|e| Error::io("moving", &found, e))?;
-        let marker = tmp.path().join(MARKER);
+        let vmlinuz = staged.path().join("vmlinuz");
+        std::fs::rename(&found, &vmlinuz).map_err(|e| Error::io("moving", &found, e))?;
+        let marker = staged.path().join(MARKER);
         std::fs::write(&marker, marker_text(std::slice::from_ref(p)))
             .map_err(|e| Error::io("writing", &marker, e))?;
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest).map_err(|e| Error::io("removing", &dest, e))?;
-        }
-        let tmp_path = tmp.keep();
-        if let Err(e) = std::fs::rename(&tmp_path, &dest) {
-            let _ = std::fs::remove_dir_all(&tmp_path);
-            if !image.is_file() {
-                return Err(Error::io("renaming into place", &dest, e));
-            }
-        }
+        staged.publish(complete)?;
         return Ok(image);
     }
     Err(Error::Kernel {

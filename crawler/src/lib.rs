@@ -48,6 +48,7 @@ mod http;
 pub mod index;
 pub mod ingest;
 pub mod kernel_tree;
+mod publish;
 pub mod refresh;
 pub mod release;
 pub mod sha256;

@@ -1,5 +1,6 @@
 //! Leftovers of runs that died (`kill -9`, power loss): temporary kernel
-//! trees and partial downloads no later run would remove.
+//! trees, tools half unpacked and partial downloads no later run would
+//! remove.
 //!
 //! Every temporary entry the crawler makes under the cache is held by its
 //! run with an exclusive `flock` on the entry itself (a directory or a
@@ -66,6 +67,10 @@ fn is_temporary(dir: &str, name: &str) -> bool {
         "staging" => name.starts_with('.'),
         // cache: `<sha>.part`, `<sha>.XXXXXX.part`, `.ingest.XXXXXX.part`.
         "debs" => name.ends_with(".part"),
+        // `tools/<tool>/`, published under `<sha256>` names: every hidden
+        // entry (`.<sha256>.XXXXXX.tmp`, `.<sha256>.old.<pid>`, and
+        // `.publishing-XXXXXX` of earlier versions).
+        "tools" => name.starts_with('.'),
         _ => false,
     }
 }
@@ -100,6 +105,27 @@ fn held_by_a_live_run(path: &Path, name: &str) -> bool {
     }
 }
 
+/// The directories whose temporary entries are swept, each with the kind
+/// of its entries ([`is_temporary`]): `kernels`, `boot`, `staging`, `debs`
+/// and each tool's directory under `tools`.
+fn swept_dirs(cache: &Cache) -> Result<Vec<(&'static str, PathBuf)>> {
+    let mut dirs: Vec<(&'static str, PathBuf)> = ["kernels", "boot", "staging", "debs"]
+        .into_iter()
+        .map(|sub| (sub, cache.root.join(sub)))
+        .collect();
+    let tools = cache.root.join("tools");
+    match std::fs::read_dir(&tools) {
+        Ok(rd) => dirs.extend(
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| ("tools", e.path())),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("listing", &tools, e)),
+    }
+    Ok(dirs)
+}
+
 /// Remove the leftovers of dead runs under `cache` (see the module
 /// documentation), calling `on_removed` for each. Returns them all. An
 /// entry that cannot be removed is skipped (logged), not an error.
@@ -114,8 +140,7 @@ pub fn sweep_at(
     on_removed: &mut dyn FnMut(&Leftover),
 ) -> Result<Vec<Leftover>> {
     let mut out = Vec::new();
-    for sub in ["kernels", "boot", "staging", "debs"] {
-        let dir = cache.root.join(sub);
+    for (sub, dir) in swept_dirs(cache)? {
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

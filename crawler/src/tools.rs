@@ -4,11 +4,12 @@
 //! signed `InRelease` verified, the index against it, the package against
 //! the index's size and SHA256) and cached under the kmlink cache.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cache::Cache;
 use crate::discover::Origin;
 use crate::index::{self, IndexAt};
+use crate::publish::Unpublished;
 use crate::release::Keyring;
 use crate::{deb, Error, Http, Result};
 
@@ -79,39 +80,16 @@ fn busybox_arm64_from(http: &Http, cache: &Cache, origin: &Origin, base: &str) -
     // Checked against the index's size and SHA256 (the index against the
     // signed InRelease).
     let debfile = cache.fetch(http, std::slice::from_ref(&base.to_string()), entry)?;
-    publish_dir(&dir, |tmp| {
-        deb::extract_paths(&debfile, tmp, &[BUSYBOX_MEMBER])?;
-        if !tmp.join(BUSYBOX_MEMBER).is_file() {
-            return Err(Error::BadEntry {
-                package: entry.label(),
-                msg: format!("the package has no {BUSYBOX_MEMBER}"),
-            });
-        }
-        Ok(())
-    })?;
-    Ok(bin)
-}
-
-/// Fills a new directory beside `dir` with `fill`, then renames it to
-/// `dir`: a run killed half-way leaves only a hidden temporary directory,
-/// never a `dir` whose files are cut short (the cache trusts what `dir`
-/// holds). When another process published `dir` first, its copy stays.
-fn publish_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".publishing-")
-        .tempdir_in(parent)
-        .map_err(|e| Error::io("creating a temporary directory in", parent, e))?;
-    fill(tmp.path())?;
-    let tmp_path = tmp.keep();
-    if let Err(e) = std::fs::rename(&tmp_path, dir) {
-        let _ = std::fs::remove_dir_all(&tmp_path);
-        if !dir.is_dir() {
-            return Err(Error::io("renaming into place", dir, e));
-        }
+    let unpacked = Unpublished::beside(&dir)?;
+    deb::extract_paths(&debfile, unpacked.path(), &[BUSYBOX_MEMBER])?;
+    if !unpacked.path().join(BUSYBOX_MEMBER).is_file() {
+        return Err(Error::BadEntry {
+            package: entry.label(),
+            msg: format!("the package has no {BUSYBOX_MEMBER}"),
+        });
     }
-    Ok(())
+    unpacked.publish(|d| d.join(BUSYBOX_MEMBER).is_file())?;
+    Ok(bin)
 }
 
 #[cfg(test)]
@@ -126,33 +104,5 @@ mod tests {
             busybox_arm64_path(&cache, "ab12"),
             PathBuf::from("/c/tools/busybox-arm64/ab12/bin/busybox")
         );
-    }
-
-    #[test]
-    fn a_failed_fill_publishes_nothing() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("tools/x/ab12");
-        let r = publish_dir(&dir, |tmp| {
-            std::fs::write(tmp.join("half"), b"cut short").unwrap();
-            Err(Error::BadEntry {
-                package: "p".into(),
-                msg: "killed half-way".into(),
-            })
-        });
-        assert!(r.is_err());
-        assert!(!dir.exists(), "a half-filled directory was published");
-        // The temporary directory went with the error.
-        assert_eq!(std::fs::read_dir(dir.parent().unwrap()).unwrap().count(), 0);
-        publish_dir(&dir, |tmp| {
-            std::fs::write(tmp.join("whole"), b"ok").map_err(|e| Error::io("writing", tmp, e))
-        })
-        .unwrap();
-        assert_eq!(std::fs::read(dir.join("whole")).unwrap(), b"ok");
-        // Published again (another process first): the first copy stays.
-        publish_dir(&dir, |tmp| {
-            std::fs::write(tmp.join("second"), b"").map_err(|e| Error::io("writing", tmp, e))
-        })
-        .unwrap();
-        assert!(dir.join("whole").is_file() && !dir.join("second").exists());
     }
 }

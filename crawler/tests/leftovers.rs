@@ -1,6 +1,6 @@
 //! Issue #16, item 6: what a run killed mid-way left in the cache
-//! (temporary kernel trees, partial downloads) is removed by the next run
-//! and reported; what a live run holds is not touched.
+//! (temporary kernel trees and tools, partial downloads) is removed by the
+//! next run and reported; what a live run holds is not touched.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
@@ -21,7 +21,7 @@ fn dead_runs_leftovers_are_swept_live_ones_kept() {
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::new(d.path().to_owned());
     let root = d.path();
-    for sub in ["kernels", "boot", "staging", "debs"] {
+    for sub in ["kernels", "boot", "staging", "debs", "tools/busybox-arm64"] {
         std::fs::create_dir_all(root.join(sub)).unwrap();
     }
     // A dead run's leftovers: nothing holds their locks.
@@ -30,6 +30,7 @@ fn dead_runs_leftovers_are_swept_live_ones_kept() {
         root.join("kernels/.6.1.0-47-amd64.old.4000000"),
         root.join("boot/.6.1.0-47-amd64.Zz99Yy.tmp"),
         root.join("staging/.6.1.0-47-amd64.Qq77Rr"),
+        root.join(format!("tools/busybox-arm64/.{SHA}.Tt11Uu.tmp")),
     ];
     for p in &dead_dirs {
         tree(p);
@@ -54,8 +55,10 @@ fn dead_runs_leftovers_are_swept_live_ones_kept() {
         root.join("kernels/6.1.0-47-amd64"),
         root.join(format!("debs/{SHA}")),
         root.join(format!("debs/{SHA}.ok")),
+        root.join(format!("tools/busybox-arm64/{SHA}")),
     ];
     tree(&kept[0]);
+    tree(&kept[3]);
     std::fs::write(&kept[1], b"deb").unwrap();
     std::fs::write(&kept[2], b"").unwrap();
     // A fresh temporary (its run may not have locked it yet).
