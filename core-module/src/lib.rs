@@ -484,12 +484,20 @@ fn split_member(spec: &str) -> Result<(String, String), String> {
 fn parse_slot(kind: &str, spec: &str) -> Result<SlotKind, String> {
     Ok(match kind {
         "offsetof" | "offsetof?" => {
-            let mut members = spec.split('|').map(split_member);
-            let (strukt, path) = members.next().unwrap_or_else(|| split_member(spec))?;
+            // The preferred STRUCT.MEMBER, then `|`-separated alternatives.
+            let (first, rest) = match spec.split_once('|') {
+                Some((first, rest)) => (first, Some(rest)),
+                None => (spec, None),
+            };
+            let (strukt, path) = split_member(first)?;
             SlotKind::Offsetof {
                 strukt,
                 path,
-                alternatives: members.collect::<Result<_, _>>()?,
+                alternatives: rest
+                    .into_iter()
+                    .flat_map(|r| r.split('|'))
+                    .map(split_member)
+                    .collect::<Result<_, _>>()?,
                 optional: kind == "offsetof?",
             }
         }
@@ -591,6 +599,8 @@ mod tests {
         let mut m = Manifest::default();
         assert!(m.add("slot x offsetof nodot").is_err());
         assert!(m.add("slot x offsetof a.b|nodot").is_err());
+        assert!(m.add("slot x offsetof a.b|").is_err());
+        assert!(m.add("slot x offsetof |a.b").is_err());
         m.add("slot kml_slot_cpu offsetof task_struct.thread_info.cpu|task_struct.cpu")
             .expect("two candidates");
         assert_eq!(
