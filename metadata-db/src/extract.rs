@@ -390,13 +390,13 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     let config = read_config(&cx)?;
     // The module loader's own vermagic, from the image.
     let image_vermagic = find_vermagic(&art.release, image.bytes).map_err(|w| cx.missing(w))?;
+    let image_crcs = image_has_crcs(&image, &exports);
     // A stock module: vermagic, struct module section, conventions. Without
     // any module (the archive dropped the kernel's modules package), the
     // image's vermagic and BTF alone.
     let mut loader = if has_modules(&art.modules_dir) {
         loader_from_stock_module(&cx, &btf, config.as_ref(), &image_vermagic, &mut provenance)?
     } else {
-        let image_crcs = image_has_crcs(&image, &exports);
         let from = ImageOnly {
             btf: &btf,
             config: config.as_ref(),
@@ -411,7 +411,7 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     }
     // A kernel that checks symbol versions must give them: otherwise every
     // module linked from this record would be refused.
-    if loader.conventions.modversions && !image_has_crcs(&image, &exports) {
+    if loader.conventions.modversions && !image_crcs {
         return Err(cx.disagree(
             "symbol versions",
             ("module loader", "modversions".into()),
@@ -924,14 +924,12 @@ fn core_facts(
     manifest: &Manifest,
     provenance: &mut BTreeMap<String, String>,
 ) -> Result<CoreFacts, ExtractError> {
-    let mut core = btf_facts(&cx.art.release, btf, manifest)?;
+    let layout_keys = manifest.layout_keys();
+    let mut core = btf_facts_for(&cx.art.release, btf, manifest, &layout_keys)?;
     provenance.insert("layouts".into(), "vmlinux .BTF".into());
     // Only a core that reads per-CPU variables (x86's) needs them placed;
     // arm64's reads the CPU from the task itself.
-    let wants_percpu = manifest
-        .layout_keys()
-        .iter()
-        .any(|k| k.starts_with("percpu:"));
+    let wants_percpu = layout_keys.iter().any(|k| k.starts_with("percpu:"));
     if wants_percpu && !btf.has_percpu_datasec() {
         let pcpu = match &image.vmlinux {
             Some(v) => v
@@ -945,7 +943,7 @@ fn core_facts(
                 ))
             }
         };
-        let n = percpu_from_exports(manifest, &pcpu, &mut core.layouts);
+        let n = percpu_from_exports(&layout_keys, &pcpu, &mut core.layouts);
         provenance.insert(
             "layouts".into(),
             format!("vmlinux .BTF; {n} per-CPU variable(s) from the export table (the BTF has no .data..percpu)"),
@@ -965,12 +963,19 @@ pub fn btf_layouts(
     btf: &Btf,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, u64>, kmlink_donor::Error> {
+    layouts_of(btf, &manifest.layout_keys())
+}
+
+/// [`btf_layouts`] for the manifest's `layout_keys`.
+fn layouts_of(
+    btf: &Btf,
+    layout_keys: &[String],
+) -> Result<BTreeMap<String, u64>, kmlink_donor::Error> {
     // A function's prototype serves several keys (`fn:`, `fnarg:`,
     // `fnargsize:` per parameter): look each up in BTF once.
     let mut protos: BTreeMap<&str, Option<Vec<kmlink_donor::btf::TpParam>>> = BTreeMap::new();
-    let keys = manifest.layout_keys();
     let mut layouts = BTreeMap::new();
-    for key in &keys {
+    for key in layout_keys {
         let value = if let Some(spec) = key.strip_prefix("offsetof:") {
             let (s, m) = spec.split_once('.').unwrap_or((spec, ""));
             btf.member_offset(s, m)?
@@ -1006,16 +1011,17 @@ pub fn btf_layouts(
 }
 
 /// For BTF without a `.data..percpu` DATASEC (Debian 5.10): the
-/// `percpu:` facts the manifest asks for, from the names of the exports
-/// whose value lies in the image's `.data..percpu` section
+/// `percpu:` facts among a manifest's `layout_keys`
+/// ([`Manifest::layout_keys`]), from the names of the exports whose value
+/// lies in the image's `.data..percpu` section
 /// ([`Vmlinux::percpu_exports`]). Returns how many were added.
 pub fn percpu_from_exports(
-    manifest: &Manifest,
+    layout_keys: &[String],
     percpu_exports: &[String],
     layouts: &mut BTreeMap<String, u64>,
 ) -> usize {
     let mut n = 0;
-    for key in manifest.layout_keys() {
+    for key in layout_keys {
         if let Some(v) = key.strip_prefix("percpu:") {
             if percpu_exports.iter().any(|e| e == v) {
                 layouts.insert(key.clone(), 0);
@@ -1045,6 +1051,16 @@ fn function_key_parts(key: &str) -> Option<(&str, Option<(&str, bool)>)> {
 /// `manifest` asks for, from BTF (the package extractor, `rederive` and the
 /// linker's host facts all read them here).
 pub fn btf_facts(release: &str, btf: &Btf, manifest: &Manifest) -> Result<CoreFacts, ExtractError> {
+    btf_facts_for(release, btf, manifest, &manifest.layout_keys())
+}
+
+/// [`btf_facts`], with the manifest's `layout_keys` already at hand.
+fn btf_facts_for(
+    release: &str,
+    btf: &Btf,
+    manifest: &Manifest,
+    layout_keys: &[String],
+) -> Result<CoreFacts, ExtractError> {
     let donor = |what: String| {
         let release = release.to_string();
         move |source| ExtractError::Donor {
@@ -1053,7 +1069,7 @@ pub fn btf_facts(release: &str, btf: &Btf, manifest: &Manifest) -> Result<CoreFa
             source,
         }
     };
-    let layouts = btf_layouts(btf, manifest).map_err(donor("BTF layout facts".into()))?;
+    let layouts = layouts_of(btf, layout_keys).map_err(donor("BTF layout facts".into()))?;
     let mut tracepoints = BTreeMap::new();
     for tp in manifest.tracepoints() {
         if let Some(params) = btf
