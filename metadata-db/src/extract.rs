@@ -409,19 +409,11 @@ pub fn extract_full(art: &Artifacts, manifest: &Manifest) -> Result<Extracted, E
     if image.arch == kmlink_core_module::Arch::Aarch64 {
         arm64_loader_sections(&cx, &btf, &mut loader, &mut provenance)?;
     }
-    // A kernel that checks symbol versions must give them: otherwise every
-    // module linked from this record would be refused.
-    if loader.conventions.modversions && !image_crcs {
-        return Err(cx.disagree(
-            "symbol versions",
-            ("module loader", "modversions".into()),
-            ("image export table".into(), "no CRCs".into()),
-        ));
-    }
+    modversions_have_crcs(&cx, loader.conventions.modversions, image_crcs)?;
     let core = core_facts(&cx, &btf, &image, manifest, &mut provenance)?;
     let mut config_map = config.as_ref().map(config_facts).unwrap_or_default();
-    if let Some(raw) = &image.raw {
-        arm64_page_size(&cx, raw, &mut config_map, &mut provenance)?;
+    if let Some(header) = image.raw.as_ref().and_then(|r| r.page_shift()) {
+        arm64_page_size(&cx, header, &mut config_map, &mut provenance)?;
     }
     let record = KernelRecord::assemble(
         Identity {
@@ -674,6 +666,24 @@ fn image_has_crcs(image: &KernelImage<'_>, exports: &BTreeMap<String, Export>) -
     }
 }
 
+/// A kernel that checks symbol versions (`modversions`) must give them in
+/// its export table (`image_crcs`, [`image_has_crcs`]): otherwise every
+/// module linked from its record would be refused.
+fn modversions_have_crcs(
+    cx: &Cx<'_>,
+    modversions: bool,
+    image_crcs: bool,
+) -> Result<(), ExtractError> {
+    if modversions && !image_crcs {
+        return Err(cx.disagree(
+            "symbol versions",
+            ("module loader", "modversions".into()),
+            ("image export table".into(), "no CRCs".into()),
+        ));
+    }
+    Ok(())
+}
+
 /// Vermagic, conventions and `struct module` from a stock module of the
 /// kernel, each held to the package, the image and BTF.
 fn loader_from_stock_module(
@@ -746,19 +756,17 @@ fn loader_from_stock_module(
 }
 
 /// An arm64 kernel's page size (4, 16 or 64 KiB, a build choice) as the
-/// Image header's flags say it: held to the config's `CONFIG_PAGE_SHIFT` /
+/// Image header's flags say it (`header`: log2, from
+/// `Arm64Image::page_shift`): held to the config's `CONFIG_PAGE_SHIFT` /
 /// `CONFIG_ARM64_PAGE_SHIFT`, and the record's `CONFIG_PAGE_SHIFT` when the
 /// archive has no config (trixie-backports' 6.19 → 7.1 builds, whose
 /// modules package is gone), so that a 16k kernel's record names its pages.
 fn arm64_page_size(
     cx: &Cx<'_>,
-    raw: &kmlink_donor::arm64_image::Arm64Image<'_>,
+    header: u32,
     config: &mut BTreeMap<String, String>,
     provenance: &mut BTreeMap<String, String>,
 ) -> Result<(), ExtractError> {
-    let Some(header) = raw.page_shift() else {
-        return Ok(());
-    };
     let configured = ["CONFIG_PAGE_SHIFT", "CONFIG_ARM64_PAGE_SHIFT"]
         .iter()
         .find_map(|k| config.get(*k).map(|v| (*k, v.clone())));
@@ -818,7 +826,23 @@ fn arm64_loader_sections(
                 .into(),
         ));
     }
-    let have = &mut loader.conventions.loader_sections;
+    hold_loader_sections(
+        cx,
+        from_btf,
+        &mut loader.conventions.loader_sections,
+        provenance,
+    )
+}
+
+/// The arm64 loader's placeholder sections read from BTF (`from_btf`)
+/// held to a stock module's (`have`); without a stock module (`have`
+/// empty), BTF's become the record's.
+fn hold_loader_sections(
+    cx: &Cx<'_>,
+    from_btf: Vec<String>,
+    have: &mut Vec<String>,
+    provenance: &mut BTreeMap<String, String>,
+) -> Result<(), ExtractError> {
     if have.is_empty() {
         *have = from_btf;
         provenance.insert(
@@ -1282,6 +1306,7 @@ pub fn this_module_layout(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::record::LOADER_SECTIONS;
 
     #[test]
     fn page_size_is_kept_for_arm64_only() {
@@ -1305,6 +1330,101 @@ mod tests {
         // x86-64 6.12: the generic key is left out.
         let x86 = KernelConfig::parse("CONFIG_X86_64=y\nCONFIG_PAGE_SHIFT=12\n");
         assert!(!config_facts(&x86).contains_key("CONFIG_PAGE_SHIFT"));
+    }
+
+    /// Artifacts that are only named in errors: the refusals below are
+    /// checked by pure functions.
+    fn arm64_artifacts() -> Artifacts {
+        Artifacts {
+            release: "6.12.74+deb13-arm64".into(),
+            distro: "debian".into(),
+            suite: "trixie".into(),
+            flavour: "arm64".into(),
+            vmlinuz: PathBuf::from("vmlinuz"),
+            config: None,
+            modules_dir: PathBuf::from("modules"),
+            symvers: None,
+            packages: Vec::new(),
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn arm64_page_size_disagreeing_with_the_config_is_refused() {
+        let art = arm64_artifacts();
+        let cx = Cx { art: &art };
+        let mut provenance = BTreeMap::new();
+        // 16K pages in the Image header, 4K in the config.
+        let mut config = BTreeMap::from([("CONFIG_PAGE_SHIFT".into(), "12".into())]);
+        let e = arm64_page_size(&cx, 14, &mut config, &mut provenance).unwrap_err();
+        assert!(matches!(e, ExtractError::Disagree(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "6.12.74+deb13-arm64: page size: config says CONFIG_PAGE_SHIFT=12, \
+             arm64 Image header flags says page shift 14"
+        );
+        // Before 6.9 the arm64 key says it.
+        let mut config = BTreeMap::from([("CONFIG_ARM64_PAGE_SHIFT".into(), "16".into())]);
+        let e = arm64_page_size(&cx, 12, &mut config, &mut provenance).unwrap_err();
+        assert!(e.to_string().contains("CONFIG_ARM64_PAGE_SHIFT=16"), "{e}");
+        // Agreeing: nothing changes; no config: the header's is recorded.
+        let mut config = BTreeMap::from([("CONFIG_PAGE_SHIFT".into(), "14".into())]);
+        arm64_page_size(&cx, 14, &mut config, &mut provenance).unwrap();
+        assert!(provenance.is_empty());
+        let mut config = BTreeMap::new();
+        arm64_page_size(&cx, 14, &mut config, &mut provenance).unwrap();
+        assert_eq!(
+            config.get("CONFIG_PAGE_SHIFT").map(String::as_str),
+            Some("14")
+        );
+        assert!(provenance.contains_key("page_size"));
+    }
+
+    #[test]
+    fn arm64_loader_sections_disagreeing_with_the_stock_module_are_refused() {
+        let art = arm64_artifacts();
+        let cx = Cx { art: &art };
+        let mut provenance = BTreeMap::new();
+        // The stock module lacks the init ftrace trampoline BTF's
+        // `struct mod_arch_specific` has.
+        let mut have = strings(&[".plt", ".init.plt", ".text.ftrace_trampoline"]);
+        let from_btf = strings(LOADER_SECTIONS);
+        let e =
+            hold_loader_sections(&cx, from_btf.clone(), &mut have, &mut provenance).unwrap_err();
+        assert!(matches!(e, ExtractError::Disagree(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "6.12.74+deb13-arm64: arm64 module loader sections: stock module says \
+             .plt .init.plt .text.ftrace_trampoline, BTF struct mod_arch_specific says \
+             .plt .init.plt .text.ftrace_trampoline .init.text.ftrace_trampoline"
+        );
+        // Agreeing: kept; no stock module: BTF's are the record's.
+        let mut have = from_btf.clone();
+        hold_loader_sections(&cx, from_btf.clone(), &mut have, &mut provenance).unwrap();
+        assert!(provenance.is_empty());
+        let mut have = Vec::new();
+        hold_loader_sections(&cx, from_btf.clone(), &mut have, &mut provenance).unwrap();
+        assert_eq!(have, from_btf);
+        assert!(provenance.contains_key("loader_sections"));
+    }
+
+    #[test]
+    fn modversions_without_crcs_in_the_export_table_is_refused() {
+        let art = arm64_artifacts();
+        let cx = Cx { art: &art };
+        let e = modversions_have_crcs(&cx, true, false).unwrap_err();
+        assert!(matches!(e, ExtractError::Disagree(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "6.12.74+deb13-arm64: symbol versions: module loader says modversions, \
+             image export table says no CRCs"
+        );
+        modversions_have_crcs(&cx, true, true).unwrap();
+        modversions_have_crcs(&cx, false, false).unwrap();
+        modversions_have_crcs(&cx, false, true).unwrap();
     }
 
     #[test]
