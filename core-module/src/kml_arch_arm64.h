@@ -72,6 +72,60 @@ static inline u32 kml_cpu(void)
 					kml_slot_task_cpu));
 }
 
+/* ---- the direct map -------------------------------------------------------- */
+
+/*
+ * arm64 exports neither the direct map's start nor the struct page array's
+ * (they follow from VA_BITS, the page size, sizeof(struct page) and, by
+ * version, memstart_addr). So the kernel is asked once, at load, for the
+ * page of one direct-map address: sg_init_one() stores virt_to_page(buf)
+ * in the scatterlist's page_link (its low two bits are the chain and end
+ * marks). The address is the loading task's task_struct, a slab object.
+ * Only 5.10's tracepoint backend needs it (kml_obj_cache); it is harmless
+ * elsewhere.
+ */
+KML_WEAK(kml_sg_init_one, "sg_init_one");
+extern void kml_sg_init_one(void *sg, const void *buf, unsigned int buflen)
+	__attribute__((weak));
+KML_WEAK_REF(kml_sg_init_one);
+KML_SLOT(sg_size, "sizeof scatterlist");
+KML_SLOT(sg_page_link, "offsetof scatterlist.page_link");	/* unsigned long */
+
+#define KML_SG_PAGE_MARKS 3ULL
+
+static struct {
+	u64 virt;	/* a direct-map address, 0: unknown */
+	u64 page;	/* its struct page */
+} kml_dmap;
+
+static void kml_arch_init(void)
+{
+	static u64 sg[16];	/* one struct scatterlist: 32 bytes on 6.1 */
+	void (*init_one)(void *, const void *, unsigned int) =
+		KML_WEAK_ADDR(kml_sg_init_one);
+	u64 virt = (u64)kml_current(), link;
+
+	if (!init_one || kml_slot_sg_size > sizeof(sg) ||
+	    kml_slot_sg_page_link + 8 > kml_slot_sg_size)
+		return;
+	init_one(sg, (const void *)virt, 1);
+	link = *(const u64 *)((const char *)sg + kml_slot_sg_page_link);
+	if (link & ~KML_SG_PAGE_MARKS) {
+		kml_dmap.virt = virt;
+		kml_dmap.page = link & ~KML_SG_PAGE_MARKS;
+	}
+}
+
+static inline bool kml_arch_direct_map(u64 ptr, u64 *virt, u64 *page)
+{
+	(void)ptr;
+	if (!kml_dmap.virt)
+		return false;
+	*virt = kml_dmap.virt;
+	*page = kml_dmap.page;
+	return true;
+}
+
 /* ---- registers of a probed function ------------------------------------- */
 
 /* Argument `pos` (1-8: x0-x7) of the probed function. */

@@ -44,6 +44,36 @@ static inline u32 kml_cpu(void)
 	return cpu;
 }
 
+/* ---- the direct map -------------------------------------------------------- */
+
+/* Where the direct map and the struct page array start (randomized; both
+ * exported): virt_to_page(x) = vmemmap_base + (x - page_offset_base) / PAGE_SIZE. */
+KML_WEAK(kml_page_offset_base, "page_offset_base");
+extern unsigned long kml_page_offset_base __attribute__((weak));
+KML_WEAK_REF(kml_page_offset_base);
+KML_WEAK(kml_vmemmap_base, "vmemmap_base");
+extern unsigned long kml_vmemmap_base __attribute__((weak));
+KML_WEAK_REF(kml_vmemmap_base);
+
+static inline void kml_arch_init(void)
+{
+}
+
+/* One direct-map address (its start) and its struct page (the array's
+ * start), for `ptr`: false when the kernel exports neither or `ptr` lies
+ * below the direct map. */
+static inline bool kml_arch_direct_map(u64 ptr, u64 *virt, u64 *page)
+{
+	const unsigned long *offset_base = KML_WEAK_ADDR(kml_page_offset_base);
+	const unsigned long *vmemmap = KML_WEAK_ADDR(kml_vmemmap_base);
+
+	if (!offset_base || !vmemmap || ptr < *offset_base)
+		return false;
+	*virt = *offset_base;
+	*page = *vmemmap;
+	return true;
+}
+
 /* ---- registers of a probed function ------------------------------------- */
 
 /* Argument `pos` (1-6, x86-64 integer registers) of the probed function. */

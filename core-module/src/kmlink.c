@@ -63,16 +63,6 @@ extern char kml_tp_kmalloc_node[] __attribute__((weak));
 KML_WEAK(kml_tp_kmem_cache_alloc_node, "__tracepoint_kmem_cache_alloc_node");
 extern char kml_tp_kmem_cache_alloc_node[] __attribute__((weak));
 
-/* Where struct page array and the direct map start (x86-64, randomized):
- * to find an object's slab page on kernels whose kmem_cache_alloc event
- * passes no cache (5.10). */
-KML_WEAK(kml_page_offset_base, "page_offset_base");
-extern unsigned long kml_page_offset_base __attribute__((weak));
-KML_WEAK_REF(kml_page_offset_base);
-KML_WEAK(kml_vmemmap_base, "vmemmap_base");
-extern unsigned long kml_vmemmap_base __attribute__((weak));
-KML_WEAK_REF(kml_vmemmap_base);
-
 /*
  * Grace periods. tracepoint_synchronize_unregister() is an inline whose body
  * differs by version (6.1/6.12: srcu(tracepoint_srcu) + rcu; 7.x:
@@ -1148,24 +1138,24 @@ static void kml_probe_kmalloc_node(void *data, u64 a1, u64 a2, u64 a3,
 
 /*
  * The cache of a slab object, from its page (kernels whose kmem_cache_alloc
- * event passes no cache: 5.10): virt_to_page() through page_offset_base and
- * vmemmap_base, the head of a compound page, then page.slab_cache. NULL
- * where the kernel describes none of this. Bounded: a few loads.
+ * event passes no cache: 5.10): virt_to_page(), the head of a compound page,
+ * then page.slab_cache. Slab objects live in the direct map, where
+ * virt_to_page() is affine: the architecture names one direct-map address
+ * and its struct page (kml_arch_direct_map), the rest is the distance in
+ * pages times sizeof(struct page). NULL where the kernel describes none of
+ * this. Bounded: a few loads.
  */
 static const void *kml_obj_cache(u64 ptr)
 {
-	const unsigned long *offset_base = KML_WEAK_ADDR(kml_page_offset_base);
-	const unsigned long *vmemmap = KML_WEAK_ADDR(kml_vmemmap_base);
-	u64 page, head;
+	u64 virt, page, head;
 
 	if (!ptr || !kml_slot_page_struct_size || !kml_slot_page_slab_cache ||
-	    !kml_slot_page_compound_head || !offset_base || !vmemmap ||
-	    !kml_opt_page_size)
+	    !kml_slot_page_compound_head || !kml_opt_page_size ||
+	    !kml_arch_direct_map(ptr, &virt, &page))
 		return NULL;
-	if (ptr < *offset_base)
-		return NULL;
-	page = *vmemmap + (ptr - *offset_base) /
-		kml_opt_page_size * kml_slot_page_struct_size;
+	page += (u64)((s64)(ptr / kml_opt_page_size) -
+		      (s64)(virt / kml_opt_page_size)) *
+		kml_slot_page_struct_size;
 	head = READ_ONCE(KML_FIELD(page, page_compound_head, u64));
 	if (head & 1)
 		page = head - 1;
@@ -2673,6 +2663,7 @@ int init_module(void)
 		return err;
 	kml.loaded_ns = kml_ktime_ns();
 	kml_ops_init();
+	kml_arch_init();
 
 	kml.proc_dir = kml_proc_mkdir("kmlink", NULL);
 	if (!kml.proc_dir) {

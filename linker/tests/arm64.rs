@@ -126,8 +126,17 @@ fn the_page_size_is_a_link_time_fact_from_the_record() {
         let options = opts.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         kmlink_linker::link_with(CORE_OBJECT_AARCH64, &manifest, record, &options)
     };
-    // A 4 KiB record without the fact keeps the core's default.
-    let plain = common::record(R);
+    // The record's 4 KiB pages (CONFIG_ARM64_PAGE_SHIFT=12); without the
+    // fact, the core's default.
+    let record = common::record(R);
+    assert_eq!(
+        link(&record, &[]).unwrap().report.options["page_size"],
+        4096
+    );
+    let mut plain = record;
+    for key in ["CONFIG_ARM64_PAGE_SHIFT", "CONFIG_PAGE_SHIFT"] {
+        plain.config.remove(key);
+    }
     let linked = link(&plain, &[]).unwrap();
     assert_eq!(linked.report.options["page_size"], 4096);
     // 16 KiB pages (arm64-16k): CONFIG_ARM64_PAGE_SHIFT=14, or 6.9+'s

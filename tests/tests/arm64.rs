@@ -6,7 +6,9 @@
 //! table that lists some names twice); in qemu-system-aarch64 (virt, TCG) with Debian's arm64
 //! busybox the module loads, taints exactly O|E, counts a busybox
 //! workload's allocations as the kernel's own kmem tracepoint events do,
-//! and unloads cleanly. Both kernels come from the verified archive indexes
+//! names the cache of each `kmem_cache_alloc` event as the kernel does
+//! (5.10's events name none: the monitor's cache must have the size the
+//! kernel allocated and be one of /proc/slabinfo's), and unloads cleanly. Both kernels come from the verified archive indexes
 //! (`kmlink crawler fetch`: InRelease signature, index hash, package size
 //! and SHA256), cached under the kmlink cache.
 //!
@@ -38,6 +40,8 @@ T=/sys/kernel/tracing
 echo "@@TAINT-BEFORE $(cat /proc/sys/kernel/tainted)"
 echo 0 > $T/tracing_on
 echo 65536 > $T/buffer_size_kb || exit 18
+# Raw pointers, to pair the kernel's events with the monitor's.
+[ -e $T/options/hash-ptr ] && { echo 0 > $T/options/hash-ptr || exit 21; }
 echo > $T/trace
 for e in kmem/kmalloc kmem/kmem_cache_alloc kmem/kfree kmem/kmem_cache_free kmem/mm_page_alloc; do
   echo 1 > $T/events/$e/enable || exit 20
@@ -58,7 +62,10 @@ sh -c 'for i in $(seq 40); do cat /proc/self/status >/dev/null; ls -R /sys/kerne
 pid=$!
 wait $pid
 echo 0 > $T/tracing_on
+# Paused, the monitor's rings keep the workload's newest events.
+echo pause > /proc/kmlink/control || exit 26
 cat /proc/kmlink/stats > /tmp/stats
+cat /proc/kmlink/events > /tmp/events
 "#,
     kmlink_tests::trace_of_pid_sh!(),
     r#"km=$(grep -c -E ' kmalloc(_node)?: ' /tmp/mine)
@@ -70,6 +77,24 @@ pa=$(awk '/ mm_page_alloc: / && !/page=0000000000000000/ && !/page=\(null\)/ {
   END { printf "trace_page_alloc=%d trace_page_units=%d", n, u }' /tmp/mine)
 ps=$(awk '/^KernelPageSize:/ { print $2 * 1024; exit }' /proc/self/smaps)
 echo "@@CHECK pid=$pid trace_kmalloc=$km trace_kmem_cache_alloc=$kca $pa page_size=$ps trace_drops=$drops"
+# The cache of each of the workload's kmem_cache_alloc events, paired by
+# pointer (the last allocation of each on either side): the monitor's cache
+# size must be the kernel's bytes_alloc, and its name the kernel's where the
+# kernel names one (5.10 names none: the monitor finds it from the object's
+# page).
+awk -v pid=$pid '
+  function norm(p) { p = tolower(p); sub(/^0x/, "", p); sub(/^0+/, "", p); return p }
+  FNR == NR { if ($0 !~ / kmem_cache_alloc(_node)?: /) next
+    p = $0; sub(/.* ptr=/, "", p); sub(/ .*/, "", p); p = norm(p)
+    b = $0; sub(/.* bytes_alloc=/, "", b); sub(/ .*/, "", b); TB[p] = b
+    n = "-"; if ($0 ~ / name=/) { n = $0; sub(/.* name=/, "", n); sub(/ .*/, "", n) }; TN[p] = n; next }
+  $3 == pid && $6 == "kmem_cache_alloc" { p = norm($12); MB[p] = $8; MN[p] = $9 }
+  END { for (p in MB) { if (!(p in TB)) { lone++; continue }
+      pairs++; if (MN[p] == "-") unnamed++; else { C[MN[p]] = 1
+        if (MB[p] != TB[p]) size++; if (TN[p] != "-" && TN[p] != MN[p]) name++ } }
+    printf "@@CACHES pairs=%d unnamed=%d size_mismatch=%d name_mismatch=%d lone=%d names=", pairs, unnamed, size, name, lone
+    for (c in C) printf "%s,", c; print "" }' /tmp/mine /tmp/events
+echo "@@SLABS $(awk 'NR > 2 {print $1}' /proc/slabinfo | tr '\n' ' ')"
 echo "@@STATS-BEGIN"
 cat /tmp/stats
 echo "@@STATS-END"
@@ -226,6 +251,34 @@ fn run(release: &str, page_size: u64, backend: Backend) {
             page_bytes,
             trace_page_bytes,
             "{}: page bytes ({page_size}-byte pages)",
+            ctx()
+        );
+    }
+    // The caches of the workload's kmem_cache_alloc events, paired by
+    // pointer with the kernel's: named (5.10's events name none: the
+    // monitor finds the cache from the object's page), of the size the
+    // kernel allocated, the kernel's own name where it gives one, and
+    // caches /proc/slabinfo lists.
+    let caches = CheckLine(
+        c.lines()
+            .find(|l| l.starts_with("@@CACHES"))
+            .unwrap_or_else(|| panic!("{}: no @@CACHES line", ctx())),
+    );
+    eprintln!("{}: {}", ctx(), caches.0);
+    assert!(caches.n("pairs") > 0, "{}: no pairs: {}", ctx(), caches.0);
+    for k in ["unnamed", "size_mismatch", "name_mismatch"] {
+        assert_eq!(caches.n(k), 0, "{}: {k}: {}", ctx(), caches.0);
+    }
+    let slabs: Vec<&str> = c
+        .lines()
+        .find_map(|l| l.strip_prefix("@@SLABS"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let names = caches.0.split("names=").nth(1).unwrap_or_default();
+    for name in names.split(',').filter(|n| !n.is_empty()) {
+        assert!(
+            slabs.contains(&name),
+            "{}: cache {name} not in /proc/slabinfo {slabs:?}",
             ctx()
         );
     }
