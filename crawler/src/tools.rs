@@ -62,9 +62,11 @@ fn busybox_arm64_from(http: &Http, cache: &Cache, origin: &Origin, base: &str) -
         component: "main",
         arch: "arm64",
     };
-    let entries = index::fetch_verified_packages(http, Some(cache), base, &at, &release, &|n| {
-        n == BUSYBOX_PACKAGE
-    })?;
+    let select = index::Selection {
+        name: BUSYBOX_PACKAGE,
+        keep: &|n| n == BUSYBOX_PACKAGE,
+    };
+    let entries = index::fetch_verified_packages(http, Some(cache), base, &at, &release, &select)?;
     let entry = entries
         .iter()
         .max_by(|a, b| crate::version::compare(&a.version, &b.version))

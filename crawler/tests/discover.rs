@@ -609,6 +609,41 @@ fn discovers_verifies_and_materializes_every_layout() {
     let again = discover::discover(&http, Some(&cache), &o, &["sid".into()]);
     assert_eq!(again.kernels.len(), 5);
     assert_eq!(server.hits(), before + 1);
+    // So is the kernel packages' selection from each: a damaged or foreign
+    // one is read again from the index (and rewritten), never trusted.
+    let selections: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("cache/indexes"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".kernel-packages.json"))
+        .collect();
+    assert_eq!(selections.len(), 2, "{selections:?}");
+    let releases = |d: &discover::Discovery| {
+        let mut r: Vec<String> = d.kernels.iter().map(|k| k.1.release.clone()).collect();
+        r.sort();
+        r
+    };
+    let want = releases(&d);
+    for damage in [
+        &b"{not json"[..],
+        br#"{"index_sha256":"0","selection":"kernel-packages","entries":[]}"#,
+    ] {
+        for p in &selections {
+            std::fs::write(p, damage).unwrap();
+        }
+        let d2 = discover::discover(
+            &http,
+            Some(&cache),
+            &o,
+            &["sid".into(), "trixie-security".into()],
+        );
+        assert!(d2.errors.is_empty(), "{:?}", d2.errors);
+        assert_eq!(releases(&d2), want);
+    }
+    for p in &selections {
+        let text = std::fs::read_to_string(p).unwrap();
+        assert!(text.contains("\"entries\":[{"), "{}: {text}", p.display());
+    }
 
     let merged = discover::merge(d.kernels);
     assert_eq!(merged.len(), 5);

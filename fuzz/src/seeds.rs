@@ -99,7 +99,7 @@ pub fn store_images() -> Vec<Vec<u8>> {
     out
 }
 
-/// Bundles: of the small records, of one record, and the built-in one.
+/// Bundles: of the small records, of one record, and the built-in ones.
 pub fn bundles() -> Vec<Vec<u8>> {
     let recs = small_records();
     let mut out = Vec::new();
@@ -111,7 +111,8 @@ pub fn bundles() -> Vec<Vec<u8>> {
             out.push(b);
         }
     }
-    out.extend(fixture("metadata-db/bundles/default.kmb"));
+    out.extend(fixture("metadata-db/bundles/amd64.kmb"));
+    out.extend(fixture("metadata-db/bundles/arm64.kmb"));
     out
 }
 

@@ -41,9 +41,14 @@ pub const MAX_BUNDLE: u64 = MAX_PAYLOAD + MAX_HEADER as u64 + (1 << 20);
 const SECRET_TAG: &str = "kmlink-ed25519-secret-key";
 const PUBLIC_TAG: &str = "kmlink-ed25519-public-key";
 
-/// The bundle built into kmlink: slim records of every kernel a crawl found
-/// (regenerate with `kmlink bundle export --slim -o metadata-db/bundles/default.kmb`).
-pub static DEFAULT_BUNDLE: &[u8] = include_bytes!("../bundles/default.kmb");
+/// The bundles built into kmlink, one per architecture: slim records, cut
+/// for that architecture's core, of every kernel a crawl of the archive
+/// found (regenerate with `cargo run -p kmlink-metadata-db --example
+/// write_default_bundle -- STORE ARCH`, see docs/metadata-db.md).
+pub static DEFAULT_BUNDLES: &[(Arch, &[u8])] = &[
+    (Arch::X86_64, include_bytes!("../bundles/amd64.kmb")),
+    (Arch::Aarch64, include_bytes!("../bundles/arm64.kmb")),
+];
 
 /// One record as the header lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,32 +531,57 @@ pub fn install(store: &Store, bytes: &[u8], trust: &Trust) -> Result<InstallRepo
     })
 }
 
-/// The records of [`DEFAULT_BUNDLE`] (decoded and checked once); the error
-/// is kept as text (with its causes), as it is computed once and shared.
+/// The records of every bundle in [`DEFAULT_BUNDLES`] (decoded and checked
+/// once); the error is kept as text (with its causes), as it is computed
+/// once and shared. A record whose architecture is not its bundle's is an
+/// error: a record is never served for another architecture's kernels.
 pub fn embedded_records() -> Result<Vec<KernelRecord>, String> {
     static CELL: OnceLock<Result<Vec<KernelRecord>, String>> = OnceLock::new();
     CELL.get_or_init(|| {
-        if DEFAULT_BUNDLE.is_empty() {
-            return Ok(Vec::new());
+        let mut all = Vec::new();
+        for (arch, bytes) in DEFAULT_BUNDLES {
+            if bytes.is_empty() {
+                continue;
+            }
+            let records = read(bytes, &Trust::default())
+                .map(|v| v.records)
+                .map_err(|e| {
+                    format!(
+                        "the built-in {} bundle: {}",
+                        arch.debian(),
+                        kmlink_errors::chain(&e)
+                    )
+                })?;
+            if let Some(r) = records.iter().find(|r| r.identity.arch != arch.machine()) {
+                return Err(format!(
+                    "the built-in {} bundle holds {}, a record for {}",
+                    arch.debian(),
+                    r.identity.release,
+                    r.identity.arch
+                ));
+            }
+            all.extend(records);
         }
-        read(DEFAULT_BUNDLE, &Trust::default())
-            .map(|v| v.records)
-            .map_err(|e| kmlink_errors::chain(&e))
+        Ok(all)
     })
     .clone()
 }
 
-/// Regenerates the default bundle from `store`: slim records of every stored
-/// kernel, for the current core, unsigned (its integrity is the binary's).
-/// Returns the number of records.
-pub fn write_default(
-    store: &Store,
-    manifest: &Manifest,
-    core: &[u8],
-    out: &Path,
-) -> Result<usize, BundleError> {
-    let records = store.all().map_err(Box::new)?;
-    let bytes = export(&records, Some((manifest, core)), None)?;
+/// Regenerates the built-in bundle of `arch` from `store`: slim records of
+/// every stored kernel of that architecture, cut for its core, unsigned
+/// (its integrity is the binary's). Returns the number of records.
+pub fn write_default(store: &Store, arch: Arch, out: &Path) -> Result<usize, BundleError> {
+    let records: Vec<KernelRecord> = store
+        .all()
+        .map_err(Box::new)?
+        .into_iter()
+        .filter(|r| r.identity.arch == arch.machine())
+        .collect();
+    let manifest = Manifest::core_for(arch).map_err(|source| BundleError::Core {
+        arch: arch.machine(),
+        source,
+    })?;
+    let bytes = export(&records, Some((&manifest, arch.core_object())), None)?;
     crate::store::atomic_write(out, &bytes).map_err(Box::new)?;
     Ok(records.len())
 }

@@ -675,8 +675,8 @@ impl Store {
         Ok(Some(out))
     }
 
-    /// Every record of the bundle built into this binary
-    /// (`metadata-db/bundles/default.kmb`), checked.
+    /// Every record of the bundles built into this binary
+    /// (`metadata-db/bundles/{amd64,arm64}.kmb`), checked.
     pub fn embedded() -> Result<Vec<KernelRecord>, DbError> {
         crate::bundle::embedded_records().map_err(DbError::Embedded)
     }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::fixture;
-use kmlink_core_module::{Manifest, CORE_OBJECT};
+use kmlink_core_module::{Arch, Manifest, CORE_OBJECT};
 use kmlink_metadata_db::bundle::{self, BundleError, BundleHeader, Trust, MAGIC};
 use kmlink_metadata_db::record::KernelRecord;
 use kmlink_metadata_db::{slim, Store};
@@ -296,30 +296,73 @@ fn embedded_bundle_reads() {
     }
 }
 
-/// The checked-in default bundle is the crawl of the whole Debian archive:
-/// every amd64 flavour, the kernels without a modules package, ≤ 2 KiB per
-/// kernel, each record serving the current core; served from an empty
-/// store for a kernel whose packages nobody has.
+/// The checked-in built-in bundles are the crawl of the whole Debian
+/// archive, one per architecture: every flavour (arm64's 16 KiB-page one
+/// too), ≤ 2 KiB per kernel, each record of its bundle's architecture and
+/// serving that architecture's core; served from an empty store for a
+/// kernel whose packages nobody has.
 #[test]
-fn embedded_bundle_covers_the_archive() {
-    let recs = Store::embedded().expect("embedded bundle decodes");
-    assert!(recs.len() >= 200, "{} records", recs.len());
-    let size = kmlink_metadata_db::bundle::DEFAULT_BUNDLE.len();
-    assert!(size / recs.len() <= 2048, "{size} B for {}", recs.len());
-    let manifest = Manifest::core().expect("manifest");
-    for f in ["amd64", "cloud-amd64", "rt-amd64"] {
-        assert!(
-            recs.iter().filter(|r| r.identity.flavour == f).count() >= 60,
-            "{f}"
+fn embedded_bundles_cover_the_archive() {
+    let recs = Store::embedded().expect("embedded bundles decode");
+    for (arch, bytes, least, flavours) in [
+        (
+            Arch::X86_64,
+            bundle::DEFAULT_BUNDLES[0].1,
+            200,
+            &["amd64", "cloud-amd64", "rt-amd64"][..],
+        ),
+        (
+            Arch::Aarch64,
+            bundle::DEFAULT_BUNDLES[1].1,
+            250,
+            &["arm64", "cloud-arm64", "rt-arm64", "arm64-16k"][..],
+        ),
+    ] {
+        assert_eq!(
+            bundle::DEFAULT_BUNDLES
+                .iter()
+                .filter(|(a, _)| *a == arch)
+                .count(),
+            1
         );
-    }
-    for r in &recs {
-        slim::covers(r, &manifest, CORE_OBJECT)
-            .unwrap_or_else(|e| panic!("{}: {e}", r.identity.release));
-        assert!(r.vermagic.starts_with(&format!("{} ", r.identity.release)));
+        let own = bundle::read(bytes, &Trust::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", arch.debian()))
+            .records;
+        assert!(
+            own.len() >= least,
+            "{}: {} records",
+            arch.debian(),
+            own.len()
+        );
+        assert!(
+            bytes.len() / own.len() <= 2048,
+            "{}: {} B for {}",
+            arch.debian(),
+            bytes.len(),
+            own.len()
+        );
+        let manifest = Manifest::core_for(arch).expect("manifest");
+        for f in flavours {
+            assert!(
+                own.iter().filter(|r| r.identity.flavour == *f).count() >= 8,
+                "{f}"
+            );
+        }
+        for r in &own {
+            assert_eq!(r.identity.arch, arch.machine(), "{}", r.identity.release);
+            slim::covers(r, &manifest, arch.core_object())
+                .unwrap_or_else(|e| panic!("{}: {e}", r.identity.release));
+            assert!(r.vermagic.starts_with(&format!("{} ", r.identity.release)));
+            assert!(recs.contains(r), "{}", r.identity.release);
+        }
     }
     let (_d, s) = empty_store();
-    for rel in ["6.1.0-55-cloud-amd64", "7.0.4+deb13-rt-amd64"] {
+    for rel in [
+        "6.1.0-55-cloud-amd64",
+        "7.0.4+deb13-rt-amd64",
+        "5.10.0-30-arm64",
+        "6.12.57+deb13-arm64-16k",
+    ] {
         let (found, src) = s.get_or_embedded(rel).expect("get");
         assert_eq!(src, kmlink_metadata_db::RecordSource::Embedded, "{rel}");
         assert_eq!(found.len(), 1, "{rel}");

@@ -424,12 +424,13 @@ fn refresh_real_kernels_and_default_bundle() {
         .iter()
         .all(|o| matches!(o, Outcome::Unchanged { .. })));
 
-    // The built-in bundle: regenerate on request, else compare with it.
-    let fresh = dir.path().join("default.kmb");
-    let n = bundle::write_default(&store, &manifest, CORE_OBJECT, &fresh).expect("default");
+    // The built-in amd64 bundle: regenerate on request, else compare with it.
+    let fresh = dir.path().join("amd64.kmb");
+    let n =
+        bundle::write_default(&store, kmlink_core_module::Arch::X86_64, &fresh).expect("default");
     assert_eq!(n, arts.len());
     if std::env::var_os("KMLINK_UPDATE_DEFAULT_BUNDLE").is_some() {
-        let dest = workspace().join("metadata-db/bundles/default.kmb");
+        let dest = workspace().join("metadata-db/bundles/amd64.kmb");
         std::fs::copy(&fresh, &dest).expect("copy");
         eprintln!("wrote {}", dest.display());
     } else {

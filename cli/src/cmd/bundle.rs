@@ -29,7 +29,7 @@ pub enum BundleCommand {
     /// Examples:
     ///   kmlink bundle export -o kernels.kmb
     ///   kmlink bundle export -o bookworm.kmb --release '6.1.0-*' --slim --sign-key publisher.key
-    ///   kmlink bundle export --slim -o metadata-db/bundles/default.kmb   (the built-in bundle)
+    ///   kmlink bundle export --slim --release '*-arm64*' -o metadata-db/bundles/arm64.kmb   (a built-in bundle)
     #[command(verbatim_doc_comment)]
     Export {
         /// Output file (`-`: stdout).

@@ -177,7 +177,10 @@ fn scan_suite_with(
                         arch: origin.arch.debian(),
                     },
                     &release,
-                    &is_kernel_package_name,
+                    &index::Selection {
+                        name: "kernel-packages",
+                        keep: &is_kernel_package_name,
+                    },
                 ) {
                     Ok(mut e) => entries.append(&mut e),
                     // Optional components (Ubuntu's restricted, universe)
