@@ -361,7 +361,7 @@ fn embedded_bundles_cover_the_archive() {
         "6.1.0-55-cloud-amd64",
         "7.0.4+deb13-rt-amd64",
         "5.10.0-30-arm64",
-        "6.12.57+deb13-arm64-16k",
+        "6.12.57+deb12-arm64-16k",
     ] {
         let (found, src) = s.get_or_embedded(rel).expect("get");
         assert_eq!(src, kmlink_metadata_db::RecordSource::Embedded, "{rel}");
