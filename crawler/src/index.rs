@@ -169,6 +169,9 @@ fn shift_line(e: Error, by: usize) -> Error {
 /// Largest compressed / decompressed index accepted (bytes).
 const MAX_COMPRESSED: u64 = 256 << 20;
 const MAX_INDEX: u64 = 1 << 30;
+/// Largest cached selection read back (a suite's kernel packages take
+/// ~0.5 MB; anything larger is not one of ours).
+const MAX_SELECTION: u64 = 16 << 20;
 
 /// Download `dists/<suite>/main/binary-<arch>/Packages.xz` (falling back to
 /// `Packages.gz` on HTTP 404) from `base_uri`, decompress and parse it.
@@ -370,9 +373,15 @@ struct CachedSelection {
 /// entry passes [`PackageEntry::validate`]; anything else is removed and
 /// the index is read again.
 fn read_selection(path: &std::path::Path, sha256: &str, name: &str) -> Option<Vec<PackageEntry>> {
-    let bytes = std::fs::read(path).ok()?;
-    let ok = serde_json::from_slice::<CachedSelection>(&bytes)
-        .ok()
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_SELECTION + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let ok = (bytes.len() as u64 <= MAX_SELECTION)
+        .then(|| serde_json::from_slice::<CachedSelection>(&bytes).ok())
+        .flatten()
         .filter(|c| {
             c.index_sha256 == sha256
                 && c.selection == name
@@ -485,6 +494,36 @@ mod tests {
         ))
         .unwrap_err();
         assert!(kmlink_errors::chain(&e).contains("unsafe Filename"), "{e}");
+    }
+
+    #[test]
+    fn a_cached_selection_is_read_back_only_if_whole_sane_and_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sel.json");
+        let entry = PackageEntry {
+            package: "linux-image-6.1.0-47-arm64".into(),
+            version: "6.1.158-1".into(),
+            filename: "pool/main/l/linux/x.deb".into(),
+            size: 1,
+            sha256: SHA.into(),
+            depends: String::new(),
+            source: None,
+        };
+        write_selection(&p, SHA, "kernel-packages", std::slice::from_ref(&entry)).unwrap();
+        assert_eq!(
+            read_selection(&p, SHA, "kernel-packages"),
+            Some(vec![entry])
+        );
+        // Another selection's name: refused and removed.
+        assert_eq!(read_selection(&p, SHA, "busybox-static"), None);
+        assert!(!p.exists());
+        // Valid JSON padded past the bound: not read whole, refused.
+        write_selection(&p, SHA, "kernel-packages", &[]).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        std::io::Write::write_all(&mut f, &vec![b' '; MAX_SELECTION as usize]).unwrap();
+        drop(f);
+        assert_eq!(read_selection(&p, SHA, "kernel-packages"), None);
+        assert!(!p.exists());
     }
 
     #[test]
